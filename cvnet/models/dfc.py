@@ -1,0 +1,225 @@
+"""The deep-shallow filtrate collaboration (DFC) module (paper section 4.3) and its parts.
+
+A DFC module runs a shallow branch (2 LConvs) and a deep branch (6 LConvs, the paper's 3:1 ratio)
+side by side. After each half of the LConvs a *filtration op* shared by both branches exchanges
+information between them; a *collaboration* module fuses the two branches with per-pixel softmax
+weights. The four filtration ops are the paper's NAS search space:
+
+=====  ==========  =====================================================================
+code   name        what it does to the pair (deep, shallow)
+=====  ==========  =====================================================================
+N      none        unchanged
+E      exchange    swapped
+G      gate        each multiplied by an SE-style channel gate (weights shared by both)
+A      attention   channel cross-attention between the branches (DANet CAM style)
+=====  ==========  =====================================================================
+"""
+
+from typing import Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cvnet.errors import ConfigError
+from cvnet.models.layers import ConvBnAct, LightConv, channel_mean_max
+
+Pair = Tuple[torch.Tensor, torch.Tensor]
+
+#: The op sequence the paper's NAS found (Figure 4a): stage i//4, module (i//2)%2, slot i%2.
+PAPER_OPS = ("G", "A", "G", "G", "G", "G", "G", "N", "G", "E", "A", "A")
+OP_NAMES = {"none": "N", "exchange": "E", "gate": "G", "attention": "A"}
+OPS_PER_MODULE = 2
+MODULES_PER_STAGE = 2
+OPS_PER_STAGE = OPS_PER_MODULE * MODULES_PER_STAGE
+
+
+def parse_ops(spec: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    """Normalises an op sequence to a tuple of one-letter codes.
+
+    Args:
+        spec: ``"GAGGGGGNGEAA"``, or a sequence of codes or names (``["gate", "attention"]``).
+
+    Raises:
+        ConfigError: An entry is neither a code (N, E, G, A) nor a name.
+    """
+    items = list(spec) if isinstance(spec, str) else list(spec)
+    codes = []
+    for i, item in enumerate(items):
+        key = str(item).strip()
+        code = OP_NAMES.get(key.lower(), key.upper())
+        if code not in OP_NAMES.values():
+            raise ConfigError(f"filtration op #{i} is {item!r}; expected one of the codes "
+                              f"N, E, G, A or the names {', '.join(OP_NAMES)}")
+        codes.append(code)
+    return tuple(codes)
+
+
+class FilterNone(nn.Module):
+    """Filtration op N: returns the pair unchanged."""
+
+    def forward(self, pair: Pair) -> Pair:
+        return pair
+
+
+class FilterExchange(nn.Module):
+    """Filtration op E: swaps the two branches."""
+
+    def forward(self, pair: Pair) -> Pair:
+        return pair[1], pair[0]
+
+
+class FilterGate(nn.Module):
+    """Filtration op G: an SE-style channel gate whose weights both branches share.
+
+    ``g(X) = sigmoid(W2 ReLU(W1 GAP(X)))`` with 1x1 convs C -> C/r -> C (with bias); each branch
+    (B, C, H, W) is multiplied by its own gate (B, C, 1, 1).
+
+    Args:
+        channels: Channels C of each branch.
+        reduction: Bottleneck ratio r [choice: 16, as MSINet].
+    """
+
+    def __init__(self, channels: int, *, reduction: int = 16):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+
+    def forward(self, pair: Pair) -> Pair:
+        x1, x2 = pair
+        return x1 * self.gate(x1), x2 * self.gate(x2)
+
+
+class FilterAttention(nn.Module):
+    """Filtration op A: channel cross-attention between the branches.
+
+    With X1, X2 flattened to (B, C, N), N = H*W: ``E = X1 X2^T`` (B, C, C),
+    ``A1 = softmax(rowmax(E) - E)``, ``out1 = gamma * A1 X1 + X1``; branch 2 uses ``E^T``. One
+    scalar ``gamma``, initialised to 0, so the op starts as the identity.
+
+    Note: E sums N products (4096 at stage 1 of a 256x256 input) and can overflow FP16; engine
+    builds can keep these MatMul/Softmax layers in FP32.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, pair: Pair) -> Pair:
+        x1, x2 = pair
+        q1, q2 = x1.flatten(2), x2.flatten(2)  # (B, C, N)
+        energy = torch.bmm(q1, q2.transpose(1, 2))  # (B, C, C)
+        out1 = self._attend(energy, q1).view_as(x1)
+        out2 = self._attend(energy.transpose(1, 2), q2).view_as(x2)
+        return self.gamma * out1 + x1, self.gamma * out2 + x2
+
+    @staticmethod
+    def _attend(energy: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        attention = torch.softmax(energy.amax(dim=-1, keepdim=True) - energy, dim=-1)
+        return torch.bmm(attention, values)
+
+
+def make_filter(code: str, channels: int, *, gate_reduction: int = 16) -> nn.Module:
+    """Builds the filtration op for a one-letter code (see :func:`parse_ops`)."""
+    if code == "N":
+        return FilterNone()
+    if code == "E":
+        return FilterExchange()
+    if code == "G":
+        return FilterGate(channels, reduction=gate_reduction)
+    if code == "A":
+        return FilterAttention()
+    raise ConfigError(f"unknown filtration op {code!r}; expected one of N, E, G, A")
+
+
+class Collaboration(nn.Module):
+    """Fuses deep D and shallow S (each (B, C, H, W)) into Y (B, C, H, W).
+
+    Merge pooling (channel mean and max of each branch) -> (B, 4, H, W) -> k x k conv to 2 maps ->
+    softmax over the two -> ``Y = w_D * D + w_S * S``. 394 parameters at k = 7.
+
+    Args:
+        kernel_size: The fusion conv's kernel [paper: 7, chosen by cross-validation].
+    """
+
+    def __init__(self, *, kernel_size: int = 7):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 2, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, deep: torch.Tensor, shallow: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([channel_mean_max(deep), channel_mean_max(shallow)], dim=1)
+        weights = torch.softmax(self.conv(pooled), dim=1)  # (B, 2, H, W)
+        return weights[:, 0:1] * deep + weights[:, 1:2] * shallow
+
+
+class DFCBlock(nn.Module):
+    """One DFC module: (B, in_channels, H, W) -> (B, out_channels, H, W).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        ops: The two filtration op codes (slot 0 after the first LConv group, slot 1 after the
+            second).
+        mid_ratio: Branch width is ``out_channels // mid_ratio`` [choice: 4, as MSINet].
+        deep_lconvs: LConvs per group in the deep branch (3 -> 6 in all, the paper's 3:1).
+        shallow_lconvs: LConvs per group in the shallow branch (1 -> 2 in all).
+        gate_reduction: Bottleneck ratio of Gate ops.
+        collab_kernel: Kernel size of the collaboration conv.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, ops: Sequence[str], *,
+                 mid_ratio: int = 4, deep_lconvs: int = 3, shallow_lconvs: int = 1,
+                 gate_reduction: int = 16, collab_kernel: int = 7):
+        super().__init__()
+        if len(ops) != OPS_PER_MODULE:
+            raise ConfigError(f"a DFC module takes {OPS_PER_MODULE} filtration ops, got {list(ops)}")
+        mid = out_channels // mid_ratio
+        self.ops = tuple(ops)
+        self.deep_entry = ConvBnAct(in_channels, mid, 1)
+        self.shallow_entry = ConvBnAct(in_channels, mid, 1)
+        self.deep_groups = nn.ModuleList(
+            nn.Sequential(*[LightConv(mid) for _ in range(deep_lconvs)]) for _ in ops)
+        self.shallow_groups = nn.ModuleList(
+            nn.Sequential(*[LightConv(mid) for _ in range(shallow_lconvs)]) for _ in ops)
+        self.filters = nn.ModuleList(make_filter(code, mid, gate_reduction=gate_reduction)
+                                     for code in ops)
+        self.deep_proj = ConvBnAct(mid, out_channels, 1, act=False)
+        self.shallow_proj = ConvBnAct(mid, out_channels, 1, act=False)
+        self.collaboration = Collaboration(kernel_size=collab_kernel)
+        self.shortcut = (nn.Identity() if in_channels == out_channels
+                         else ConvBnAct(in_channels, out_channels, 1, act=False))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        deep, shallow = self.deep_entry(x), self.shallow_entry(x)  # (B, mid, H, W) each
+        for deep_group, shallow_group, filtration in zip(self.deep_groups, self.shallow_groups,
+                                                         self.filters):
+            deep, shallow = filtration((deep_group(deep), shallow_group(shallow)))
+        fused = self.collaboration(self.deep_proj(deep), self.shallow_proj(shallow))
+        return self.act(fused + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck (the paper's "Res. S" ablation): 1x1, 3x3, 1x1 convs plus a shortcut.
+
+    (B, in_channels, H, W) -> (B, out_channels, H, W), inner width ``out_channels // mid_ratio``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, mid_ratio: int = 4):
+        super().__init__()
+        mid = out_channels // mid_ratio
+        self.body = nn.Sequential(
+            ConvBnAct(in_channels, mid, 1),
+            ConvBnAct(mid, mid, 3),
+            ConvBnAct(mid, out_channels, 1, act=False),
+        )
+        self.shortcut = (nn.Identity() if in_channels == out_channels
+                         else ConvBnAct(in_channels, out_channels, 1, act=False))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))

@@ -1,0 +1,55 @@
+"""Model registry: ``@register_model`` builders, looked up by name with ``build_model``."""
+
+from typing import Callable, Dict, List
+
+import torch.nn as nn
+
+from cvnet.errors import ConfigError
+
+_MODELS: Dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Registers a builder under its function name.
+
+    Raises:
+        ConfigError: A builder of the same name is already registered.
+    """
+    name = fn.__name__
+    if name in _MODELS:
+        raise ConfigError(f"model {name!r} is registered twice ({_MODELS[name].__module__} and "
+                          f"{fn.__module__}); rename one of the builders")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models() -> List[str]:
+    """Returns the registered model names, sorted."""
+    return sorted(_MODELS)
+
+
+def model_description(name: str) -> str:
+    """Returns the first line of a registered builder's docstring."""
+    doc = (_get_builder(name).__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _get_builder(name: str) -> Callable[..., nn.Module]:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """Builds a registered model with freshly initialised weights.
+
+    Args:
+        name: A name from :func:`list_models`, e.g. ``"cvnet"``.
+        **kwargs: Constructor options that override the variant's (``num_classes``, ``widths``,
+            ``ops``...); see :class:`cvnet.models.cvnet.CVNet`.
+
+    Raises:
+        KeyError: ``name`` is not registered; the message lists the registered names.
+    """
+    return _get_builder(name)(**kwargs)
