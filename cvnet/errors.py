@@ -14,3 +14,23 @@ class ConfigError(CVNetError, ValueError):
 
 class UnsupportedOperatorError(CVNetError):
     """An ONNX graph contains operators the target TensorRT version cannot parse."""
+
+
+class MetadataError(CVNetError):
+    """An artefact sidecar (``cvnet.onnx.json``...) is missing, unreadable or invalid."""
+
+
+class CheckpointError(CVNetError):
+    """A checkpoint file is missing, not a checkpoint, unsafe to load or does not fit the model."""
+
+
+class OutputPathError(CVNetError):
+    """An output file cannot be written where it was asked for."""
+
+
+class ExportError(CVNetError):
+    """A model could not be exported (exporter failure, bad export options)."""
+
+
+class VerificationError(ExportError):
+    """An exported graph does not compute what the PyTorch model computes, within tolerance."""
