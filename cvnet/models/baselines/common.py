@@ -193,8 +193,11 @@ def trunc_normal_init(module: nn.Module, std: float = 0.02) -> None:
 class ClassifiedBackbone(nn.Module):
     """Base of the lightweight "+ CH" baselines: ImageNet backbone + :class:`ClassificationHead`.
 
-    A subclass builds its layers, implements :meth:`forward_features` (image -> pooled pre-logits
-    feature) and calls :meth:`add_head` last.
+    Eval: (B, 3, H, W) -> (B, feature_dim) BN'd embedding (1000-d by default). Train:
+    :class:`ReIDOutput` with the pre-BN feature and the ID logits. A subclass builds its layers,
+    implements :meth:`forward_features` (image -> pooled pre-logits feature) and calls
+    :meth:`add_head` last with its ``num_classes`` (training identities, 0: no classifier) and
+    ``feature_dim`` (width of the FC kept from the ImageNet model, 0: none).
     """
 
     def add_head(self, in_dim: int, *, feature_dim: int, num_classes: int) -> None:

@@ -56,13 +56,10 @@ class FasterBlock(nn.Module):
 
 
 class FasterNet(ClassifiedBackbone):
-    """FasterNet backbone + "+ CH" head.
-
-    Eval: (B, 3, H, W) -> (B, feature_dim) BN'd embedding (1000-d). Train: :class:`ReIDOutput`.
+    """FasterNet backbone + "+ CH" head; forward as :class:`ClassifiedBackbone` (1000-d embedding).
 
     Args:
-        num_classes: Training identities; 0 builds no classifier.
-        feature_dim: Width of the FC kept from the ImageNet model (0: none), see the head.
+        num_classes, feature_dim: Classifier and FC widths, see :class:`ClassifiedBackbone`.
         embed_dim: Width of stage 1; stage i has ``embed_dim * 2**i`` [T1: 64].
         depths: Blocks per stage [T1: 1, 2, 8, 2].
         mlp_ratio: Expansion of the blocks' MLP [2].

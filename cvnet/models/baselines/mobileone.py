@@ -111,13 +111,10 @@ class MobileOneBlock(nn.Module):
 
 
 class MobileOne(ClassifiedBackbone):
-    """MobileOne backbone + "+ CH" head.
-
-    Eval: (B, 3, H, W) -> (B, feature_dim) BN'd embedding (1000-d). Train: :class:`ReIDOutput`.
+    """MobileOne backbone + "+ CH" head; forward as :class:`ClassifiedBackbone` (1000-d embedding).
 
     Args:
-        num_classes: Training identities; 0 builds no classifier.
-        feature_dim: Width of the FC kept from the ImageNet model (0: none), see the head.
+        num_classes, feature_dim: Classifier and FC widths, see :class:`ClassifiedBackbone`.
         width_multipliers: Multipliers of the stage widths 64, 128, 256, 512 [S1: 1.5, 1.5, 2, 2.5].
         depths: Blocks per stage [2, 8, 10, 1].
         num_branches: Conv branches of the training form [S1: 1; S0: 4].

@@ -157,13 +157,10 @@ class SBCFormerBlock(nn.Module):
 
 
 class SBCFormer(ClassifiedBackbone):
-    """SBCFormer backbone + "+ CH" head.
-
-    Eval: (B, 3, H, W) -> (B, feature_dim) BN'd embedding (1000-d). Train: :class:`ReIDOutput`.
+    """SBCFormer backbone + "+ CH" head; forward as :class:`ClassifiedBackbone` (1000-d embedding).
 
     Args:
-        num_classes: Training identities; 0 builds no classifier.
-        feature_dim: Width of the FC kept from the ImageNet model (0: none), see the head.
+        num_classes, feature_dim: Classifier and FC widths, see :class:`ClassifiedBackbone`.
         img_size: Input (H, W) or side, multiples of 32; fixes the attention grid [256].
         embed_dims: Stage widths [XS: 96, 160, 288].
         key_dim: Query/key width per head [XS: 16].

@@ -41,13 +41,10 @@ class StarBlock(nn.Module):
 
 
 class StarNet(ClassifiedBackbone):
-    """StarNet backbone + "+ CH" head.
-
-    Eval: (B, 3, H, W) -> (B, feature_dim) BN'd embedding (1000-d). Train: :class:`ReIDOutput`.
+    """StarNet backbone + "+ CH" head; forward as :class:`ClassifiedBackbone` (1000-d embedding).
 
     Args:
-        num_classes: Training identities; 0 builds no classifier.
-        feature_dim: Width of the FC kept from the ImageNet model (0: none), see the head.
+        num_classes, feature_dim: Classifier and FC widths, see :class:`ClassifiedBackbone`.
         base_dim: Width of stage 1; stage i has ``base_dim * 2**i``.
         depths: Star blocks per stage.
         mlp_ratio: Expansion of the star operation.
