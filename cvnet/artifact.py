@@ -36,7 +36,7 @@ import re
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from cvnet.errors import ConfigError, MetadataError
-from cvnet.io_utils import atomic_write_text, sha256_file
+from cvnet.fileio import write_text_atomic, sha256_file
 
 FORMAT = "cvnet-artifact"
 #: Bump when a field changes meaning or a required field is added; readers refuse newer versions.
@@ -331,7 +331,7 @@ def write_sidecar(path: str, metadata: Union[ArtifactMetadata, Dict[str, Any]]) 
     if not os.fspath(path).endswith(SIDECAR_SUFFIX):
         raise ConfigError("sidecar path {} does not end in {}; pass sidecar_path(artifact) "
                           "rather than the artefact's own path".format(path, SIDECAR_SUFFIX))
-    return atomic_write_text(path, sidecar_text(metadata, source=os.fspath(path)))
+    return write_text_atomic(path, sidecar_text(metadata, source=os.fspath(path)))
 
 
 def sidecar_text(metadata: Union[ArtifactMetadata, Dict[str, Any]],
@@ -401,7 +401,8 @@ def to_metadata_props(metadata: ArtifactMetadata) -> Dict[str, str]:
             if key != "onnx_sha256"}
 
 
-def metadata_from_props(props: Dict[str, str], source: str = "<metadata_props>") -> ArtifactMetadata:
+def metadata_from_props(props: Dict[str, str],
+                        source: str = "<metadata_props>") -> ArtifactMetadata:
     """Reads a record back from :func:`to_metadata_props` output.
 
     Raises:

@@ -16,6 +16,10 @@ class UnsupportedOperatorError(CVNetError):
     """An ONNX graph contains operators the target TensorRT version cannot parse."""
 
 
+class DatasetError(CVNetError, ValueError):
+    """A dataset is missing, malformed or empty (bad CSV columns, unknown split, empty query...)."""
+
+
 class MetadataError(CVNetError):
     """An artefact sidecar (``cvnet.onnx.json``...) is missing, unreadable or invalid."""
 
@@ -24,8 +28,8 @@ class CheckpointError(CVNetError):
     """A checkpoint file is missing, not a checkpoint, unsafe to load or does not fit the model."""
 
 
-class OutputPathError(CVNetError):
-    """An output file cannot be written where it was asked for."""
+class OutputPathError(CVNetError, OSError):
+    """An output file cannot be written where it was asked for (also an OSError)."""
 
 
 class ExportError(CVNetError):

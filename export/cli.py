@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip the ONNX Runtime vs PyTorch comparison")
     check.add_argument("--verify-images", type=int, default=DEFAULT_IMAGE_COUNT, metavar="N",
                        help="images to verify on (default: %(default)s)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the verification images")
+    check.add_argument("--seed", type=int, default=0,
+                       help="seed of the verification images and of --random-init weights "
+                            "(default: %(default)s)")
     parser.add_argument("--json", action="store_true",
                         help="print the sidecar as JSON instead of a summary")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

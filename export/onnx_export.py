@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from cvnet.errors import ConfigError, ExportError
-from cvnet.io_utils import atomic_write_bytes, check_writable
+from cvnet.fileio import write_bytes_atomic, check_writable
 from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, OperatorSupport, check_nodes,
                                 operator_support, versions_reading_opset)
 
@@ -195,7 +195,7 @@ def export_onnx(model: nn.Module, path: str, *, input_size: Tuple[int, int],
     check_tensorrt_support(graph, support)
     if metadata_props:
         set_metadata_props(graph, metadata_props)
-    written = atomic_write_bytes(path, graph.SerializeToString())
+    written = write_bytes_atomic(path, graph.SerializeToString())
     logger.info("wrote %s (opset %d, %s batch)", os.path.basename(written), opset,
                 "static {}".format(batch) if batch else "dynamic")
     return written

@@ -29,9 +29,10 @@ import cvnet
 from cvnet.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, sidecar_path,
                             sidecar_text, to_metadata_props)
 from cvnet.errors import ConfigError, VerificationError
-from cvnet.io_utils import atomic_write_files, check_writable, sha256_bytes
+from cvnet.fileio import write_files_atomic, check_writable, sha256_bytes
 from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
 from cvnet.models.registry import build_model, list_models
+from cvnet.models.summary import is_classifier
 from cvnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                 supports_uint8_input)
@@ -67,7 +68,7 @@ class ExportOptions:
         half: Export an FP16-typed graph (attention and I/O in FP32).
         verify: Compare ONNX Runtime with PyTorch before writing anything.
         verify_images: Number of images verification uses.
-        seed: Seed of the verification images.
+        seed: Seed of the verification images and of ``random_init`` weights.
     """
 
     output: str = "cvnet.onnx"
@@ -123,8 +124,8 @@ def _resolve_input_dtype(options: ExportOptions) -> str:
                        UINT8_INPUT_MIN_TENSORRT, UINT8_INPUT_MIN_TENSORRT)
         return "float32"
     if options.input_dtype == "uint8" and not supports_uint8_input(options.trt_version):
-        raise ConfigError(f"TensorRT {options.trt_version} cannot take a uint8 input (uint8 network "
-                          f"inputs arrived in TensorRT {UINT8_INPUT_MIN_TENSORRT}); use "
+        raise ConfigError(f"TensorRT {options.trt_version} cannot take a uint8 input (uint8 "
+                          f"network inputs arrived in TensorRT {UINT8_INPUT_MIN_TENSORRT}); use "
                           f"--input-dtype float32 for it, or --trt-version "
                           f"{UINT8_INPUT_MIN_TENSORRT} or newer")
     if options.input_dtype not in ("uint8", "float32"):
@@ -156,7 +157,8 @@ def check_options(options: ExportOptions) -> str:
     return _resolve_input_dtype(options)
 
 
-def load_model(checkpoint: Optional[str], options: ExportOptions) -> Tuple[nn.Module, Dict[str, Any]]:
+def load_model(checkpoint: Optional[str],
+               options: ExportOptions) -> Tuple[nn.Module, Dict[str, Any]]:
     """Builds the model to export, in eval mode, and the metadata about its origin.
 
     Raises:
@@ -170,10 +172,12 @@ def load_model(checkpoint: Optional[str], options: ExportOptions) -> Tuple[nn.Mo
             raise ConfigError(f"unknown arch {options.arch!r}; known models: "
                               f"{', '.join(list_models())}")
         kwargs = dict(options.model_kwargs)
+        torch.manual_seed(options.seed)  # the same --seed gives the same untrained weights
         try:
             model = build_model(options.arch, **kwargs).eval()
         except TypeError as err:
-            raise ConfigError(f"model options {kwargs} do not fit {options.arch!r}: {err}") from None
+            raise ConfigError(f"model options {kwargs} do not fit {options.arch!r}: "
+                              f"{err}") from None
         return model, {"variant": options.arch, "model_kwargs": kwargs, "untrained": True}
     if checkpoint is None:
         raise ConfigError("no checkpoint given; pass the .pt file to export, or --random-init "
@@ -208,9 +212,42 @@ def _embedding_dim(model: nn.Module, input_size: Tuple[int, int]) -> int:
 
 
 def _param_count(model: nn.Module) -> int:
-    """Parameters without the ID classifiers (what the paper counts)."""
-    return sum(p.numel() for name, p in model.named_parameters()
-               if not name.split(".")[0].endswith("classifier"))
+    """Parameters without the ID classifiers (what the paper counts; as cvnet-summary counts)."""
+    return sum(p.numel() for name, p in model.named_parameters() if not is_classifier(name))
+
+
+def build_metadata(model: nn.Module, origin: Dict[str, Any], options: ExportOptions,
+                   graph: onnx.ModelProto, *, input_dtype: str, embedding_dim: int,
+                   report: Optional[VerificationReport], onnx_path: str) -> ArtifactMetadata:
+    """The sidecar record of an export (``onnx_sha256`` is filled in once the bytes exist)."""
+    in_graph = options.preprocess_in_graph
+    height, width = options.input_size
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    batch_min, batch_max = ((options.batch, options.batch) if options.batch
+                            else tuple(options.dynamic_batch))
+    return ArtifactMetadata(
+        format=FORMAT, format_version=FORMAT_VERSION, artifact_type="onnx",
+        file=os.path.basename(onnx_path), model=type(model).__name__,
+        variant=origin["variant"], model_kwargs=origin["model_kwargs"],
+        param_count=_param_count(model), input_name=INPUT_NAME,
+        input_layout="NHWC" if in_graph else "NCHW", input_dtype=input_dtype,
+        input_height=height, input_width=width, channel_order="RGB",
+        mean=IN_GRAPH if in_graph else mean, std=IN_GRAPH if in_graph else std,
+        output_name=OUTPUT_NAME, embedding_dim=embedding_dim, output_l2_normalized=False,
+        opset=graph_opset(graph), ir_version=int(graph.ir_version),
+        dynamic_batch=options.batch is None, batch_min=batch_min, batch_max=batch_max,
+        graph_precision="fp16" if options.half else "fp32",
+        target_tensorrt=options.trt_version,
+        weights_sha256=state_dict_sha256(model.state_dict()), exporter=EXPORTER,
+        torch_version=torch.__version__, onnx_version=onnx.__version__,
+        cvnet_version=cvnet.__version__, untrained=origin["untrained"],
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        source_checkpoint=origin.get("source_checkpoint"),
+        checkpoint_sha256=origin.get("checkpoint_sha256"),
+        checkpoint_epoch=origin.get("checkpoint_epoch"),
+        checkpoint_metrics=origin.get("checkpoint_metrics"),
+        graph_mean=mean if in_graph else None, graph_std=std if in_graph else None,
+        verification=report.to_dict() if report else None)
 
 
 def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportResult:
@@ -270,37 +307,13 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
                        "PyTorch")
 
     started = time.perf_counter()
-    in_graph = options.preprocess_in_graph
-    batch_min, batch_max = ((options.batch, options.batch) if options.batch
-                            else tuple(options.dynamic_batch))
-    metadata = ArtifactMetadata(
-        format=FORMAT, format_version=FORMAT_VERSION, artifact_type="onnx",
-        file=os.path.basename(onnx_path), model=type(model).__name__,
-        variant=origin["variant"], model_kwargs=origin["model_kwargs"],
-        param_count=_param_count(model), input_name=INPUT_NAME,
-        input_layout="NHWC" if in_graph else "NCHW", input_dtype=input_dtype,
-        input_height=height, input_width=width, channel_order="RGB",
-        mean=IN_GRAPH if in_graph else mean, std=IN_GRAPH if in_graph else std,
-        output_name=OUTPUT_NAME, embedding_dim=embedding_dim, output_l2_normalized=False,
-        opset=graph_opset(graph), ir_version=int(graph.ir_version),
-        dynamic_batch=options.batch is None, batch_min=batch_min, batch_max=batch_max,
-        graph_precision="fp16" if options.half else "fp32",
-        target_tensorrt=options.trt_version,
-        weights_sha256=state_dict_sha256(model.state_dict()), exporter=EXPORTER,
-        torch_version=torch.__version__, onnx_version=onnx.__version__,
-        cvnet_version=cvnet.__version__, untrained=origin["untrained"],
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        source_checkpoint=origin.get("source_checkpoint"),
-        checkpoint_sha256=origin.get("checkpoint_sha256"),
-        checkpoint_epoch=origin.get("checkpoint_epoch"),
-        checkpoint_metrics=origin.get("checkpoint_metrics"),
-        graph_mean=mean if in_graph else None, graph_std=std if in_graph else None,
-        verification=report.to_dict() if report else None)
+    metadata = build_metadata(model, origin, options, graph, input_dtype=input_dtype,
+                              embedding_dim=embedding_dim, report=report, onnx_path=onnx_path)
     set_metadata_props(graph, to_metadata_props(metadata))
     data = graph.SerializeToString()
     metadata = metadata._replace(onnx_sha256=sha256_bytes(data))
     text = sidecar_text(metadata, source=json_path)
-    atomic_write_files({onnx_path: data, json_path: text.encode("utf-8")})
+    write_files_atomic({onnx_path: data, json_path: text.encode("utf-8")})
     export_seconds += time.perf_counter() - started
     logger.info("wrote %s (%.1f MB) and %s in %.1f s (verification %.1f s)", onnx_path,
                 len(data) / 1e6, os.path.basename(json_path), export_seconds,

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from cvnet.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
+from cvnet.synth import sample_images
 
 logger = logging.getLogger(__name__)
 
@@ -41,44 +42,49 @@ LARGER_BATCH = 8
 
 
 def verification_images(count: int = DEFAULT_IMAGE_COUNT, seed: int = 0) -> List[np.ndarray]:
-    """The images every export is verified on: ``count`` BGR uint8 images of varied sizes.
+    """The images every export is verified on: ``count`` BGR uint8 images.
 
-    Alternates uniform noise with structured images (a colour gradient with random rectangles,
-    ellipses and lines drawn with OpenCV), 48 to 320 pixels on each side and varied aspect
-    ratios, so that resizing is exercised and embeddings differ enough for retrieval figures.
+    Half are synthetic vehicle crops in both views (:func:`cvnet.synth.sample_images`, 128x128),
+    so that the retrieval figures compare images a ReID model is meant for; the rest alternate
+    uniform noise with structured images (a colour gradient with random rectangles, ellipses and
+    lines), 48 to 320 pixels on each side with varied aspect ratios, so that resizing is
+    exercised too.
 
     Args:
         count: Number of images.
-        seed: Seed of the generator; the same seed gives the same images.
+        seed: Seed of the generators; the same seed gives the same images.
 
     Returns:
         ``count`` arrays of shape (H, W, 3), uint8, BGR.
     """
+    vehicles = sample_images(count // 2, seed=seed, size=128)
     rng = np.random.RandomState(seed)
-    images = []
-    for i in range(count):
-        height, width = (int(v) for v in rng.randint(48, 321, size=2))
-        if i % 2 == 0:
-            images.append(rng.randint(0, 256, size=(height, width, 3), dtype=np.uint8))
-            continue
-        start, stop = rng.randint(0, 256, size=3), rng.randint(0, 256, size=3)
-        ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]
-        image = np.ascontiguousarray(np.broadcast_to(start + (stop - start) * ramp,
-                                                     (height, width, 3)).astype(np.uint8))
-        for _ in range(rng.randint(2, 7)):
-            colour = tuple(int(c) for c in rng.randint(0, 256, size=3))
-            x0, x1 = sorted(int(v) for v in rng.randint(0, width, size=2))
-            y0, y1 = sorted(int(v) for v in rng.randint(0, height, size=2))
-            shape = rng.randint(3)
-            if shape == 0:
-                cv2.rectangle(image, (x0, y0), (x1, y1), colour, -1)
-            elif shape == 1:
-                axes = (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2))
-                cv2.ellipse(image, ((x0 + x1) // 2, (y0 + y1) // 2), axes, 0, 0, 360, colour, -1)
-            else:
-                cv2.line(image, (x0, y0), (x1, y1), colour, int(rng.randint(1, 6)))
-        images.append(image)
-    return images
+    return vehicles + [_generated_image(rng, noise=i % 2 == 0)
+                       for i in range(count - len(vehicles))]
+
+
+def _generated_image(rng: np.random.RandomState, *, noise: bool) -> np.ndarray:
+    """One noise or drawn-shapes image of random size, (H, W, 3) uint8 BGR."""
+    height, width = (int(v) for v in rng.randint(48, 321, size=2))
+    if noise:
+        return rng.randint(0, 256, size=(height, width, 3), dtype=np.uint8)
+    start, stop = rng.randint(0, 256, size=3), rng.randint(0, 256, size=3)
+    ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]
+    image = np.ascontiguousarray(np.broadcast_to(start + (stop - start) * ramp,
+                                                 (height, width, 3)).astype(np.uint8))
+    for _ in range(rng.randint(2, 7)):
+        colour = tuple(int(c) for c in rng.randint(0, 256, size=3))
+        x0, x1 = sorted(int(v) for v in rng.randint(0, width, size=2))
+        y0, y1 = sorted(int(v) for v in rng.randint(0, height, size=2))
+        shape = rng.randint(3)
+        if shape == 0:
+            cv2.rectangle(image, (x0, y0), (x1, y1), colour, -1)
+        elif shape == 1:
+            axes = (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2))
+            cv2.ellipse(image, ((x0 + x1) // 2, (y0 + y1) // 2), axes, 0, 0, 360, colour, -1)
+        else:
+            cv2.line(image, (x0, y0), (x1, y1), colour, int(rng.randint(1, 6)))
+    return image
 
 
 @dataclass

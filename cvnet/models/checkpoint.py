@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from cvnet.errors import CheckpointError, ConfigError
-from cvnet.io_utils import atomic_path, sha256_bytes
+from cvnet.fileio import atomic_path, sha256_bytes
 from cvnet.models.registry import build_model, list_models
 
 logger = logging.getLogger(__name__)
@@ -239,8 +239,8 @@ def _checkpoint_from_dict(path: str, digest: str, obj: Dict[str, Any]) -> Checkp
                       config=dict(obj.get("config") or {}))
 
 
-def state_dict_mismatch(model: nn.Module,
-                        state_dict: Mapping[str, torch.Tensor]) -> Tuple[List[str], List[str], List[str]]:
+def state_dict_mismatch(model: nn.Module, state_dict: Mapping[str, torch.Tensor]
+                        ) -> Tuple[List[str], List[str], List[str]]:
     """Compares a state_dict with a model's.
 
     Returns:

@@ -9,7 +9,7 @@ from cvnet.artifact import (FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, check_ar
                             metadata_from_dict, metadata_from_props, read_sidecar, sidecar_path,
                             sidecar_text, to_metadata_props, write_sidecar)
 from cvnet.errors import ConfigError, MetadataError
-from cvnet.io_utils import atomic_write_bytes, sha256_bytes
+from cvnet.fileio import write_bytes_atomic, sha256_bytes
 from cvnet.preprocess import PreprocessConfig
 
 pytestmark = pytest.mark.device
@@ -147,10 +147,10 @@ def test_metadata_props_carry_everything_but_the_file_hash():
 
 def test_artefact_file_is_checked_against_its_sidecar(tmp_path):
     onnx_path = str(tmp_path / "cvnet.onnx")
-    atomic_write_bytes(onnx_path, b"graph bytes")
+    write_bytes_atomic(onnx_path, b"graph bytes")
     record = metadata_from_dict(sample(onnx_sha256=sha256_bytes(b"graph bytes")))
     check_artifact_file(record, onnx_path)
-    atomic_write_bytes(onnx_path, b"another export")
+    write_bytes_atomic(onnx_path, b"another export")
     with pytest.raises(MetadataError, match="copy the .onnx and its .onnx.json together"):
         check_artifact_file(record, onnx_path)
 

@@ -12,8 +12,9 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from cvnet.artifact import IN_GRAPH, metadata_fields, metadata_from_props, read_sidecar  # noqa: E402
-from cvnet.io_utils import sha256_file  # noqa: E402
+from cvnet.artifact import (IN_GRAPH, metadata_fields, metadata_from_props,  # noqa: E402
+                            read_sidecar)
+from cvnet.fileio import sha256_file  # noqa: E402
 from cvnet.models import build_model, list_models  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint, state_dict_sha256  # noqa: E402
 from export import pipeline  # noqa: E402
@@ -103,10 +104,15 @@ def test_plain_state_dict_needs_arch(checkpoint, out, caplog):
     assert meta.model_kwargs == {"num_classes": 5} and meta.checkpoint_epoch is None
 
 
-def test_random_init_is_marked_untrained(out):
+def test_random_init_is_marked_untrained_and_seeded(out):
     assert _export(["--random-init", "--arch", "cvnet_tiny"] + QUICK, out) == 0
     meta = read_sidecar(str(out / "cvnet.onnx.json"))
     assert meta.untrained and meta.source_checkpoint is None and meta.checkpoint_sha256 is None
+    assert _export(["--random-init", "--arch", "cvnet_tiny"] + QUICK, out, name="again.onnx") == 0
+    assert read_sidecar(str(out / "again.onnx.json")).weights_sha256 == meta.weights_sha256
+    assert _export(["--random-init", "--arch", "cvnet_tiny", "--seed", "1"] + QUICK, out,
+                   name="other.onnx") == 0
+    assert read_sidecar(str(out / "other.onnx.json")).weights_sha256 != meta.weights_sha256
 
 
 def test_json_output_is_the_sidecar(out, capsys):
@@ -263,7 +269,8 @@ def test_unknown_arch(checkpoint, out, caplog, capsys):
     raw["arch"] = "cvnet_huge"
     renamed = _torch_save(out.parent / "renamed.pt", raw)
     assert _export([renamed] + FAST, out) == 2
-    assert "unknown arch 'cvnet_huge'; known models: cvnet" in caplog.text
+    assert "unknown arch 'cvnet_huge'; known models: " in caplog.text
+    assert "cvnet_tiny" in caplog.text
 
 
 @pytest.mark.parametrize("where", ["missing_folder", "folder"])
@@ -301,7 +308,7 @@ def test_paper_model_exports_at_256_and_verifies(out, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", list_models())
+@pytest.mark.parametrize("arch", list_models("cvnet*"))
 def test_every_variant_exports_and_verifies(out, arch):
     assert _export(["--random-init", "--arch", arch, "--imgsz", "64", "--verify-images", "4"],
                    out) == 0

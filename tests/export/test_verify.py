@@ -1,4 +1,4 @@
-"""Parity figures: cosine, max difference and retrieval agreement, and that they catch a bad graph."""
+"""Parity figures: cosine, max difference, retrieval agreement; they catch a bad graph."""
 
 import numpy as np
 import pytest
@@ -7,19 +7,21 @@ torch = pytest.importorskip("torch")
 
 from cvnet.models import build_model  # noqa: E402
 from cvnet.preprocess import PreprocessConfig  # noqa: E402
+from cvnet.synth import sample_images  # noqa: E402
 from export.onnx_export import onnx_from_module  # noqa: E402
 from export.verify import (FP32_MIN_COSINE, _run_in_batches, parity_figures,  # noqa: E402
                            retrieval_agreement, verification_batches, verification_images,
                            verify_onnx)
 
 
-def test_verification_images_are_varied_bgr_uint8_and_reproducible():
+def test_verification_images_mix_synthetic_vehicles_and_generated_images():
     images = verification_images(10, seed=4)
     assert len(images) == 10
     assert all(i.dtype == np.uint8 and i.ndim == 3 and i.shape[2] == 3 for i in images)
-    assert len({i.shape[:2] for i in images}) > 5
+    assert all(np.array_equal(a, b) for a, b in zip(images[:5], sample_images(5, seed=4)))
+    assert len({i.shape[:2] for i in images[5:]}) > 3  # varied sizes exercise the resize
     assert all(np.array_equal(a, b) for a, b in zip(images, verification_images(10, seed=4)))
-    assert not np.array_equal(images[1], verification_images(10, seed=5)[1])
+    assert not np.array_equal(images[6], verification_images(10, seed=5)[6])
 
 
 def test_identical_embeddings_agree_fully():

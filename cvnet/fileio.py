@@ -6,7 +6,7 @@ leaves a truncated ONNX file, engine, checkpoint or sidecar behind, and an exist
 ever replaced by a complete one.
 
 Example:
-    >>> atomic_write_text("cvnet.onnx.json", '{"format_version": 1}')
+    >>> write_text_atomic("cvnet.onnx.json", '{"format_version": 1}')
     >>> with atomic_path("model.pt") as tmp:   # for writers that want a path
     ...     torch.save(state, tmp)
 """
@@ -23,7 +23,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -93,7 +94,7 @@ def _write_synced(path: str, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> str:
+def write_bytes_atomic(path: PathLike, data: bytes) -> str:
     """Writes ``data`` to ``path`` atomically (flushed and fsynced before the rename).
 
     Returns:
@@ -102,10 +103,10 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> str:
     Raises:
         OutputPathError: See :func:`atomic_path`.
     """
-    return atomic_write_files({path: data})[0]
+    return write_files_atomic({path: data})[0]
 
 
-def atomic_write_files(files: Dict[PathLike, bytes]) -> List[str]:
+def write_files_atomic(files: Dict[PathLike, bytes]) -> List[str]:
     """Writes several files that belong together (an artefact and its sidecar).
 
     Every file is complete in its temporary file before the first rename, so an error while
@@ -126,9 +127,9 @@ def atomic_write_files(files: Dict[PathLike, bytes]) -> List[str]:
     return [os.path.abspath(os.fspath(path)) for path in files]
 
 
-def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> str:
-    """Writes ``text`` to ``path`` atomically; see :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode(encoding))
+def write_text_atomic(path: PathLike, text: str, encoding: str = "utf-8") -> str:
+    """Writes ``text`` atomically, newlines as given; see :func:`write_bytes_atomic`."""
+    return write_bytes_atomic(path, text.encode(encoding))
 
 
 def sha256_bytes(data: bytes) -> str:
