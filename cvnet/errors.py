@@ -18,3 +18,23 @@ class UnsupportedOperatorError(CVNetError):
 
 class DatasetError(CVNetError, ValueError):
     """A dataset is missing, malformed or empty (bad CSV columns, unknown split, empty query...)."""
+
+
+class MetadataError(CVNetError):
+    """An artefact sidecar (``cvnet.onnx.json``...) is missing, unreadable or invalid."""
+
+
+class CheckpointError(CVNetError):
+    """A checkpoint file is missing, not a checkpoint, unsafe to load or does not fit the model."""
+
+
+class OutputPathError(CVNetError, OSError):
+    """An output file cannot be written where it was asked for (also an OSError)."""
+
+
+class ExportError(CVNetError):
+    """A model could not be exported (exporter failure, bad export options)."""
+
+
+class VerificationError(ExportError):
+    """An exported graph does not compute what the PyTorch model computes, within tolerance."""

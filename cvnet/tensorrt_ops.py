@@ -22,6 +22,9 @@ DATA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "te
 
 #: The TensorRT version of JetPack 4.6.x, the newest a Jetson Nano runs.
 JETSON_NANO_TENSORRT = "8.2"
+#: First TensorRT release whose network inputs may be UINT8 (TensorRT 8.5.1 release notes;
+#: NVIDIA/TensorRT#1503). Older parsers fail with "Unsupported ONNX data type: UINT8 (2)".
+UINT8_INPUT_MIN_TENSORRT = "8.5"
 
 
 class OperatorSupport(NamedTuple):
@@ -94,6 +97,17 @@ def operator_support(version: str = JETSON_NANO_TENSORRT, path: str = DATA_PATH)
         restrictions=dict(entry.get("restrictions", {})),
         source=entry.get("source", ""),
     )
+
+
+def supports_uint8_input(version: str) -> bool:
+    """Whether TensorRT ``version`` accepts a uint8 network input (8.5 and newer)."""
+    return _version_tuple(version) >= _version_tuple(UINT8_INPUT_MIN_TENSORRT)
+
+
+def versions_reading_opset(opset: int, path: str = DATA_PATH) -> List[str]:
+    """The listed TensorRT versions whose ONNX parser reads ``opset``, oldest first."""
+    table = _load_table(path)
+    return [v for v in known_versions(path) if int(table[v]["max_opset"]) >= opset]
 
 
 def unsupported_nodes(nodes: Iterable[Tuple[str, str]],

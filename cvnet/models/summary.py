@@ -79,10 +79,15 @@ def _block_path(path: str) -> str:
     return ".".join(parts[:2] if parts[0] in ("stages", "transitions") else parts[:1])
 
 
+def is_classifier(path: str) -> bool:
+    """Whether a module or parameter path belongs to an ID classifier (a part names one)."""
+    return any("classifier" in part for part in path.split("."))
+
+
 def _block_label(path: str) -> str:
     """The row a module or parameter path is reported in: ``"stages.0.1.x"`` -> ``"stage 1"``."""
     parts = path.split(".")
-    if any("classifier" in part for part in parts):
+    if is_classifier(path):
         return "classifiers"
     if parts[0] == "stages":
         return f"stage {int(parts[1]) + 1}"

@@ -1,0 +1,175 @@
+"""``cvnet-export``: PyTorch checkpoint -> verified ONNX file + sidecar for TensorRT and the Jetson.
+
+Also runs as ``python -m export``. Exit status: 0 written; 1 export or verification failed;
+2 bad input (missing or unreadable checkpoint, weights that do not fit, bad option, unwritable
+output). Nothing is written unless everything succeeded.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from typing import Optional, Sequence, Tuple
+
+from cvnet.errors import CVNetError, ExportError, UnsupportedOperatorError
+from cvnet.models.registry import list_models
+from cvnet.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
+from export.onnx_export import DEFAULT_DYNAMIC_BATCH, DEFAULT_OPSET
+from export.pipeline import ExportOptions, ExportResult, export_model
+from export.verify import DEFAULT_IMAGE_COUNT
+
+logger = logging.getLogger(__name__)
+
+
+def _batch_range(text: str) -> Tuple[int, int]:
+    try:
+        low, high = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX, e.g. 1:32, got {text!r}") from None
+    return low, high
+
+
+def _image_size(text: str) -> Tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, e.g. 256 or 256x128, "
+                                     f"got {text!r}")
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, e.g. '{{\"widths\": [256, 512, "
+                                         f"768]}}', got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvnet-export",
+        description="Export a cvnet checkpoint to an ONNX file that TensorRT 8.2 (Jetson Nano, "
+                    "JetPack 4.6) and newer TensorRT parse, verify it against PyTorch with ONNX "
+                    "Runtime, and write the sidecar (<output>.json) that devices read.",
+        epilog="Exit status: 0 written, 1 export or verification failed, 2 bad input. Nothing is "
+               "written unless everything succeeded.")
+    parser.add_argument("checkpoint", nargs="?",
+                        help="cvnet-train checkpoint or plain state_dict (.pt); loaded with "
+                             "torch.load(weights_only=True)")
+    parser.add_argument("-o", "--output", default="cvnet.onnx",
+                        help="ONNX file to write (default: cvnet.onnx); the sidecar is "
+                             "<output>.json")
+    model = parser.add_argument_group("model")
+    model.add_argument("--arch", choices=list_models(), metavar="NAME",
+                       help="registered model name; needed for plain state_dicts and "
+                            "--random-init (choices: %(choices)s)")
+    model.add_argument("--model-kwargs", type=_json_object, default={}, metavar="JSON",
+                       help="model constructor options as a JSON object, on top of the "
+                            "checkpoint's, e.g. '{\"widths\": [256, 384, 512]}'")
+    model.add_argument("--random-init", action="store_true",
+                       help="export an untrained model (for benchmarking); the sidecar says so")
+    graph = parser.add_argument_group("graph")
+    graph.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                       help="ONNX opset (default: %(default)s, the newest TensorRT 8.2 reads)")
+    graph.add_argument("--trt-version", default=JETSON_NANO_TENSORRT,
+                       help="TensorRT version the graph must parse in: its operator list, "
+                            "highest opset and input types are checked (default: %(default)s, "
+                            f"the Jetson Nano's; lists: {', '.join(known_versions())})")
+    batch = graph.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=int, metavar="N", help="static batch size N")
+    batch.add_argument("--dynamic-batch", type=_batch_range, metavar="MIN:MAX",
+                       default=DEFAULT_DYNAMIC_BATCH,
+                       help="dynamic batch axis (the default); the range is recorded for engine "
+                            "profiles (default: %d:%d)" % DEFAULT_DYNAMIC_BATCH)
+    graph.add_argument("--imgsz", type=_image_size, default=(256, 256), metavar="SIZE",
+                       help="input size, SIZE or HEIGHTxWIDTH in pixels (default: 256)")
+    graph.add_argument("--preprocess-in-graph", action="store_true",
+                       help="the graph takes RGB pixels NHWC at the input size (what "
+                            "cvnet.preprocess.resize_rgb returns) and does the cast, /255, "
+                            "mean/std and layout change itself")
+    graph.add_argument("--input-dtype", choices=("uint8", "float32"),
+                       help="with --preprocess-in-graph: the pixels' type (default: uint8 where "
+                            "the target TensorRT takes uint8 inputs, 8.5 and newer; float32 for "
+                            "8.2)")
+    graph.add_argument("--half", action="store_true",
+                       help="FP16-typed graph (weights and activations FP16; attention and I/O "
+                            "FP32) for TensorRT 11, whose builder has no FP16 flag")
+    check = parser.add_argument_group("verification")
+    check.add_argument("--no-verify", dest="verify", action="store_false",
+                       help="skip the ONNX Runtime vs PyTorch comparison")
+    check.add_argument("--verify-images", type=int, default=DEFAULT_IMAGE_COUNT, metavar="N",
+                       help="images to verify on (default: %(default)s)")
+    check.add_argument("--seed", type=int, default=0,
+                       help="seed of the verification images and of --random-init weights "
+                            "(default: %(default)s)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the sidecar as JSON instead of a summary")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    """Translates parsed arguments into :class:`ExportOptions` (the one place that does)."""
+    return ExportOptions(
+        output=args.output, arch=args.arch, model_kwargs=args.model_kwargs,
+        random_init=args.random_init, opset=args.opset, trt_version=args.trt_version,
+        batch=args.batch, dynamic_batch=args.dynamic_batch, input_size=args.imgsz,
+        preprocess_in_graph=args.preprocess_in_graph, input_dtype=args.input_dtype,
+        half=args.half, verify=args.verify, verify_images=args.verify_images, seed=args.seed)
+
+
+def format_result(result: ExportResult) -> str:
+    """The human summary printed after a successful export."""
+    meta = result.metadata
+    shape = ("N x {} x {} x 3".format(meta.input_height, meta.input_width)
+             if meta.input_layout == "NHWC"
+             else "N x 3 x {} x {}".format(meta.input_height, meta.input_width))
+    batch = ("{}..{}".format(meta.batch_min, meta.batch_max) if meta.dynamic_batch
+             else "static {}".format(meta.batch_min))
+    lines = [
+        f"wrote {result.onnx_path}",
+        f"  and {result.sidecar_path}",
+        f"model: {meta.variant} ({meta.param_count:,} parameters"
+        f"{', UNTRAINED' if meta.untrained else ''}); {meta.graph_precision} graph, opset "
+        f"{meta.opset}, checked for TensorRT {meta.target_tensorrt}",
+        f"input: {meta.input_name} {meta.input_dtype} {meta.input_layout} ({shape}), batch "
+        f"{batch}; normalisation: {'in graph' if meta.preprocess_in_graph else 'on the device'}",
+        f"output: {meta.output_name} float32 (N x {meta.embedding_dim}), not L2-normalised",
+        f"export time: {result.export_seconds:.1f} s",
+    ]
+    report = result.verification
+    if report is None:
+        lines.append("verification: SKIPPED (--no-verify)")
+    else:
+        lines += [f"verification: passed (cosine >= {report.min_cosine}), {report.seconds:.1f} s; "
+                  f"{report.backend} vs {report.reference}; input {report.input_path}", "",
+                  report.table()]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = export_model(args.checkpoint, options_from_args(args))
+    except (ExportError, UnsupportedOperatorError) as err:
+        logger.error("%s", err)
+        return 1
+    except CVNetError as err:
+        logger.error("%s", err)
+        return 2
+    print(json.dumps(result.metadata.to_dict(), indent=2) if args.json else format_result(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
