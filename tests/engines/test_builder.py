@@ -6,7 +6,6 @@ and the errors a build gives without TensorRT, without calibration images or wit
 belongs to another file.
 """
 
-import json
 import shutil
 
 import numpy as np
@@ -23,7 +22,7 @@ from engines.base import spec_from_metadata
 from engines.errors import EngineBuildError, MissingDependencyError
 from engines.trt_compat import LayerSummary
 from tests.engines import fake_tensorrt as fake
-from tests.fixtures import TINY_IMAGES, TINY_ONNX
+from tests.fixtures import TINY_IMAGES, TINY_ONNX, copy_sidecar
 
 pytestmark = pytest.mark.device
 
@@ -159,7 +158,7 @@ def test_parity_figures_and_thresholds():
 def onnx_copy(tmp_path):
     path = str(tmp_path / "model.onnx")
     shutil.copy(TINY_ONNX, path)
-    shutil.copy(TINY_ONNX + ".json", path + ".json")
+    copy_sidecar(path)
     return path
 
 
@@ -182,11 +181,7 @@ def test_build_refuses_a_missing_onnx(tmp_path):
 
 
 def test_build_refuses_an_onnx_that_does_not_match_its_sidecar(onnx_copy):
-    with open(onnx_copy + ".json") as handle:
-        data = json.load(handle)
-    data["onnx_sha256"] = "1" * 64
-    with open(onnx_copy + ".json", "w") as handle:
-        json.dump(data, handle)
+    copy_sidecar(onnx_copy, onnx_sha256="1" * 64)
     with pytest.raises(MetadataError, match="different exports"):
         build_engine(onnx_copy)
 

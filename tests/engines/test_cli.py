@@ -10,7 +10,7 @@ import pytest
 from engines.cli import build_main, main
 from tests.device_modules import ROOT
 from tests.engines.test_trt_runner import _write_plan
-from tests.fixtures import TINY_ONNX
+from tests.fixtures import TINY_ONNX, copy_sidecar
 
 pytestmark = pytest.mark.device
 
@@ -61,7 +61,7 @@ def test_build_without_tensorrt_fails_saying_what_is_missing(tmp_path, caplog):
         pytest.skip("TensorRT is installed here")
     onnx = str(tmp_path / "cvnet.onnx")
     shutil.copy(TINY_ONNX, onnx)
-    shutil.copy(TINY_ONNX + ".json", onnx + ".json")
+    copy_sidecar(onnx)
     assert build_main([onnx]) == 1
     assert "cvnet-build needs tensorrt" in caplog.text
     assert not (tmp_path / "cvnet.plan").exists()

@@ -4,7 +4,6 @@ The expected embeddings were computed by PyTorch on the host (tests/fixtures/mak
 a host test checks they are still what PyTorch gives.
 """
 
-import json
 import logging
 import os
 import shutil
@@ -17,7 +16,8 @@ from cvnet.preprocess import PreprocessConfig, decode_image, preprocess_batch
 from engines import open_engine
 from engines.errors import EngineError, EngineInputError, EngineLoadError
 from engines.ort_runner import OrtRunner, default_providers
-from tests.fixtures import TINY_ONNX, TINY_SIZE, load_expected, row_cosine, tiny_image_paths
+from tests.fixtures import (TINY_ONNX, TINY_SIZE, copy_sidecar, load_expected, row_cosine,
+                            tiny_image_paths)
 
 pytestmark = pytest.mark.device
 
@@ -118,21 +118,13 @@ def test_without_any_metadata_the_input_shape_is_used_with_a_warning(copy_of_onn
 
 
 def test_sidecar_of_another_export_is_refused(copy_of_onnx):
-    with open(TINY_ONNX + ".json") as handle:
-        data = json.load(handle)
-    data["onnx_sha256"] = "0" * 64
-    with open(copy_of_onnx + ".json", "w") as handle:
-        json.dump(data, handle)
+    copy_sidecar(copy_of_onnx, onnx_sha256="0" * 64)
     with pytest.raises(MetadataError, match="different exports"):
         open_engine(copy_of_onnx).activate()
 
 
 def test_sidecar_describing_another_input_is_refused(copy_of_onnx):
-    with open(TINY_ONNX + ".json") as handle:
-        data = json.load(handle)
-    data.update(input_height=128, input_width=128)
-    with open(copy_of_onnx + ".json", "w") as handle:
-        json.dump(data, handle)
+    copy_sidecar(copy_of_onnx, input_height=128, input_width=128)
     runner = open_engine(copy_of_onnx, check_hash=False)
     with pytest.raises(MetadataError, match=r"does not match its sidecar.*\(N, 3, 128, 128\)"):
         runner.activate()
@@ -163,7 +155,7 @@ def test_truncated_or_corrupt_onnx_is_refused(copy_of_onnx, damage):
 
 
 def test_truncated_onnx_with_its_sidecar_is_caught_by_the_hash(copy_of_onnx):
-    shutil.copy(TINY_ONNX + ".json", copy_of_onnx + ".json")
+    copy_sidecar(copy_of_onnx)
     with open(copy_of_onnx, "r+b") as handle:
         handle.truncate(1000)
     with pytest.raises(MetadataError, match="does not match its sidecar"):
