@@ -136,18 +136,23 @@ def default_batch(metadata: Optional[ArtifactMetadata]) -> Tuple[int, int, int]:
 
 
 def profile_shapes(input_name: str, shape: Sequence[int],
-                   batch: Tuple[int, int, int],
+                   batch: Optional[Tuple[int, int, int]],
                    metadata: Optional[ArtifactMetadata]) -> Optional[Tuple[Tuple[int, ...], ...]]:
     """The optimisation profile's (min, opt, max) input shapes; None for a static batch.
 
-    Dynamic image dimensions (other than the batch) are filled from the sidecar's size.
+    Args:
+        input_name: The network input.
+        shape: Its shape in the network; -1 for dynamic dimensions.
+        batch: The requested (min, opt, max) batch, or None for :func:`default_batch`.
+        metadata: The ONNX sidecar; dynamic image dimensions (other than the batch) are filled
+            from its size.
 
     Raises:
         EngineBuildError: A non-batch dimension is dynamic and there is no sidecar to fill it.
     """
     dims = [int(d) for d in shape]
     if dims[0] >= 0:
-        if tuple(batch) != (dims[0],) * 3:
+        if batch is not None and tuple(batch) != (dims[0],) * 3:
             logger.warning("%s has a static batch of %d; the engine runs exactly that (the batch "
                            "option is ignored)", input_name, dims[0])
         return None
@@ -162,7 +167,7 @@ def profile_shapes(input_name: str, shape: Sequence[int],
                 if metadata.input_layout == "NCHW"
                 else (metadata.input_height, metadata.input_width, 3))
         rest = [s if d < 0 else d for d, s in zip(rest, size)]
-    return tuple((b,) + tuple(rest) for b in batch)
+    return tuple((b,) + tuple(rest) for b in (batch or default_batch(metadata)))
 
 
 def decide_precision(fp16_mode: str, want_fp16: bool,
@@ -371,8 +376,7 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
     if set_fp16:
         trt_compat.enable_fp16(builder, config, trt)
 
-    batch = options.batch or default_batch(metadata)
-    shapes = profile_shapes(input_name, input_shape, batch, metadata)
+    shapes = profile_shapes(input_name, input_shape, options.batch, metadata)
     if shapes is not None:
         trt_compat.add_profile(builder, config, input_name, shapes)
         batch_min, batch_opt, batch_max = (shape[0] for shape in shapes)

@@ -67,6 +67,7 @@ class TrtRunner(Runner):
         self._cuda = None
         self._trt = None
         self._cuda_context = None
+        self._logger = None
         self._runtime = None
         self._engine = None
         self._context = None
@@ -137,7 +138,8 @@ class TrtRunner(Runner):
 
     def _load(self, data: bytes) -> ModelIO:
         trt, cuda = self._trt, self._cuda
-        self._runtime = trt.Runtime(trt_compat.make_logger(trt, self._verbose))
+        self._logger = trt_compat.make_logger(trt, self._verbose)  # must outlive the runtime
+        self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise EngineCompatibilityError(self._deserialize_message())
@@ -231,5 +233,10 @@ class TrtRunner(Runner):
         self._host_input = None
         self._host_output = None
         if self._cuda_context is not None:
+            from pycuda.tools import clear_context_caches
+
+            # pop, drop the retained primary context, clear caches: pycuda's autoprimaryctx order
             self._cuda_context.pop()
+            self._cuda_context = None
+            clear_context_caches()
         self._reset()

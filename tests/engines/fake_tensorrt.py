@@ -282,3 +282,85 @@ def surface(version: str, calls: Optional[Calls] = None, **builder_options: Any)
     calls = calls or Calls()
     config = Config82(calls) if version_tuple(version) < (8, 4) else Config10(calls)
     return fake_trt(version), Builder(calls, version, **builder_options), config
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole-build stand-in: enough of Logger/Builder/OnnxParser/network/config for
+# engines.builder.engine_bytes_from_onnx to run its sequence of calls. build_serialized_network
+# returns fixed bytes: nothing is built.
+
+
+class Profile(object):
+    def __init__(self, calls: Calls):
+        self.calls = calls
+
+    def set_shape(self, name: str, low: tuple, opt: tuple, high: tuple) -> None:
+        self.calls.add("profile.set_shape", name, low, opt, high)
+
+
+class Input(object):
+    def __init__(self, name: str, shape: Tuple[int, ...]):
+        self.name, self.shape = name, shape
+
+
+class BuildNetwork(Network):
+    def __init__(self, layers: Sequence[Layer], input_shape: Tuple[int, ...]):
+        super(BuildNetwork, self).__init__(layers)
+        self.num_inputs, self.num_outputs = 1, 1
+        self._input = Input("images", input_shape)
+
+    def get_input(self, i: int) -> Input:
+        return self._input
+
+
+class TimingCache(object):
+    def serialize(self) -> bytes:
+        return b"timing cache bytes"
+
+
+def build_surface(version: str, layers: Sequence[Layer], input_shape=(-1, 3, 64, 64),
+                  parse_errors: Sequence[Any] = (), plan: Optional[bytes] = b"PLAN",
+                  fast_fp16: bool = True) -> Tuple[Any, Calls]:
+    """A tensorrt stand-in whose builder runs through a whole (pretend) build, and its call log."""
+    calls = Calls()
+    trt = fake_trt(version)
+    config = Config82(calls) if version_tuple(version) < (8, 4) else Config10(calls)
+    config.add_optimization_profile = lambda profile: calls.add("add_optimization_profile")
+    config.get_timing_cache = lambda: TimingCache()
+    network = BuildNetwork(layers, input_shape)
+
+    class Logger(object):
+        WARNING, VERBOSE = "WARNING", "VERBOSE"
+
+        def __init__(self, severity: str):
+            calls.add("Logger", severity)
+
+    class FullBuilder(Builder):
+        def __init__(self, logger: Any):
+            super(FullBuilder, self).__init__(calls, version, fast_fp16=fast_fp16)
+
+        def create_network(self, flags: int) -> BuildNetwork:
+            calls.add("create_network", flags)
+            return network
+
+        def create_builder_config(self) -> Any:
+            return config
+
+        def create_optimization_profile(self) -> Profile:
+            return Profile(calls)
+
+        def build_serialized_network(self, net: Any, cfg: Any) -> Optional[bytes]:
+            calls.add("build_serialized_network")
+            return plan
+
+    class OnnxParser(Parser):
+        def __init__(self, net: Any, logger: Any):
+            super(OnnxParser, self).__init__(parse_errors)
+
+        def parse_from_file(self, path: str) -> bool:
+            calls.add("parse_from_file", path)
+            return not parse_errors
+
+    trt.Logger, trt.Builder, trt.OnnxParser = Logger, FullBuilder, OnnxParser
+    trt.network, trt.config = network, config
+    return trt, calls

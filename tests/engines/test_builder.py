@@ -62,8 +62,15 @@ def test_profile_fills_dynamic_image_dimensions_from_the_sidecar(metadata):
         profile_shapes("images", (-1, 3, -1, -1), (1, 2, 2), None)
 
 
-def test_static_batch_needs_no_profile(metadata):
+def test_static_batch_needs_no_profile_and_a_requested_range_is_ignored_loudly(metadata, caplog):
+    assert profile_shapes("images", (4, 3, 64, 64), None, metadata) is None
+    assert "static batch" not in caplog.text
     assert profile_shapes("images", (4, 3, 64, 64), (1, 8, 8), metadata) is None
+    assert "static batch of 4" in caplog.text
+
+
+def test_default_profile_comes_from_the_sidecar(metadata):
+    assert profile_shapes("images", (-1, 3, 64, 64), None, metadata)[1] == (8, 3, 64, 64)
 
 
 @pytest.mark.parametrize("mode, want, graph, expected, warns", [
