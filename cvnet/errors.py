@@ -14,3 +14,7 @@ class ConfigError(CVNetError, ValueError):
 
 class UnsupportedOperatorError(CVNetError):
     """An ONNX graph contains operators the target TensorRT version cannot parse."""
+
+
+class DatasetError(CVNetError, ValueError):
+    """A dataset is missing, malformed or empty (bad CSV columns, unknown split, empty query...)."""

@@ -201,25 +201,3 @@ class DFCBlock(nn.Module):
             deep, shallow = filtration((deep_group(deep), shallow_group(shallow)))
         fused = self.collaboration(self.deep_proj(deep), self.shallow_proj(shallow))
         return self.act(fused + self.shortcut(x))
-
-
-class Bottleneck(nn.Module):
-    """ResNet bottleneck (the paper's "Res. S" ablation): 1x1, 3x3, 1x1 convs plus a shortcut.
-
-    (B, in_channels, H, W) -> (B, out_channels, H, W), inner width ``out_channels // mid_ratio``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, *, mid_ratio: int = 4):
-        super().__init__()
-        mid = out_channels // mid_ratio
-        self.body = nn.Sequential(
-            ConvBnAct(in_channels, mid, 1),
-            ConvBnAct(mid, mid, 3),
-            ConvBnAct(mid, out_channels, 1, act=False),
-        )
-        self.shortcut = (nn.Identity() if in_channels == out_channels
-                         else ConvBnAct(in_channels, out_channels, 1, act=False))
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.shortcut(x))

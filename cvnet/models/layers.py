@@ -1,11 +1,11 @@
-"""Small convolution blocks shared by CVNet's stems and stages."""
+"""Small convolution blocks shared by CVNet's stems and stages and by the Table 2 baselines."""
 
 import torch
 import torch.nn as nn
 
 
 class ConvBnAct(nn.Sequential):
-    """Conv2d (no bias) -> BatchNorm2d -> optional ReLU; spatial size kept unless ``stride > 1``.
+    """Conv2d -> BatchNorm2d -> optional ReLU; spatial size kept unless ``stride > 1``.
 
     Args:
         in_channels: Input channels.
@@ -14,15 +14,17 @@ class ConvBnAct(nn.Sequential):
         stride: Convolution stride.
         groups: Convolution groups (``in_channels`` for a depthwise conv).
         act: Apply ReLU after the BatchNorm.
+        bias: Give the convolution a bias (StarNet's convs have one even before a BatchNorm).
+        norm: Apply the BatchNorm.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, *,
-                 stride: int = 1, groups: int = 1, act: bool = True):
-        layers = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                      padding=kernel_size // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-        ]
+                 stride: int = 1, groups: int = 1, act: bool = True, bias: bool = False,
+                 norm: bool = True):
+        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                            padding=kernel_size // 2, groups=groups, bias=bias)]
+        if norm:
+            layers.append(nn.BatchNorm2d(out_channels))
         if act:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
@@ -41,6 +43,31 @@ class LightConv(nn.Sequential):
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
         )
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck: 1x1, 3x3 (carrying the stride, as torchvision's), 1x1 convs + shortcut.
+
+    (B, in_channels, H, W) -> (B, out_channels, H / stride, W / stride), inner width
+    ``out_channels // mid_ratio``; the shortcut is a strided 1x1 conv + BN where the shape changes.
+    CVNet's "Res. S" ablation uses it with stride 1; ResNet-50 (the PPLR, MGN and BoT baselines)
+    is built from it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, mid_ratio: int = 4, stride: int = 1):
+        super().__init__()
+        mid = out_channels // mid_ratio
+        self.body = nn.Sequential(
+            ConvBnAct(in_channels, mid, 1),
+            ConvBnAct(mid, mid, 3, stride=stride),
+            ConvBnAct(mid, out_channels, 1, act=False),
+        )
+        self.shortcut = (nn.Identity() if in_channels == out_channels and stride == 1
+                         else ConvBnAct(in_channels, out_channels, 1, stride=stride, act=False))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
 
 
 class Transition(nn.Sequential):

@@ -1,5 +1,6 @@
 """Model registry: ``@register_model`` builders, looked up by name with ``build_model``."""
 
+import fnmatch
 from typing import Callable, Dict, List
 
 import torch.nn as nn
@@ -23,9 +24,14 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def list_models() -> List[str]:
-    """Returns the registered model names, sorted."""
-    return sorted(_MODELS)
+def list_models(pattern: str = "*") -> List[str]:
+    """Returns the registered model names that match a shell-style pattern, sorted.
+
+    Args:
+        pattern: ``fnmatch`` pattern; ``"cvnet*"`` lists the CVNet variants only (every CVNet
+            builder's name starts with ``cvnet``), the default lists everything.
+    """
+    return sorted(name for name in _MODELS if fnmatch.fnmatchcase(name, pattern))
 
 
 def model_description(name: str) -> str:

@@ -4,6 +4,12 @@ Command: ``cvnet-summary [ARCH] [--imgsz 256] [--num-classes K] [--json]`` (also
 ``python -m cvnet.models.summary``). MACs are counted with PyTorch's own FLOP counter
 (``torch.utils.flop_counter``, 1 MAC = 2 FLOPs) on an eval-mode forward of one image; it counts
 convolutions and matrix products, not element-wise ops.
+
+Blocks are a model's top-level children, with ``stages.i`` and ``transitions.i`` split into
+"stage i+1" and "transition i+1"; CVNet's head children are merged into "head", and every
+parameter under a module whose name contains ``classifier`` is reported as "classifiers". The
+parameters an eval-mode forward uses are found by hooking every module during that forward, so
+train-only parts (BNNeck linears, classifiers) are recognised in any model.
 """
 
 import argparse
@@ -11,12 +17,13 @@ import json
 import logging
 import sys
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cvnet.models.baselines import TABLE2_PARAMS_M
 from cvnet.models.registry import build_model, list_models, model_description
 
 logger = logging.getLogger(__name__)
@@ -25,10 +32,8 @@ logger = logging.getLogger(__name__)
 PAPER_PARAMS_M = 4.4
 PAPER_MSL_PARAMS_M = 0.09
 
-# Top-level CVNet children that form the head; the BNNeck part of it is train-only.
+# Top-level CVNet children that form its head.
 _HEAD_CHILDREN = ("part_conv", "global_fc", "global_bn", "part_fc", "part_bn")
-_TRAIN_ONLY_CHILDREN = ("global_fc", "global_bn", "part_fc", "part_bn", "global_classifier",
-                        "part_classifier")
 
 
 @dataclass
@@ -48,11 +53,13 @@ class ModelSummary:
         arch: Registered model name.
         input_size: (channels, height, width) of the image the MACs were counted at.
         rows: Per-block counts, in forward order; ``"classifiers"`` is last when present.
-        params: All parameters except the ID classifiers (what the paper counts).
+        params: All parameters except the ID classifiers (what the paper counts for CVNet).
         classifier_params: Parameters of the ID classifiers (0 when ``num_classes=0``).
         eval_params: Parameters an eval-mode forward (and so the ONNX graph) uses.
         gmacs: Total multiply-accumulates of one eval-mode forward, in 1e9.
         embedding_dim: Length of the eval-mode output.
+        paper_params_m: The paper's count in millions (Table 2 for the baselines, which counts
+            their classifiers; 4.4 without classifiers for CVNet), ``None`` if it gives none.
     """
 
     arch: str
@@ -63,6 +70,7 @@ class ModelSummary:
     eval_params: int
     gmacs: float
     embedding_dim: int
+    paper_params_m: Optional[float] = None
 
 
 def _block_path(path: str) -> str:
@@ -71,17 +79,27 @@ def _block_path(path: str) -> str:
     return ".".join(parts[:2] if parts[0] in ("stages", "transitions") else parts[:1])
 
 
-def _block_label(block_path: str) -> str:
-    parts = block_path.split(".")
+def _block_label(path: str) -> str:
+    """The row a module or parameter path is reported in: ``"stages.0.1.x"`` -> ``"stage 1"``."""
+    parts = path.split(".")
+    if any("classifier" in part for part in parts):
+        return "classifiers"
     if parts[0] == "stages":
         return f"stage {int(parts[1]) + 1}"
     if parts[0] == "transitions":
         return f"transition {int(parts[1]) + 1}"
     if parts[0] in _HEAD_CHILDREN:
         return "head"
-    if parts[0].endswith("classifier"):
-        return "classifiers"
     return parts[0]
+
+
+def _block_macs(macs: Dict[str, int], block: str) -> int:
+    """MACs of a block; one that is never called itself (a ModuleList) sums its called children."""
+    if block in macs:
+        return macs[block]
+    inside = [path for path in macs if path.startswith(block + ".")]
+    outermost = [p for p in inside if not any(p.startswith(q + ".") for q in inside)]
+    return sum(macs[p] for p in outermost)
 
 
 def _forward_order(row: BlockRow) -> tuple:
@@ -93,8 +111,37 @@ def _forward_order(row: BlockRow) -> tuple:
     return (rank, 0, False)
 
 
+def _profile(model: nn.Module,
+             input_size: Sequence[int]) -> Tuple[Dict[str, int], Set[str], torch.Tensor]:
+    """Runs one eval-mode forward of a zero image under the FLOP counter and module hooks.
+
+    Returns:
+        MACs per module path (``""`` for the whole model), the paths of the modules the forward
+        called, and the output. The model's train/eval mode is restored afterwards.
+    """
+    called: Set[str] = set()
+    handles = [module.register_forward_pre_hook(lambda *_, path=path: called.add(path))
+               for path, module in model.named_modules()]
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():
+            output = model(torch.zeros(1, *input_size))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    root = type(model).__name__
+    macs = {}
+    for path, by_op in counter.get_flop_counts().items():
+        if path == root or path.startswith(root + "."):
+            macs[path[len(root) + 1:]] = sum(by_op.values()) // 2
+    return macs, called, output
+
+
 def count_macs(model: nn.Module, input_size: Sequence[int]) -> Dict[str, int]:
-    """Counts MACs of one eval-mode forward of a single image, per top-level module path.
+    """Counts MACs of one eval-mode forward of a single image, per module path.
 
     Args:
         model: The model; its train/eval mode is restored afterwards.
@@ -104,20 +151,13 @@ def count_macs(model: nn.Module, input_size: Sequence[int]) -> Dict[str, int]:
         Module path relative to the model (``""`` for the whole model, ``"stages.0"``...) ->
         MACs for one image.
     """
-    was_training = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    try:
-        with counter, torch.no_grad():
-            model(torch.zeros(1, *input_size))
-    finally:
-        model.train(was_training)
-    root = type(model).__name__
-    macs = {}
-    for path, by_op in counter.get_flop_counts().items():
-        if path == root or path.startswith(root + "."):
-            macs[path[len(root) + 1:]] = sum(by_op.values()) // 2
-    return macs
+    return _profile(model, input_size)[0]
+
+
+def _paper_params_m(arch: str) -> Optional[float]:
+    if arch in TABLE2_PARAMS_M:
+        return TABLE2_PARAMS_M[arch]
+    return PAPER_PARAMS_M if arch.startswith("cvnet") else None
 
 
 def summarize(arch: str, *, input_size: Sequence[int] = (3, 256, 256), **model_kwargs) -> ModelSummary:
@@ -129,32 +169,31 @@ def summarize(arch: str, *, input_size: Sequence[int] = (3, 256, 256), **model_k
         **model_kwargs: Constructor options, e.g. ``num_classes``.
     """
     model = build_model(arch, **model_kwargs)
-    macs = count_macs(model, input_size)
+    macs, called, output = _profile(model, input_size)
 
     rows: Dict[str, BlockRow] = {}
-    for name, param in model.named_parameters():
-        label = _block_label(_block_path(name))
-        rows.setdefault(label, BlockRow(label, 0, 0.0)).params += param.numel()
-    for path, count in macs.items():
-        if path and _block_path(path) == path:  # count each block once, not its sub-modules
-            label = _block_label(path)
-            rows.setdefault(label, BlockRow(label, 0, 0.0)).gmacs += count / 1e9
+    eval_params = 0
+    for module_path, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            label = _block_label(f"{module_path}.{name}" if module_path else name)
+            rows.setdefault(label, BlockRow(label, 0, 0.0)).params += param.numel()
+            eval_params += param.numel() if module_path in called else 0
+    for block in dict.fromkeys(_block_path(path) for path in macs if path):
+        label = _block_label(block)
+        rows.setdefault(label, BlockRow(label, 0, 0.0)).gmacs += _block_macs(macs, block) / 1e9
 
     classifier_params = rows["classifiers"].params if "classifiers" in rows else 0
-    train_only = sum(p.numel() for n, p in model.named_parameters()
-                     if n.split(".")[0] in _TRAIN_ONLY_CHILDREN)
     total = sum(p.numel() for p in model.parameters())
-    with torch.no_grad():
-        embedding_dim = model.eval()(torch.zeros(1, *input_size)).shape[1]
     return ModelSummary(
         arch=arch,
         input_size=tuple(input_size),
         rows=sorted(rows.values(), key=_forward_order),
         params=total - classifier_params,
         classifier_params=classifier_params,
-        eval_params=total - train_only,
+        eval_params=eval_params,
         gmacs=macs.get("", 0) / 1e9,
-        embedding_dim=int(embedding_dim),
+        embedding_dim=int(output.shape[1]),
+        paper_params_m=_paper_params_m(arch),
     )
 
 
@@ -165,16 +204,28 @@ def format_summary(summary: ModelSummary) -> str:
              "| block | params (M) | GMACs |", "|---|---:|---:|"]
     for row in summary.rows:
         lines.append(f"| {row.block} | {row.params / 1e6:.3f} | {row.gmacs:.3f} |")
-    stem = next((r.params for r in summary.rows if r.block == "stem"), 0)
     lines += [
         f"| **total without classifiers** | **{summary.params / 1e6:.3f}** | "
         f"**{summary.gmacs:.3f}** |",
         "",
-        f"- parameters without ID classifiers: {summary.params:,} "
-        f"(paper: {PAPER_PARAMS_M}M); stem: {stem:,} (paper's MSL: {PAPER_MSL_PARAMS_M}M)",
+    ]
+    if summary.arch in TABLE2_PARAMS_M:
+        total = summary.params + summary.classifier_params
+        change = 100.0 * (total / (summary.paper_params_m * 1e6) - 1.0)
+        lines.append(f"- parameters without ID classifiers: {summary.params:,}; with them: "
+                     f"{total:,} (paper, Table 2, counting the classifiers: "
+                     f"{summary.paper_params_m}M; {change:+.1f}%)")
+    elif summary.paper_params_m is not None:
+        stem = next((r.params for r in summary.rows if r.block == "stem"), 0)
+        lines.append(f"- parameters without ID classifiers: {summary.params:,} "
+                     f"(paper: {summary.paper_params_m}M); stem: {stem:,} "
+                     f"(paper's MSL: {PAPER_MSL_PARAMS_M}M)")
+    else:
+        lines.append(f"- parameters without ID classifiers: {summary.params:,}")
+    lines += [
         f"- ID classifiers: {summary.classifier_params:,}",
         f"- used by the eval-mode forward / exported graph: {summary.eval_params:,} "
-        "(the BNNeck linears and classifiers are train-only)",
+        "(train-only parts such as BNNeck linears and classifiers excluded)",
         f"- GMACs per image: {summary.gmacs:.3f}; embedding: {summary.embedding_dim}-d",
     ]
     return "\n".join(lines)
@@ -183,13 +234,15 @@ def format_summary(summary: ModelSummary) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvnet-summary",
-        description="Print parameters per block and GMACs of a CVNet variant.")
+        description="Print parameters per block and GMACs of a CVNet variant or Table 2 "
+                    "baseline.")
     parser.add_argument("arch", nargs="?", default="cvnet",
                         help="registered model name (default: cvnet); --list shows them")
     parser.add_argument("--imgsz", type=int, default=256,
                         help="square input size in pixels for the MAC count (default: 256)")
-    parser.add_argument("--num-classes", type=int, default=0,
-                        help="training identities; adds ID classifiers (default: 0, none)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="training identities of the ID classifiers (default: the model's "
+                             "own: none for CVNet, CVPair's 391 for the baselines; 0: none)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--list", action="store_true", help="list the registered models and exit")
     return parser
@@ -202,8 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\n".join(f"{name:22s} {model_description(name)}" for name in list_models()))
         return 0
     try:
-        summary = summarize(args.arch, input_size=(3, args.imgsz, args.imgsz),
-                            num_classes=args.num_classes)
+        options = {} if args.num_classes is None else {"num_classes": args.num_classes}
+        summary = summarize(args.arch, input_size=(3, args.imgsz, args.imgsz), **options)
     except (KeyError, ValueError) as err:
         logger.error("%s", err.args[0] if err.args else err)
         return 2

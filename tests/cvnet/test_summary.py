@@ -52,5 +52,29 @@ def test_command_prints_table_and_json(capsys):
 
 def test_command_rejects_unknown_model(capsys, caplog):
     assert main(["cvnet_huge"]) == 2
-    assert "known models: cvnet" in caplog.text
+    assert "known models: bot, cvnet," in caplog.text
     assert capsys.readouterr().out == ""
+
+
+def test_a_baseline_is_summarised_by_its_top_level_blocks(capsys):
+    summary = summarize("starnet_s1")
+    assert [row.block for row in summary.rows] == ["stem", "stage 1", "stage 2", "stage 3",
+                                                   "stage 4", "norm", "head", "classifiers"]
+    assert summary.classifier_params == 1000 * 391  # CVPair's training IDs by default
+    assert summary.eval_params == summary.params  # the FC and the BN of the head are used
+    assert summary.gmacs == pytest.approx(sum(row.gmacs for row in summary.rows), rel=1e-6)
+    assert summary.embedding_dim == 1000 and summary.paper_params_m == 3.2
+    assert main(["starnet_s1", "--num-classes", "0"]) == 0
+    assert "(paper, Table 2, counting the classifiers: 3.2M;" in capsys.readouterr().out
+
+
+def test_blocks_held_in_module_lists_get_their_macs():
+    # TransReID's blocks sit in a ModuleList that is never called itself; its BNNecks are
+    # unused in eval (features before the BN) and its SIE without side ids.
+    summary = summarize("transreid", input_size=(3, 64, 64), img_size=64, embed_dim=32, depth=3,
+                        num_heads=2, num_classes=3)
+    blocks = {row.block: row for row in summary.rows}
+    assert blocks["blocks"].gmacs > 0
+    assert summary.gmacs == pytest.approx(sum(row.gmacs for row in summary.rows), rel=1e-6)
+    unused = blocks["neck"].params + blocks["local_necks"].params + blocks["sie_embed"].params
+    assert summary.params - summary.eval_params == unused == 5 * 2 * 32 + 2 * 32
