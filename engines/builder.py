@@ -30,8 +30,8 @@ import cvnet
 from cvnet.artifact import (ArtifactMetadata, check_artifact_file, read_sidecar, sidecar_path,
                             sidecar_text)
 from cvnet.errors import ConfigError
-from cvnet.io_utils import (atomic_write_bytes, atomic_write_files, atomic_write_text,
-                            check_writable, sha256_bytes, sha256_file)
+from cvnet.fileio import (check_writable, sha256_bytes, sha256_file, write_bytes_atomic,
+                          write_files_atomic, write_text_atomic)
 from cvnet.tensorrt_ops import operator_support
 from engines import trt_compat
 from engines.deps import require
@@ -418,7 +418,7 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
     if timing_cache is not None:
         serialized = trt_compat.serialized_timing_cache(config)
         if serialized:
-            atomic_write_bytes(timing_cache, serialized)
+            write_bytes_atomic(timing_cache, serialized)
     build_time = time.perf_counter() - started
     info = EngineInfo(
         precision=precision, tensorrt_version=version, gpu_name=gpu.name,
@@ -507,11 +507,11 @@ def build_engine(onnx_path: str, plan_path: Optional[str] = None, *,
                                         timing_cache=timing_cache, calib_cache=calib_cache)
     info = info._replace(plan_sha256=sha256_bytes(plan), onnx_sha256=sha256_file(onnx_path))
     if metadata is None:
-        atomic_write_bytes(plan_path, plan)
+        write_bytes_atomic(plan_path, plan)
         logger.info("wrote %s (no sidecar)", plan_path)
         return BuildResult(plan_path, None, info)
     name = os.path.basename(plan_path)
-    atomic_write_files({plan_path: plan,
+    write_files_atomic({plan_path: plan,
                         json_path: sidecar_text(plan_sidecar(metadata, name, info),
                                                 source=json_path).encode("utf-8")})
     logger.info("wrote %s and %s", plan_path, os.path.basename(json_path))
@@ -525,7 +525,7 @@ def build_engine(onnx_path: str, plan_path: Optional[str] = None, *,
             logger.warning("parity with ONNX Runtime not measured: %s", err)
         else:
             info = info._replace(parity=figures)
-            atomic_write_text(json_path, sidecar_text(plan_sidecar(metadata, name, info),
+            write_text_atomic(json_path, sidecar_text(plan_sidecar(metadata, name, info),
                                                       source=json_path))
             logger.info("parity with ONNX Runtime on %d images: min cosine %.6f, mean %.6f",
                         figures["images"], figures["min_cosine"], figures["mean_cosine"])

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from cvnet.artifact import ArtifactMetadata
-from cvnet.io_utils import atomic_write_bytes
+from cvnet.fileio import write_bytes_atomic
 from cvnet.preprocess import ImageDecodeError, decode_image, is_image_path
 from engines import trt_compat
 from engines.base import InputSpec, ModelIO, prepare_images, spec_from_metadata, spec_from_model
@@ -97,7 +97,7 @@ def entropy_calibrator(trt: Any, cuda: Any, batches: Iterator[np.ndarray],
             return None
 
         def write_calibration_cache(self, cache: Any) -> None:
-            atomic_write_bytes(cache_path, bytes(cache))
+            write_bytes_atomic(cache_path, bytes(cache))
 
         def free(self) -> None:
             self._device.free()

@@ -23,7 +23,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from cvnet.io_utils import sha256_bytes
+from cvnet.fileio import sha256_bytes
 from engines import trt_compat
 from engines.base import ModelIO, Runner
 from engines.deps import require

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cvnet.artifact import read_sidecar, sidecar_text
-from cvnet.io_utils import sha256_bytes
+from cvnet.fileio import sha256_bytes
 from cvnet.preprocess import decode_image
 from engines import open_engine
 from engines.errors import (EngineCompatibilityError, EngineError, EngineLoadError,
