@@ -1,0 +1,66 @@
+"""Lazy imports of the optional heavy packages, with install hints (Python 3.6).
+
+Device modules import only the standard library, numpy and OpenCV at module level; TensorRT,
+pycuda, ONNX Runtime and PyTorch are imported here, inside the function that needs them, and a
+missing one raises :class:`MissingDependencyError` that names the package, what needed it and
+how to install it. Nothing is ever installed automatically.
+"""
+
+import importlib
+from typing import Any
+
+from engines.errors import MissingDependencyError
+
+#: Top-level package -> how to get it, on the Jetson Nano first.
+INSTALL_HINTS = {
+    "tensorrt": (
+        "On a Jetson, TensorRT's Python bindings come with JetPack (JetPack 4.6: TensorRT 8.2 "
+        "for Python 3.6, apt package python3-libnvinfer, in /usr/lib/python3.6/dist-packages); "
+        "in an L4T container run it with --runtime nvidia, and create any venv with "
+        "--system-site-packages so that it sees them. On an x86 machine with an NVIDIA GPU: "
+        "pip install tensorrt (it downloads from pypi.nvidia.com)."),
+    "pycuda": (
+        "On the Nano (Python 3.6): export PATH=/usr/local/cuda/bin:$PATH, then "
+        "pip3 install 'pycuda<=2022.1' (2022.1 is the last release for Python 3.6; it compiles "
+        "on the device). The l4t-pytorch and l4t-ml images already contain it. Elsewhere: "
+        "pip install pycuda."),
+    "onnxruntime": (
+        "pip install onnxruntime (CPU; 1.10.0 is the newest wheel for Python 3.6 on aarch64), "
+        "or on JetPack 4.6 the Jetson Zoo's onnxruntime_gpu 1.11 wheel for the CUDA and "
+        "TensorRT providers."),
+    "torch": (
+        "The .pt runner is for the host: use the project's host environment (make test sets "
+        "one up with PyTorch). On the device, export to ONNX (cvnet-export) and open the .onnx "
+        "or the .plan built from it."),
+}
+
+
+def require(module: str, purpose: str) -> Any:
+    """Imports ``module`` or raises an error saying what needed it and how to install it.
+
+    Args:
+        module: Dotted module name, e.g. ``"tensorrt"`` or ``"pycuda.driver"``.
+        purpose: What needs it, e.g. ``"cvnet-build"``; starts the error message.
+
+    Raises:
+        MissingDependencyError: The import failed; the message has the import error and the hint.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        top = module.split(".")[0]
+        raise MissingDependencyError("{} needs {}, which cannot be imported here ({}: {}). {}".format(
+            purpose, top, type(err).__name__, err, INSTALL_HINTS.get(top, "")).strip())
+
+
+def probe(module: str) -> str:
+    """One line about an optional package: its version, or why it cannot be imported.
+
+    Importing is the only honest test (a package can be present and fail to load), so this
+    imports it; call it from commands that report the environment, not from library code paths.
+    """
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as err:
+        return "not importable ({})".format(err)
+    return str(getattr(imported, "__version__", getattr(imported, "VERSION", "installed")))

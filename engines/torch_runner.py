@@ -1,0 +1,74 @@
+"""PyTorch runner for ``.pt`` checkpoints: the reference the other backends are compared with.
+
+Host only: torch and cvnet's model code are imported when the runner is activated, never at
+module level, so this module still imports on the device (where activating it says to use the
+.onnx or .plan instead). Images go through the same :mod:`cvnet.preprocess` path as every other
+backend; the checkpoint is read with ``weights_only=True`` by
+:func:`cvnet.models.checkpoint.model_from_checkpoint`.
+"""
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from cvnet.preprocess import DEFAULT_SIZE
+from engines.base import InputSpec, ModelIO, Runner
+from engines.deps import require
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "embeddings"
+
+
+class TorchRunner(Runner):
+    """Runs a cvnet checkpoint (or a plain state_dict) with PyTorch, in eval mode.
+
+    Args:
+        path: The ``.pt`` file.
+        arch: Registered model name; required for a plain state_dict.
+        model_kwargs: Constructor options on top of the checkpoint's.
+        input_size: (height, width) in pixels; a checkpoint does not record it.
+        device: torch device string, e.g. ``"cpu"`` or ``"cuda"``.
+        **kwargs: See :class:`engines.base.Runner` (``normalize``, ``batch_range``).
+    """
+
+    backend = "pytorch"
+
+    def __init__(self, path: str, *, arch: Optional[str] = None,
+                 model_kwargs: Optional[Dict[str, Any]] = None,
+                 input_size: Tuple[int, int] = DEFAULT_SIZE, device: str = "cpu", **kwargs: Any):
+        super(TorchRunner, self).__init__(path, **kwargs)
+        self._arch = arch
+        self._model_kwargs = dict(model_kwargs or {})
+        self._input_size = (int(input_size[0]), int(input_size[1]))
+        self._device = device
+        self._torch = None
+        self._model = None
+
+    def _read_sidecar(self) -> None:
+        return None  # a checkpoint has none; the spec comes from the model and input_size
+
+    def _warn_without_metadata(self, spec: InputSpec, io: ModelIO) -> None:
+        pass  # expected for checkpoints: size from input_size, ImageNet mean/std as in training
+
+    def _activate(self) -> ModelIO:
+        torch = require("torch", "the .pt runner")
+        from cvnet.models.checkpoint import model_from_checkpoint  # torch code: host only
+
+        model, _ = model_from_checkpoint(self.path, arch=self._arch,
+                                         model_kwargs=self._model_kwargs)
+        self._model = model.to(self._device).eval()
+        self._torch = torch
+        height, width = self._input_size
+        return ModelIO(input_name=INPUT_NAME, input_shape=(None, 3, height, width),
+                       input_dtype="float32", output_name=OUTPUT_NAME,
+                       output_shape=(None, getattr(model, "embedding_dim", None)))
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.no_grad():
+            out = self._model(torch.from_numpy(batch).to(self._device))
+        return out.float().cpu().numpy()
+
+    def _deactivate(self) -> None:
+        self._model = None
+        self._torch = None

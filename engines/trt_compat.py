@@ -1,0 +1,351 @@
+"""Every TensorRT API difference between 8.2 and 11.x, in this one module, by feature detection.
+
+The Jetson Nano stops at TensorRT 8.2 (JetPack 4.6); JetPack 5 has 8.5/8.6, desktops and Orin
+10.x, and 11.x removed more. What differs (tensorrt.md section 2):
+
+- network creation: the explicit-batch flag is required before 10, ignored in 10, gone in 11;
+- workspace: ``max_workspace_size`` (8.2; its default is 0) or ``set_memory_pool_limit`` (8.4+);
+- FP16: ``BuilderFlag.FP16`` until 10.x; 11.x has none, precision comes from the ONNX types;
+- per-layer precision constraints: ``STRICT_TYPES`` or ``OBEY_PRECISION_CONSTRAINTS`` until 10.x;
+  11.x networks are always strongly typed;
+- INT8 calibration: until 10.x (deprecated in 10.1), removed in 11;
+- engine I/O: the bindings API (8.x; the only one on 8.2) or the tensor API (8.5+, the only one
+  from 10), and ``execute_async_v2`` or ``execute_async_v3``.
+
+Each function takes the imported ``tensorrt`` module and/or TensorRT objects as arguments and
+decides with ``hasattr`` (never by comparing version strings), so it can be exercised with small
+stand-ins for the 8.2 and 10/11 API surfaces. Nothing here imports ``tensorrt``.
+"""
+
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from cvnet.tensorrt_ops import _version_tuple
+
+#: How FP16 is obtained, as :func:`fp16_mode` reports it.
+FP16_BUILDER_FLAG = "builder flag"
+FP16_NOT_FAST = "no fast FP16 on this GPU"
+FP16_FROM_ONNX_TYPES = "from the ONNX types (no FP16 builder flag)"
+
+
+def version_tuple(version: str) -> Tuple[int, ...]:
+    """``"8.2.1.8"`` -> ``(8, 2, 1, 8)``; compare these, never the strings."""
+    return _version_tuple(version)
+
+
+def tensorrt_version(trt: Any) -> str:
+    """The version string of an imported ``tensorrt`` module."""
+    return str(getattr(trt, "__version__", "unknown"))
+
+
+def same_tensorrt_release(a: str, b: str) -> bool:
+    """Whether two TensorRT versions are the same major.minor.patch release.
+
+    Plans are only loadable by the release that built them; the fourth (build) number is not
+    compared, TensorRT's own deserialisation check has the last word.
+    """
+    return version_tuple(a)[:3] == version_tuple(b)[:3]
+
+
+def make_logger(trt: Any, verbose: bool = False) -> Any:
+    """A TensorRT logger at WARNING (or VERBOSE); it prints to stderr."""
+    return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+def create_network(builder: Any, trt: Any) -> Any:
+    """An explicit-batch network definition, as each version wants it.
+
+    Before 10 the ``EXPLICIT_BATCH`` bit is required for ONNX; 10 ignores it; 11 removed it.
+    """
+    flags = 0
+    creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
+    if (creation is not None and hasattr(creation, "EXPLICIT_BATCH")
+            and version_tuple(tensorrt_version(trt))[0] < 10):
+        flags |= 1 << int(creation.EXPLICIT_BATCH)
+    return builder.create_network(flags)
+
+
+def set_workspace(config: Any, trt: Any, nbytes: int) -> str:
+    """Limits the builder's scratch memory; returns the API used.
+
+    8.2 only has ``max_workspace_size``, whose default is 0 (so it is always set); 8.4+ has
+    ``set_memory_pool_limit`` and 10 removed the attribute.
+    """
+    if hasattr(config, "set_memory_pool_limit"):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(nbytes))
+        return "set_memory_pool_limit"
+    config.max_workspace_size = int(nbytes)
+    return "max_workspace_size"
+
+
+def fp16_mode(builder: Any, trt: Any) -> str:
+    """How this TensorRT and GPU give an FP16 engine: one of the ``FP16_*`` constants."""
+    if not hasattr(trt.BuilderFlag, "FP16"):
+        return FP16_FROM_ONNX_TYPES
+    if not getattr(builder, "platform_has_fast_fp16", True):
+        return FP16_NOT_FAST
+    return FP16_BUILDER_FLAG
+
+
+def enable_fp16(builder: Any, config: Any, trt: Any) -> bool:
+    """Sets the FP16 builder flag where it exists and the GPU has fast FP16; returns whether set."""
+    if fp16_mode(builder, trt) != FP16_BUILDER_FLAG:
+        return False
+    config.set_flag(trt.BuilderFlag.FP16)
+    return True
+
+
+def precision_constraint_flag(trt: Any) -> Optional[str]:
+    """The builder flag that makes TensorRT obey per-layer precisions, or None (11.x).
+
+    ``OBEY_PRECISION_CONSTRAINTS`` replaced ``STRICT_TYPES`` (removed in 10); 11.x has neither
+    because its networks are always strongly typed.
+    """
+    for name in ("OBEY_PRECISION_CONSTRAINTS", "STRICT_TYPES"):
+        if hasattr(trt.BuilderFlag, name):
+            return name
+    return None
+
+
+class LayerSummary(NamedTuple):
+    """What the builder needs to know about one network layer.
+
+    Attributes:
+        name: Layer name; the ONNX parser names a layer after its ONNX node.
+        type: Layer type name, e.g. ``"MATRIX_MULTIPLY"``, ``"SOFTMAX"``, ``"REDUCE"``.
+        float_outputs: Whether every output is a floating-point tensor (not a shape tensor).
+    """
+
+    name: str
+    type: str
+    float_outputs: bool
+
+
+def network_layers(network: Any, trt: Any) -> List[LayerSummary]:
+    """Every layer of a parsed network, in order."""
+    floats = (trt.float32, trt.float16)
+    layers = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        layers.append(LayerSummary(str(layer.name), str(layer.type).split(".")[-1],
+                                   bool(outputs) and all(o.dtype in floats for o in outputs)))
+    return layers
+
+
+def pin_layers_fp32(network: Any, config: Any, trt: Any, names: Sequence[str]) -> List[str]:
+    """Forces the named layers to compute and output FP32 inside an FP16 build.
+
+    Returns:
+        The names pinned; empty where the network is strongly typed (11.x: precision comes from
+        the ONNX types, so ``cvnet-export --half`` keeps the attention in FP32 instead).
+    """
+    flag = precision_constraint_flag(trt)
+    if flag is None or not names:
+        return []
+    wanted = set(names)
+    pinned = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.name in wanted:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            pinned.append(str(layer.name))
+    if pinned:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    return pinned
+
+
+def network_inputs(network: Any) -> List[Tuple[str, Tuple[int, ...]]]:
+    """``(name, shape)`` of every network input; dynamic dimensions are -1."""
+    return [(str(network.get_input(i).name), tuple(int(d) for d in network.get_input(i).shape))
+            for i in range(network.num_inputs)]
+
+
+def make_profile(builder: Any, input_name: str, shapes: Sequence[Sequence[int]]) -> Any:
+    """An optimisation profile with (min, opt, max) shapes for ``input_name``."""
+    profile = builder.create_optimization_profile()
+    low, opt, high = (tuple(int(d) for d in shape) for shape in shapes)
+    profile.set_shape(input_name, low, opt, high)
+    return profile
+
+
+def add_profile(builder: Any, config: Any, input_name: str, shapes: Sequence[Sequence[int]]) -> Any:
+    """Adds one optimisation profile with (min, opt, max) shapes for ``input_name``; returns it."""
+    profile = make_profile(builder, input_name, shapes)
+    config.add_optimization_profile(profile)
+    return profile
+
+
+def parser_errors(parser: Any) -> List[str]:
+    """Every error the ONNX parser recorded, one line each: node index, name, operator, text.
+
+    ``node_name()`` and ``node_operator()`` exist from 10.x; 8.x only has the node index.
+    """
+    lines = []
+    for i in range(parser.num_errors):
+        error = parser.get_error(i)
+        where = ["node {}".format(error.node())]
+        for attribute in ("node_name", "node_operator"):
+            if hasattr(error, attribute):
+                value = getattr(error, attribute)()
+                if value:
+                    where.append(str(value))
+        lines.append("{}: {} (code {})".format(" ".join(where), error.desc(), error.code()))
+    return lines
+
+
+def build_serialized(builder: Any, network: Any, config: Any) -> Optional[bytes]:
+    """``build_serialized_network`` (8.0+, the only build call in every supported version)."""
+    plan = builder.build_serialized_network(network, config)
+    return None if plan is None else bytes(plan)
+
+
+def attach_timing_cache(config: Any, data: bytes) -> bool:
+    """Gives the builder a timing cache made from ``data`` (b"" for a new one).
+
+    Returns:
+        False when TensorRT rejected ``data`` (another GPU or version); a fresh cache is attached.
+    """
+    cache = config.create_timing_cache(bytes(data))
+    accepted = config.set_timing_cache(cache, False)
+    if accepted is False and data:
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+        return False
+    return True
+
+
+def serialized_timing_cache(config: Any) -> Optional[bytes]:
+    """The builder's timing cache after a build, or None if it has none."""
+    cache = config.get_timing_cache()
+    return None if cache is None else bytes(cache.serialize())
+
+
+def int8_support(builder: Any, trt: Any) -> Tuple[bool, str]:
+    """Whether INT8 calibration is possible here, and why not.
+
+    Calibrators exist from 8.x to 10.x (deprecated in 10.1) and are gone in 11 (explicit Q/DQ
+    quantization only); the GPU must have fast INT8 (the Jetson Nano's sm_53 has none).
+    """
+    version = tensorrt_version(trt)
+    if not (hasattr(trt.BuilderFlag, "INT8") and hasattr(trt, "IInt8EntropyCalibrator2")):
+        return False, ("TensorRT {} has no INT8 calibrators (removed in 11.x, which only takes "
+                       "explicitly quantized Q/DQ graphs)".format(version))
+    if hasattr(builder, "platform_has_fast_int8") and not builder.platform_has_fast_int8:
+        return False, ("this GPU has no fast INT8 (it needs compute capability 6.1 or 7.0+; the "
+                       "Jetson Nano's 5.3 has none)")
+    return True, ""
+
+
+def enable_int8(config: Any, trt: Any, calibrator: Any, calibration_profile: Any = None) -> None:
+    """Sets the INT8 flag and the calibrator (and the calibration profile for a dynamic batch)."""
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = calibrator
+    if calibration_profile is not None and hasattr(config, "set_calibration_profile"):
+        config.set_calibration_profile(calibration_profile)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+class TensorDesc(NamedTuple):
+    """One engine input or output.
+
+    Attributes:
+        name: Tensor name (the ONNX input/output name).
+        is_input: Whether it is an input.
+        shape: Shape as built; dynamic dimensions are -1.
+        dtype: numpy dtype of the tensor.
+        index: Binding index (bindings API) or I/O tensor index (tensor API).
+    """
+
+    name: str
+    is_input: bool
+    shape: Tuple[int, ...]
+    dtype: Any
+    index: int
+
+
+def uses_tensor_api(engine: Any) -> bool:
+    """Whether the engine has the tensor API (8.5+); preferred where both exist (8.5/8.6)."""
+    return hasattr(engine, "num_io_tensors")
+
+
+def io_tensors(engine: Any, trt: Any) -> List[TensorDesc]:
+    """The engine's inputs and outputs, by the tensor API where present, else by bindings."""
+    tensors = []
+    if uses_tensor_api(engine):
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            tensors.append(TensorDesc(
+                str(name), engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                tuple(int(d) for d in engine.get_tensor_shape(name)),
+                np.dtype(trt.nptype(engine.get_tensor_dtype(name))), i))
+    else:
+        for i in range(engine.num_bindings):
+            tensors.append(TensorDesc(
+                str(engine.get_binding_name(i)), bool(engine.binding_is_input(i)),
+                tuple(int(d) for d in engine.get_binding_shape(i)),
+                np.dtype(trt.nptype(engine.get_binding_dtype(i))), i))
+    return tensors
+
+
+def profile_shapes(engine: Any, tensor: TensorDesc, profile: int = 0) -> Tuple[Tuple[int, ...], ...]:
+    """(min, opt, max) shapes of an input in an optimisation profile.
+
+    The tensor API takes the name first, the bindings API the profile first.
+    """
+    if hasattr(engine, "get_tensor_profile_shape"):
+        shapes = engine.get_tensor_profile_shape(tensor.name, profile)
+    else:
+        shapes = engine.get_profile_shape(profile, tensor.index)
+    return tuple(tuple(int(d) for d in shape) for shape in shapes)
+
+
+def set_input_shape(context: Any, tensor: TensorDesc, shape: Sequence[int]) -> bool:
+    """Sets the runtime shape of a dynamic input; returns TensorRT's verdict."""
+    shape = tuple(int(d) for d in shape)
+    if hasattr(context, "set_input_shape"):
+        result = context.set_input_shape(tensor.name, shape)
+    else:
+        result = context.set_binding_shape(tensor.index, shape)
+    return result is not False
+
+
+def context_shape(context: Any, tensor: TensorDesc) -> Tuple[int, ...]:
+    """The shape of a tensor for the current input shapes."""
+    if hasattr(context, "get_tensor_shape"):
+        shape = context.get_tensor_shape(tensor.name)
+    else:
+        shape = context.get_binding_shape(tensor.index)
+    return tuple(int(d) for d in shape)
+
+
+def execute(context: Any, tensors: Sequence[TensorDesc], addresses: Sequence[int],
+            stream_handle: int) -> bool:
+    """Enqueues one inference on a CUDA stream: ``execute_async_v3`` or ``execute_async_v2``.
+
+    Args:
+        context: The execution context.
+        tensors: Every input and output, as :func:`io_tensors` returned them.
+        addresses: Device pointer of each tensor's buffer, in the same order.
+        stream_handle: The CUDA stream (``pycuda.driver.Stream().handle``).
+
+    Returns:
+        TensorRT's verdict (False: the enqueue failed).
+    """
+    if hasattr(context, "execute_async_v3"):
+        for tensor, address in zip(tensors, addresses):
+            context.set_tensor_address(tensor.name, int(address))
+        return context.execute_async_v3(stream_handle) is not False
+    bindings = [0] * len(tensors)
+    for tensor, address in zip(tensors, addresses):
+        bindings[tensor.index] = int(address)
+    return context.execute_async_v2(bindings=bindings, stream_handle=stream_handle) is not False

@@ -1,0 +1,242 @@
+"""TensorRT runner for ``.plan``/``.engine`` files, with pycuda (Python 3.6; both imported lazily).
+
+Order of checks when activated, cheapest and clearest first:
+
+1. the plan file against its sidecar's ``plan_sha256`` (a truncated or swapped file);
+2. the sidecar's ``engine`` block against the installed TensorRT release and this GPU's name
+   and compute capability (``engines.gpu``, no CUDA context needed): a plan only loads on the
+   release and GPU that built it, and TensorRT's own check (step 3) returns None with nothing
+   but a log line;
+3. deserialisation, whose None result is turned into an error naming both sides.
+
+GPU work: the device's *primary* CUDA context (the one TensorRT's runtime API and PyTorch use)
+is retained and pushed explicitly, never ``pycuda.autoinit``; page-locked host buffers and device
+buffers are sized once for the largest batch; each batch is an async copy in, an enqueue and an
+async copy out on one CUDA stream, then one synchronisation. All of it runs on the runner's one
+GPU thread (see :class:`engines.base.Runner`), and at shutdown the TensorRT objects and buffers
+are released before the context is popped. Binding API on TensorRT 8.x, tensor API where present
+(:mod:`engines.trt_compat`).
+"""
+
+import logging
+from typing import Any, List, Optional
+
+import numpy as np
+
+from cvnet.fileio import sha256_bytes
+from engines import trt_compat
+from engines.base import ModelIO, Runner
+from engines.deps import require
+from engines.errors import EngineCompatibilityError, EngineError, EngineInputError, EngineLoadError
+from engines.gpu import GpuInfo, gpu_info
+from engines.metadata import check_compatible, engine_info
+
+logger = logging.getLogger(__name__)
+
+
+class TrtRunner(Runner):
+    """Runs a serialized TensorRT engine built by ``cvnet-build``.
+
+    Args:
+        path: The ``.plan`` (or ``.engine``) file.
+        device: CUDA device ordinal.
+        allow_other_gpu: Accept a GPU whose name differs from the one recorded, when its compute
+            capability is the same (TensorRT loads such a plan with a warning).
+        check_hash: Check the file against the sidecar's ``plan_sha256`` before loading.
+        verbose: TensorRT logs at VERBOSE instead of WARNING.
+        **kwargs: See :class:`engines.base.Runner` (``metadata``, ``normalize``,
+            ``batch_range``).
+    """
+
+    backend = "tensorrt"
+    gpu_thread = True
+
+    def __init__(self, path: str, *, device: int = 0, allow_other_gpu: bool = False,
+                 check_hash: bool = True, verbose: bool = False, **kwargs: Any):
+        super(TrtRunner, self).__init__(path, **kwargs)
+        self._device = int(device)
+        self._allow_other_gpu = allow_other_gpu
+        self._check_hash = check_hash
+        self._verbose = verbose
+        self.engine_info = None
+        self.gpu = None  # type: Optional[GpuInfo]
+        self.tensorrt_version = None  # type: Optional[str]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cuda = None
+        self._trt = None
+        self._cuda_context = None
+        self._logger = None
+        self._runtime = None
+        self._engine = None
+        self._context = None
+        self._stream = None
+        self._tensors = []  # type: List[trt_compat.TensorDesc]
+        self._device_buffers = []  # type: List[Any]
+        self._host_input = None
+        self._host_output = None
+        self._dynamic = False
+
+    # -- checks before TensorRT sees the plan -------------------------------------------------
+
+    def _read_plan(self) -> bytes:
+        with open(self.path, "rb") as handle:
+            data = handle.read()
+        self.engine_info = engine_info(self.metadata) if self.metadata is not None else None
+        info = self.engine_info
+        if self._check_hash and info is not None and info.plan_sha256:
+            actual = sha256_bytes(data)
+            if actual != info.plan_sha256:
+                raise EngineLoadError(
+                    "{} does not match its sidecar (sha256 {}..., the sidecar records {}...; {} "
+                    "bytes): truncated, corrupt, or from another build. Copy the .plan and its "
+                    ".plan.json together, or rebuild with cvnet-build".format(
+                        self.path, actual[:12], info.plan_sha256[:12], len(data)))
+        elif self.metadata is not None and info is None:
+            logger.warning("%s: the sidecar has no 'engine' block (an ONNX sidecar?), so only "
+                           "TensorRT itself checks the version and GPU; rebuild with cvnet-build "
+                           "to get one", self.path)
+        if info is not None and info.parity is not None and info.parity.get("passed") is False:
+            logger.warning("%s: its build measured embeddings that disagree with ONNX Runtime "
+                           "(min cosine %s); rebuild with --keep-fp32 attention or --fp32",
+                           self.path, info.parity.get("min_cosine"))
+        return data
+
+    def _check_platform(self, trt: Any) -> None:
+        self.tensorrt_version = trt_compat.tensorrt_version(trt)
+        try:
+            self.gpu = gpu_info(self._device)
+        except EngineError as err:
+            logger.warning("cannot query GPU %d before loading (%s); TensorRT will check it",
+                           self._device, err)
+            self.gpu = None
+        if self.engine_info is not None:
+            check_compatible(self.path, self.engine_info, self.tensorrt_version, self.gpu,
+                             self._allow_other_gpu)
+
+    # -- backend hooks (on the GPU thread) ----------------------------------------------------
+
+    def _activate(self) -> ModelIO:
+        data = self._read_plan()
+        trt = require("tensorrt", "the .plan runner")
+        cuda = require("pycuda.driver", "the .plan runner")
+        self._check_platform(trt)
+        self._trt, self._cuda = trt, cuda
+        try:
+            cuda.init()
+            self._cuda_context = cuda.Device(self._device).retain_primary_context()
+            self._cuda_context.push()
+        except cuda.Error as err:
+            self._cuda_context = None
+            raise EngineError("cannot use CUDA device {}: {}".format(self._device, err))
+        try:
+            return self._load(data)
+        except BaseException:
+            self._release()
+            raise
+
+    def _load(self, data: bytes) -> ModelIO:
+        trt, cuda = self._trt, self._cuda
+        self._logger = trt_compat.make_logger(trt, self._verbose)  # must outlive the runtime
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(data)
+        if self._engine is None:
+            raise EngineCompatibilityError(self._deserialize_message())
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise EngineError("{}: TensorRT could not create an execution context (out of GPU "
+                              "memory? close other GPU programs)".format(self.path))
+        tensors = trt_compat.io_tensors(self._engine, trt)
+        inputs = [t for t in tensors if t.is_input]
+        outputs = [t for t in tensors if not t.is_input]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise EngineLoadError("{} has inputs {} and outputs {}; a cvnet engine has one of each "
+                                  "(images -> embeddings)".format(
+                                      self.path, [t.name for t in inputs],
+                                      [t.name for t in outputs]))
+        source, target = inputs[0], outputs[0]
+        if any(d < 0 for d in source.shape[1:]) or any(d < 0 for d in target.shape[1:]):
+            raise EngineLoadError("{}: only the batch axis may be dynamic; input {} output {}; "
+                                  "export with a fixed image size".format(
+                                      self.path, source.shape, target.shape))
+        self._dynamic = source.shape[0] < 0
+        if self._dynamic:
+            low, _, high = trt_compat.profile_shapes(self._engine, source, 0)
+            batch_range = (low[0], high[0])
+        else:
+            batch_range = (source.shape[0], source.shape[0])
+        largest = batch_range[1]
+        self._host_input = cuda.pagelocked_empty((largest,) + source.shape[1:], source.dtype)
+        self._host_output = cuda.pagelocked_empty((largest,) + target.shape[1:], target.dtype)
+        self._tensors = tensors
+        self._device_buffers = [
+            cuda.mem_alloc(self._host_input.nbytes if t.is_input else self._host_output.nbytes)
+            for t in tensors]
+        self._stream = cuda.Stream()
+        return ModelIO(input_name=source.name,
+                       input_shape=(None,) + source.shape[1:] if self._dynamic else source.shape,
+                       input_dtype=source.dtype.name, output_name=target.name,
+                       output_shape=target.shape, batch_range=batch_range)
+
+    def _deserialize_message(self) -> str:
+        here = "TensorRT {} on {}".format(
+            self.tensorrt_version,
+            "{} (compute capability {})".format(self.gpu.name, self.gpu.compute_capability)
+            if self.gpu else "GPU {}".format(self._device))
+        info = self.engine_info
+        if info is not None:
+            built = "the sidecar says it was built with TensorRT {} on {} (compute capability " \
+                    "{})".format(info.tensorrt_version, info.gpu_name, info.compute_capability)
+        else:
+            built = "it has no sidecar saying what built it"
+        return ("{}: {} could not deserialise it (TensorRT's log line above says why); {}. The "
+                "file is corrupt or was built by another TensorRT release or GPU: rebuild with "
+                "cvnet-build on this machine".format(self.path, here, built))
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        cuda, stream = self._cuda, self._stream
+        count = len(batch)
+        host_input = self._host_input[:count]
+        np.copyto(host_input, batch)
+        source = next(t for t in self._tensors if t.is_input)
+        if self._dynamic and not trt_compat.set_input_shape(self._context, source, batch.shape):
+            raise EngineInputError("TensorRT rejected input shape {} (the engine's profile runs "
+                                   "batches {}:{})".format(batch.shape, self.spec.batch_min,
+                                                           self.spec.batch_max))
+        addresses = [int(buffer) for buffer in self._device_buffers]
+        for tensor, buffer in zip(self._tensors, self._device_buffers):
+            if tensor.is_input:
+                cuda.memcpy_htod_async(buffer, host_input, stream)
+        if not trt_compat.execute(self._context, self._tensors, addresses, stream.handle):
+            raise EngineError("{}: TensorRT failed to enqueue a batch of {}".format(self.path,
+                                                                                   count))
+        host_output = self._host_output[:count]
+        for tensor, buffer in zip(self._tensors, self._device_buffers):
+            if not tensor.is_input:
+                cuda.memcpy_dtoh_async(host_output, buffer, stream)
+        stream.synchronize()
+        return host_output.copy()
+
+    def _deactivate(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Frees TensorRT objects and buffers, then pops the CUDA context (in that order)."""
+        self._context = None  # dropping the last reference destroys the TensorRT object
+        self._engine = None
+        self._runtime = None
+        self._stream = None
+        for buffer in self._device_buffers:
+            buffer.free()
+        self._device_buffers = []
+        self._host_input = None
+        self._host_output = None
+        if self._cuda_context is not None:
+            from pycuda.tools import clear_context_caches
+
+            # pop, drop the retained primary context, clear caches: pycuda's autoprimaryctx order
+            self._cuda_context.pop()
+            self._cuda_context = None
+            clear_context_caches()
+        self._reset()

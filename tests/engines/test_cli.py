@@ -1,0 +1,103 @@
+"""``python3 -m engines`` and ``cvnet-build``: help everywhere, clear failures without TensorRT."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from engines.cli import build_main, main
+from tests.device_modules import ROOT
+from tests.engines.test_trt_runner import _write_plan
+from tests.fixtures import TINY_ONNX, copy_sidecar
+
+pytestmark = pytest.mark.device
+
+
+def _tensorrt_installed():
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_module_help_lists_the_subcommands():
+    result = subprocess.run([sys.executable, "-m", "engines", "--help"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
+    assert result.returncode == 0, result.stderr
+    for command in ("build", "info", "env"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["build", "--help"], ["info", "--help"], ["env", "--help"]])
+def test_subcommand_help(argv, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: python3 -m engines " + argv[0] in out
+
+
+def test_cvnet_build_help_says_what_this_machine_has(capsys):
+    with pytest.raises(SystemExit):
+        build_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "usage: cvnet-build" in out and "--keep-fp32 {attention,none}" in out
+    assert "TensorRT's Python bindings (here: {})".format(
+        "found" if _tensorrt_installed() else "NOT FOUND") in out
+
+
+def test_subcommand_is_required(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+
+
+def test_build_without_tensorrt_fails_saying_what_is_missing(tmp_path, caplog):
+    if _tensorrt_installed():
+        pytest.skip("TensorRT is installed here")
+    onnx = str(tmp_path / "cvnet.onnx")
+    shutil.copy(TINY_ONNX, onnx)
+    copy_sidecar(onnx)
+    assert build_main([onnx]) == 1
+    assert "cvnet-build needs tensorrt" in caplog.text
+    assert not (tmp_path / "cvnet.plan").exists()
+
+
+def test_bad_batch_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        build_main([TINY_ONNX, "--batch", "8:1:2"])
+    assert caught.value.code == 2
+    assert "MIN:OPT:MAX" in capsys.readouterr().err
+
+
+def test_info_on_an_onnx(capsys):
+    assert main(["info", TINY_ONNX]) == 0
+    out = capsys.readouterr().out
+    assert "cvnet_tiny" in out and "'images' NCHW 64x64 float32" in out and "96-d" in out
+
+
+def test_info_on_a_plan_says_whether_it_runs_here(tmp_path, capsys):
+    plan = _write_plan(tmp_path)
+    assert main(["info", plan, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["engine"]["tensorrt_version"] == "8.2.1.8"
+    if not _tensorrt_installed():
+        assert report["this_machine"]["problems"] is None  # cannot tell without TensorRT
+    assert main(["info", plan + ".json"]) == 0
+    assert "runs here" in capsys.readouterr().out
+
+
+def test_info_on_a_file_without_sidecar_fails_with_the_reason(tmp_path, caplog):
+    assert main(["info", str(tmp_path / "x.onnx")]) == 1
+    assert "cannot read the sidecar" in caplog.text
+
+
+def test_env_lists_the_packages(capsys):
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    for name in ("python", "numpy", "cv2", "onnxruntime", "tensorrt", "pycuda", "gpu"):
+        assert name in out

@@ -1,0 +1,62 @@
+"""The PyTorch runner and the host-side checks of the ONNX Runtime runner (needs torch)."""
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
+from cvnet.preprocess import decode_image  # noqa: E402
+from engines import open_engine  # noqa: E402
+from engines.torch_runner import TorchRunner  # noqa: E402
+from tests.fixtures import TINY_ONNX, TINY_SIZE, load_expected, row_cosine, tiny_image_paths  # noqa: E402
+from tests.fixtures.make_tiny_onnx import export_graph, fixture_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [decode_image(path) for path in tiny_image_paths()]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+    save_checkpoint(path, fixture_model(), arch="cvnet_tiny", model_kwargs={"num_classes": 0})
+    return path
+
+
+def test_pt_runner_reproduces_the_stored_pytorch_embeddings(checkpoint, images):
+    with open_engine(checkpoint, input_size=TINY_SIZE) as runner:
+        assert isinstance(runner, TorchRunner)
+        assert runner.spec.source == "model input" and runner.spec.embedding_dim == 96
+        out = runner.embed(images)
+    np.testing.assert_allclose(out, load_expected()["embeddings"], rtol=0, atol=1e-5)
+
+
+def test_onnx_runtime_and_pytorch_agree_through_the_same_interface(checkpoint, images):
+    with open_engine(checkpoint, input_size=TINY_SIZE, batch_range=(1, 3)) as reference, \
+            open_engine(TINY_ONNX) as ort_runner:
+        expected, actual = reference.embed(images), ort_runner.embed(images)
+    assert row_cosine(expected, actual).min() >= 0.9999
+
+
+def test_static_batch_onnx_without_metadata_is_padded(tmp_path, images, caplog):
+    """A graph with a fixed batch of 4 and no metadata at all: its input shape is used (with a
+    warning) and 7 images run as 4 + 3 padded to 4."""
+    path = str(tmp_path / "static.onnx")
+    export_graph(fixture_model(), path, {}, batch=4)
+    with open_engine(path) as runner:
+        assert runner.spec.source == "model input"
+        assert (runner.spec.batch_min, runner.spec.batch_max) == (4, 4)
+        out = runner.embed(images)
+    assert "has no sidecar" in caplog.text
+    assert out.shape == (7, 96)
+    assert row_cosine(out, load_expected()["embeddings"]).min() >= 0.9999
+
+
+def test_pt_runner_is_lazy_about_torch(checkpoint):
+    runner = open_engine(checkpoint)
+    assert not runner.active and os.path.exists(runner.path)
