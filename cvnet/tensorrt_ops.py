@@ -45,7 +45,8 @@ class OperatorSupport(NamedTuple):
     source: str
 
 
-def _version_tuple(version: str) -> Tuple[int, ...]:
+def version_tuple(version: str) -> Tuple[int, ...]:
+    """``"8.2.1.8"`` -> ``(8, 2, 1, 8)``: compare these, never the version strings."""
     parts = []
     for piece in str(version).split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -65,7 +66,7 @@ def _load_table(path: str = DATA_PATH) -> Dict[str, dict]:
 
 def known_versions(path: str = DATA_PATH) -> List[str]:
     """Returns the TensorRT versions that have an operator list, oldest first."""
-    return sorted(_load_table(path), key=_version_tuple)
+    return sorted(_load_table(path), key=version_tuple)
 
 
 def operator_support(version: str = JETSON_NANO_TENSORRT, path: str = DATA_PATH) -> OperatorSupport:
@@ -83,12 +84,12 @@ def operator_support(version: str = JETSON_NANO_TENSORRT, path: str = DATA_PATH)
         ConfigError: The version is older than every listed one, or not a version number.
     """
     table = _load_table(path)
-    wanted = _version_tuple(version)
-    candidates = [v for v in table if _version_tuple(v) <= wanted]
+    wanted = version_tuple(version)
+    candidates = [v for v in table if version_tuple(v) <= wanted]
     if not candidates:
         raise ConfigError("no ONNX operator list for TensorRT {} (lists exist for {}); pick one of "
                           "those versions".format(version, ", ".join(known_versions(path))))
-    best = max(candidates, key=_version_tuple)
+    best = max(candidates, key=version_tuple)
     entry = table[best]
     return OperatorSupport(
         version=best,
@@ -101,7 +102,7 @@ def operator_support(version: str = JETSON_NANO_TENSORRT, path: str = DATA_PATH)
 
 def supports_uint8_input(version: str) -> bool:
     """Whether TensorRT ``version`` accepts a uint8 network input (8.5 and newer)."""
-    return _version_tuple(version) >= _version_tuple(UINT8_INPUT_MIN_TENSORRT)
+    return version_tuple(version) >= version_tuple(UINT8_INPUT_MIN_TENSORRT)
 
 
 def versions_reading_opset(opset: int, path: str = DATA_PATH) -> List[str]:

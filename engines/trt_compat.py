@@ -21,17 +21,12 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.tensorrt_ops import _version_tuple
+from cvnet.tensorrt_ops import version_tuple
 
 #: How FP16 is obtained, as :func:`fp16_mode` reports it.
 FP16_BUILDER_FLAG = "builder flag"
 FP16_NOT_FAST = "no fast FP16 on this GPU"
 FP16_FROM_ONNX_TYPES = "from the ONNX types (no FP16 builder flag)"
-
-
-def version_tuple(version: str) -> Tuple[int, ...]:
-    """``"8.2.1.8"`` -> ``(8, 2, 1, 8)``; compare these, never the strings."""
-    return _version_tuple(version)
 
 
 def tensorrt_version(trt: Any) -> str:
