@@ -55,7 +55,8 @@ class TrainConfig:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         workers: Data-loading processes per training process.
         eval_every: Evaluate (and checkpoint) every N epochs; the last epoch always.
-        protocols: Retrieval protocols evaluated during training.
+        protocols: Retrieval protocols evaluated during training; empty = the dataset's
+            standard ones (A2G and G2A for cross-view data).
         max_steps_per_epoch: Cap on iterations per epoch (0 = the sampler's full epoch).
         seed: Seed of sampling, augmentation and initialisation.
     """
@@ -85,7 +86,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 2
     eval_every: int = 10
-    protocols: Tuple[str, ...] = ("A2G", "G2A")
+    protocols: Tuple[str, ...] = ()
     max_steps_per_epoch: int = 0
     seed: int = 0
 
