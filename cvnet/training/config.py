@@ -42,7 +42,10 @@ class TrainConfig:
         momentum: SGD momentum [paper: 0.9].
         weight_decay: Weight decay [paper: 5e-4].
         warmup_epochs: Linear warm-up [paper: 10].
-        min_lr_ratio: Learning rate at the warm-up start and decay end, as a fraction of ``lr``.
+        min_lr_ratio: Learning rate at the warm-up start (and cosine decay end), as a fraction
+            of ``lr``.
+        lr_schedule: ``step`` (MSINet's: x0.1 at 150/225/300 of 350 epochs, scaled to the run)
+            or ``cosine``.
         adam_modules: Module names trained with Adam instead of SGD (paper: "specific
             components"; none by default).
         adam_lr: Adam learning rate [paper: 0.002].
@@ -75,6 +78,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: int = 10
     min_lr_ratio: float = 0.01
+    lr_schedule: str = "step"
     adam_modules: Tuple[str, ...] = ()
     adam_lr: float = 0.002
     label_smoothing: float = 0.1

@@ -10,7 +10,8 @@ from cvnet.models import build_model  # noqa: E402
 from cvnet.preprocess import PreprocessConfig, preprocess_batch  # noqa: E402
 from cvnet.training.augment import TrainTransform, random_erase  # noqa: E402
 from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss  # noqa: E402
-from cvnet.training.optim import Optimizers, warmup_cosine_factor  # noqa: E402
+from cvnet.training.optim import (Optimizers, warmup_cosine_factor,  # noqa: E402
+                                  warmup_step_factor)
 from cvnet.training.sampler import PKSampler  # noqa: E402
 
 
@@ -134,6 +135,20 @@ def test_warmup_cosine_schedule_shape():
     assert f[100] == pytest.approx(0.01) and f[55] == pytest.approx(0.505)
     assert all(a <= b for a, b in zip(f[:10], f[1:11]))
     assert all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+def test_msinet_step_schedule_at_350_epochs():
+    kw = dict(total_steps=350, warmup_steps=10)  # one step per epoch
+    assert warmup_step_factor(0, **kw) == pytest.approx(0.01)
+    assert warmup_step_factor(10, **kw) == pytest.approx(1.0)
+    assert [warmup_step_factor(e, **kw) for e in (149, 150, 224, 225, 299, 300, 349)] == \
+        pytest.approx([1.0, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_unknown_schedule_is_refused():
+    with pytest.raises(ConfigError, match="lr schedule must be one of step, cosine"):
+        Optimizers(build_model("cvnet_tiny", num_classes=3), total_steps=10, warmup_steps=1,
+                   schedule="linear")
 
 
 def test_adam_takes_only_the_named_modules():
