@@ -105,6 +105,7 @@ def evaluate_split(split: QueryGallery, embedded: EmbeddedImages, *,
     split = _usable(split, embedded)
     if not split.query or not split.gallery:
         raise ValueError("no decodable query or gallery images left to evaluate")
+    max_rank = min(max_rank, len(split.gallery))  # a longer CMC would only repeat itself
     result = evaluate_rank(_split_distances(split, embedded), max_rank=max_rank,
                            **split.rank_labels())
     summary = summarize_metrics(result, ranks=[r for r in (1, 5, 10) if r <= max_rank])
