@@ -88,3 +88,20 @@ def test_two_process_ddp_on_gloo(synth, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "on cpu x2" in result.stdout
     assert load_checkpoint(os.path.join(run, "model.pt")).epoch == 1
+
+
+def test_exported_onnx_scores_like_its_checkpoint(synth, tmp_path):
+    from export import cli as export_cli
+
+    run = str(tmp_path / "run")
+    assert train_cli.main(_train_args(synth, run, epochs=1)) == 0
+    checkpoint, onnx_path = os.path.join(run, "model.pt"), str(tmp_path / "tiny.onnx")
+    assert export_cli.main([checkpoint, "-o", onnx_path, "--imgsz", "64"]) == 0
+    scores = {}
+    for path in (checkpoint, onnx_path):
+        out = str(tmp_path / (os.path.basename(path) + ".json"))
+        assert eval_cli.main([path, "--data", synth, "--json", out, "--device", "cpu"]) == 0
+        scores[path] = json.load(open(out))["metrics"]
+    for protocol in ("A2G", "G2A"):
+        assert scores[onnx_path][protocol]["mAP"] == pytest.approx(
+            scores[checkpoint][protocol]["mAP"], abs=1e-4)
