@@ -4,8 +4,8 @@ Both sides are folders written by ``cvnet-embed`` (:mod:`jetson.store`). The gal
 memory-mapped chunk at a time and scored in blocks of at most ``block_elements`` similarities,
 keeping a running top-k per query, so memory stays bounded by the queries, one block and the
 top-k lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM).
-Equal scores rank the lower gallery row first
-(scores of identical rows in different blocks can differ in the last bit of float32). Folders from different models (``model_hash`` in
+Equal scores rank the lower gallery row first (scores of identical rows in different blocks
+can differ in the last bit of float32). Folders from different models (``model_hash`` in
 ``meta.json``) are refused unless forced: their embeddings live in different spaces.
 
 For galleries beyond one device (millions of entries), ``backend="faiss"`` uses a FAISS
