@@ -101,22 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(prog: str, description: str, add_arguments) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    return parser
+
+
 def embed_parser() -> argparse.ArgumentParser:
     """``cvnet-embed``'s parser."""
-    parser = argparse.ArgumentParser(prog="cvnet-embed", description=(
+    return _command_parser("cvnet-embed", (
         "Embed every image of a folder or list with an engine; resumable, bad files reported "
-        "and skipped. Exit status: 0 all embedded, 3 some files failed, 1 error, 2 usage."))
-    add_embed_arguments(parser)
-    return parser
+        "and skipped. Exit status: 0 all embedded, 3 some files failed, 1 error, 2 usage."),
+        add_embed_arguments)
 
 
 def match_parser() -> argparse.ArgumentParser:
     """``cvnet-match``'s parser."""
-    parser = argparse.ArgumentParser(prog="cvnet-match", description=(
+    return _command_parser("cvnet-match", (
         "Exact cosine top-k of query embeddings in a gallery (both cvnet-embed folders), in "
-        "bounded memory."))
-    add_match_arguments(parser)
-    return parser
+        "bounded memory."), add_match_arguments)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -36,3 +36,15 @@ def test_missing_tensorrt_fails_with_the_fix(monkeypatch, capsys):
     assert "JetPack      4.6.1" in out
     assert "--runtime nvidia" in out and "pycuda==2022.1" in out
     assert "OPENBLAS_CORETYPE=ARMV8" in out
+
+
+def test_console_scripts_and_delegation(capsys):
+    from jetson.cli import embed_main, match_main
+
+    for entry in (embed_main, match_main):
+        with pytest.raises(SystemExit) as exit_info:
+            entry(["--help"])
+        assert exit_info.value.code == 0
+    assert "--resume" in capsys.readouterr().out
+    assert main(["env"]) == 0  # handed to python3 -m engines env
+    assert "numpy" in capsys.readouterr().out
