@@ -1,6 +1,5 @@
 """cvnet-embed end to end with the tiny ONNX fixture: every kind of bad file, kill and resume."""
 
-import csv
 import os
 import signal
 import subprocess
