@@ -1,0 +1,214 @@
+"""``python3 -m jetson``: the device commands; ``cvnet-embed`` and ``cvnet-match``.
+
+Subcommands: ``embed``, ``match``, ``self-check``; ``build``, ``info``, ``env`` are handed to
+``python3 -m engines`` and ``bench`` to ``python3 -m benchmarks`` (when installed), so the L4T
+container's single entrypoint runs every device command.
+
+Exit status of ``embed``: 0 every file embedded (warnings allowed), 3 finished but some files
+failed (listed in the index and the summary), 1 an error stopped the run (engine, output
+folder, options), 2 bad command line. ``match`` and ``self-check``: 0 ok, 1 error / something
+required is missing, 2 bad command line.
+"""
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from cvnet.errors import CVNetError
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+#: Subcommands handed to other packages' CLIs: name -> module with ``main(argv)``.
+DELEGATED = {"build": "engines.cli", "info": "engines.cli", "env": "engines.cli",
+             "bench": "benchmarks.cli"}
+
+
+def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``cvnet-embed`` / ``python3 -m jetson embed``."""
+    parser.add_argument("--engine", required=True,
+                        help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime)")
+    parser.add_argument("--images", required=True,
+                        help="folder (walked recursively by image suffix) or a list file with "
+                             "one path per line")
+    parser.add_argument("-o", "--out", required=True,
+                        help="output folder: meta.json, emb-NNNNN.npy, index-NNNNN.csv")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="images per engine call (default: the engine's largest batch)")
+    parser.add_argument("--chunk-size", type=int, default=512,
+                        help="files per committed chunk, the most a kill can cost "
+                             "(default: %(default)s)")
+    parser.add_argument("--fp16-out", action="store_true", help="store float16 embeddings")
+    parser.add_argument("--no-normalize", dest="normalize", action="store_false",
+                        help="store the raw model output instead of L2-normalised rows")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed run in --out: done files are skipped")
+    parser.add_argument("--min-side", type=int, default=16,
+                        help="warn about crops with a shorter side (default: %(default)s px)")
+    parser.add_argument("--max-pixels", type=int, default=10000 * 10000,
+                        help="refuse larger images before decoding (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
+    parser.add_argument("--log-interval", type=float, default=5.0,
+                        help="seconds between progress lines (default: %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def add_match_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``cvnet-match`` / ``python3 -m jetson match``."""
+    parser.add_argument("--query", required=True, help="cvnet-embed output folder of the queries")
+    parser.add_argument("--gallery", required=True,
+                        help="cvnet-embed output folder of the gallery")
+    parser.add_argument("--topk", type=int, default=10, help="matches per query (default: 10)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="keep only matches with cosine similarity >= T")
+    parser.add_argument("-o", "--out", default=None,
+                        help="matches CSV (query,rank,gallery,similarity,distance); default: "
+                             "print it")
+    parser.add_argument("--visualize", default=None, metavar="DIR",
+                        help="write one PNG per query: the query crop and its top-k crops")
+    parser.add_argument("--visualize-limit", type=int, default=100,
+                        help="draw at most this many queries (default: %(default)s)")
+    parser.add_argument("--backend", choices=("exact", "faiss"), default="exact",
+                        help="exact: chunked numpy, bounded memory (device); faiss: FAISS "
+                             "IndexFlatIP for very large galleries (host, pip install faiss-cpu)")
+    parser.add_argument("--force", action="store_true",
+                        help="match folders embedded by different models (model_hash)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``python3 -m jetson``'s parser."""
+    parser = argparse.ArgumentParser(
+        prog="python3 -m jetson", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="command")
+    commands.required = True
+    add_embed_arguments(commands.add_parser(
+        "embed", help="images -> embeddings (resumable, bad files reported)"))
+    add_match_arguments(commands.add_parser("match", help="cosine top-k of queries in a gallery"))
+    check = commands.add_parser("self-check", help="versions, GPU, power mode; fail on what is "
+                                                   "missing")
+    check.add_argument("--require", choices=("auto", "tensorrt", "onnxruntime", "none"),
+                       default="auto", help="what must be present (auto: TensorRT on a Jetson, "
+                                            "any backend elsewhere)")
+    for name, module in sorted(DELEGATED.items()):
+        commands.add_parser(name, add_help=False, help="see python3 -m {} {} --help".format(
+            module.split(".")[0], name if module == "engines.cli" else ""))
+    return parser
+
+
+def _command_parser(prog: str, description: str, add_arguments) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    return parser
+
+
+def embed_parser() -> argparse.ArgumentParser:
+    """``cvnet-embed``'s parser."""
+    return _command_parser("cvnet-embed", (
+        "Embed every image of a folder or list with an engine; resumable, bad files reported "
+        "and skipped. Exit status: 0 all embedded, 3 some files failed, 1 error, 2 usage."),
+        add_embed_arguments)
+
+
+def match_parser() -> argparse.ArgumentParser:
+    """``cvnet-match``'s parser."""
+    return _command_parser("cvnet-match", (
+        "Exact cosine top-k of query embeddings in a gallery (both cvnet-embed folders), in "
+        "bounded memory."), add_match_arguments)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from engines import open_engine
+    from jetson.embed import extract
+
+    options = {"threads": args.threads} if args.threads and args.engine.endswith(".onnx") else {}
+    with open_engine(args.engine, **options) as runner:
+        summary = extract(runner, args.images, args.out, batch=args.batch,
+                          chunk_size=args.chunk_size, fp16_out=args.fp16_out,
+                          normalize=args.normalize, resume=args.resume, min_side=args.min_side,
+                          max_pixels=args.max_pixels, log_interval=args.log_interval)
+    result = summary._asdict()
+    result.update(out=args.out, images_per_s=round(summary.rate, 2),
+                  network_images_per_s=round(summary.ok / summary.network_seconds, 2)
+                  if summary.network_seconds else None)
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
+
+def _run_match(args: argparse.Namespace) -> int:
+    from jetson.match import match, matches_csv, visualize, write_matches
+    from jetson.store import read_meta
+
+    matches = match(args.query, args.gallery, topk=args.topk, threshold=args.threshold,
+                    force=args.force, backend=args.backend)
+    if args.out:
+        write_matches(args.out, matches)
+        logger.info("wrote %d queries x top-%d to %s", len(matches.query_rows), args.topk,
+                    args.out)
+    else:
+        sys.stdout.write(matches_csv(matches))
+    if args.visualize:
+        written = visualize(matches, read_meta(args.query)["root"],
+                            read_meta(args.gallery)["root"], args.visualize,
+                            limit=args.visualize_limit)
+        logger.info("wrote %d pictures to %s", len(written), args.visualize)
+    return EXIT_OK
+
+
+def _run_self_check(args: argparse.Namespace) -> int:
+    from jetson.selfcheck import self_check
+
+    text, status = self_check(args.require)
+    print(text)
+    return status
+
+
+_COMMANDS = {"embed": _run_embed, "match": _run_match, "self-check": _run_self_check}
+
+
+def _dispatch(command: str, args: argparse.Namespace) -> int:
+    _setup_logging(getattr(args, "verbose", False))
+    try:
+        return _COMMANDS[command](args)
+    except (CVNetError, ImportError) as err:
+        logger.error("%s", err)
+        return EXIT_ERROR
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python3 -m jetson``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        module = DELEGATED[argv[0]]
+        try:
+            target = importlib.import_module(module)
+        except ImportError as err:
+            sys.stderr.write("{} is not available in this install ({})\n".format(argv[0], err))
+            return EXIT_ERROR
+        return target.main(argv if module == "engines.cli" else argv[1:])
+    args = build_parser().parse_args(argv)
+    return _dispatch(args.command, args)
+
+
+def embed_main(argv: Optional[List[str]] = None) -> int:
+    """``cvnet-embed``; returns the exit status."""
+    return _dispatch("embed", embed_parser().parse_args(argv))
+
+
+def match_main(argv: Optional[List[str]] = None) -> int:
+    """``cvnet-match``; returns the exit status."""
+    return _dispatch("match", match_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

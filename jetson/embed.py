@@ -1,0 +1,427 @@
+"""``cvnet-embed``: image files -> embeddings on the device, resumable, losing nothing.
+
+The pipeline: a background thread reads, checks, decodes (:func:`cvnet.preprocess.decode_image`)
+and preprocesses (``runner.prepare``) each file into a bounded queue, so decoding overlaps
+inference and a huge image is held only until it is resized; the calling thread batches the
+preprocessed inputs through the engine and commits every ``chunk_size`` files as one chunk of
+the store (:mod:`jetson.store`). A killed run continues with ``resume=True``: files already in
+a committed chunk (good or failed) are skipped, an uncommitted chunk is redone.
+
+Every file ends in the index: ``ok`` (with what was done to it: ``grayscale``, ``rgba``,
+``16bit`` converted, ``tiny`` or ``huge`` warned, ``suffix`` when its content is another format
+than its name says) or ``failed`` (``empty``, ``truncated``, ``not_image``, ``corrupt``,
+``too_large``, ``unreadable``) with the reason. Nothing is fatal except the engine itself.
+"""
+
+import collections
+import logging
+import os
+import queue
+import struct
+import threading
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+import cvnet
+from cvnet.errors import ConfigError, CVNetError
+from cvnet.fileio import sha256_file
+from cvnet.preprocess import ImageDecodeError, decode_image, is_image_path
+from jetson.progress import Progress
+from jetson.store import (FORMAT, FORMAT_VERSION, IndexRow, StoreError, META_FILE, read_meta,
+                          scan_chunks, write_chunk, write_meta)
+
+logger = logging.getLogger(__name__)
+
+#: Files per committed chunk: what a kill can cost at most.
+DEFAULT_CHUNK_SIZE = 512
+#: Crops with a side shorter than this are embedded with a ``tiny`` warning.
+DEFAULT_MIN_SIDE = 16
+#: Images above this many pixels are embedded with a ``huge`` warning.
+HUGE_PIXELS = 4096 * 4096
+#: Images above this many pixels are refused before decoding (``too_large``).
+DEFAULT_MAX_PIXELS = 10000 * 10000
+#: The format each image suffix promises.
+SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".bmp": "bmp", ".tif": "tiff",
+                  ".tiff": "tiff", ".webp": "webp", ".ppm": "pnm", ".pgm": "pnm"}
+#: Settings a resumed run must share with the run it continues.
+RESUME_KEYS = ("model_hash", "embedding_dim", "dtype", "normalized", "root")
+
+
+class Header(NamedTuple):
+    """What a file's first bytes say: format, and for PNG/JPEG size, channels and bit depth."""
+
+    format: str
+    width: Optional[int] = None
+    height: Optional[int] = None
+    channels: Optional[int] = None
+    bits: Optional[int] = None
+    complete: bool = True
+
+
+class Checked(NamedTuple):
+    """One file after reading and decoding.
+
+    Attributes:
+        path: The file as listed.
+        image: (H, W, 3) uint8 BGR, or None when it failed.
+        kinds: What was found (see the module docstring).
+        message: The reason or the warnings, in words.
+    """
+
+    path: str
+    image: Optional[np.ndarray]
+    kinds: Tuple[str, ...]
+    message: str
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+_JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_header(data: bytes) -> Header:
+    position, end = 2, len(data)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            position += 1
+            continue
+        marker = data[position + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            position += 2 if marker != 0xFF else 1
+            continue
+        length = struct.unpack(">H", data[position + 2:position + 4])[0]
+        if marker in _JPEG_SOF and position + 10 <= end:
+            bits, height, width, channels = struct.unpack(">BHHB", data[position + 4:position + 10])
+            return Header("jpeg", width, height, channels, bits,
+                          data.rstrip(b"\x00").endswith(b"\xff\xd9"))
+        position += 2 + length
+    return Header("jpeg", complete=False)
+
+
+def read_header(data: bytes) -> Optional[Header]:
+    """Identifies an encoded image from its bytes (None: no image format cvnet knows)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26 and data[12:16] == b"IHDR":
+        width, height, bits, color = struct.unpack(">IIBB", data[16:26])
+        return Header("png", width, height, _PNG_CHANNELS.get(color), bits,
+                      b"IEND" in data[-16:])
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_header(data)
+    if data[:2] == b"BM":
+        return Header("bmp")
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return Header("tiff")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return Header("webp")
+    if data[:2] in (b"P2", b"P3", b"P5", b"P6"):
+        return Header("pnm")
+    return None
+
+
+def check_image(path: str, root: str = "", *, min_side: int = DEFAULT_MIN_SIDE,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked:
+    """Reads, checks and decodes one file; never raises for a bad file.
+
+    Args:
+        path: The file as listed; relative paths are taken from ``root``.
+        root: Folder of relative paths.
+        min_side: Shorter sides are warned as ``tiny``.
+        max_pixels: Larger images are refused as ``too_large`` before decoding.
+    """
+    full = os.path.join(root, path)
+    try:
+        with open(full, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        return Checked(path, None, ("unreadable",), "cannot read: {}".format(err.strerror or err))
+    if not data:
+        return Checked(path, None, ("empty",), "file is empty (0 bytes)")
+    header = read_header(data)
+    if header is None:
+        return Checked(path, None, ("not_image",), "not an image: the first bytes {!r} match no "
+                       "image format".format(data[:8]))
+    kinds, notes = [], []
+    if not header.complete:
+        return Checked(path, None, ("truncated",), "truncated {} ({} bytes): the end-of-image "
+                       "marker is missing".format(header.format, len(data)))
+    if header.width is not None and header.height is not None:
+        pixels = header.width * header.height
+        if pixels > max_pixels:
+            return Checked(path, None, ("too_large",), "{}x{} pixels exceeds --max-pixels {}; "
+                           "raise it to embed this image".format(header.width, header.height,
+                                                                 max_pixels))
+    expected = SUFFIX_FORMATS.get(os.path.splitext(path)[1].lower())
+    if expected != header.format:
+        kinds.append("suffix")
+        notes.append("content is {} although the name says {}".format(header.format,
+                                                                       expected or "no image"))
+    try:
+        image = decode_image(data)
+    except ImageDecodeError as err:
+        return Checked(path, None, ("corrupt",), "{} data does not decode: {}".format(
+            header.format, str(err).split(": ", 1)[-1]))
+    if header.channels in (1, 2):
+        kinds.append("grayscale")
+        notes.append("grayscale converted to BGR")
+    if header.channels in (2, 4):
+        kinds.append("rgba")
+        notes.append("alpha channel dropped")
+    if header.bits == 16:
+        kinds.append("16bit")
+        notes.append("16-bit scaled to 8-bit")
+    height, width = image.shape[:2]
+    if min(height, width) < min_side:
+        kinds.append("tiny")
+        notes.append("tiny crop {}x{} (< {} px): embedding is unreliable".format(
+            width, height, min_side))
+    if height * width > HUGE_PIXELS:
+        kinds.append("huge")
+        notes.append("huge image {}x{}: downscaled".format(width, height))
+    return Checked(path, image, tuple(kinds), "; ".join(notes))
+
+
+def list_images(source: str) -> Tuple[str, List[str]]:
+    """The files to embed: a folder walked recursively by image suffix, or a list file.
+
+    Args:
+        source: A folder, or a text file with one path per line (blank lines and ``#``
+            comments ignored; relative paths are relative to the list's folder).
+
+    Returns:
+        ``(root, paths)``: paths relative to ``root`` (a folder's, sorted) or as written in the
+        list (duplicates dropped, first kept).
+
+    Raises:
+        ConfigError: ``source`` does not exist.
+    """
+    if os.path.isdir(source):
+        root = os.path.abspath(source)
+        paths = []
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(files):
+                if is_image_path(name):
+                    paths.append(os.path.relpath(os.path.join(folder, name), root)
+                                 .replace(os.sep, "/"))
+        return root, paths
+    if os.path.isfile(source):
+        root = os.path.dirname(os.path.abspath(source))
+        with open(source, "r", encoding="utf-8") as handle:
+            lines = [line.strip() for line in handle]
+        paths = [line for line in lines if line and not line.startswith("#")]
+        unique = list(collections.OrderedDict.fromkeys(paths))
+        if len(unique) < len(paths):
+            logger.warning("%s lists %d path(s) more than once; each is embedded once", source,
+                           len(paths) - len(unique))
+        return root, unique
+    raise ConfigError("--images {!r}: no such folder or list file; give a folder of images or a "
+                      "text file with one image path per line".format(source))
+
+
+class Summary(NamedTuple):
+    """What a run did.
+
+    Attributes:
+        total: Files listed.
+        skipped: Files already done by an earlier run (resume).
+        ok: Files embedded in this run.
+        failed: Files reported and skipped in this run.
+        kinds: Count of each kind in this run (``"ok"`` and ``"failed"`` included).
+        seconds: Wall time of this run.
+        network_seconds: Time spent in the engine.
+        chunks: Chunks written in this run.
+    """
+
+    total: int
+    skipped: int
+    ok: int
+    failed: int
+    kinds: Dict[str, int]
+    seconds: float
+    network_seconds: float
+    chunks: int
+
+    @property
+    def rate(self) -> float:
+        """Files per second in this run."""
+        return (self.ok + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
+               ) -> Dict[str, Any]:
+    """``meta.json`` for an active runner: the model hash, dim and normalisation travel here."""
+    metadata = runner.metadata
+    engine_hash = sha256_file(runner.path)
+    weights = getattr(metadata, "weights_sha256", None)
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "model_hash": weights or engine_hash,
+        "weights_sha256": weights,
+        "onnx_sha256": getattr(metadata, "onnx_sha256", None),
+        "engine": os.path.basename(runner.path), "engine_sha256": engine_hash,
+        "backend": runner.backend,
+        "variant": getattr(metadata, "variant", None),
+        "embedding_dim": runner.spec.embedding_dim,
+        "input_size": [runner.spec.height, runner.spec.width],
+        "dtype": dtype, "normalized": bool(normalized),
+        "root": root, "source": os.path.abspath(source),
+        "cvnet_version": cvnet.__version__,
+        "engine_metadata": metadata.to_dict() if metadata is not None else None,
+    }
+
+
+def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int, set]:
+    """Prepares ``out``; returns (next chunk number, next row, paths already recorded)."""
+    if not os.path.isdir(out):
+        os.makedirs(out)
+    has_meta = os.path.exists(os.path.join(out, META_FILE))
+    if not resume:
+        if has_meta or any(name.endswith((".npy", ".csv")) for name in os.listdir(out)):
+            raise StoreError("{} already holds embeddings: pass --resume to continue that run, "
+                             "or choose an empty folder".format(out))
+        write_meta(out, meta)
+        return 0, 0, set()
+    if not has_meta:
+        write_meta(out, meta)
+    old = read_meta(out)
+    changed = ["{} {!r} -> {!r}".format(key, old.get(key), meta[key]) for key in RESUME_KEYS
+               if old.get(key) != meta[key]]
+    if changed:
+        raise StoreError("cannot resume {}: it was written with other settings ({}); use the same "
+                         "engine and options, or another folder".format(out, "; ".join(changed)))
+    chunks = scan_chunks(out, repair=True)
+    done = set(row.path for chunk in chunks for row in chunk.rows)
+    rows = sum(1 for chunk in chunks for row in chunk.rows if row.status == "ok")
+    return len(chunks), rows, done
+
+
+_END = object()
+
+
+def _decode_worker(paths: Sequence[str], root: str, runner: Any, items: "queue.Queue",
+                   stop: threading.Event, options: Dict[str, Any]) -> None:
+    """Background thread: files -> ``(Checked, model input (1, ...) or None)`` in order."""
+    def put(item):
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for path in paths:
+            checked = check_image(path, root, **options)
+            batch = None
+            if checked.image is not None:
+                try:
+                    batch = runner.prepare([checked.image])
+                except CVNetError as err:
+                    checked = Checked(path, None, ("corrupt",), str(err))
+            if not put((checked._replace(image=None), batch)):
+                return
+        put(_END)
+    except BaseException as err:  # handed to the main thread, which re-raises it
+        put(err)
+
+
+def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
+            chunk_size: int = DEFAULT_CHUNK_SIZE, fp16_out: bool = False,
+            normalize: bool = True, resume: bool = False, min_side: int = DEFAULT_MIN_SIDE,
+            max_pixels: int = DEFAULT_MAX_PIXELS, log_interval: float = 5.0) -> Summary:
+    """Embeds every image of ``source`` into the folder ``out``.
+
+    Args:
+        runner: An active runner from :func:`engines.open_engine`.
+        source: A folder (walked recursively) or a list file.
+        out: Output folder (created); see :mod:`jetson.store`.
+        batch: Images per engine call; the engine's largest batch by default.
+        chunk_size: Files per committed chunk.
+        fp16_out: Store float16 instead of float32.
+        normalize: L2-normalise the embeddings.
+        resume: Continue a killed run in ``out``.
+        min_side: See :func:`check_image`.
+        max_pixels: See :func:`check_image`.
+        log_interval: Seconds between progress lines.
+
+    Raises:
+        StoreError: ``out`` holds another run (without ``resume``) or one with other settings.
+        ConfigError: ``source`` does not exist or an option is out of range.
+    """
+    if chunk_size < 1 or (batch is not None and batch < 1):
+        raise ConfigError("--chunk-size and --batch must be >= 1, got {} and {}".format(
+            chunk_size, batch))
+    batch = batch or runner.spec.batch_max
+    root, paths = list_images(source)
+    dtype = "float16" if fp16_out else "float32"
+    meta = store_meta(runner, root, source, dtype, normalize)
+    number, next_row, done = _open_output(out, meta, resume)
+    todo = [path for path in paths if path not in done]
+    if resume:
+        logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,
+                    len(paths) - len(todo), len(paths), len(todo), number)
+    started = time.perf_counter()
+    items = queue.Queue(maxsize=max(2 * batch, 8))
+    stop = threading.Event()
+    worker = threading.Thread(target=_decode_worker, name="cvnet-decode", daemon=True, args=(
+        todo, root, runner, items, stop, {"min_side": min_side, "max_pixels": max_pixels}))
+    worker.start()
+    kinds = collections.Counter()
+    progress = Progress(len(todo), logger, "images", log_interval)
+    rows, inputs, outputs = [], [], []
+    network, chunks = 0.0, 0
+
+    def run_batch():
+        nonlocal network
+        if inputs:
+            outputs.append(runner.embed(np.concatenate(inputs), normalize=normalize)
+                           .astype(dtype))
+            network += runner.last_inference_time or 0.0
+            del inputs[:]
+
+    def commit():
+        nonlocal number, chunks
+        run_batch()
+        dim = runner.spec.embedding_dim or (outputs[0].shape[1] if outputs else 0)
+        embeddings = np.concatenate(outputs) if outputs else np.zeros((0, dim), dtype)
+        write_chunk(out, number, embeddings, rows)
+        logger.debug("chunk %d: %d files, %d embeddings", number, len(rows), len(embeddings))
+        number, chunks = number + 1, chunks + 1
+        del rows[:], outputs[:]
+
+    try:
+        while True:
+            item = items.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            checked, model_input = item
+            if model_input is None:
+                rows.append(IndexRow(checked.path, "failed", -1, ";".join(checked.kinds),
+                                     checked.message))
+                logger.warning("skipped %s: %s", checked.path, checked.message)
+                kinds["failed"] += 1
+            else:
+                rows.append(IndexRow(checked.path, "ok", next_row, ";".join(checked.kinds),
+                                     checked.message))
+                if checked.kinds:
+                    logger.info("%s: %s", checked.path, checked.message)
+                next_row += 1
+                inputs.append(model_input)
+                kinds["ok"] += 1
+            kinds.update(checked.kinds)
+            if len(inputs) >= batch:
+                run_batch()
+            if len(rows) >= chunk_size:
+                commit()
+            progress.update()
+        if rows:
+            commit()
+    finally:
+        stop.set()
+        worker.join(timeout=5.0)
+    seconds = time.perf_counter() - started
+    return Summary(len(paths), len(paths) - len(todo), kinds["ok"], kinds["failed"],
+                   dict(kinds), seconds, network, chunks)

@@ -1,0 +1,241 @@
+"""``cvnet-match``: exact cosine top-k of query embeddings against a gallery, memory bounded.
+
+Both sides are folders written by ``cvnet-embed`` (:mod:`jetson.store`). The gallery is read one
+memory-mapped chunk at a time and scored in blocks of at most ``block_elements`` similarities,
+keeping a running top-k per query, so memory stays bounded by the queries, one block and the
+top-k lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM).
+Equal scores rank the lower gallery row first (scores of identical rows in different blocks
+can differ in the last bit of float32). Folders from different models (``model_hash`` in
+``meta.json``) are refused unless forced: their embeddings live in different spaces.
+
+For galleries beyond one device (millions of entries), ``backend="faiss"`` uses a FAISS
+``IndexFlatIP`` on the host (still exact; FAISS is imported only then).
+"""
+
+import csv
+import io
+import logging
+import os
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from cvnet.errors import ConfigError
+from cvnet.fileio import write_bytes_atomic, write_text_atomic
+from cvnet.metrics import cosine_distance
+from jetson.store import IndexRow, StoreError, iter_embedding_chunks, load_embeddings, read_meta
+
+logger = logging.getLogger(__name__)
+
+#: Similarities computed at once (16M float32 = 64 MiB).
+DEFAULT_BLOCK_ELEMENTS = 1 << 24
+BACKENDS = ("exact", "faiss")
+
+
+class Matches(NamedTuple):
+    """Top-k results.
+
+    Attributes:
+        query_rows: The queries' good index rows, in order (row ``i`` of the arrays).
+        gallery_rows: Gallery index rows by embedding row (``gallery_rows[j]`` has ``row == j``).
+        indices: (Nq, k) int64 gallery embedding rows, best first; -1 past the gallery's end or
+            below the threshold.
+        similarities: (Nq, k) float32 cosine similarities; NaN where ``indices`` is -1.
+    """
+
+    query_rows: List[IndexRow]
+    gallery_rows: List[IndexRow]
+    indices: np.ndarray
+    similarities: np.ndarray
+
+
+def check_compatible(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any],
+                     force: bool = False) -> None:
+    """Refuses embeddings of different models or dimensions.
+
+    Raises:
+        StoreError: Different ``embedding_dim`` (always), or different ``model_hash`` without
+            ``force``.
+    """
+    if query_meta.get("embedding_dim") != gallery_meta.get("embedding_dim"):
+        raise StoreError("query embeddings are {}-d, gallery embeddings {}-d: they come from "
+                         "different models and cannot be compared".format(
+                             query_meta.get("embedding_dim"), gallery_meta.get("embedding_dim")))
+    if query_meta.get("model_hash") != gallery_meta.get("model_hash") and not force:
+        raise StoreError(
+            "query and gallery come from different models (model_hash {} ({}) vs {} ({})); "
+            "embed both with the same engine, or pass --force if the weights are known to "
+            "match".format(str(query_meta.get("model_hash"))[:12], query_meta.get("engine"),
+                           str(gallery_meta.get("model_hash"))[:12], gallery_meta.get("engine")))
+
+
+def _merge(best_idx: np.ndarray, best_sim: np.ndarray, idx: np.ndarray, sim: np.ndarray,
+           k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Keeps the k best per row of two candidate sets; ties by the lower gallery row."""
+    all_idx = np.concatenate([best_idx, idx], axis=1)
+    all_sim = np.concatenate([best_sim, sim], axis=1)
+    key_idx = np.where(all_idx < 0, np.iinfo(np.int64).max, all_idx)
+    order = np.lexsort((key_idx, -all_sim), axis=-1)[:, :k] if all_sim.shape[1] else None
+    rows = np.arange(len(all_idx))[:, None]
+    return all_idx[rows, order], all_sim[rows, order]
+
+
+def topk_exact(queries: np.ndarray, gallery_folder: str, k: int,
+               block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-k over a gallery folder, one bounded block at a time.
+
+    Args:
+        queries: (Nq, D) embeddings (any float dtype, normalised here).
+        gallery_folder: A ``cvnet-embed`` output folder.
+        k: Matches per query.
+        block_elements: Largest (queries x gallery) block scored at once.
+
+    Returns:
+        ``(indices, similarities)``: (Nq, k) int64 gallery rows (-1 when the gallery has fewer
+        than k entries) and (Nq, k) float32 cosine similarities (-inf there).
+    """
+    count = len(queries)
+    best_idx = np.full((count, k), -1, np.int64)
+    best_sim = np.full((count, k), -np.inf, np.float32)
+    query_block = max(1, min(count, block_elements // 1024))
+    for first_row, embeddings, _ in iter_embedding_chunks(gallery_folder):
+        gallery_block = max(1, block_elements // max(1, min(count, query_block)))
+        for g_start in range(0, len(embeddings), gallery_block):
+            gallery = np.asarray(embeddings[g_start:g_start + gallery_block], np.float32)
+            for q_start in range(0, count, query_block):
+                q_stop = q_start + query_block
+                sim = 1.0 - cosine_distance(queries[q_start:q_stop], gallery)
+                cut = min(k, sim.shape[1])
+                part = np.argpartition(-sim, cut - 1, axis=1)[:, :cut] if cut < sim.shape[1] \
+                    else np.tile(np.arange(sim.shape[1]), (len(sim), 1))
+                part_sim = np.take_along_axis(sim, part, axis=1)
+                best_idx[q_start:q_stop], best_sim[q_start:q_stop] = _merge(
+                    best_idx[q_start:q_stop], best_sim[q_start:q_stop],
+                    part + first_row + g_start, part_sim, k)
+    return best_idx, best_sim
+
+
+def topk_faiss(queries: np.ndarray, gallery_folder: str, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The same top-k with a FAISS ``IndexFlatIP`` (host only; the gallery is held in RAM).
+
+    Raises:
+        ImportError: FAISS is not installed, with the install command.
+    """
+    try:
+        import faiss  # host-only, optional
+    except ImportError:
+        raise ImportError("--backend faiss needs FAISS, which is not installed: pip install "
+                          "faiss-cpu (host only; on the device use the exact backend)")
+    from cvnet.preprocess import l2_normalize
+
+    dim = queries.shape[1]
+    index = faiss.IndexFlatIP(dim)
+    for _, embeddings, _ in iter_embedding_chunks(gallery_folder):
+        index.add(l2_normalize(np.asarray(embeddings, np.float32)))
+    sim, idx = index.search(l2_normalize(np.asarray(queries, np.float32)), k)
+    sim = np.where(idx < 0, -np.inf, sim).astype(np.float32)
+    return idx.astype(np.int64), sim
+
+
+def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
+          threshold: Optional[float] = None, force: bool = False, backend: str = "exact",
+          block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Matches:
+    """Top-k gallery matches of every good query embedding.
+
+    Args:
+        query_folder: ``cvnet-embed`` output of the queries (read whole).
+        gallery_folder: ``cvnet-embed`` output of the gallery (read chunk by chunk).
+        topk: Matches per query.
+        threshold: Drop matches with cosine similarity below it (set to -1 / NaN).
+        force: Match folders from different models anyway.
+        backend: ``"exact"`` (chunked numpy) or ``"faiss"``.
+        block_elements: See :func:`topk_exact`.
+
+    Raises:
+        StoreError: A folder is invalid or the models differ (see :func:`check_compatible`).
+        ConfigError: ``topk`` < 1 or an unknown backend.
+    """
+    if topk < 1:
+        raise ConfigError("--topk must be >= 1, got {}".format(topk))
+    if backend not in BACKENDS:
+        raise ConfigError("unknown backend {!r}; expected one of {}".format(backend, BACKENDS))
+    check_compatible(read_meta(query_folder), read_meta(gallery_folder), force)
+    queries, query_rows, _ = load_embeddings(query_folder)
+    query_rows = [row for row in query_rows if row.status == "ok"]
+    gallery_rows = [row for _, _, rows in iter_embedding_chunks(gallery_folder) for row in rows]
+    if len(queries) == 0 or not gallery_rows:
+        raise StoreError("nothing to match: {} query and {} gallery embeddings".format(
+            len(queries), len(gallery_rows)))
+    if backend == "faiss":
+        indices, similarities = topk_faiss(queries, gallery_folder, topk)
+    else:
+        indices, similarities = topk_exact(queries, gallery_folder, topk, block_elements)
+    invalid = indices < 0
+    if threshold is not None:
+        invalid |= similarities < threshold
+    indices = np.where(invalid, -1, indices)
+    similarities = np.where(invalid, np.nan, similarities).astype(np.float32)
+    return Matches(query_rows, gallery_rows, indices, similarities)
+
+
+def matches_csv(matches: Matches) -> str:
+    """CSV text: ``query,rank,gallery,similarity,distance``, one line per kept match."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("query", "rank", "gallery", "similarity", "distance"))
+    for q, query in enumerate(matches.query_rows):
+        for rank, (g, sim) in enumerate(zip(matches.indices[q], matches.similarities[q]), 1):
+            if g >= 0:
+                writer.writerow((query.path, rank, matches.gallery_rows[g].path,
+                                 "{:.6f}".format(sim), "{:.6f}".format(max(0.0, 1.0 - float(sim)))))
+    return buffer.getvalue()
+
+
+def write_matches(path: str, matches: Matches) -> str:
+    """Writes :func:`matches_csv` atomically; returns the path."""
+    return write_text_atomic(path, matches_csv(matches))
+
+
+def _crop(root: str, path: str) -> np.ndarray:
+    from cvnet.preprocess import ImageDecodeError, decode_image
+
+    try:
+        return decode_image(os.path.join(root, path))
+    except ImageDecodeError as err:
+        logger.warning("cannot show %s: %s", path, err)
+        return np.full((64, 64, 3), 128, np.uint8)
+
+
+def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str,
+              limit: Optional[int] = None) -> List[str]:
+    """One PNG per query: the query crop, then its top-k crops labelled with similarity.
+
+    Args:
+        matches: From :func:`match`.
+        query_root: ``meta["root"]`` of the query folder (where its paths are relative to).
+        gallery_root: The same for the gallery.
+        out_dir: Folder for ``NNNNN-<query name>.png`` (created).
+        limit: Draw only the first ``limit`` queries.
+
+    Returns:
+        The PNG paths written.
+    """
+    import cv2
+    from cvnet.visualize import ranked_list_row, stack_rows
+
+    if not os.path.isdir(out_dir):
+        os.makedirs(out_dir)
+    written = []
+    count = len(matches.query_rows) if limit is None else min(limit, len(matches.query_rows))
+    for q in range(count):
+        query = matches.query_rows[q]
+        keep = [(g, s) for g, s in zip(matches.indices[q], matches.similarities[q]) if g >= 0]
+        gallery = [_crop(gallery_root, matches.gallery_rows[g].path) for g, _ in keep]
+        labels = ["#{} {:.3f}".format(rank, s) for rank, (_, s) in enumerate(keep, 1)]
+        row = stack_rows([ranked_list_row(_crop(query_root, query.path), gallery, None, labels)])
+        name = "{:05d}-{}.png".format(q, os.path.splitext(os.path.basename(query.path))[0])
+        ok, data = cv2.imencode(".png", row)
+        if not ok:
+            raise StoreError("cannot encode the picture for query {}".format(query.path))
+        written.append(write_bytes_atomic(os.path.join(out_dir, name), data.tobytes()))
+    return written

@@ -1,0 +1,200 @@
+"""cvnet-embed end to end with the tiny ONNX fixture: every kind of bad file, kill and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from cvnet.synth import sample_images
+from jetson.cli import EXIT_OK, EXIT_SOME_FAILED, main
+from jetson.embed import check_image, list_images
+from jetson.store import StoreError, chunk_paths, load_embeddings, scan_chunks
+
+pytestmark = pytest.mark.device
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENGINE = os.path.join(ROOT, "tests", "fixtures", "tiny", "cvnet_tiny.onnx")
+
+
+def _write(path, image, ext=None):
+    ok, data = cv2.imencode(ext or os.path.splitext(path)[1], image)
+    assert ok
+    with open(path, "wb") as handle:
+        handle.write(data.tobytes())
+    return data.tobytes()
+
+
+def make_mixed_folder(folder):
+    """Good crops and every kind of bad file; returns {name: expected (status, kind)}."""
+    os.makedirs(os.path.join(folder, "sub"))
+    images = sample_images(6, seed=3, size=48)
+    expected = {}
+    for i, image in enumerate(images[:4]):
+        name = "good_{}.{}".format(i, "jpg" if i % 2 else "png")
+        if i == 3:
+            name = "sub/" + name
+        _write(os.path.join(folder, name), image)
+        expected[name] = ("ok", "")
+    open(os.path.join(folder, "empty.jpg"), "wb").close()
+    expected["empty.jpg"] = ("failed", "empty")
+    jpeg = _write(os.path.join(folder, "whole.jpg"), images[4])
+    os.remove(os.path.join(folder, "whole.jpg"))
+    with open(os.path.join(folder, "truncated.jpg"), "wb") as handle:
+        handle.write(jpeg[:len(jpeg) // 2])
+    expected["truncated.jpg"] = ("failed", "truncated")
+    with open(os.path.join(folder, "notes.jpg"), "w") as handle:
+        handle.write("this is a text file, not a JPEG\n")
+    expected["notes.jpg"] = ("failed", "not_image")
+    _write(os.path.join(folder, "really_png.jpg"), images[5], ".png")
+    expected["really_png.jpg"] = ("ok", "suffix")
+    _write(os.path.join(folder, "gray.png"), cv2.cvtColor(images[0], cv2.COLOR_BGR2GRAY))
+    expected["gray.png"] = ("ok", "grayscale")
+    _write(os.path.join(folder, "rgba.png"), cv2.cvtColor(images[1], cv2.COLOR_BGR2BGRA))
+    expected["rgba.png"] = ("ok", "rgba")
+    _write(os.path.join(folder, "deep.png"), images[2].astype(np.uint16) * 257)
+    expected["deep.png"] = ("ok", "16bit")
+    _write(os.path.join(folder, "tiny.png"), images[3][:4, :4])
+    expected["tiny.png"] = ("ok", "tiny")
+    _write(os.path.join(folder, "huge.png"), np.full((6000, 6000, 3), 90, np.uint8))
+    expected["huge.png"] = ("ok", "huge")
+    with open(os.path.join(folder, "readme.txt"), "w") as handle:
+        handle.write("not listed: no image suffix\n")
+    return expected
+
+
+def _read_rows(out):
+    return [row for chunk in scan_chunks(out) for row in chunk.rows]
+
+
+def test_mixed_folder_every_bad_kind(tmp_path, capsys):
+    expected = make_mixed_folder(str(tmp_path / "images"))
+    out = str(tmp_path / "out")
+    status = main(["embed", "--engine", ENGINE, "--images", str(tmp_path / "images"), "-o", out,
+                   "--chunk-size", "5", "--batch", "4"])
+    assert status == EXIT_SOME_FAILED
+    embeddings, rows, meta = load_embeddings(out)
+    assert sorted(row.path for row in rows) == sorted(expected)
+    for row in rows:
+        want_status, want_kind = expected[row.path]
+        assert row.status == want_status, row
+        if want_kind:
+            assert want_kind in row.kind.split(";"), row
+        if row.status == "failed":
+            assert row.row == -1 and row.message
+    good = [row for row in rows if row.status == "ok"]
+    assert len(embeddings) == len(good) == 10
+    assert [row.row for row in good] == list(range(10))
+    assert embeddings.dtype == np.float32 and embeddings.shape[1] == meta["embedding_dim"] == 96
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    assert meta["model_hash"] == meta["weights_sha256"] and meta["normalized"] is True
+    summary = capsys.readouterr().out
+    assert '"failed": 3' in summary and '"truncated": 1' in summary
+
+
+def test_good_rows_match_the_runner(tmp_path):
+    from engines import open_engine
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    images = sample_images(5, seed=1, size=40)
+    for i, image in enumerate(images):
+        _write(str(folder / "{}.png".format(i)), image)
+    out = str(tmp_path / "out")
+    assert main(["embed", "--engine", ENGINE, "--images", str(folder), "-o", out,
+                 "--fp16-out"]) == EXIT_OK
+    embeddings, _, meta = load_embeddings(out)
+    assert embeddings.dtype == np.float16 and meta["dtype"] == "float16"
+    with open_engine(ENGINE, normalize=True) as runner:
+        reference = runner.embed(images)
+    np.testing.assert_allclose(embeddings.astype(np.float32), reference, atol=2e-3)
+
+
+def test_list_file_and_refusals(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(sample_images(3, seed=2, size=32)):
+        _write(str(folder / "{}.png".format(i)), image)
+    listing = tmp_path / "list.txt"
+    listing.write_text("# crops\nimages/0.png\n\nimages/2.png\nimages/0.png\nimages/missing.png\n")
+    root, paths = list_images(str(listing))
+    assert root == str(tmp_path) and paths == ["images/0.png", "images/2.png",
+                                               "images/missing.png"]
+    out = str(tmp_path / "out")
+    assert main(["embed", "--engine", ENGINE, "--images", str(listing), "-o", out]) == 3
+    rows = _read_rows(out)
+    assert [(row.path, row.status, row.kind) for row in rows][-1] == (
+        "images/missing.png", "failed", "unreadable")
+    # A second run without --resume refuses to mix runs.
+    assert main(["embed", "--engine", ENGINE, "--images", str(listing), "-o", out]) == 1
+    # --resume with other settings refuses too.
+    assert main(["embed", "--engine", ENGINE, "--images", str(listing), "-o", out, "--resume",
+                 "--fp16-out"]) == 1
+    assert main(["embed", "--engine", ENGINE, "--images", str(tmp_path / "nope"), "-o",
+                 str(tmp_path / "o2")]) == 1
+
+
+def test_too_large_is_refused_before_decoding(tmp_path):
+    path = str(tmp_path / "big.png")
+    _write(path, np.zeros((300, 400, 3), np.uint8))
+    checked = check_image(path, max_pixels=100 * 100)
+    assert checked.image is None and checked.kinds == ("too_large",)
+    assert "--max-pixels" in checked.message
+
+
+def test_uncommitted_chunk_is_redone(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(sample_images(10, seed=4, size=32)):
+        _write(str(folder / "{:02d}.png".format(i)), image)
+    out = str(tmp_path / "out")
+    args = ["embed", "--engine", ENGINE, "--images", str(folder), "-o", out, "--chunk-size", "4"]
+    assert main(args) == EXIT_OK
+    clean, clean_rows, _ = load_embeddings(out)
+    # Simulate a kill between the .npy and its index (the commit marker) of the last chunk.
+    emb_path, index_path = chunk_paths(out, 2)
+    os.remove(index_path)
+    with pytest.raises(StoreError, match="no index"):
+        load_embeddings(out)
+    assert main(args + ["--resume"]) == EXIT_OK
+    resumed, rows, _ = load_embeddings(out)
+    assert rows == clean_rows
+    np.testing.assert_allclose(resumed, clean, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(sample_images(400, seed=5, size=32)):
+        _write(str(folder / "{:03d}.png".format(i)), image)
+    clean_out, out = str(tmp_path / "clean"), str(tmp_path / "killed")
+    base = [sys.executable, "-m", "jetson", "embed", "--engine", ENGINE, "--images", str(folder),
+            "--chunk-size", "8", "--batch", "4", "--threads", "1"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    process = subprocess.Popen(base + ["-o", out], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_index = chunk_paths(out, 0)[1]
+    deadline = time.time() + 60
+    while not os.path.exists(first_index) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done = len(_read_rows(out)) if os.path.exists(os.path.join(out, "meta.json")) else 0
+    assert 0 < done < 400
+    assert subprocess.call(base + ["-o", out, "--resume"], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+    assert subprocess.call(base + ["-o", clean_out], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+    resumed, rows, _ = load_embeddings(out)
+    clean, clean_rows, _ = load_embeddings(clean_out)
+    paths = [row.path for row in rows]
+    assert len(paths) == len(set(paths)) == 400
+    assert paths == [row.path for row in clean_rows]
+    assert [row.row for row in rows] == list(range(400))
+    np.testing.assert_allclose(resumed, clean, atol=1e-5)
