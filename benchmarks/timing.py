@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Callable, List, Optional, Sequence
 
+import cv2
 import numpy as np
 
 from cvnet.errors import ConfigError
@@ -119,7 +120,8 @@ def time_end_to_end(runner, jpegs: Sequence[bytes], batch: int, *, warmup: int,
 
     A background thread decodes (:func:`cvnet.preprocess.decode_image`) and preprocesses
     (``runner.prepare``, the shared path) the next batch while this thread runs ``runner.infer``
-    and L2-normalises the output. Images that do not decode are skipped with a warning.
+    and L2-normalises the output. Images that do not decode are skipped with a warning. OpenCV
+    is held to one thread meanwhile, so decoding does not oversubscribe the inference threads.
 
     Args:
         runner: An active runner.
@@ -136,6 +138,8 @@ def time_end_to_end(runner, jpegs: Sequence[bytes], batch: int, *, warmup: int,
     if not jpegs:
         raise ConfigError("end-to-end timing needs at least one encoded image")
     sync = sync or _no_sync
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the decode thread takes one core; inference keeps the others
     producer = _Producer(runner, jpegs, batch)
     producer.start()
 
@@ -160,4 +164,5 @@ def time_end_to_end(runner, jpegs: Sequence[bytes], batch: int, *, warmup: int,
     finally:
         producer.stop.set()
         producer.join(timeout=10)
+        cv2.setNumThreads(cv_threads)
     return times

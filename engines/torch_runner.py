@@ -28,6 +28,7 @@ class TorchRunner(Runner):
         model_kwargs: Constructor options on top of the checkpoint's.
         input_size: (height, width) in pixels; a checkpoint does not record it.
         device: torch device string, e.g. ``"cpu"`` or ``"cuda"``.
+        half: Run the model in FP16 (inputs are cast on the device; a GPU option).
         **kwargs: See :class:`engines.base.Runner` (``normalize``, ``batch_range``).
     """
 
@@ -35,12 +36,14 @@ class TorchRunner(Runner):
 
     def __init__(self, path: str, *, arch: Optional[str] = None,
                  model_kwargs: Optional[Dict[str, Any]] = None,
-                 input_size: Tuple[int, int] = DEFAULT_SIZE, device: str = "cpu", **kwargs: Any):
+                 input_size: Tuple[int, int] = DEFAULT_SIZE, device: str = "cpu",
+                 half: bool = False, **kwargs: Any):
         super(TorchRunner, self).__init__(path, **kwargs)
         self._arch = arch
         self._model_kwargs = dict(model_kwargs or {})
         self._input_size = (int(input_size[0]), int(input_size[1]))
         self._device = device
+        self._half = bool(half)
         self._torch = None
         self._model = None
 
@@ -56,7 +59,8 @@ class TorchRunner(Runner):
 
         model, _ = model_from_checkpoint(self.path, arch=self._arch,
                                          model_kwargs=self._model_kwargs)
-        self._model = model.to(self._device).eval()
+        model = model.to(self._device).eval()
+        self._model = model.half() if self._half else model
         self._torch = torch
         height, width = self._input_size
         return ModelIO(input_name=INPUT_NAME, input_shape=(None, 3, height, width),
@@ -65,8 +69,9 @@ class TorchRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
-        with torch.no_grad():
-            out = self._model(torch.from_numpy(batch).to(self._device))
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self._device)
+            out = self._model(tensor.half() if self._half else tensor)
         return out.float().cpu().numpy()
 
     def _deactivate(self) -> None:
