@@ -31,8 +31,9 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/cvnet-summary cvnet
 	$(VENV)/bin/cvnet-bench
 
+# The suite is many small tensors: one thread per process is faster than two fighting.
 test: $(VENV)/.installed
-	$(call run_pytest,$(VENV)/bin/python,)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(call run_pytest,$(VENV)/bin/python,)
 
 $(DEVICE_VENV)/.installed:
 	@test -x "$(PY36)" || { echo "Python 3.6 not found at '$(PY36)': install it (pyenv install 3.6.15) or pass PY36=/path/to/python3.6"; exit 1; }

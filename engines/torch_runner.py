@@ -26,7 +26,8 @@ class TorchRunner(Runner):
         path: The ``.pt`` file.
         arch: Registered model name; required for a plain state_dict.
         model_kwargs: Constructor options on top of the checkpoint's.
-        input_size: (height, width) in pixels; a checkpoint does not record it.
+        input_size: (height, width) in pixels; by default the ``img_size`` a cvnet-train
+            checkpoint records, else 256x256.
         device: torch device string, e.g. ``"cpu"`` or ``"cuda"``.
         half: Run the model in FP16 (inputs are cast on the device; a GPU option).
         **kwargs: See :class:`engines.base.Runner` (``normalize``, ``batch_range``).
@@ -36,12 +37,13 @@ class TorchRunner(Runner):
 
     def __init__(self, path: str, *, arch: Optional[str] = None,
                  model_kwargs: Optional[Dict[str, Any]] = None,
-                 input_size: Tuple[int, int] = DEFAULT_SIZE, device: str = "cpu",
+                 input_size: Optional[Tuple[int, int]] = None, device: str = "cpu",
                  half: bool = False, **kwargs: Any):
         super(TorchRunner, self).__init__(path, **kwargs)
         self._arch = arch
         self._model_kwargs = dict(model_kwargs or {})
-        self._input_size = (int(input_size[0]), int(input_size[1]))
+        self._input_size = None if input_size is None else (int(input_size[0]),
+                                                            int(input_size[1]))
         self._device = device
         self._half = bool(half)
         self._torch = None
@@ -57,11 +59,14 @@ class TorchRunner(Runner):
         torch = require("torch", "the .pt runner")
         from cvnet.models.checkpoint import model_from_checkpoint  # torch code: host only
 
-        model, _ = model_from_checkpoint(self.path, arch=self._arch,
-                                         model_kwargs=self._model_kwargs)
+        model, checkpoint = model_from_checkpoint(self.path, arch=self._arch,
+                                                  model_kwargs=self._model_kwargs)
         model = model.to(self._device).eval()
         self._model = model.half() if self._half else model
         self._torch = torch
+        if self._input_size is None:
+            trained = checkpoint.config.get("img_size")
+            self._input_size = (int(trained), int(trained)) if trained else DEFAULT_SIZE
         height, width = self._input_size
         return ModelIO(input_name=INPUT_NAME, input_shape=(None, 3, height, width),
                        input_dtype="float32", output_name=OUTPUT_NAME,

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0,
                        help="seed of the verification images and of --random-init weights "
                             "(default: %(default)s)")
+    parser.add_argument("--engine", action="store_true",
+                        help="then build the TensorRT plan (<output>.plan, FP16) with cvnet-build's "
+                             "defaults; needs TensorRT and a GPU, i.e. run this on the device")
     parser.add_argument("--json", action="store_true",
                         help="print the sidecar as JSON instead of a summary")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -168,6 +171,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logger.error("%s", err)
         return 2
     print(json.dumps(result.metadata.to_dict(), indent=2) if args.json else format_result(result))
+    return _build_engine(result.onnx_path) if args.engine else 0
+
+
+def _build_engine(onnx_path: str) -> int:
+    """``--engine``: builds the plan with cvnet-build's builder; 1 when it cannot."""
+    from engines.builder import build_engine  # device-side package; TensorRT imported inside
+
+    try:
+        built = build_engine(onnx_path)
+    except CVNetError as err:
+        logger.error("the ONNX file is written, but no engine was built: %s", err)
+        logger.error("build it on the device that will run it: cvnet-build %s", onnx_path)
+        return 1
+    print("wrote {}\n  and {}".format(built.plan_path, built.sidecar_path))
     return 0
 
 

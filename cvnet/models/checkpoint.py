@@ -68,6 +68,8 @@ class Checkpoint:
         metrics: Metrics recorded at saving time.
         config: The training configuration, if recorded.
         plain_state_dict: True when the file held a bare state_dict, not a cvnet checkpoint.
+        extra: Other state saved with the weights (cvnet-train keeps its optimiser state here
+            for ``--resume``).
     """
 
     path: str
@@ -79,6 +81,7 @@ class Checkpoint:
     metrics: Dict[str, Any] = field(default_factory=dict)
     config: Dict[str, Any] = field(default_factory=dict)
     plain_state_dict: bool = False
+    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 def _check_safe(value: Any, where: str) -> None:
@@ -105,7 +108,8 @@ def _check_safe(value: Any, where: str) -> None:
 def save_checkpoint(path: str, model: nn.Module, *, arch: str,
                     model_kwargs: Optional[Mapping[str, Any]] = None, epoch: Optional[int] = None,
                     metrics: Optional[Mapping[str, Any]] = None,
-                    config: Optional[Mapping[str, Any]] = None) -> str:
+                    config: Optional[Mapping[str, Any]] = None,
+                    extra: Optional[Mapping[str, Any]] = None) -> str:
     """Writes a cvnet checkpoint atomically.
 
     Args:
@@ -116,6 +120,8 @@ def save_checkpoint(path: str, model: nn.Module, *, arch: str,
         epoch: Training epoch the weights belong to.
         metrics: Evaluation figures, e.g. ``{"mAP": 0.41, "rank1": 0.62}``.
         config: The training configuration as plain types.
+        extra: Other state to keep with the weights (plain types and tensors), e.g. optimiser
+            state for resuming.
 
     Returns:
         The absolute path written.
@@ -137,8 +143,9 @@ def save_checkpoint(path: str, model: nn.Module, *, arch: str,
         "epoch": epoch,
         "metrics": dict(metrics or {}),
         "config": dict(config or {}),
+        "extra": dict(extra or {}),
     }
-    for key in ("model_kwargs", "epoch", "metrics", "config"):
+    for key in ("model_kwargs", "epoch", "metrics", "config", "extra"):
         _check_safe(checkpoint[key], key)
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
@@ -236,7 +243,8 @@ def _checkpoint_from_dict(path: str, digest: str, obj: Dict[str, Any]) -> Checkp
     return Checkpoint(path=path, sha256=digest, state_dict=dict(obj["state_dict"]),
                       arch=obj["arch"], model_kwargs=dict(obj.get("model_kwargs") or {}),
                       epoch=obj.get("epoch"), metrics=dict(obj.get("metrics") or {}),
-                      config=dict(obj.get("config") or {}))
+                      config=dict(obj.get("config") or {}),
+                      extra=dict(obj.get("extra") or {}))
 
 
 def state_dict_mismatch(model: nn.Module, state_dict: Mapping[str, torch.Tensor]

@@ -313,3 +313,18 @@ def test_every_variant_exports_and_verifies(out, arch):
     assert _export(["--random-init", "--arch", arch, "--imgsz", "64", "--verify-images", "4"],
                    out) == 0
     assert read_sidecar(str(out / "cvnet.onnx.json")).verification["passed"]
+
+
+def test_engine_flag_without_tensorrt_keeps_the_onnx_and_says_why(tmp_path, caplog):
+    pytest.importorskip("onnxruntime")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here; this test covers machines without it")
+    except ImportError:
+        pass
+    out = str(tmp_path / "tiny.onnx")
+    assert main(["--random-init", "--arch", "cvnet_tiny", "--imgsz", "64", "--no-verify",
+                 "-o", out, "--engine"]) == 1
+    assert os.path.exists(out) and os.path.exists(out + ".json")
+    assert "no engine was built" in caplog.text and "tensorrt" in caplog.text.lower()
+    assert not os.path.exists(str(tmp_path / "tiny.plan"))

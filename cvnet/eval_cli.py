@@ -1,0 +1,124 @@
+"""``cvnet-eval``: retrieval accuracy of a model on a dataset's protocols.
+
+Prints mAP, Rank-1/5/10 and mINP per protocol (A2G and G2A for cross-view data; VeRi-776 and
+VehicleID use their own protocols, VehicleID as the mean +- std of 10 random gallery draws).
+A ``.pt`` checkpoint runs with PyTorch (host); ``.onnx`` and ``.plan`` files run through the
+engines package (ONNX Runtime, TensorRT), also on the device. Torch-free at import time.
+
+Examples::
+
+    cvnet-eval runs/t/model.pt --data data/synth --json runs/t/eval.json --visualize ranks.png
+    cvnet-eval cvnet.onnx --data /data/VeRi --format veri
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from typing import Optional, Sequence, Tuple
+
+import cv2
+
+from cvnet.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
+from cvnet.errors import CVNetError
+from cvnet.evaluation import Embedder, evaluate, format_report, jsonable, ranked_lists_image
+from cvnet.fileio import write_bytes_atomic, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cvnet-eval",
+                                     description=__doc__.split("\n\n")[0] + ".")
+    parser.add_argument("model", help="model.pt checkpoint, .onnx file or TensorRT .plan")
+    parser.add_argument("--data", required=True,
+                        help="dataset: generic CSV (or its folder), VeRi-776 or VehicleID folder")
+    parser.add_argument("--format", choices=("auto", "csv", "veri", "vehicleid"), default="auto",
+                        help="dataset layout (default: detect)")
+    parser.add_argument("--protocol", nargs="+", choices=PROTOCOLS,
+                        help="protocols to evaluate (default: the dataset's standard ones)")
+    parser.add_argument("--trials", type=int, default=10,
+                        help="VehicleID random gallery draws (default 10)")
+    parser.add_argument("--test-size", type=int, default=800, choices=(800, 1600, 2400),
+                        help="VehicleID test list (default 800)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="PyTorch device for .pt checkpoints (default auto)")
+    parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
+    parser.add_argument("--visualize", metavar="OUT.png",
+                        help="write ranked lists (query + top-k, green = right, red = wrong) "
+                             "for the first protocol")
+    parser.add_argument("--num-queries", type=int, default=8, help="queries in --visualize")
+    parser.add_argument("--topk", type=int, default=5, help="matches per query in --visualize")
+    return parser
+
+
+def embedder_from_path(path: str, stack: contextlib.ExitStack, *,
+                       device: str = "auto") -> Tuple[Embedder, str]:
+    """Opens a model file with :func:`engines.open_engine`; returns its embedder and a description.
+
+    The runner (a PyTorch model, an ONNX Runtime session or a TensorRT engine) is closed by
+    ``stack``.
+    """
+    if not os.path.exists(path):
+        raise CVNetError("model file {} does not exist".format(path))
+    from engines import open_engine  # device-safe; the .pt runner imports torch when opened
+
+    options = {}
+    if path.endswith((".pt", ".pth")):
+        if device == "auto":
+            device = "cuda" if _cuda_available() else "cpu"
+        options["device"] = device
+    runner = stack.enter_context(open_engine(path, **options))
+    spec = runner.spec
+    return runner.embed, "{} ({}, {}x{})".format(os.path.basename(path), runner.backend,
+                                                 spec.height, spec.width)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        with contextlib.ExitStack() as stack:
+            report = _run(args, stack)
+    except (CVNetError, ValueError) as err:
+        logger.error("%s", err)
+        return 2
+    print(report)
+    return 0
+
+
+def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> str:
+    """Evaluates and writes the requested files; returns the Markdown report."""
+    dataset = load_dataset(args.data, None if args.format == "auto" else args.format,
+                           test_size=args.test_size)
+    embed, description = embedder_from_path(args.model, stack, device=args.device)
+    protocols = args.protocol or list(standard_protocols(dataset))
+    report = evaluate(embed, dataset, protocols, trials=args.trials,
+                      batch_size=args.batch_size)
+    if args.json:
+        write_text_atomic(args.json, json.dumps(jsonable(report), indent=2) + "\n")
+    if args.visualize:
+        split = evaluation_splits(dataset, protocols[0], trials=1)[0]
+        picture = ranked_lists_image(report.embedded, split, num_queries=args.num_queries,
+                                     topk=args.topk)
+        ok, png = cv2.imencode(".png", picture)
+        if not ok:
+            raise CVNetError("could not encode the ranked-list picture as PNG")
+        write_bytes_atomic(args.visualize, png.tobytes())
+        logger.info("wrote %s", args.visualize)
+    return format_report(report, "{} on {}".format(description, dataset.source))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The training loop: P x K batches, AMP on CUDA, DDP under torchrun, atomic checkpoints, resume.
+
+Single process: ``fit(...)`` directly. Several processes (GPUs or CPU ranks on the gloo
+backend): launch with ``torchrun --nproc_per_node N -m cvnet.training.cli ...``; each process
+reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from the environment torchrun sets.
+"""
+
+import logging
+import os
+import time
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from cvnet.errors import ConfigError
+from cvnet.models import build_model
+from cvnet.models.checkpoint import load_checkpoint, save_checkpoint
+from cvnet.preprocess import PreprocessConfig
+from cvnet.training.augment import TrainTransform
+from cvnet.training.config import TrainConfig
+from cvnet.training.data import TrainDataset
+from cvnet.training.losses import ReIDLoss
+from cvnet.training.optim import Optimizers
+from cvnet.training.sampler import PKSampler
+
+logger = logging.getLogger(__name__)
+
+#: ``evaluate(model) -> {protocol: {metric: value}}``, run on rank 0 with the eval-mode model.
+EvaluateFn = Callable[[nn.Module], Dict[str, Dict[str, float]]]
+
+MODEL_FILE = "model.pt"
+RESUME_FILE = "last.pt"
+
+
+class Distributed(NamedTuple):
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Joins the process group torchrun describes in the environment (no-op when absent)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed(0, 1, 0)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA (this process's GPU under torchrun) when available, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda, but torch sees no CUDA GPU; use --device cpu")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise ConfigError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device("cpu")
+
+
+def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[int], *,
+        evaluate: Optional[EvaluateFn] = None, resume: bool = False) -> str:
+    """Trains a model and writes ``model.pt`` (and ``last.pt`` for resuming) to the run folder.
+
+    Args:
+        config: The run's settings; saved into every checkpoint.
+        train_paths: Training images, already checked to decode.
+        train_labels: Contiguous identity labels 0..C-1, one per image.
+        evaluate: Called on rank 0 every ``config.eval_every`` epochs and after the last one.
+        resume: Continue from ``last.pt`` in the run folder.
+
+    Returns:
+        Path of the final ``model.pt``.
+    """
+    device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    world = init_distributed(device)
+    torch.manual_seed(config.seed)
+    num_classes = len(set(int(label) for label in train_labels))
+    model = build_model(config.arch, num_classes=num_classes, **config.model_kwargs).to(device)
+    preprocess = PreprocessConfig(height=config.img_size, width=config.img_size)
+    dataset = TrainDataset(train_paths, train_labels,
+                           TrainTransform(preprocess, flip_prob=config.flip_prob, pad=config.pad,
+                                          erase_prob=config.erase_prob), seed=config.seed)
+    sampler = PKSampler(dataset.labels, config.batch_size, config.num_instances, seed=config.seed,
+                        rank=world.rank, world_size=world.world_size)
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+                        num_workers=config.workers, drop_last=True,
+                        pin_memory=device.type == "cuda")
+    steps_per_epoch = len(sampler) // config.batch_size
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    optimizers = Optimizers(model, lr=config.lr, momentum=config.momentum,
+                            weight_decay=config.weight_decay, adam_modules=config.adam_modules,
+                            adam_lr=config.adam_lr, total_steps=steps_per_epoch * config.epochs,
+                            warmup_steps=steps_per_epoch * config.warmup_epochs,
+                            min_lr_ratio=config.min_lr_ratio, schedule=config.lr_schedule)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    criterion = ReIDLoss(label_smoothing=config.label_smoothing,
+                         triplet_margin=config.triplet_margin)
+    os.makedirs(config.output, exist_ok=True)
+    start_epoch, metrics = 0, {}
+    if resume:
+        start_epoch, metrics = _restore(os.path.join(config.output, RESUME_FILE), config, model,
+                                        optimizers, scaler)
+    initial_metrics = {}
+    if evaluate is not None and start_epoch == 0 and world.is_main:
+        initial_metrics = evaluate(model.eval())  # the untrained baseline, for comparison
+        logger.info("before training: %s", _format_metrics(initial_metrics))
+    net = DistributedDataParallel(model) if world.world_size > 1 else model
+    if world.is_main:
+        logger.info("training %s (%d identities, %d images) on %s x%d: %d epochs of %d steps",
+                    config.arch, num_classes, len(dataset), device, world.world_size,
+                    config.epochs, steps_per_epoch)
+
+    for epoch in range(start_epoch, config.epochs):
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        net.train()
+        started, seen = time.perf_counter(), 0
+        progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
+                        disable=not world.is_main, leave=False)
+        for step, (images, labels) in enumerate(loader):
+            if step >= steps_per_epoch:
+                break
+            images, labels = images.to(device, non_blocking=True), labels.to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                output = net(images)
+            loss, parts = criterion(output, labels)
+            optimizers.zero_grad()
+            scaler.scale(loss).backward()
+            optimizers.step(scaler if use_amp else None)
+            if use_amp:
+                scaler.update()
+            seen += images.shape[0] * world.world_size
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.3f}",
+                                 img_s=f"{seen / (time.perf_counter() - started):.1f}")
+        progress.close()
+        if world.is_main:
+            logger.info("epoch %d: loss %.4f (%s), lr %s, %.1f img/s", epoch + 1, loss.item(),
+                        ", ".join(f"{k} {v:.3f}" for k, v in parts.items()),
+                        ", ".join(f"{lr:.2e}" for lr in optimizers.learning_rates()),
+                        seen / (time.perf_counter() - started))
+        last_epoch = epoch + 1 == config.epochs
+        if (epoch + 1) % max(1, config.eval_every) == 0 or last_epoch:
+            if world.is_main:
+                if evaluate is not None:
+                    metrics = evaluate(model.eval())
+                    logger.info("epoch %d: %s", epoch + 1, _format_metrics(metrics))
+                _save(config, model, optimizers, scaler, epoch + 1, metrics, initial_metrics)
+            if world.world_size > 1:
+                dist.barrier()
+    if world.world_size > 1:
+        dist.destroy_process_group()
+    return os.path.join(config.output, MODEL_FILE)
+
+
+def _format_metrics(metrics: Dict[str, Dict[str, float]]) -> str:
+    return "; ".join(f"{protocol} " + ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+                     for protocol, values in metrics.items())
+
+
+def _save(config: TrainConfig, model: nn.Module, optimizers: Optimizers,
+          scaler: "torch.amp.GradScaler", epoch: int, metrics: Dict[str, Any],
+          initial_metrics: Dict[str, Any]) -> None:
+    """Writes model.pt (for export and evaluation) and last.pt (plus optimiser state)."""
+    common = dict(arch=config.arch,
+                  model_kwargs={**config.model_kwargs, "num_classes": model.num_classes},
+                  epoch=epoch, metrics=metrics, config=config.to_dict())
+    extra = {"initial_metrics": initial_metrics} if initial_metrics else {}
+    save_checkpoint(os.path.join(config.output, MODEL_FILE), model, **common, extra=extra)
+    save_checkpoint(os.path.join(config.output, RESUME_FILE), model, **common,
+                    extra={**extra, "optimizers": optimizers.state_dict(),
+                           "scaler": scaler.state_dict()})
+    logger.info("epoch %d: saved %s", epoch, os.path.join(config.output, MODEL_FILE))
+
+
+def _restore(path: str, config: TrainConfig, model: nn.Module, optimizers: Optimizers,
+             scaler: "torch.amp.GradScaler"):
+    """Loads last.pt into the run; returns (next epoch, metrics)."""
+    if not os.path.exists(path):
+        raise ConfigError(f"--resume: no {RESUME_FILE} in {config.output}; start without "
+                          "--resume, or point --output at the interrupted run's folder")
+    checkpoint = load_checkpoint(path)
+    if checkpoint.arch != config.arch:
+        raise ConfigError(f"--resume: {path} trained {checkpoint.arch}, this run asks for "
+                          f"{config.arch}")
+    model.load_state_dict(checkpoint.state_dict)
+    optimizers.load_state_dict(checkpoint.extra["optimizers"])
+    scaler.load_state_dict(checkpoint.extra["scaler"])
+    logger.info("resuming %s after epoch %d", path, checkpoint.epoch)
+    return checkpoint.epoch, checkpoint.metrics

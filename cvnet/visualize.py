@@ -1,0 +1,72 @@
+"""Ranked-list pictures like the paper's Figure 6 (torch-free, Python 3.6).
+
+One row per query: the query crop, then its top-k gallery crops, each with a green border when
+it is the query's identity and red when not (grey when unknown).
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+GREEN = (60, 180, 60)  # BGR
+RED = (40, 40, 220)
+GREY = (150, 150, 150)
+BLUE = (200, 120, 40)
+
+
+def _tile(image_bgr: np.ndarray, size: Tuple[int, int], color: Tuple[int, int, int],
+          label: str, border: int) -> np.ndarray:
+    height, width = size
+    inner = cv2.resize(image_bgr, (width - 2 * border, height - 2 * border),
+                       interpolation=cv2.INTER_AREA)
+    tile = cv2.copyMakeBorder(inner, border, border, border, border, cv2.BORDER_CONSTANT,
+                              value=color)
+    if label:
+        cv2.putText(tile, label, (border + 2, height - border - 4), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def ranked_list_row(query_bgr: np.ndarray, gallery_bgr: Sequence[np.ndarray],
+                    correct: Optional[Sequence[Optional[bool]]] = None,
+                    labels: Optional[Sequence[str]] = None, *,
+                    tile_size: Tuple[int, int] = (128, 128), border: int = 4,
+                    gap: int = 12) -> np.ndarray:
+    """Draws one query and its ranked gallery matches side by side.
+
+    Args:
+        query_bgr: The query crop, (H, W, 3) uint8 BGR.
+        gallery_bgr: Its top-k gallery crops in rank order.
+        correct: Per gallery crop, True (same identity: green), False (red) or None (grey).
+        labels: Optional short text per gallery crop (e.g. distance or identity).
+        tile_size: (height, width) of each tile in pixels.
+        border: Border width in pixels.
+        gap: White space between the query and the first match, in pixels.
+
+    Returns:
+        (tile_h, (k + 1) * tile_w + gap, 3) uint8 BGR image.
+    """
+    correct = list(correct) if correct is not None else [None] * len(gallery_bgr)
+    labels = list(labels) if labels is not None else [""] * len(gallery_bgr)
+    if not len(correct) == len(labels) == len(gallery_bgr):
+        raise ValueError("gallery_bgr, correct and labels need one entry per match")
+    colors = {True: GREEN, False: RED, None: GREY}
+    tiles = [_tile(query_bgr, tile_size, BLUE, "query", border),
+             np.full((tile_size[0], gap, 3), 255, np.uint8)]
+    for rank, (image, ok, text) in enumerate(zip(gallery_bgr, correct, labels), start=1):
+        tiles.append(_tile(image, tile_size, colors[ok], text or "#{}".format(rank), border))
+    return np.hstack(tiles)
+
+
+def stack_rows(rows: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
+    """Stacks rows of possibly different widths vertically on a white background."""
+    if not rows:
+        raise ValueError("no rows to stack")
+    width = max(row.shape[1] for row in rows)
+    padded = []
+    for row in rows:
+        canvas = np.full((row.shape[0] + gap, width, 3), 255, np.uint8)
+        canvas[:row.shape[0], :row.shape[1]] = row
+        padded.append(canvas)
+    return np.vstack(padded)
