@@ -11,7 +11,7 @@ import argparse
 import datetime
 import logging
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cvnet.errors import CVNetError
 from benchmarks.environment import physical_cores, probe_environment
@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plan_targets(args: argparse.Namespace, threads: int) -> Tuple[List[Target], List[Target]]:
-    """The (main, baseline) targets a command line asks for."""
+def plan_targets(args: argparse.Namespace, threads: int
+                 ) -> Tuple[List[Target], Dict[str, Any]]:
+    """The main targets a command line asks for, and the options of its baseline targets."""
     if args.engine:
         if args.baselines:
             raise BenchError("--baselines exports the baselines on the host; run it without "
@@ -115,13 +116,11 @@ def plan_targets(args: argparse.Namespace, threads: int) -> Tuple[List[Target], 
         return [engine_target(args.engine, backend=backend, device=args.device,
                               precision=args.precision, threads=threads,
                               input_size=args.input_size,
-                              arch=args.arch if args.arch != "cvnet" else None)], []
+                              arch=args.arch if args.arch != "cvnet" else None)], {}
     options = dict(backends=args.backend or list(DEFAULT_BACKENDS), device=args.device or "cpu",
                    precision=args.precision, threads=threads, input_size=args.input_size,
                    batch_max=max(args.batch), cache=args.cache_dir)
-    main_targets = default_targets([args.arch], **options)
-    extra = default_targets(baseline_archs(), **options) if args.baselines else []
-    return main_targets, extra
+    return default_targets([args.arch], **options), options
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
@@ -130,19 +129,20 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
         raise BenchError("--warmup and --min-time must be >= 0 and --threads >= 1; got {}, {}, "
                          "{}".format(args.warmup, args.min_time, args.threads))
     threads = args.threads or physical_cores()
-    main_targets, baselines = plan_targets(args, threads)
+    main_targets, options = plan_targets(args, threads)
     settings = dict(batches=args.batch, warmup=args.warmup, min_time=args.min_time, e2e=args.e2e,
                     threads=threads)
     rows = []
     for target in main_targets:
         rows += measure(target, args.batch, warmup=args.warmup, min_time=args.min_time,
                         e2e=args.e2e, threads=threads)
-    for target in baselines:
-        try:
-            rows += measure(target, args.batch, warmup=args.warmup, min_time=args.min_time,
-                            threads=threads)
-        except (CVNetError, RuntimeError) as err:  # one failing baseline loses no other
-            logger.error("%s on %s failed, skipped: %s", target.model, target.backend, err)
+    for arch in baseline_archs() if args.baselines else []:
+        try:  # one baseline that fails to export or run loses no other
+            for target in default_targets([arch], **options):
+                rows += measure(target, args.batch, warmup=args.warmup,
+                                min_time=args.min_time, threads=threads)
+        except (CVNetError, RuntimeError) as err:
+            logger.error("baseline %s failed, skipped: %s", arch, err)
     report = build_report(rows, load_table2(), probe_environment(),
                           command=" ".join(["cvnet-bench"] + list(argv)),
                           date=datetime.datetime.now(datetime.timezone.utc).strftime(

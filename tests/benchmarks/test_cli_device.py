@@ -79,3 +79,28 @@ def test_requests_no_backend_runs():
 def test_baselines_need_the_host(caplog):
     assert main(["--engine", TINY_ONNX, "--baselines"] + QUICK) == 2
     assert "run it without --engine" in caplog.text
+
+
+def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, tmp_path):
+    from benchmarks import models
+    from benchmarks.models import PreparedModel
+
+    def fake_prepare(arch, input_size, batch_max, half, cache):
+        if arch == "mgn":
+            raise BenchError("mgn cannot be exported")
+        return PreparedModel(arch=arch, checkpoint="", onnx=TINY_ONNX, params=1000000 * len(arch),
+                             gmacs=1.0, input_size=input_size)
+
+    monkeypatch.setattr(models, "prepare_model", fake_prepare)
+    out = str(tmp_path / "r.json")
+    assert main(["--baselines", "--backend", "onnxruntime", "--batch", "1", "--input-size", "64",
+                 "--json", out] + QUICK) == 0
+    with open(out) as handle:
+        report = json.load(handle)
+    assert [r["model"] for r in report["results"]] == [
+        "cvnet", "pplr", "bot", "transreid", "starnet_s1", "mobileone_s1", "sbcformer_xs",
+        "fasternet_t1"]
+    records = {r["method"]: r for r in report["comparison"]}
+    assert records["MGN"]["fps_measured"] == {}
+    assert records["BoT"]["params_m_measured"] == 3.0
+    assert set(records["BoT"]["cvnet_speedup"]) == {"onnxruntime"}
