@@ -62,7 +62,8 @@ def _size(text: str) -> Tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cvnet-bench", description=__doc__.split("\n\n")[0],
+        prog="cvnet-bench",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--engine", metavar="PATH",
                         help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
