@@ -1,5 +1,5 @@
 # Set-up and checks; every target installs what it needs on a fresh machine.
-#   make demo         host venv + cvnet, then the main job on built-in defaults
+#   make demo         host venv + cvnet, then the main job: cvnet-bench on built-in defaults
 #   make test         host venv + cvnet, then the whole test suite
 #   make test-device  Python 3.6 venv with the JetPack 4.6 pins and no torch, then the device tests
 PYTHON ?= python3
@@ -29,6 +29,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/cvnet-summary cvnet
+	$(VENV)/bin/cvnet-bench
 
 # The suite is many small tensors: one thread per process is faster than two fighting.
 test: $(VENV)/.installed

@@ -29,6 +29,7 @@ class TorchRunner(Runner):
         input_size: (height, width) in pixels; by default the ``img_size`` a cvnet-train
             checkpoint records, else 256x256.
         device: torch device string, e.g. ``"cpu"`` or ``"cuda"``.
+        half: Run the model in FP16 (inputs are cast on the device; a GPU option).
         **kwargs: See :class:`engines.base.Runner` (``normalize``, ``batch_range``).
     """
 
@@ -37,13 +38,14 @@ class TorchRunner(Runner):
     def __init__(self, path: str, *, arch: Optional[str] = None,
                  model_kwargs: Optional[Dict[str, Any]] = None,
                  input_size: Optional[Tuple[int, int]] = None, device: str = "cpu",
-                 **kwargs: Any):
+                 half: bool = False, **kwargs: Any):
         super(TorchRunner, self).__init__(path, **kwargs)
         self._arch = arch
         self._model_kwargs = dict(model_kwargs or {})
         self._input_size = None if input_size is None else (int(input_size[0]),
                                                             int(input_size[1]))
         self._device = device
+        self._half = bool(half)
         self._torch = None
         self._model = None
 
@@ -59,7 +61,8 @@ class TorchRunner(Runner):
 
         model, checkpoint = model_from_checkpoint(self.path, arch=self._arch,
                                                   model_kwargs=self._model_kwargs)
-        self._model = model.to(self._device).eval()
+        model = model.to(self._device).eval()
+        self._model = model.half() if self._half else model
         self._torch = torch
         if self._input_size is None:
             trained = checkpoint.config.get("img_size")
@@ -71,8 +74,9 @@ class TorchRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
-        with torch.no_grad():
-            out = self._model(torch.from_numpy(batch).to(self._device))
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self._device)
+            out = self._model(tensor.half() if self._half else tensor)
         return out.float().cpu().numpy()
 
     def _deactivate(self) -> None:

@@ -1,0 +1,7 @@
+"""``python3 -m benchmarks``: cvnet-bench, see :mod:`benchmarks.cli`."""
+
+import sys
+
+from benchmarks.cli import main
+
+sys.exit(main())

@@ -1,0 +1,176 @@
+"""``cvnet-bench``: FPS, latency and parameters of CVNet (and the Table 2 baselines) on this
+machine, printed beside the paper's Table 2.
+
+Without ``--engine`` (host): the untrained paper CVNet is exported once into a cache folder and
+timed with PyTorch eager and ONNX Runtime. With ``--engine cvnet.plan`` / ``cvnet.onnx``
+(device: Python 3.6, no torch) that file is timed with its backend. The Markdown report goes to
+stdout; ``--json``, ``--csv`` and ``--plot`` write files.
+"""
+
+import argparse
+import datetime
+import logging
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from cvnet.errors import CVNetError
+from benchmarks.environment import physical_cores, probe_environment
+from benchmarks.paper import baseline_archs, load_table2
+from benchmarks.report import (build_report, markdown_report, write_csv, write_json,
+                               write_plot)
+from benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
+                            measure)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCHES = (1, 8)
+DEFAULT_BACKENDS = ("torch", "onnxruntime")
+
+
+def _batches(text: str) -> List[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected batch sizes like 1,8,32, got {!r}".format(text))
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("batch sizes must be positive integers, got {!r}".format(
+            text))
+    return sorted(set(values))
+
+
+def _backends(text: str) -> List[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [v for v in values if v not in BACKENDS]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError("unknown backend {}; expected {} (comma-separated for "
+                                         "several)".format(", ".join(unknown) or repr(text),
+                                                           "|".join(BACKENDS)))
+    return list(dict.fromkeys(values))
+
+
+def _size(text: str) -> Tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected a size like 256 or 256x256, got {!r}".format(
+            text))
+    return (values[0], values[-1])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvnet-bench",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--engine", metavar="PATH",
+                        help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
+                             "(PyTorch); default: export the untrained paper CVNet")
+    parser.add_argument("--backend", type=_backends, metavar="torch|onnxruntime|tensorrt",
+                        help="backend(s), comma-separated; default: torch,onnxruntime, or the "
+                             "one that opens --engine")
+    parser.add_argument("--device", choices=("cpu", "cuda"),
+                        help="device; default: cuda for .plan files, else cpu")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                        help="precision of a default run (an --engine file reports its own)")
+    parser.add_argument("--batch", type=_batches, default=list(DEFAULT_BATCHES),
+                        metavar="1,8,32", help="batch sizes, comma-separated")
+    parser.add_argument("--warmup", type=int, default=3, metavar="N",
+                        help="untimed batches before timing")
+    parser.add_argument("--min-time", type=float, default=3.0, metavar="S",
+                        help="seconds to time each configuration (at least 5 batches)")
+    parser.add_argument("--e2e", action="store_true",
+                        help="also time end to end from JPEG bytes (decode, preprocess, infer, "
+                             "L2-normalise; decoding overlapped on a thread)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also time the eight Table 2 baselines on the same backends")
+    parser.add_argument("--arch", default="cvnet",
+                        help="registered model of a default run (cvnet_tiny for a quick check)")
+    parser.add_argument("--input-size", type=_size, default=(256, 256), metavar="HxW",
+                        help="input size of a default run or a .pt file")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for ONNX Runtime and PyTorch; default: physical cores")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="where default runs keep their exports; default: $CVNET_CACHE/bench "
+                             "or ~/.cache/cvnet/bench")
+    parser.add_argument("--json", metavar="OUT", help="write the full report as JSON")
+    parser.add_argument("--csv", metavar="OUT", help="write the measurements as CSV")
+    parser.add_argument("--plot", metavar="OUT.png",
+                        help="draw FPS against parameters (needs matplotlib: cvnet[plot])")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def plan_targets(args: argparse.Namespace, threads: int
+                 ) -> Tuple[List[Target], Dict[str, Any]]:
+    """The main targets a command line asks for, and the options of its baseline targets."""
+    if args.engine:
+        if args.baselines:
+            raise BenchError("--baselines exports the baselines on the host; run it without "
+                             "--engine")
+        backend = args.backend[0] if args.backend else None
+        if args.backend and len(args.backend) > 1:
+            raise BenchError("--engine {} runs on one backend; got --backend {}".format(
+                args.engine, ",".join(args.backend)))
+        return [engine_target(args.engine, backend=backend, device=args.device,
+                              precision=args.precision, threads=threads,
+                              input_size=args.input_size,
+                              arch=args.arch if args.arch != "cvnet" else None)], {}
+    options = dict(backends=args.backend or list(DEFAULT_BACKENDS), device=args.device or "cpu",
+                   precision=args.precision, threads=threads, input_size=args.input_size,
+                   batch_max=max(args.batch), cache=args.cache_dir)
+    return default_targets([args.arch], **options), options
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """Runs the benchmark a parsed command line asks for; returns the Markdown report."""
+    if args.warmup < 0 or args.min_time < 0 or (args.threads is not None and args.threads < 1):
+        raise BenchError("--warmup and --min-time must be >= 0 and --threads >= 1; got {}, {}, "
+                         "{}".format(args.warmup, args.min_time, args.threads))
+    threads = args.threads or physical_cores()
+    main_targets, options = plan_targets(args, threads)
+    settings = dict(batches=args.batch, warmup=args.warmup, min_time=args.min_time, e2e=args.e2e,
+                    threads=threads)
+    rows = []
+    for target in main_targets:
+        rows += measure(target, args.batch, warmup=args.warmup, min_time=args.min_time,
+                        e2e=args.e2e, threads=threads)
+    for arch in baseline_archs() if args.baselines else []:
+        try:  # one baseline that fails to export or run loses no other
+            for target in default_targets([arch], **options):
+                rows += measure(target, args.batch, warmup=args.warmup,
+                                min_time=args.min_time, threads=threads)
+        except (CVNetError, RuntimeError) as err:
+            logger.error("baseline %s failed, skipped: %s", arch, err)
+    report = build_report(rows, load_table2(), probe_environment(),
+                          command=" ".join(["cvnet-bench"] + list(argv)),
+                          date=datetime.datetime.now(datetime.timezone.utc).strftime(
+                              "%Y-%m-%d %H:%M UTC"), settings=settings)
+    if args.json:
+        write_json(args.json, report)
+    if args.csv:
+        from benchmarks.report import BenchRow
+        write_csv(args.csv, [BenchRow(**r) for r in report["results"]])
+    if args.plot:
+        write_plot(args.plot, report)
+    return markdown_report(report)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        text = run(args, argv)
+    except CVNetError as err:
+        logger.error("%s", err)
+        return 2
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

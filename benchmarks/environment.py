@@ -1,0 +1,153 @@
+"""What a benchmark ran on: CPU, cores, GPU, package versions, Jetson power mode, peak memory.
+
+Everything here is best effort and never raises: a field that cannot be read is None (or says
+why), so a benchmark on an unusual machine still reports what it can. Tools are run with a short
+timeout and only when present (``nvidia-smi``, ``nvpmodel``).
+"""
+
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+from typing import Any, Dict, List, Optional
+
+logger = logging.getLogger(__name__)
+
+JETSON_RELEASE = "/etc/nv_tegra_release"
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _command(args: List[str], timeout: float = 5.0) -> Optional[str]:
+    """stdout of a command, or None when it is missing, fails or hangs."""
+    try:
+        out = subprocess.check_output(args, stderr=subprocess.DEVNULL, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.decode("utf-8", "replace").strip()
+
+
+def cpu_model(cpuinfo: Optional[str] = None) -> Optional[str]:
+    """The CPU's name from /proc/cpuinfo (``model name``, or ``Hardware`` on ARM boards)."""
+    text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo") or ""
+    for key in ("model name", "Hardware", "Model"):
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or None
+
+
+def physical_cores(cpuinfo: Optional[str] = None) -> int:
+    """Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo, else os.cpu_count.
+
+    The affinity mask caps the answer, so a container limited to 2 CPUs reports at most 2.
+    """
+    text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo") or ""
+    cores = set()
+    physical, core = None, None
+    for line in text.splitlines() + [""]:
+        name, _, value = line.partition(":")
+        name = name.strip()
+        if name == "physical id":
+            physical = value.strip()
+        elif name == "core id":
+            core = value.strip()
+        elif not name:
+            if core is not None:
+                cores.add((physical, core))
+            physical, core = None, None
+    logical = usable_cpus()
+    return max(1, min(len(cores), logical)) if cores else logical
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 1024.0 if sys.platform != "darwin" else peak / 1048576.0, 1)
+
+
+def gpu_names() -> Optional[List[str]]:
+    """GPU names from ``nvidia-smi``, or None without one."""
+    out = _command(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
+    return [line.strip() for line in out.splitlines() if line.strip()] if out else None
+
+
+def package_version(module: str) -> Optional[str]:
+    """A package's version, importing it only if it is already loaded or cheap to load.
+
+    torch is reported only when already imported (the device side never imports it).
+    """
+    if module == "torch" and "torch" not in sys.modules:
+        return None
+    try:
+        loaded = __import__(module)
+    except ImportError:
+        return None
+    except Exception as err:  # a broken install (missing CUDA libs) raises anything
+        return "unusable ({})".format(type(err).__name__)
+    return str(getattr(loaded, "__version__", "unknown"))
+
+
+def jetson_info() -> Optional[Dict[str, Any]]:
+    """On a Jetson: L4T release, power mode (nvpmodel) and current clocks; None elsewhere."""
+    release = _read(JETSON_RELEASE)
+    if release is None:
+        return None
+    info = {"l4t": release.splitlines()[0].strip() if release.strip() else None}
+    info["nvpmodel"] = _command(["nvpmodel", "-q"])
+    info["jetson_clocks"] = _command(["jetson_clocks", "--show"])
+    freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    info["cpu0_khz"] = int(freq) if freq and freq.strip().isdigit() else None
+    for path in ("/sys/devices/gpu.0/devfreq/57000000.gpu/cur_freq",
+                 "/sys/devices/17000000.gv11b/devfreq/17000000.gv11b/cur_freq"):
+        gpu = _read(path)
+        if gpu and gpu.strip().isdigit():
+            info["gpu_hz"] = int(gpu)
+            break
+    return info
+
+
+def load_average() -> Optional[List[float]]:
+    """1, 5 and 15 minute load averages, or None."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def probe_environment() -> Dict[str, Any]:
+    """The environment record of a benchmark report (JSON-ready)."""
+    cpuinfo = _read("/proc/cpuinfo")
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(cpuinfo),
+        "cpu_count": usable_cpus(),
+        "physical_cores": physical_cores(cpuinfo),
+        "load_average": load_average(),
+        "gpus": gpu_names(),
+        "numpy": package_version("numpy"),
+        "opencv": package_version("cv2"),
+        "onnxruntime": package_version("onnxruntime"),
+        "tensorrt": package_version("tensorrt"),
+        "torch": package_version("torch"),
+        "jetson": jetson_info(),
+    }

@@ -1,0 +1,268 @@
+"""Benchmark results as records, and their Markdown, JSON, CSV and plot renderings.
+
+One :class:`BenchRow` per (model, backend, precision, batch, mode). The report beside the paper
+compares each Table 2 method's parameters and FPS with the measured ones (FPS = images per
+second at the smallest measured batch, network only), and CVNet's speed ratio to each baseline
+on the same backend. JSON and CSV carry the same rows; the plot (matplotlib, imported lazily)
+draws FPS against parameters on a log scale.
+"""
+
+import csv
+import io
+import json
+import math
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+from cvnet.fileio import atomic_path, write_text_atomic
+from benchmarks.paper import PaperRow
+from benchmarks.stats import LatencyStats
+
+#: Version of the JSON report's layout.
+SCHEMA = "cvnet-bench/1"
+
+
+class BenchRow(NamedTuple):
+    """The measurement of one configuration.
+
+    Attributes:
+        model: Registered model name (or the sidecar's variant).
+        backend: ``pytorch``, ``onnxruntime`` or ``tensorrt``.
+        device: ``cpu`` or ``cuda`` (what ran the network).
+        precision: ``fp32`` or ``fp16``.
+        batch: Images per batch.
+        mode: ``network`` (preprocessed batch in, embeddings out) or ``e2e`` (JPEG bytes in,
+            L2-normalised embeddings out).
+        runs, mean_ms, std_ms, p50_ms, p90_ms, p99_ms, throughput: See
+            :class:`benchmarks.stats.LatencyStats` (ms per batch; images per second).
+        params: Parameters without ID classifiers (None if unknown).
+        gmacs: Billions of multiply-accumulates per image (None if unknown).
+        peak_rss_mb: Peak resident memory of the process after this configuration, MiB.
+        gpu_mem_mb: Peak GPU memory PyTorch allocated, MiB (None elsewhere).
+    """
+
+    model: str
+    backend: str
+    device: str
+    precision: str
+    batch: int
+    mode: str
+    runs: int
+    mean_ms: float
+    std_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput: float
+    params: Optional[int]
+    gmacs: Optional[float]
+    peak_rss_mb: Optional[float]
+    gpu_mem_mb: Optional[float]
+
+
+def row_from_stats(stats: LatencyStats, **fields: Any) -> BenchRow:
+    """A row from timing statistics plus the configuration ``fields``."""
+    values = dict(runs=stats.runs, mean_ms=stats.mean_ms, std_ms=stats.std_ms,
+                  p50_ms=stats.p50_ms, p90_ms=stats.p90_ms, p99_ms=stats.p99_ms,
+                  throughput=stats.throughput, batch=stats.batch)
+    values.update(fields)
+    return BenchRow(**values)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "{:.{}f}".format(value, digits) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _params_m(params: Optional[int]) -> Optional[float]:
+    return None if params is None else params / 1e6
+
+
+def markdown_results(rows: Sequence[BenchRow]) -> str:
+    """The measurements as a Markdown table."""
+    lines = ["| model | backend | device | precision | batch | mode | mean ms | std ms | p50 ms "
+             "| p90 ms | p99 ms | images/s | params (M) | GMACs | peak RSS MiB |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} "
+                     "|".format(r.model, r.backend, r.device, r.precision, r.batch, r.mode,
+                                _fmt(r.mean_ms), _fmt(r.std_ms), _fmt(r.p50_ms), _fmt(r.p90_ms),
+                                _fmt(r.p99_ms), _fmt(r.throughput), _fmt(_params_m(r.params), 2),
+                                _fmt(r.gmacs, 2), _fmt(r.peak_rss_mb, 0)))
+    return "\n".join(lines)
+
+
+def fps_of(rows: Sequence[BenchRow], model: str, backend: str) -> Optional[float]:
+    """Network-only images/s of ``model`` on ``backend`` at its smallest measured batch."""
+    candidates = [r for r in rows if r.model == model and r.backend == backend
+                  and r.mode == "network"]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: r.batch).throughput
+
+
+def _measured(rows: Sequence[BenchRow], arch: str) -> List[BenchRow]:
+    key = "cvnet" if arch == "cvnet" else arch
+    return [r for r in rows if (r.model.startswith("cvnet") if key == "cvnet" else r.model == key)]
+
+
+def comparison(rows: Sequence[BenchRow], paper: Sequence[PaperRow]) -> List[Dict[str, Any]]:
+    """Table 2 beside the measurements: one record per paper method.
+
+    Each record: ``method``, ``arch``, ``params_m_paper``, ``params_m_measured``, ``gmacs``,
+    ``fps_paper``, ``fps_measured`` (backend -> images/s at the smallest batch) and
+    ``cvnet_speedup`` (backend -> CVNet's images/s divided by this method's).
+    """
+    backends = sorted({r.backend for r in rows})
+    cvnet_rows = _measured(rows, "cvnet")
+    cvnet_model = cvnet_rows[0].model if cvnet_rows else None
+    records = []
+    for p in paper:
+        mine = _measured(rows, p.arch)
+        model = mine[0].model if mine else None
+        fps = {b: fps_of(rows, model, b) for b in backends} if model else {}
+        fps = {b: v for b, v in fps.items() if v is not None}
+        speedup = {}
+        for backend, value in fps.items():
+            cv = fps_of(rows, cvnet_model, backend) if cvnet_model else None
+            if cv is not None and value:
+                speedup[backend] = cv / value
+        records.append({
+            "method": p.method, "arch": p.arch, "model": model,
+            "params_m_paper": p.params_m,
+            "params_m_measured": _params_m(mine[0].params) if mine else None,
+            "gmacs": mine[0].gmacs if mine else None, "fps_paper": p.fps,
+            "fps_measured": fps, "cvnet_speedup": speedup})
+    return records
+
+
+def markdown_comparison(records: Sequence[Dict[str, Any]], backends: Sequence[str]) -> str:
+    """Table 2 beside the measurements as Markdown (FPS at the smallest measured batch)."""
+    head = "| method | params M (paper) | params M (measured) | GMACs | FPS (paper) |"
+    rule = "|---|---:|---:|---:|---:|"
+    for b in backends:
+        head += " FPS {} | CVNet x ({}) |".format(b, b)
+        rule += "---:|---:|"
+    lines = [head, rule]
+    for rec in records:
+        line = "| {} | {} | {} | {} | {} |".format(
+            rec["method"], _fmt(rec["params_m_paper"]), _fmt(rec["params_m_measured"], 2),
+            _fmt(rec["gmacs"], 2), _fmt(rec["fps_paper"]))
+        for b in backends:
+            line += " {} | {} |".format(_fmt(rec["fps_measured"].get(b)),
+                                        _fmt(rec["cvnet_speedup"].get(b), 2))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def ratios(rows: Sequence[BenchRow]) -> Dict[str, float]:
+    """The headline ratios, per model and batch where both sides were measured.
+
+    ``<model> onnxruntime/pytorch b<N>``: ONNX Runtime over PyTorch network throughput;
+    ``<model> <backend> e2e/network b<N>``: end-to-end over network-only throughput.
+    """
+    index = {(r.model, r.backend, r.batch, r.mode): r.throughput for r in rows}
+    out = {}
+    for (model, backend, batch, mode), value in sorted(index.items()):
+        if mode != "network":
+            continue
+        if backend == "onnxruntime" and (model, "pytorch", batch, "network") in index:
+            out["{} onnxruntime/pytorch b{}".format(model, batch)] = (
+                value / index[(model, "pytorch", batch, "network")])
+        if (model, backend, batch, "e2e") in index:
+            out["{} {} e2e/network b{}".format(model, backend, batch)] = (
+                index[(model, backend, batch, "e2e")] / value)
+    return out
+
+
+def environment_lines(env: Dict[str, Any]) -> str:
+    """The environment as a short Markdown list."""
+    keys = ("cpu", "cpu_count", "physical_cores", "load_average", "gpus", "python", "numpy",
+            "opencv", "onnxruntime", "tensorrt", "torch", "jetson")
+    return "\n".join("- {}: {}".format(k, env.get(k) if env.get(k) is not None else "-")
+                     for k in keys if k in env)
+
+
+def markdown_report(report: Dict[str, Any]) -> str:
+    """The whole report (from :func:`build_report`) as Markdown."""
+    rows = [BenchRow(**r) for r in report["results"]]
+    backends = sorted({r.backend for r in rows})
+    parts = ["## cvnet-bench ({})".format(report["date"]), "",
+             "Command: `{}`".format(report["command"]), "",
+             environment_lines(report["environment"]), "", markdown_results(rows), "",
+             "### Beside the paper's Table 2 (FPS: images/s at the smallest measured batch, "
+             "network only; the paper's FPS come from its own hardware)", "",
+             markdown_comparison(report["comparison"], backends)]
+    if report["ratios"]:
+        parts += ["", "### Ratios", ""]
+        parts += ["- {}: {:.2f}".format(k, v) for k, v in report["ratios"].items()]
+    return "\n".join(parts) + "\n"
+
+
+def build_report(rows: Sequence[BenchRow], paper: Sequence[PaperRow], environment: Dict[str, Any],
+                 *, command: str, date: str, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The JSON-ready report: schema, command, date, settings, environment, rows, Table 2."""
+    return {"schema": SCHEMA, "command": command, "date": date, "settings": settings,
+            "environment": environment, "results": [r._asdict() for r in rows],
+            "comparison": comparison(rows, paper), "ratios": ratios(rows),
+            "paper": [p._asdict() for p in paper]}
+
+
+def write_json(path: str, report: Dict[str, Any]) -> str:
+    """Writes the report as JSON, atomically."""
+    return write_text_atomic(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+def csv_text(rows: Sequence[BenchRow]) -> str:
+    """The rows as CSV with a header of :class:`BenchRow`'s fields."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(BenchRow._fields)
+    for r in rows:
+        writer.writerow(["" if v is None else v for v in r])
+    return buffer.getvalue()
+
+
+def write_csv(path: str, rows: Sequence[BenchRow]) -> str:
+    """Writes the rows as CSV, atomically."""
+    return write_text_atomic(path, csv_text(rows))
+
+
+def write_plot(path: str, report: Dict[str, Any]) -> str:
+    """Draws FPS against parameters (log x): the paper's points and the measured ones.
+
+    Raises:
+        MissingDependencyError: matplotlib is not installed (``pip install cvnet[plot]``).
+    """
+    from engines.deps import require
+
+    require("matplotlib", "--plot")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 5))
+    records = report["comparison"]
+    axes.scatter([r["params_m_paper"] for r in records], [r["fps_paper"] for r in records],
+                 marker="o", label="paper (its hardware)")
+    for r in records:
+        axes.annotate(r["method"], (r["params_m_paper"], r["fps_paper"]), fontsize=7)
+    backends = sorted({b for r in records for b in r["fps_measured"]})
+    for marker, backend in zip("s^vD", backends):
+        points = [(r["params_m_measured"], r["fps_measured"][backend]) for r in records
+                  if backend in r["fps_measured"] and r["params_m_measured"]]
+        if points:
+            axes.scatter([p[0] for p in points], [p[1] for p in points], marker=marker,
+                         label="measured, {}".format(backend))
+    axes.set_xscale("log")
+    axes.set_xlabel("parameters (millions, log scale)")
+    axes.set_ylabel("FPS (images/s)")
+    axes.set_title("cvnet-bench {}".format(report["date"]))
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+    return path

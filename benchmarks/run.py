@@ -1,0 +1,260 @@
+"""One benchmark run: which models on which backends, measured through the ``engines`` runners.
+
+A :class:`Target` is a model file plus the runner options for one backend; :func:`measure`
+opens it with :func:`engines.open_engine` (the one inference path every command shares), checks
+the batch sizes against what the model accepts, and times each batch network-only and, on
+request, end-to-end. :func:`default_targets` prepares the untrained models of a default run (host
+only: it exports through :mod:`benchmarks.models`); :func:`engine_target` describes a file given
+with ``--engine`` (device side: no torch for ``.onnx`` and ``.plan``).
+"""
+
+import logging
+import os
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from cvnet.errors import ConfigError
+from cvnet.synth import sample_images
+from benchmarks.environment import peak_rss_mb
+from benchmarks.report import BenchRow, row_from_stats
+from benchmarks.stats import latency_stats
+from benchmarks.timing import time_end_to_end, time_network
+
+logger = logging.getLogger(__name__)
+
+#: CLI backend name -> the runner's ``backend`` name and the file suffixes it opens.
+BACKENDS = {
+    "torch": ("pytorch", (".pt", ".pth")),
+    "onnxruntime": ("onnxruntime", (".onnx",)),
+    "tensorrt": ("tensorrt", (".plan", ".engine")),
+}
+#: Side of the synthetic crops used for timing, pixels (resized to the model input).
+IMAGE_SIZE = 256
+#: Distinct encoded images the end-to-end loop cycles through.
+E2E_IMAGES = 16
+
+
+class Target(NamedTuple):
+    """One model on one backend.
+
+    Attributes:
+        model: Name in the report (registered name or the sidecar's variant).
+        path: The model file.
+        backend: CLI backend name (``torch``, ``onnxruntime``, ``tensorrt``).
+        device: ``cpu`` or ``cuda``.
+        precision: ``fp32`` or ``fp16``.
+        options: Keyword options for :func:`engines.open_engine`.
+        params: Parameters without classifiers, if known.
+        gmacs: Billions of MACs per image, if known.
+    """
+
+    model: str
+    path: str
+    backend: str
+    device: str
+    precision: str
+    options: Dict[str, Any]
+    params: Optional[int] = None
+    gmacs: Optional[float] = None
+
+
+class BenchError(ConfigError):
+    """A benchmark request the model or machine cannot answer."""
+
+
+def backend_of_path(path: str) -> str:
+    """The CLI backend that opens ``path``, from its suffix.
+
+    Raises:
+        BenchError: No backend opens that suffix.
+    """
+    suffix = os.path.splitext(path)[1].lower()
+    for name, (_, suffixes) in BACKENDS.items():
+        if suffix in suffixes:
+            return name
+    raise BenchError("cannot tell the backend of --engine {!r} from its suffix {!r}; expected "
+                     ".plan/.engine (tensorrt), .onnx (onnxruntime) or .pt (torch)".format(
+                         path, suffix))
+
+
+def runner_options(backend: str, device: str, precision: str, threads: int,
+                   input_size: Tuple[int, int], arch: Optional[str] = None) -> Dict[str, Any]:
+    """Options for :func:`engines.open_engine` on ``backend``.
+
+    ONNX Runtime on the CPU gets ``threads`` intra-op threads (physical cores) with its default
+    ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs eager under
+    ``torch.inference_mode`` with ``torch.set_num_threads(threads)`` (set by :func:`measure`).
+    """
+    if backend == "onnxruntime":
+        providers = (["CPUExecutionProvider"] if device == "cpu"
+                     else ["CUDAExecutionProvider", "CPUExecutionProvider"])
+        return {"providers": providers, "threads": threads}
+    if backend == "torch":
+        options = {"device": device, "half": precision == "fp16", "input_size": input_size}
+        if arch:
+            options["arch"] = arch
+        return options
+    return {}
+
+
+def check_request(backend: str, device: str, precision: str) -> None:
+    """Rejects combinations no backend runs, before anything is exported or loaded.
+
+    Raises:
+        BenchError: Naming the combination and what to use instead.
+    """
+    if backend not in BACKENDS:
+        raise BenchError("unknown backend {!r}; expected one of {}".format(
+            backend, ", ".join(sorted(BACKENDS))))
+    if backend == "torch" and precision == "fp16" and device == "cpu":
+        raise BenchError("PyTorch FP16 needs a GPU; pass --device cuda, or --precision fp32 "
+                         "on the CPU")
+    if backend == "tensorrt" and device == "cpu":
+        raise BenchError("TensorRT runs on a GPU only; pass --device cuda (the default for "
+                         ".plan files)")
+
+
+def _torch_hooks(target: Target, threads: int) -> Tuple[Optional[Callable[[], None]],
+                                                        Callable[[], Optional[float]]]:
+    """Sets PyTorch's threads; returns the sync hook and a peak-GPU-memory reader."""
+    import torch  # only reached for the torch backend, where torch is required anyway
+
+    torch.set_num_threads(threads)
+    if target.device != "cuda":
+        return None, lambda: None
+    if not torch.cuda.is_available():
+        raise BenchError("--device cuda, but this PyTorch sees no CUDA GPU (torch {}); use "
+                         "--device cpu".format(torch.__version__))
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.synchronize, lambda: round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def artifact_precision(metadata: Any) -> str:
+    """The precision a sidecar records: the engine's build precision, else the graph's."""
+    from engines.metadata import engine_info
+
+    info = engine_info(metadata)
+    return info.precision if info is not None else metadata.graph_precision
+
+
+def check_batches(batches: Sequence[int], batch_min: int, batch_max: int, path: str) -> None:
+    """Raises BenchError when a batch size lies outside what the model runs."""
+    bad = [b for b in batches if not batch_min <= b <= batch_max]
+    if bad:
+        raise BenchError("{} runs batches {}..{}, not {}; pass --batch within that range (or "
+                         "re-export / rebuild it with a larger batch range)".format(
+                             path, batch_min, batch_max, ",".join(str(b) for b in bad)))
+
+
+def encoded_images(count: int = E2E_IMAGES, size: int = IMAGE_SIZE) -> List[bytes]:
+    """Synthetic vehicle crops encoded as JPEG (quality 90), for end-to-end timing."""
+    out = []
+    for image in sample_images(count, seed=1, size=size):
+        ok, data = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), 90])
+        if not ok:
+            raise BenchError("OpenCV cannot encode JPEG here; reinstall opencv")
+        out.append(data.tobytes())
+    return out
+
+
+def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: float,
+            e2e: bool = False, threads: int = 1, jpegs: Optional[Sequence[bytes]] = None
+            ) -> List[BenchRow]:
+    """Times one target at each batch size: network only and, with ``e2e``, end to end.
+
+    Raises:
+        BenchError: A batch size the model does not run (checked before any timing).
+        EngineLoadError, MetadataError, MissingDependencyError: From opening the model.
+    """
+    from engines import open_engine
+
+    sync, gpu_memory = None, lambda: None
+    if target.backend == "torch":
+        sync, gpu_memory = _torch_hooks(target, threads)
+    rows = []
+    with open_engine(target.path, **target.options) as runner:
+        spec = runner.spec
+        check_batches(batches, spec.batch_min, spec.batch_max, target.path)
+        params = target.params
+        if params is None and runner.metadata is not None:
+            params = runner.metadata.param_count
+        precision = target.precision
+        model = target.model
+        if runner.metadata is not None:
+            model = model or runner.metadata.variant
+            if not target.model:  # a file given with --engine: report what it was built as
+                precision = artifact_precision(runner.metadata)
+        images = sample_images(max(batches), seed=0, size=IMAGE_SIZE)
+        if e2e and jpegs is None:
+            jpegs = encoded_images()
+        common = dict(model=model, backend=runner.backend, device=target.device,
+                      precision=precision, params=params, gmacs=target.gmacs)
+        for batch in batches:
+            prepared = runner.prepare(images[:batch])
+            logger.info("%s %s %s batch %d: network only, >= %.1f s", model, runner.backend,
+                        precision, batch, min_time)
+            times = time_network(runner, prepared, warmup=warmup, min_time=min_time, sync=sync)
+            rows.append(row_from_stats(latency_stats(times, batch), mode="network",
+                                       peak_rss_mb=peak_rss_mb(), gpu_mem_mb=gpu_memory(),
+                                       **common))
+            if e2e:
+                logger.info("%s %s %s batch %d: end to end from JPEG", model, runner.backend,
+                            precision, batch)
+                times = time_end_to_end(runner, jpegs, batch, warmup=warmup, min_time=min_time,
+                                        sync=sync)
+                rows.append(row_from_stats(latency_stats(times, batch), mode="e2e",
+                                           peak_rss_mb=peak_rss_mb(), gpu_mem_mb=gpu_memory(),
+                                           **common))
+    return rows
+
+
+def engine_target(path: str, *, backend: Optional[str], device: Optional[str], precision: str,
+                  threads: int, input_size: Tuple[int, int], arch: Optional[str]) -> Target:
+    """The target for a file given with ``--engine``.
+
+    Raises:
+        BenchError: The file is missing, or ``backend`` disagrees with its suffix.
+    """
+    if not os.path.isfile(path):
+        raise BenchError("--engine {}: no such file; give the .plan, .onnx or .pt file to "
+                         "benchmark (cvnet-export and cvnet-build write them)".format(path))
+    found = backend_of_path(path)
+    if backend is not None and backend != found:
+        raise BenchError("--backend {} cannot run {} (a {} file); drop --backend or pass the "
+                         "matching file".format(backend, path, found))
+    device = device or ("cuda" if found == "tensorrt" else "cpu")
+    check_request(found, device, precision)
+    return Target(model="", path=path, backend=found, device=device, precision=precision,
+                  options=runner_options(found, device, precision, threads, input_size, arch))
+
+
+def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: str,
+                    precision: str, threads: int, input_size: Tuple[int, int], batch_max: int,
+                    cache: Optional[str]) -> List[Target]:
+    """Untrained models exported to the cache, one target per (model, backend). Host only.
+
+    Raises:
+        BenchError: TensorRT was asked for (it needs an engine built on the device).
+        MissingDependencyError: torch is missing (on a device, pass ``--engine``).
+    """
+    from benchmarks.models import prepare_model
+
+    for backend in backends:
+        check_request(backend, device, precision)
+        if backend == "tensorrt":
+            raise BenchError("a default run does not build TensorRT engines; build one with "
+                             "cvnet-build cvnet.onnx and pass --engine cvnet.plan")
+    targets = []
+    for arch in archs:
+        prepared = prepare_model(arch, input_size=input_size, batch_max=batch_max,
+                                 half=precision == "fp16" and "onnxruntime" in backends,
+                                 cache=cache)
+        for backend in backends:
+            path = prepared.checkpoint if backend == "torch" else prepared.onnx
+            targets.append(Target(
+                model=arch, path=path, backend=backend, device=device, precision=precision,
+                options=runner_options(backend, device, precision, threads, input_size, arch),
+                params=prepared.params, gmacs=prepared.gmacs))
+    return targets

@@ -1,0 +1,54 @@
+"""The default flow on the host: export to the cache, time PyTorch and ONNX Runtime, reuse."""
+
+import json
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from benchmarks.cli import main  # noqa: E402
+from benchmarks.models import cache_dir, prepare_model  # noqa: E402
+from cvnet.artifact import read_sidecar  # noqa: E402
+
+QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-time", "0",
+         "--warmup", "1"]
+
+
+@pytest.mark.slow
+def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys):
+    cache, out = str(tmp_path / "cache"), str(tmp_path / "r.json")
+    assert main(QUICK + ["--cache-dir", cache, "--json", out, "--csv",
+                         str(tmp_path / "r.csv")]) == 0
+    text = capsys.readouterr().out
+    assert "| cvnet_tiny | pytorch | cpu | fp32 | 2 | network |" in text
+    assert "| cvnet_tiny | onnxruntime | cpu | fp32 | 2 | network |" in text
+    assert "cvnet_tiny onnxruntime/pytorch b2" in text
+    with open(out) as handle:
+        report = json.load(handle)
+    assert {r["backend"] for r in report["results"]} == {"pytorch", "onnxruntime"}
+    assert all(r["params"] == 53194 and r["gmacs"] > 0 for r in report["results"])
+    assert report["environment"]["torch"] == torch.__version__
+    folder = os.path.join(cache, "cvnet_tiny-64x64")
+    assert sorted(os.listdir(folder)) == ["bench.json", "model.onnx", "model.onnx.json",
+                                          "model.pt"]
+    stamp = os.path.getmtime(os.path.join(folder, "model.onnx"))
+    prepared = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=2, cache=cache)
+    assert os.path.getmtime(prepared.onnx) == stamp  # reused, not exported again
+    bigger = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=4, cache=cache)
+    assert read_sidecar(bigger.onnx + ".json").batch_max == 4  # exported again for batch 4
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CVNET_CACHE", str(tmp_path))
+    assert cache_dir() == os.path.join(str(tmp_path), "bench")
+    assert cache_dir(str(tmp_path / "x")) == str(tmp_path / "x")
+    monkeypatch.delenv("CVNET_CACHE")
+    assert cache_dir().endswith(os.path.join(".cache", "cvnet", "bench"))
+
+
+def test_tensorrt_without_an_engine_is_refused(tmp_path, caplog):
+    assert main(QUICK + ["--backend", "tensorrt", "--device", "cuda",
+                         "--cache-dir", str(tmp_path)]) == 2
+    assert "cvnet-build" in caplog.text
+    assert not os.listdir(str(tmp_path))  # refused before exporting anything
