@@ -61,9 +61,7 @@ class BenchRow(NamedTuple):
 
 def row_from_stats(stats: LatencyStats, **fields: Any) -> BenchRow:
     """A row from timing statistics plus the configuration ``fields``."""
-    values = dict(runs=stats.runs, mean_ms=stats.mean_ms, std_ms=stats.std_ms,
-                  p50_ms=stats.p50_ms, p90_ms=stats.p90_ms, p99_ms=stats.p99_ms,
-                  throughput=stats.throughput, batch=stats.batch)
+    values = {k: v for k, v in stats._asdict().items() if k in BenchRow._fields}
     values.update(fields)
     return BenchRow(**values)
 
