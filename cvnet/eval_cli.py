@@ -68,21 +68,13 @@ def embedder_from_path(path: str, stack: contextlib.ExitStack, *,
 
     options = {}
     if path.endswith((".pt", ".pth")):
-        if device == "auto":
-            device = "cuda" if _cuda_available() else "cpu"
-        options["device"] = device
+        from cvnet.training.trainer import resolve_device  # torch: host only, .pt only
+
+        options["device"] = str(resolve_device(device))
     runner = stack.enter_context(open_engine(path, **options))
     spec = runner.spec
     return runner.embed, "{} ({}, {}x{})".format(os.path.basename(path), runner.backend,
                                                  spec.height, spec.width)
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

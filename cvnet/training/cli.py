@@ -22,14 +22,10 @@ from cvnet.training.config import TrainConfig, config_from_mapping, load_config
 
 logger = logging.getLogger(__name__)
 
-# Command-line flag -> TrainConfig field, for the flags that override a config file.
-_OVERRIDES = {
-    "data": str, "format": str, "output": str, "arch": str, "img_size": int, "epochs": int,
-    "batch_size": int, "num_instances": int, "lr": float, "lr_schedule": str,
-    "warmup_epochs": int,
-    "adam_modules": str, "device": str, "workers": int, "eval_every": int, "protocols": str,
-    "max_steps_per_epoch": int, "seed": int,
-}
+# Flags that override the config file; each flag's argparse dest is its TrainConfig field.
+_OVERRIDES = ("data", "data_format", "output", "arch", "img_size", "epochs", "batch_size",
+              "num_instances", "lr", "lr_schedule", "warmup_epochs", "adam_modules", "device",
+              "workers", "eval_every", "protocols", "max_steps_per_epoch", "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                "here override the file.")
     parser.add_argument("--data", help="dataset: generic CSV (or its folder), VeRi-776 or "
                                        "VehicleID folder")
-    parser.add_argument("--format", choices=("auto", "csv", "veri", "vehicleid"),
+    parser.add_argument("--format", dest="data_format",
+                        choices=("auto", "csv", "veri", "vehicleid"),
                         help="dataset layout (default: detect)")
     parser.add_argument("--config", help="TOML file with TrainConfig keys")
     parser.add_argument("--output", help="run folder for model.pt / last.pt (default runs/cvnet)")
@@ -77,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for flag in _OVERRIDES:
         value = getattr(args, flag)
         if value is not None:
-            given["data_format" if flag == "format" else flag] = value
+            given[flag] = value
     if args.no_amp:
         given["amp"] = False
     config = config_from_mapping(given, config, source="command line")
