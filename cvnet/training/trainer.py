@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 EvaluateFn = Callable[[nn.Module], Dict[str, Dict[str, float]]]
 
 MODEL_FILE = "model.pt"
+_POSTFIX_EVERY = 10  # iterations between progress-bar loss updates
 RESUME_FILE = "last.pt"
 
 
@@ -148,8 +149,9 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
                 scaler.update()
             seen += images.shape[0] * world.world_size
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.3f}",
-                                 img_s=f"{seen / (time.perf_counter() - started):.1f}")
+            if world.is_main and step % _POSTFIX_EVERY == 0:  # .item() syncs the GPU: not every step
+                progress.set_postfix(loss=f"{loss.item():.3f}",
+                                     img_s=f"{seen / (time.perf_counter() - started):.1f}")
         progress.close()
         if world.is_main:
             logger.info("epoch %d: loss %.4f (%s), lr %s, %.1f img/s", epoch + 1, loss.item(),
