@@ -54,8 +54,9 @@ class CVNet(nn.Module):
         num_classes: Training identities; 0 builds no classifiers (the model the paper counts).
         widths: Output channels of each stage; its length is the number of stages n
             [choice: 256, 512, 768].
-        ops: Filtration op codes, four per stage (see :mod:`cvnet.models.dfc`); the paper's
-            searched sequence by default. Ignored when ``stage="resnet"``.
+        ops: Filtration op codes, four per stage (see :mod:`cvnet.models.dfc`), or the path of
+            an ops JSON file from ``cvnet-search``; the paper's searched sequence by default.
+            ``"M" * 12`` builds the search supernet. Ignored when ``stage="resnet"``.
         stem: ``"msl"`` (the paper) or ``"resnet"`` (7x7 conv stem, ablation).
         stage: ``"dfc"`` (the paper) or ``"resnet"`` (bottleneck stages, ablation).
         in_channels: Image channels.

@@ -12,9 +12,16 @@ N      none        unchanged
 E      exchange    swapped
 G      gate        each multiplied by an SE-style channel gate (weights shared by both)
 A      attention   channel cross-attention between the branches (DANet CAM style)
+M      mixed       the search cell: all four above, mixed with softmax weights over learnable
+                   architecture logits (``cvnet-search``'s supernet; not a searched result)
 =====  ==========  =====================================================================
+
+An op sequence can also be read from a JSON file (what ``cvnet-search`` writes): pass its path
+wherever a sequence is accepted.
 """
 
+import json
+import os
 from typing import Sequence, Tuple, Union
 
 import torch
@@ -29,6 +36,10 @@ Pair = Tuple[torch.Tensor, torch.Tensor]
 #: The op sequence the paper's NAS found (Figure 4a): stage i//4, module (i//2)%2, slot i%2.
 PAPER_OPS = ("G", "A", "G", "G", "G", "G", "G", "N", "G", "E", "A", "A")
 OP_NAMES = {"none": "N", "exchange": "E", "gate": "G", "attention": "A"}
+#: The choices at each position, in the column order of the architecture logits.
+SEARCH_SPACE = ("N", "E", "G", "A")
+#: The search cell's code: every choice at once, softmax-mixed (see :class:`FilterMixed`).
+MIXED = "M"
 OPS_PER_MODULE = 2
 MODULES_PER_STAGE = 2
 OPS_PER_STAGE = OPS_PER_MODULE * MODULES_PER_STAGE
@@ -38,21 +49,53 @@ def parse_ops(spec: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     """Normalises an op sequence to a tuple of one-letter codes.
 
     Args:
-        spec: ``"GAGGGGGNGEAA"``, or a sequence of codes or names (``["gate", "attention"]``).
+        spec: ``"GAGGGGGNGEAA"``, a sequence of codes or names (``["gate", "attention"]``), or
+            the path of a JSON file holding one (see :func:`read_ops_file`). ``M`` (the
+            search cell) is accepted too.
 
     Raises:
-        ConfigError: An entry is neither a code (N, E, G, A) nor a name.
+        ConfigError: An entry is neither a code (N, E, G, A, M) nor a name, or the file cannot
+            be read.
     """
+    if isinstance(spec, str) and (spec.lower().endswith(".json") or "/" in spec or os.sep in spec):
+        return read_ops_file(spec)
     items = list(spec) if isinstance(spec, str) else list(spec)
     codes = []
     for i, item in enumerate(items):
         key = str(item).strip()
         code = OP_NAMES.get(key.lower(), key.upper())
-        if code not in OP_NAMES.values():
+        if code not in SEARCH_SPACE + (MIXED,):
             raise ConfigError(f"filtration op #{i} is {item!r}; expected one of the codes "
-                              f"N, E, G, A or the names {', '.join(OP_NAMES)}")
+                              f"N, E, G, A (or M, the search cell) or the names "
+                              f"{', '.join(OP_NAMES)}")
         codes.append(code)
     return tuple(codes)
+
+
+def read_ops_file(path: str) -> Tuple[str, ...]:
+    """Reads an op sequence from JSON: ``{"ops": "GAGG..."}`` (``cvnet-search``'s output) or a
+    bare string or list of codes or names.
+
+    Raises:
+        ConfigError: The file is missing, not JSON, or holds no valid sequence.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except OSError as err:
+        raise ConfigError(f"cannot read the op sequence file {path}: {err.strerror}; pass the "
+                          "ops.json that cvnet-search wrote, or a sequence like GAGGGGGNGEAA")
+    except ValueError as err:
+        raise ConfigError(f"op sequence file {path} is not valid JSON: {err}") from None
+    if isinstance(value, dict):
+        value = value.get("ops")
+    if not isinstance(value, (str, list)) or not value:
+        raise ConfigError(f"op sequence file {path} holds no sequence; expected "
+                          '{"ops": "GAGGGGGNGEAA"} or a list of op codes')
+    try:
+        return parse_ops(value)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 class FilterNone(nn.Module):
@@ -123,6 +166,36 @@ class FilterAttention(nn.Module):
         return torch.bmm(attention, values)
 
 
+class FilterMixed(nn.Module):
+    """Filtration op M, the search cell: every op of :data:`SEARCH_SPACE`, softmax-mixed.
+
+    ``out_b = sum_k softmax(arch_logits)_k * op_k(pair)_b`` for each branch b (a DARTS-style
+    continuous relaxation). ``arch_logits`` (4,), zero-initialised so the ops start equally
+    weighted, are the architecture parameters ``cvnet-search`` trains with Adam; every other
+    parameter here is a network weight.
+
+    Args:
+        channels: Channels C of each branch.
+        gate_reduction: Bottleneck ratio of the Gate op.
+    """
+
+    def __init__(self, channels: int, *, gate_reduction: int = 16):
+        super().__init__()
+        self.candidates = nn.ModuleList(make_filter(code, channels, gate_reduction=gate_reduction)
+                                        for code in SEARCH_SPACE)
+        self.arch_logits = nn.Parameter(torch.zeros(len(SEARCH_SPACE)))
+
+    def weights(self) -> torch.Tensor:
+        """The mixing weights (4,), in :data:`SEARCH_SPACE` order; they sum to 1."""
+        return torch.softmax(self.arch_logits, dim=0)
+
+    def forward(self, pair: Pair) -> Pair:
+        weights = self.weights()
+        outputs = [candidate(pair) for candidate in self.candidates]
+        return (sum(w * out[0] for w, out in zip(weights, outputs)),
+                sum(w * out[1] for w, out in zip(weights, outputs)))
+
+
 def make_filter(code: str, channels: int, *, gate_reduction: int = 16) -> nn.Module:
     """Builds the filtration op for a one-letter code (see :func:`parse_ops`)."""
     if code == "N":
@@ -133,7 +206,9 @@ def make_filter(code: str, channels: int, *, gate_reduction: int = 16) -> nn.Mod
         return FilterGate(channels, reduction=gate_reduction)
     if code == "A":
         return FilterAttention()
-    raise ConfigError(f"unknown filtration op {code!r}; expected one of N, E, G, A")
+    if code == MIXED:
+        return FilterMixed(channels, gate_reduction=gate_reduction)
+    raise ConfigError(f"unknown filtration op {code!r}; expected one of N, E, G, A, M")
 
 
 class Collaboration(nn.Module):

@@ -4,6 +4,7 @@ Examples::
 
     cvnet-train --data data/synth --arch cvnet_tiny --epochs 30 --img-size 128 --output runs/t
     cvnet-train --config run.toml --resume
+    cvnet-train --data data/synth --ops runs/search/ops.json   # a cvnet-search result
     torchrun --nproc_per_node 2 -m cvnet.training.cli --data ... --device cpu   # DDP (gloo)
 """
 
@@ -12,7 +13,7 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from cvnet.datasets import check_images, identity_labels, load_dataset, standard_protocols
 from cvnet.errors import CVNetError
@@ -20,12 +21,46 @@ from cvnet.evaluation import EvaluationReport, evaluate, format_report
 from cvnet.preprocess import PreprocessConfig
 from cvnet.training.config import TrainConfig, config_from_mapping, load_config
 
+if TYPE_CHECKING:  # torch-importing; loaded lazily below
+    from cvnet.models.checkpoint import Checkpoint
+
 logger = logging.getLogger(__name__)
 
-# Flags that override the config file; each flag's argparse dest is its TrainConfig field.
-_OVERRIDES = ("data", "data_format", "output", "arch", "img_size", "epochs", "batch_size",
-              "num_instances", "lr", "lr_schedule", "warmup_epochs", "adam_modules", "device",
-              "workers", "eval_every", "protocols", "max_steps_per_epoch", "seed")
+def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """The flags cvnet-train and cvnet-search share; each flag's dest is its config field.
+
+    Args:
+        parser: The command's parser.
+        defaults: The command's defaults, quoted in the help.
+    """
+    parser.add_argument("--data", help="dataset: generic CSV (or its folder), VeRi-776 or "
+                                       "VehicleID folder")
+    parser.add_argument("--format", dest="data_format",
+                        choices=("auto", "csv", "veri", "vehicleid"),
+                        help="dataset layout (default: detect)")
+    parser.add_argument("--config", help="TOML file with the config keys (see the README)")
+    parser.add_argument("--output", help=f"run folder (default {defaults.output})")
+    parser.add_argument("--arch", help=f"registered model name (default {defaults.arch})")
+    parser.add_argument("--img-size", type=int,
+                        help=f"square input size in pixels (default {defaults.img_size})")
+    parser.add_argument("--epochs", type=int, help=f"epochs (default {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"images per batch per process, P x K (default {defaults.batch_size})")
+    parser.add_argument("--num-instances", type=int,
+                        help=f"K: images per identity in a batch (default {defaults.num_instances})")
+    parser.add_argument("--lr", type=float, help=f"SGD learning rate (default {defaults.lr})")
+    parser.add_argument("--lr-schedule", choices=("step", "cosine"),
+                        help="decay after warm-up: step (MSINet's, default) or cosine")
+    parser.add_argument("--warmup-epochs", type=int,
+                        help=f"linear warm-up epochs (default {defaults.warmup_epochs})")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
+    parser.add_argument("--workers", type=int,
+                        help=f"data-loading processes (default {defaults.workers})")
+    parser.add_argument("--max-steps-per-epoch", type=int,
+                        help="cap iterations per epoch (quick runs; default: full epochs)")
+    parser.add_argument("--seed", type=int, help="seed of sampling and augmentation")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,56 +69,39 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Defaults are the paper's recipe (350 epochs, SGD lr 0.065, batch 64 = 16 ids x "
                "4 images, 256x256); a --config TOML file may set any of them, and flags given "
                "here override the file.")
-    parser.add_argument("--data", help="dataset: generic CSV (or its folder), VeRi-776 or "
-                                       "VehicleID folder")
-    parser.add_argument("--format", dest="data_format",
-                        choices=("auto", "csv", "veri", "vehicleid"),
-                        help="dataset layout (default: detect)")
-    parser.add_argument("--config", help="TOML file with TrainConfig keys")
-    parser.add_argument("--output", help="run folder for model.pt / last.pt (default runs/cvnet)")
-    parser.add_argument("--arch", help="registered model name (default cvnet)")
-    parser.add_argument("--img-size", type=int, help="square input size in pixels (default 256)")
-    parser.add_argument("--epochs", type=int, help="training epochs (default 350)")
-    parser.add_argument("--batch-size", type=int, help="images per batch per process, P x K")
-    parser.add_argument("--num-instances", type=int, help="K: images per identity in a batch")
-    parser.add_argument("--lr", type=float, help="SGD learning rate (default 0.065)")
-    parser.add_argument("--lr-schedule", choices=("step", "cosine"),
-                        help="decay after warm-up: step (MSINet's, default) or cosine")
-    parser.add_argument("--warmup-epochs", type=int, help="linear warm-up epochs (default 10)")
+    add_run_arguments(parser, TrainConfig())
+    parser.add_argument("--ops", help="filtration ops of the DFC stages: 12 codes like "
+                                      "GAGGGGGNGEAA or the ops.json cvnet-search wrote "
+                                      "(default: the arch's own, the paper's searched ops)")
     parser.add_argument("--adam-modules", nargs="+",
                         help="module names trained with Adam (lr 0.002), e.g. filters")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
-    parser.add_argument("--workers", type=int, help="data-loading processes (default 2)")
     parser.add_argument("--eval-every", type=int, help="evaluate and save every N epochs")
     parser.add_argument("--protocols", nargs="+",
                         help="protocols evaluated during training (default: the dataset's "
                              "standard ones, A2G and G2A for cross-view data)")
-    parser.add_argument("--max-steps-per-epoch", type=int,
-                        help="cap iterations per epoch (quick runs; default: full epochs)")
-    parser.add_argument("--seed", type=int, help="seed of sampling and augmentation")
     parser.add_argument("--no-amp", action="store_true", help="disable FP16 autocast on CUDA")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in --output from its last.pt")
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < --config file < flags given on the command line."""
-    config = load_config(args.config) if args.config else TrainConfig()
-    given = {}
-    for flag in _OVERRIDES:
-        value = getattr(args, flag)
-        if value is not None:
-            given[flag] = value
-    if args.no_amp:
+def config_from_args(args: argparse.Namespace, cls: type = TrainConfig) -> TrainConfig:
+    """Defaults < --config file < flags given on the command line.
+
+    Every parsed flag whose dest is a field of ``cls`` and was given overrides that field.
+    """
+    config = load_config(args.config, cls=cls) if args.config else cls()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+             if getattr(args, f.name, None) is not None}
+    if getattr(args, "no_amp", False):
         given["amp"] = False
+    if getattr(args, "ops", None):
+        given["model_kwargs"] = {**config.model_kwargs, "ops": args.ops}
     config = config_from_mapping(given, config, source="command line")
     if not config.data:
         raise CVNetError("no dataset: pass --data PATH (or set data in the --config file)")
     return config
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -91,20 +109,45 @@ def _setup_logging() -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging()
+    setup_logging()
     try:
         config = config_from_args(args)
-        return _train(config, resume=args.resume)
+        checkpoint = run_training(config, resume=args.resume)
     except CVNetError as err:
         logger.error("%s", err)
         return 2
+    if checkpoint is not None:
+        initial = checkpoint.extra.get("initial_metrics")
+        if initial:
+            print(format_report(EvaluationReport(initial, [], 0.0),
+                                "{} before training".format(config.arch)) + "\n")
+        title = "{} after {} epochs: {}".format(config.arch, checkpoint.epoch, checkpoint.path)
+        print(format_report(EvaluationReport(checkpoint.metrics, [], 0.0), title))
+    return 0
 
 
-def _train(config: TrainConfig, resume: bool) -> int:
+def run_training(config: TrainConfig, resume: bool = False) -> "Optional[Checkpoint]":
+    """Loads the dataset, trains, evaluates on its protocols: the whole of ``cvnet-train``.
+
+    ``model_kwargs["ops"]``, when given as a file, is resolved to its codes first, so the
+    checkpoint records the sequence itself.
+
+    Returns:
+        The final checkpoint (with ``metrics`` and ``extra["initial_metrics"]``), or None on
+        ranks other than 0 of a distributed run.
+
+    Raises:
+        CVNetError: Bad dataset, configuration or ops.
+    """
     # torch is imported here, after argument parsing, so --help stays fast.
+    from cvnet.models import parse_ops
+    from cvnet.models.checkpoint import load_checkpoint
     from cvnet.models.embedder import TorchEmbedder
     from cvnet.training.trainer import fit, resolve_device
 
+    if "ops" in config.model_kwargs:
+        ops = "".join(parse_ops(config.model_kwargs["ops"]))
+        config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "ops": ops})
     dataset = load_dataset(config.data, None if config.data_format == "auto"
                            else config.data_format)
     train, unreadable = check_images(dataset.split("train"))
@@ -123,17 +166,9 @@ def _train(config: TrainConfig, resume: bool) -> int:
 
     path = fit(config, [r.path for r in train], [label_of[r.vehicle_id] for r in train],
                evaluate=evaluate_model, resume=resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        from cvnet.models.checkpoint import load_checkpoint
-
-        checkpoint = load_checkpoint(path)
-        initial = checkpoint.extra.get("initial_metrics")
-        if initial:
-            print(format_report(EvaluationReport(initial, [], 0.0),
-                                "{} before training".format(config.arch)) + "\n")
-        title = "{} after {} epochs: {}".format(config.arch, checkpoint.epoch, path)
-        print(format_report(EvaluationReport(checkpoint.metrics, [], 0.0), title))
-    return 0
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    return load_checkpoint(path)
 
 
 if __name__ == "__main__":

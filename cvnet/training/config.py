@@ -100,21 +100,22 @@ class TrainConfig:
                 for k, v in dataclasses.asdict(self).items()}
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-
-
 def config_from_mapping(values: Mapping[str, Any], base: Optional[TrainConfig] = None,
-                        source: str = "config") -> TrainConfig:
-    """Returns ``base`` (defaults when None) updated with ``values``, type-checked.
+                        source: str = "config", cls: type = TrainConfig) -> TrainConfig:
+    """Returns ``base`` (``cls()`` defaults when None) updated with ``values``, type-checked.
+
+    Works for :class:`TrainConfig` and dataclasses extending it (``cvnet-search``'s).
 
     Raises:
         ConfigError: An unknown key or a value of the wrong type, naming ``source``.
     """
-    config = dataclasses.replace(base) if base is not None else TrainConfig()
+    config = dataclasses.replace(base) if base is not None else cls()
+    defaults = type(config)()
+    fields = [f.name for f in dataclasses.fields(config)]
     for key, value in values.items():
-        if key not in _FIELDS:
-            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(_FIELDS)}")
-        default = getattr(TrainConfig(), key)
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(fields)}")
+        default = getattr(defaults, key)
         if isinstance(default, tuple):
             value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
         elif isinstance(default, bool):
@@ -130,8 +131,9 @@ def config_from_mapping(values: Mapping[str, Any], base: Optional[TrainConfig] =
     return config
 
 
-def load_config(path: str, base: Optional[TrainConfig] = None) -> TrainConfig:
-    """Reads a TOML config file on top of ``base`` (defaults when None).
+def load_config(path: str, base: Optional[TrainConfig] = None,
+                cls: type = TrainConfig) -> TrainConfig:
+    """Reads a TOML config file on top of ``base`` (``cls()`` defaults when None).
 
     Raises:
         ConfigError: Unreadable file, TOML syntax error, or a bad key or value.
@@ -143,4 +145,4 @@ def load_config(path: str, base: Optional[TrainConfig] = None) -> TrainConfig:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
-    return config_from_mapping(values, base, source=path)
+    return config_from_mapping(values, base, source=path, cls=cls)

@@ -72,16 +72,20 @@ class Optimizers:
         min_lr_ratio: Learning rate at the start of warm-up (and the end of cosine decay), as a
             fraction of the base rate.
         schedule: ``"step"`` (MSINet's, the default) or ``"cosine"``.
+        exclude: Parameter names (components, like ``adam_modules``) neither optimiser
+            trains, e.g. ``arch_logits``, which ``cvnet-search`` gives to its own optimiser.
     """
 
     def __init__(self, model: nn.Module, *, lr: float = 0.065, momentum: float = 0.9,
                  weight_decay: float = 5e-4, adam_modules: Sequence[str] = (),
                  adam_lr: float = 0.002, total_steps: int, warmup_steps: int,
-                 min_lr_ratio: float = 0.01, schedule: str = "step"):
+                 min_lr_ratio: float = 0.01, schedule: str = "step",
+                 exclude: Sequence[str] = ()):
         if schedule not in SCHEDULES:
             raise ConfigError(f"lr schedule must be one of {', '.join(SCHEDULES)}, "
                               f"got {schedule!r}")
-        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        trainable = [(n, p) for n, p in model.named_parameters()
+                     if p.requires_grad and not _matches(n, exclude)]
         adam_params = [p for n, p in trainable if _matches(n, adam_modules)]
         sgd_params = [p for n, p in trainable if not _matches(n, adam_modules)]
         unknown = [name for name in adam_modules

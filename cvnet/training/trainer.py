@@ -14,19 +14,15 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cvnet.errors import ConfigError
 from cvnet.models import build_model
 from cvnet.models.checkpoint import load_checkpoint, save_checkpoint
-from cvnet.preprocess import PreprocessConfig
-from cvnet.training.augment import TrainTransform
 from cvnet.training.config import TrainConfig
-from cvnet.training.data import TrainDataset
+from cvnet.training.data import build_train_loader
 from cvnet.training.losses import ReIDLoss
 from cvnet.training.optim import Optimizers
-from cvnet.training.sampler import PKSampler
 
 logger = logging.getLogger(__name__)
 
@@ -92,18 +88,10 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
     torch.manual_seed(config.seed)
     num_classes = len(set(int(label) for label in train_labels))
     model = build_model(config.arch, num_classes=num_classes, **config.model_kwargs).to(device)
-    preprocess = PreprocessConfig(height=config.img_size, width=config.img_size)
-    dataset = TrainDataset(train_paths, train_labels,
-                           TrainTransform(preprocess, flip_prob=config.flip_prob, pad=config.pad,
-                                          erase_prob=config.erase_prob), seed=config.seed)
-    sampler = PKSampler(dataset.labels, config.batch_size, config.num_instances, seed=config.seed,
-                        rank=world.rank, world_size=world.world_size)
-    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
-                        num_workers=config.workers, drop_last=True,
-                        pin_memory=device.type == "cuda")
-    steps_per_epoch = len(sampler) // config.batch_size
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    data = build_train_loader(config, train_paths, train_labels,
+                              pin_memory=device.type == "cuda", rank=world.rank,
+                              world_size=world.world_size)
+    steps_per_epoch = data.steps_per_epoch
     optimizers = Optimizers(model, lr=config.lr, momentum=config.momentum,
                             weight_decay=config.weight_decay, adam_modules=config.adam_modules,
                             adam_lr=config.adam_lr, total_steps=steps_per_epoch * config.epochs,
@@ -125,17 +113,16 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
     net = DistributedDataParallel(model) if world.world_size > 1 else model
     if world.is_main:
         logger.info("training %s (%d identities, %d images) on %s x%d: %d epochs of %d steps",
-                    config.arch, num_classes, len(dataset), device, world.world_size,
+                    config.arch, num_classes, len(data.dataset), device, world.world_size,
                     config.epochs, steps_per_epoch)
 
     for epoch in range(start_epoch, config.epochs):
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
+        data.set_epoch(epoch)
         net.train()
         started, seen = time.perf_counter(), 0
         progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
                         disable=not world.is_main, leave=False)
-        for step, (images, labels) in enumerate(loader):
+        for step, (images, labels) in enumerate(data.loader):
             if step >= steps_per_epoch:
                 break
             images, labels = images.to(device, non_blocking=True), labels.to(device)
