@@ -70,3 +70,53 @@ def stack_rows(rows: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
         canvas[:row.shape[0], :row.shape[1]] = row
         padded.append(canvas)
     return np.vstack(padded)
+
+
+def weights_heatmap(weights: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str],
+                    title: str = "", *, cell: Tuple[int, int] = (26, 64)) -> np.ndarray:
+    """Draws a table of weights in [0, 1] as a heatmap with each value written in its cell.
+
+    Used for the search's per-position op weights (rows = positions, columns = ops).
+
+    Args:
+        weights: (rows, columns) values in [0, 1]; the heaviest of each row is outlined.
+        row_labels: One label per row, drawn on the left.
+        column_labels: One label per column, drawn on top.
+        title: Optional line above the table.
+        cell: (height, width) of a cell in pixels.
+
+    Returns:
+        (H, W, 3) uint8 BGR image.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2 or weights.shape != (len(row_labels), len(column_labels)):
+        raise ValueError("weights must be (rows, columns) with one label per row and column, "
+                         "got {} for {} x {} labels".format(weights.shape, len(row_labels),
+                                                             len(column_labels)))
+    cell_h, cell_w = cell
+    left, top = 70, cell_h + (22 if title else 4)
+    rows, columns = weights.shape
+    image = np.full((top + rows * cell_h + 6, left + columns * cell_w + 6, 3), 255, np.uint8)
+    font, text = cv2.FONT_HERSHEY_SIMPLEX, (20, 20, 20)
+    if title:
+        cv2.putText(image, title, (4, 16), font, 0.45, text, 1, cv2.LINE_AA)
+    levels = np.clip(np.round(weights * 255), 0, 255).astype(np.uint8)
+    colors = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(rows,
+                                                                                   columns, 3)
+    for j, label in enumerate(column_labels):
+        cv2.putText(image, str(label), (left + j * cell_w + 4, top - 6), font, 0.45, text, 1,
+                    cv2.LINE_AA)
+    for i, label in enumerate(row_labels):
+        y = top + i * cell_h
+        cv2.putText(image, str(label), (4, y + cell_h - 8), font, 0.42, text, 1, cv2.LINE_AA)
+        for j in range(columns):
+            x = left + j * cell_w
+            color = tuple(int(c) for c in colors[i, j])
+            cv2.rectangle(image, (x, y), (x + cell_w - 1, y + cell_h - 1), color, -1)
+            ink = (255, 255, 255) if weights[i, j] < 0.6 else (0, 0, 0)
+            cv2.putText(image, "{:.2f}".format(weights[i, j]), (x + 8, y + cell_h - 8), font,
+                        0.42, ink, 1, cv2.LINE_AA)
+        best = int(weights[i].argmax())
+        cv2.rectangle(image, (left + best * cell_w, y),
+                      (left + (best + 1) * cell_w - 1, y + cell_h - 1), (0, 0, 255), 2)
+    return image

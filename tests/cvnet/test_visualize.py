@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cvnet.visualize import GREEN, GREY, RED, ranked_list_row, stack_rows
+from cvnet.visualize import GREEN, GREY, RED, ranked_list_row, stack_rows, weights_heatmap
 
 pytestmark = pytest.mark.device
 
@@ -31,3 +31,20 @@ def test_stack_rows_pads_to_the_widest():
     a, b = np.zeros((10, 30, 3), np.uint8), np.zeros((10, 50, 3), np.uint8)
     out = stack_rows([a, b], gap=2)
     assert out.shape == (24, 50, 3) and (out[:10, 30:] == 255).all()
+
+
+def test_weights_heatmap_colours_by_weight_and_outlines_each_rows_heaviest():
+    weights = np.array([[0.1, 0.7, 0.1, 0.1], [0.25, 0.25, 0.4, 0.1]])
+    image = weights_heatmap(weights, ["p1", "p2"], ["N", "E", "G", "A"], "epoch 3",
+                            cell=(20, 40))
+    assert image.dtype == np.uint8 and image.ndim == 3
+    left, top = 70, 20 + 22
+    heaviest = image[top + 1, left + 40 + 10]  # top edge of row 0's outline, column E
+    lightest = image[top + 10, left + 2 * 40 + 3]  # row 0, column G (0.1), off the text
+    assert tuple(heaviest) == (0, 0, 255)  # the red outline of the row's argmax
+    assert int(lightest.sum()) != int(image[top + 20 + 10, left + 2 * 40 + 3].sum())  # 0.1 vs 0.4
+
+
+def test_weights_heatmap_needs_one_label_per_row_and_column():
+    with pytest.raises(ValueError, match="one label per row and column"):
+        weights_heatmap(np.zeros((2, 4)), ["only one"], ["N", "E", "G", "A"])
