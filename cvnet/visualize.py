@@ -74,12 +74,14 @@ def stack_rows(rows: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
 
 def weights_heatmap(weights: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str],
                     title: str = "", *, cell: Tuple[int, int] = (26, 64)) -> np.ndarray:
-    """Draws a table of weights in [0, 1] as a heatmap with each value written in its cell.
+    """Draws a table of weights as a heatmap with each value written in its cell.
 
-    Used for the search's per-position op weights (rows = positions, columns = ops).
+    Used for the search's per-position op weights (rows = positions, columns = ops). Colours
+    span the table's own range (lowest = dark, highest = bright), so small differences between
+    nearly uniform weights stay visible; the numbers give the absolute values.
 
     Args:
-        weights: (rows, columns) values in [0, 1]; the heaviest of each row is outlined.
+        weights: (rows, columns) values; the heaviest of each row is outlined.
         row_labels: One label per row, drawn on the left.
         column_labels: One label per column, drawn on top.
         title: Optional line above the table.
@@ -98,9 +100,14 @@ def weights_heatmap(weights: np.ndarray, row_labels: Sequence[str], column_label
     rows, columns = weights.shape
     image = np.full((top + rows * cell_h + 6, left + columns * cell_w + 6, 3), 255, np.uint8)
     font, text = cv2.FONT_HERSHEY_SIMPLEX, (20, 20, 20)
+    low, high = float(weights.min()), float(weights.max())
     if title:
-        cv2.putText(image, title, (4, 16), font, 0.45, text, 1, cv2.LINE_AA)
-    levels = np.clip(np.round(weights * 255), 0, 255).astype(np.uint8)
+        title = "{}   colours: {:.3f} (dark) - {:.3f}".format(title, low, high)
+        image = cv2.copyMakeBorder(image, 0, 0, 0, max(0, 7 * len(title) - image.shape[1]),
+                                   cv2.BORDER_CONSTANT, value=(255, 255, 255))
+        cv2.putText(image, title, (4, 16), font, 0.4, text, 1, cv2.LINE_AA)
+    scaled = (weights - low) / (high - low) if high > low else np.full(weights.shape, 0.5)
+    levels = np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
     colors = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(rows,
                                                                                    columns, 3)
     for j, label in enumerate(column_labels):
@@ -113,8 +120,8 @@ def weights_heatmap(weights: np.ndarray, row_labels: Sequence[str], column_label
             x = left + j * cell_w
             color = tuple(int(c) for c in colors[i, j])
             cv2.rectangle(image, (x, y), (x + cell_w - 1, y + cell_h - 1), color, -1)
-            ink = (255, 255, 255) if weights[i, j] < 0.6 else (0, 0, 0)
-            cv2.putText(image, "{:.2f}".format(weights[i, j]), (x + 8, y + cell_h - 8), font,
+            ink = (255, 255, 255) if scaled[i, j] < 0.6 else (0, 0, 0)
+            cv2.putText(image, "{:.3f}".format(weights[i, j]), (x + 8, y + cell_h - 8), font,
                         0.42, ink, 1, cv2.LINE_AA)
         best = int(weights[i].argmax())
         cv2.rectangle(image, (left + best * cell_w, y),

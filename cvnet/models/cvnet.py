@@ -276,3 +276,11 @@ def cvnet_tiny(**kwargs) -> CVNet:
     defaults = {"widths": (32, 48, 64), "stem_channels": 16, "msl_branch_channels": 8,
                 "part_channels": 16}
     return CVNet(**{**defaults, **kwargs})
+
+
+@register_model
+def cvnet_small(**kwargs) -> CVNet:
+    """A ~0.33M-parameter CVNet at widths 64/128/192, for CPU training demos and quick searches."""
+    defaults = {"widths": (64, 128, 192), "stem_channels": 32, "msl_branch_channels": 16,
+                "part_channels": 32, "gate_reduction": 4}
+    return CVNet(**{**defaults, **kwargs})

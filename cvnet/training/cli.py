@@ -53,6 +53,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
                         help="decay after warm-up: step (MSINet's, default) or cosine")
     parser.add_argument("--warmup-epochs", type=int,
                         help=f"linear warm-up epochs (default {defaults.warmup_epochs})")
+    parser.add_argument("--pad", type=int,
+                        help=f"padding before the random crop, pixels (default {defaults.pad}, "
+                             "for 256x256; scale it with --img-size)")
+    parser.add_argument("--erase-prob", type=float,
+                        help=f"random erasing probability (default {defaults.erase_prob})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     parser.add_argument("--workers", type=int,
                         help=f"data-loading processes (default {defaults.workers})")
