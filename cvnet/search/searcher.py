@@ -104,9 +104,8 @@ def _subset(paths: Sequence[str], labels: Sequence[int],
     return [p for p, _ in chosen], [label for _, label in chosen]
 
 
-def _cycle(loader) -> Any:
-    """Yields batches forever, restarting the loader (and its shuffle) when it runs out."""
-    epoch = 0
+def _cycle(loader, epoch: int = 0) -> Any:
+    """Yields batches forever from ``epoch`` on, reshuffling each time the loader runs out."""
     while True:
         loader.set_epoch(epoch)
         for batch in loader.loader:
@@ -167,7 +166,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
                 len(weight_data.dataset), len(arch_ids), len(arch_data.dataset), config.epochs,
                 steps, device)
 
-    arch_batches = _cycle(arch_data)
+    arch_batches = _cycle(arch_data, start_epoch)  # a resumed run does not replay batches
     for epoch in range(start_epoch, config.epochs):
         weight_data.set_epoch(epoch)
         model.train()

@@ -134,9 +134,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def run_training(config: TrainConfig, resume: bool = False) -> "Optional[Checkpoint]":
     """Loads the dataset, trains, evaluates on its protocols: the whole of ``cvnet-train``.
 
-    ``model_kwargs["ops"]``, when given as a file, is resolved to its codes first, so the
-    checkpoint records the sequence itself.
-
     Returns:
         The final checkpoint (with ``metrics`` and ``extra["initial_metrics"]``), or None on
         ranks other than 0 of a distributed run.
@@ -145,14 +142,10 @@ def run_training(config: TrainConfig, resume: bool = False) -> "Optional[Checkpo
         CVNetError: Bad dataset, configuration or ops.
     """
     # torch is imported here, after argument parsing, so --help stays fast.
-    from cvnet.models import parse_ops
     from cvnet.models.checkpoint import load_checkpoint
     from cvnet.models.embedder import TorchEmbedder
     from cvnet.training.trainer import fit, resolve_device
 
-    if "ops" in config.model_kwargs:
-        ops = "".join(parse_ops(config.model_kwargs["ops"]))
-        config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "ops": ops})
     dataset = load_dataset(config.data, None if config.data_format == "auto"
                            else config.data_format)
     train, unreadable = check_images(dataset.split("train"))

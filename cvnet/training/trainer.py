@@ -5,6 +5,7 @@ backend): launch with ``torchrun --nproc_per_node N -m cvnet.training.cli ...``;
 reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from the environment torchrun sets.
 """
 
+import dataclasses
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cvnet.errors import ConfigError
-from cvnet.models import build_model
+from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import load_checkpoint, save_checkpoint
 from cvnet.training.config import TrainConfig
 from cvnet.training.data import build_train_loader
@@ -78,11 +79,16 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         train_paths: Training images, already checked to decode.
         train_labels: Contiguous identity labels 0..C-1, one per image.
         evaluate: Called on rank 0 every ``config.eval_every`` epochs and after the last one.
+            ``config.model_kwargs["ops"]`` may name an ops file; the checkpoints record its
+            codes.
         resume: Continue from ``last.pt`` in the run folder.
 
     Returns:
         Path of the final ``model.pt``.
     """
+    if "ops" in config.model_kwargs:  # record the codes, not a file that may move
+        ops = "".join(parse_ops(config.model_kwargs["ops"]))
+        config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "ops": ops})
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     world = init_distributed(device)
     torch.manual_seed(config.seed)
