@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 UNIFORM = {"none": "N", "exchange": "E", "gate": "G", "attention": "A"}
 STRATEGIES = ("searched", "paper") + tuple(UNIFORM)
 SUMMARY_FILE = "comparison.json"
+#: Settings that may differ between a finished strategy and this run (they do not change results).
+_IRRELEVANT = ("output", "workers", "device", "eval_every")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +91,9 @@ def compare(base: TrainConfig, strategies: Sequence[Tuple[str, str]]) -> Dict[st
     A strategy whose ``model.pt`` already holds the last epoch is not trained again; one with a
     ``last.pt`` from an earlier, interrupted run resumes from it.
 
+    Raises:
+        ConfigError: A strategy's folder holds a finished run with other settings.
+
     Returns:
         ``{strategy: {"ops": ..., "epoch": ..., "metrics": {protocol: {metric: value}}}}``.
     """
@@ -102,6 +107,7 @@ def compare(base: TrainConfig, strategies: Sequence[Tuple[str, str]]) -> Dict[st
         done = os.path.join(config.output, MODEL_FILE)
         checkpoint = load_checkpoint(done) if os.path.exists(done) else None
         if checkpoint is not None and checkpoint.epoch == config.epochs:
+            _check_same_settings(checkpoint.config, config, done)
             logger.info("%s: already trained (%s), not training again", name, done)
         else:
             resume = os.path.exists(os.path.join(config.output, RESUME_FILE))
@@ -111,6 +117,17 @@ def compare(base: TrainConfig, strategies: Sequence[Tuple[str, str]]) -> Dict[st
         results[name] = {"ops": ops, "epoch": checkpoint.epoch, "metrics": checkpoint.metrics}
         write_text_atomic(os.path.join(base.output, SUMMARY_FILE), json.dumps(results, indent=1))
     return results
+
+
+def _check_same_settings(saved: Dict, config: TrainConfig, path: str) -> None:
+    current = config.to_dict()
+    differ = sorted(key for key in current if key not in _IRRELEVANT and key in saved
+                    and saved[key] != current[key]
+                    and not (key == "protocols" and not current[key]))  # [] = the standard ones
+    if differ:
+        details = ", ".join(f"{key} {saved[key]!r} there, {current[key]!r} now" for key in differ)
+        raise ConfigError(f"{path} was trained with other settings ({details}); compare under "
+                          "one budget: use a new --output, or the original flags")
 
 
 def format_comparison(results: Dict[str, Dict]) -> str:

@@ -249,6 +249,8 @@ def test_compare_ops_trains_each_strategy_once(synth, tmp_path, capsys, caplog):
     assert load_checkpoint(os.path.join(out, "none", "model.pt")).model_kwargs["ops"] == "N" * 12
     assert compare_cli.main(args) == 0  # finished strategies are not trained again
     assert caplog.text.count("already trained") == 2
+    assert compare_cli.main(args + ["--lr", "0.5"]) == 2  # not the same budget: refused
+    assert "was trained with other settings (lr 0.065 there, 0.5 now)" in caplog.text
 
 
 def test_compare_ops_strategies():
