@@ -13,7 +13,6 @@ import os
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
-import numpy as np
 
 from cvnet.errors import ConfigError
 from cvnet.synth import sample_images

@@ -84,7 +84,8 @@ def read_ops_file(path: str) -> Tuple[str, ...]:
             value = json.load(handle)
     except OSError as err:
         raise ConfigError(f"cannot read the op sequence file {path}: {err.strerror}; pass the "
-                          "ops.json that cvnet-search wrote, or a sequence like GAGGGGGNGEAA")
+                          "ops.json that cvnet-search wrote, or a sequence like GAGGGGGNGEAA"
+                          ) from None
     except ValueError as err:
         raise ConfigError(f"op sequence file {path} is not valid JSON: {err}") from None
     if isinstance(value, dict):
@@ -251,7 +252,8 @@ class DFCBlock(nn.Module):
                  gate_reduction: int = 16, collab_kernel: int = 7):
         super().__init__()
         if len(ops) != OPS_PER_MODULE:
-            raise ConfigError(f"a DFC module takes {OPS_PER_MODULE} filtration ops, got {list(ops)}")
+            raise ConfigError(f"a DFC module takes {OPS_PER_MODULE} filtration ops, "
+                              f"got {list(ops)}")
         mid = out_channels // mid_ratio
         self.ops = tuple(ops)
         self.deep_entry = ConvBnAct(in_channels, mid, 1)

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from cvnet.errors import ConfigError, CVNetError
@@ -34,14 +35,20 @@ SUMMARY_FILE = "comparison.json"
 _IRRELEVANT = ("output", "workers", "device", "eval_every")
 
 
+@dataclass
+class CompareConfig(TrainConfig):
+    """The training settings every strategy shares; only the default folder differs."""
+
+    output: str = "runs/compare-ops"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig(output="runs/compare-ops")
+    defaults = CompareConfig()
     parser = argparse.ArgumentParser(
         prog="cvnet-compare-ops", description=__doc__.split("\n\n")[0],
         epilog="Training flags and --config keys are cvnet-train's; every strategy gets the "
                "same ones.")
-    add_run_arguments(parser, defaults)
-    parser.set_defaults(output=defaults.output)
+    add_run_arguments(parser, defaults, resume=False)  # it resumes unfinished strategies itself
     parser.add_argument("--ops", help="the searched sequence: the ops.json cvnet-search wrote, "
                                       "or codes like GAGGGGGNGEAA (needed for 'searched')")
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES,
@@ -151,7 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         from cvnet.models import build_model, parse_ops
 
-        config = config_from_args(args)
+        config = config_from_args(args, cls=CompareConfig)
         searched = "".join(parse_ops(args.ops)) if args.ops else None
         names = args.strategies or ((["searched"] if searched else []) + list(UNIFORM))
         layout = build_model(config.arch, **{**config.model_kwargs, "num_classes": 0})

@@ -26,12 +26,14 @@ if TYPE_CHECKING:  # torch-importing; loaded lazily below
 
 logger = logging.getLogger(__name__)
 
-def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
-    """The flags cvnet-train and cvnet-search share; each flag's dest is its config field.
+def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
+                      resume: bool = True) -> None:
+    """The flags the training commands share; each flag's dest is its config field.
 
     Args:
         parser: The command's parser.
         defaults: The command's defaults, quoted in the help.
+        resume: Add ``--resume`` (commands that resume on their own leave it out).
     """
     parser.add_argument("--data", help="dataset: generic CSV (or its folder), VeRi-776 or "
                                        "VehicleID folder")
@@ -47,7 +49,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     parser.add_argument("--batch-size", type=int,
                         help=f"images per batch per process, P x K (default {defaults.batch_size})")
     parser.add_argument("--num-instances", type=int,
-                        help=f"K: images per identity in a batch (default {defaults.num_instances})")
+                        help=f"K: images per identity in a batch "
+                             f"(default {defaults.num_instances})")
     parser.add_argument("--lr", type=float, help=f"SGD learning rate (default {defaults.lr})")
     parser.add_argument("--lr-schedule", choices=("step", "cosine"),
                         help="decay after warm-up: step (MSINet's, default) or cosine")
@@ -64,8 +67,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     parser.add_argument("--max-steps-per-epoch", type=int,
                         help="cap iterations per epoch (quick runs; default: full epochs)")
     parser.add_argument("--seed", type=int, help="seed of sampling and augmentation")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in --output")
+    if resume:
+        parser.add_argument("--resume", action="store_true",
+                            help="continue the interrupted run in --output")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -142,7 +142,8 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
                 scaler.update()
             seen += images.shape[0] * world.world_size
             progress.update(1)
-            if world.is_main and step % _POSTFIX_EVERY == 0:  # .item() syncs the GPU: not every step
+            # .item() syncs the GPU: not every step
+            if world.is_main and step % _POSTFIX_EVERY == 0:
                 progress.set_postfix(loss=f"{loss.item():.3f}",
                                      img_s=f"{seen / (time.perf_counter() - started):.1f}")
         progress.close()
