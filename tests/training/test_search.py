@@ -1,5 +1,6 @@
-"""cvnet-search: the supernet, its optimiser groups, the derived sequence, a tiny search end to end,
-resume, the op-sequence files that build_model and cvnet-train accept, and cvnet-compare-ops."""
+"""cvnet-search: the supernet, its optimiser groups, the derived sequence, a tiny search -> train
+-> export end to end, resume, the op-sequence files build_model and cvnet-train accept, and
+cvnet-compare-ops."""
 
 import json
 import logging
@@ -12,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 import cv2  # noqa: E402
 
+from cvnet.artifact import read_sidecar  # noqa: E402
 from cvnet.errors import ConfigError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
@@ -27,6 +29,7 @@ from cvnet.training import cli as train_cli  # noqa: E402
 from cvnet.training.config import config_from_mapping  # noqa: E402
 from cvnet.training.losses import ReIDLoss  # noqa: E402
 from cvnet.training.optim import Optimizers  # noqa: E402
+from export import cli as export_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +218,13 @@ def test_tiny_search_end_to_end_then_train_the_result(synth, tmp_path, capsys):
     assert checkpoint.model_kwargs["ops"] == ops
     model, _ = model_from_checkpoint(os.path.join(trained, "model.pt"))
     assert "".join(model.ops) == ops
+
+    # ... -> export: the searched model exports and its ONNX matches PyTorch
+    pytest.importorskip("onnxruntime")
+    onnx_path = str(tmp_path / "searched.onnx")
+    assert export_cli.main([os.path.join(trained, "model.pt"), "--imgsz", "32",
+                            "--verify-images", "2", "-o", onnx_path]) == 0
+    assert read_sidecar(onnx_path + ".json").verification["passed"]
 
 
 def test_interrupted_search_resumes_and_refuses_other_settings(synth, tmp_path, caplog):
