@@ -12,9 +12,9 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from cvnet.datasets import check_images, identity_labels, load_dataset
 from cvnet.errors import CVNetError
-from cvnet.training.cli import add_run_arguments, config_from_args, setup_logging
+from cvnet.training.cli import (add_run_arguments, config_from_args, load_training_set,
+                                setup_logging)
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from cvnet.search.searcher import format_weights, search
 
         config = config_from_args(args, cls=SearchConfig)
-        dataset = load_dataset(config.data, None if config.data_format == "auto"
-                               else config.data_format)
-        train, unreadable = check_images(dataset.split("train"))
-        if unreadable:
-            logger.warning("searching without %d unreadable images", len(unreadable))
-        label_of = identity_labels(train)
-        result = search(config, [r.path for r in train], [label_of[r.vehicle_id] for r in train],
-                        resume=args.resume)
+        _, paths, labels = load_training_set(config)
+        result = search(config, paths, labels, resume=args.resume)
     except CVNetError as err:
         logger.error("%s", err)
         return 2

@@ -13,9 +13,10 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from cvnet.datasets import check_images, identity_labels, load_dataset, standard_protocols
+from cvnet.datasets import (Dataset, check_images, identity_labels, load_dataset,
+                            standard_protocols)
 from cvnet.errors import CVNetError
 from cvnet.evaluation import EvaluationReport, evaluate, format_report
 from cvnet.preprocess import PreprocessConfig
@@ -135,6 +136,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def load_training_set(config: TrainConfig) -> Tuple[Dataset, List[str], List[int]]:
+    """Loads ``config.data`` and its training images, leaving out (and counting) unreadable ones.
+
+    Returns:
+        The dataset, the readable training image paths and their contiguous identity labels
+        0..C-1.
+
+    Raises:
+        DatasetError: The dataset cannot be read or has no training split.
+    """
+    dataset = load_dataset(config.data, None if config.data_format == "auto"
+                           else config.data_format)
+    train, unreadable = check_images(dataset.split("train"))
+    if unreadable:
+        logger.warning("leaving out %d unreadable training images", len(unreadable))
+    label_of = identity_labels(train)
+    return dataset, [r.path for r in train], [label_of[r.vehicle_id] for r in train]
+
+
 def run_training(config: TrainConfig, resume: bool = False) -> "Optional[Checkpoint]":
     """Loads the dataset, trains, evaluates on its protocols: the whole of ``cvnet-train``.
 
@@ -150,12 +170,7 @@ def run_training(config: TrainConfig, resume: bool = False) -> "Optional[Checkpo
     from cvnet.models.embedder import TorchEmbedder
     from cvnet.training.trainer import fit, resolve_device
 
-    dataset = load_dataset(config.data, None if config.data_format == "auto"
-                           else config.data_format)
-    train, unreadable = check_images(dataset.split("train"))
-    if unreadable:
-        logger.warning("training without %d unreadable images", len(unreadable))
-    label_of = identity_labels(train)
+    dataset, paths, labels = load_training_set(config)
     protocols = config.protocols or standard_protocols(dataset)
     config = dataclasses.replace(config, protocols=tuple(protocols))
     preprocess = PreprocessConfig(height=config.img_size, width=config.img_size)
@@ -166,8 +181,7 @@ def run_training(config: TrainConfig, resume: bool = False) -> "Optional[Checkpo
                           protocols, trials=1, seed=config.seed)
         return report.metrics
 
-    path = fit(config, [r.path for r in train], [label_of[r.vehicle_id] for r in train],
-               evaluate=evaluate_model, resume=resume)
+    path = fit(config, paths, labels, evaluate=evaluate_model, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return None
     return load_checkpoint(path)
