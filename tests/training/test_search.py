@@ -5,6 +5,7 @@ cvnet-compare-ops."""
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -241,6 +242,18 @@ def test_interrupted_search_resumes_and_refuses_other_settings(synth, tmp_path, 
     assert "resume with the original settings" in caplog.text
     assert search_cli.main(_search_args(synth, str(tmp_path / "new"), 1) + ["--resume"]) == 2
     assert "no search_last.pt" in caplog.text
+
+
+def test_a_corrupt_training_image_is_reported_and_left_out(synth, tmp_path, caplog):
+    data = str(tmp_path / "data")
+    shutil.copytree(synth, data)
+    with open(os.path.join(data, "dataset.csv")) as handle:
+        first_train = next(line.split(",")[0] for line in handle if line.rstrip().endswith("train"))
+    with open(os.path.join(data, first_train), "wb") as handle:
+        handle.write(b"not a jpeg")
+    assert search_cli.main(_search_args(data, str(tmp_path / "search"))) == 0
+    assert "leaving out 1 unreadable training images" in caplog.text
+    assert os.path.exists(str(tmp_path / "search" / "ops.json"))
 
 
 def test_compare_ops_trains_each_strategy_once(synth, tmp_path, capsys, caplog):
