@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from cvnet.errors import ConfigError, CVNetError
 from cvnet.fileio import write_text_atomic
 from cvnet.training.cli import add_run_arguments, config_from_args, run_training, setup_logging
-from cvnet.training.config import TrainConfig
+from cvnet.training.config import TrainConfig, config_differences
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +127,9 @@ def compare(base: TrainConfig, strategies: Sequence[Tuple[str, str]]) -> Dict[st
 
 
 def _check_same_settings(saved: Dict, config: TrainConfig, path: str) -> None:
-    current = config.to_dict()
-    differ = sorted(key for key in current if key not in _IRRELEVANT and key in saved
-                    and saved[key] != current[key]
-                    and not (key == "protocols" and not current[key]))  # [] = the standard ones
+    differ = config_differences(saved, config, ignore=_IRRELEVANT)
     if differ:
-        details = ", ".join(f"{key} {saved[key]!r} there, {current[key]!r} now" for key in differ)
+        details = "; ".join(differ)
         raise ConfigError(f"{path} was trained with other settings ({details}); compare under "
                           "one budget: use a new --output, or the original flags")
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from cvnet.errors import ConfigError
 from cvnet.fileio import write_bytes_atomic, write_text_atomic
-from cvnet.models.checkpoint import load_checkpoint, save_checkpoint
+from cvnet.models.checkpoint import save_checkpoint
 from cvnet.models.dfc import SEARCH_SPACE
 from cvnet.search.config import SearchConfig
 from cvnet.search.supernet import (ARCH_PARAMETER, arch_parameters, build_supernet,
@@ -40,7 +40,7 @@ from cvnet.search.supernet import (ARCH_PARAMETER, arch_parameters, build_supern
 from cvnet.training.data import build_train_loader
 from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss
 from cvnet.training.optim import Optimizers
-from cvnet.training.trainer import resolve_device
+from cvnet.training.trainer import load_resume_checkpoint, resolve_device
 from cvnet.visualize import weights_heatmap
 
 logger = logging.getLogger(__name__)
@@ -244,16 +244,8 @@ def _write_epoch(config: SearchConfig, model: nn.Module, optimizers: Optimizers,
 def _restore(config: SearchConfig, model: nn.Module, optimizers: Optimizers,
              arch_optimizer: torch.optim.Optimizer) -> Tuple[int, List[Dict[str, Any]]]:
     path = os.path.join(config.output, RESUME_FILE)
-    if not os.path.exists(path):
-        raise ConfigError(f"--resume: no {RESUME_FILE} in {config.output}; start without "
-                          "--resume, or point --output at the interrupted search's folder")
-    checkpoint = load_checkpoint(path)
-    saved = {k: v for k, v in checkpoint.config.items() if k in ("arch", "model_kwargs",
-                                                                  "split_ratio", "seed")}
-    wanted = {k: v for k, v in config.to_dict().items() if k in saved}
-    if saved != wanted:
-        raise ConfigError(f"--resume: {path} was searched with {saved}, this run asks for "
-                          f"{wanted}; resume with the original settings or a new --output")
+    checkpoint = load_resume_checkpoint(path, config, must_match=("arch", "model_kwargs",
+                                                                  "split_ratio", "seed"))
     model.load_state_dict(checkpoint.state_dict)
     optimizers.load_state_dict(checkpoint.extra["optimizers"])
     arch_optimizer.load_state_dict(checkpoint.extra["arch_optimizer"])

@@ -14,7 +14,7 @@ keys as :class:`TrainConfig`, e.g.::
 import dataclasses
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from cvnet.errors import ConfigError
 
@@ -129,6 +129,29 @@ def config_from_mapping(values: Mapping[str, Any], base: Optional[TrainConfig] =
             raise ConfigError(f"{source}: {key} must be a table, got {value!r}")
         setattr(config, key, value)
     return config
+
+
+def config_differences(saved: Mapping[str, Any], config: TrainConfig, *,
+                       keys: Optional[Sequence[str]] = None,
+                       ignore: Sequence[str] = ()) -> List[str]:
+    """What differs between a checkpoint's saved configuration and this run's.
+
+    Args:
+        saved: ``checkpoint.config`` (plain types, as :meth:`TrainConfig.to_dict` wrote them).
+        config: This run's configuration.
+        keys: Compare only these fields (default: all).
+        ignore: Fields that may differ (output folder, worker count...).
+
+    Returns:
+        ``"lr 0.065 there, 0.5 now"``-style descriptions, sorted by field; empty when the
+        settings agree. Fields the saved configuration lacks are not compared, nor are empty
+        ``protocols`` here (they mean the dataset's standard ones, which training fills in).
+    """
+    current = config.to_dict()
+    names = sorted(keys if keys is not None else current)
+    return [f"{name} {saved[name]!r} there, {current[name]!r} now" for name in names
+            if name not in ignore and name in saved and saved[name] != current[name]
+            and not (name == "protocols" and not current[name])]
 
 
 def load_config(path: str, base: Optional[TrainConfig] = None,

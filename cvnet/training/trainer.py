@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from cvnet.errors import ConfigError
 from cvnet.models import build_model, parse_ops
-from cvnet.models.checkpoint import load_checkpoint, save_checkpoint
-from cvnet.training.config import TrainConfig
+from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from cvnet.training.config import TrainConfig, config_differences
 from cvnet.training.data import build_train_loader
 from cvnet.training.losses import ReIDLoss
 from cvnet.training.optim import Optimizers
@@ -186,16 +186,29 @@ def _save(config: TrainConfig, model: nn.Module, optimizers: Optimizers,
     logger.info("epoch %d: saved %s", epoch, os.path.join(config.output, MODEL_FILE))
 
 
+def load_resume_checkpoint(path: str, config: TrainConfig,
+                           must_match: Sequence[str] = ("arch",)) -> Checkpoint:
+    """Loads the checkpoint a ``--resume`` continues from, after checking it belongs to this run.
+
+    Raises:
+        ConfigError: The file is missing, or a ``must_match`` setting differs from this run's.
+    """
+    if not os.path.exists(path):
+        raise ConfigError(f"--resume: no {os.path.basename(path)} in {config.output}; start "
+                          "without --resume, or point --output at the interrupted run's folder")
+    checkpoint = load_checkpoint(path)
+    differ = config_differences(checkpoint.config, config, keys=must_match)
+    if differ:
+        raise ConfigError(f"--resume: {path} was made with other settings "
+                          f"({'; '.join(differ)}); resume with the original settings or a new "
+                          "--output")
+    return checkpoint
+
+
 def _restore(path: str, config: TrainConfig, model: nn.Module, optimizers: Optimizers,
              scaler: "torch.amp.GradScaler"):
     """Loads last.pt into the run; returns (next epoch, metrics)."""
-    if not os.path.exists(path):
-        raise ConfigError(f"--resume: no {RESUME_FILE} in {config.output}; start without "
-                          "--resume, or point --output at the interrupted run's folder")
-    checkpoint = load_checkpoint(path)
-    if checkpoint.arch != config.arch:
-        raise ConfigError(f"--resume: {path} trained {checkpoint.arch}, this run asks for "
-                          f"{config.arch}")
+    checkpoint = load_resume_checkpoint(path, config)
     model.load_state_dict(checkpoint.state_dict)
     optimizers.load_state_dict(checkpoint.extra["optimizers"])
     scaler.load_state_dict(checkpoint.extra["scaler"])

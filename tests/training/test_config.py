@@ -5,7 +5,8 @@ import pytest
 pytest.importorskip("torch")
 
 from cvnet.errors import ConfigError  # noqa: E402
-from cvnet.training.config import TrainConfig, config_from_mapping, load_config  # noqa: E402
+from cvnet.training.config import (TrainConfig, config_differences,  # noqa: E402
+                                   config_from_mapping, load_config)
 
 
 def test_defaults_are_the_papers_recipe():
@@ -44,3 +45,12 @@ def test_unreadable_or_invalid_files(tmp_path):
     bad.write_text("epochs = = 3")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(str(bad))
+
+
+def test_config_differences_name_each_changed_setting():
+    saved = TrainConfig(lr=0.065, epochs=10, output="a", protocols=("A2G", "G2A")).to_dict()
+    now = TrainConfig(lr=0.5, epochs=10, output="b")
+    assert config_differences(saved, now, ignore=("output",)) == ["lr 0.065 there, 0.5 now"]
+    assert config_differences(saved, now, keys=("epochs", "arch")) == []
+    assert "output 'a' there, 'b' now" in config_differences(saved, now)
+    assert config_differences({"lr": 0.5}, now, keys=("lr", "seed")) == []  # absent: not compared
