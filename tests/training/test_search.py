@@ -25,7 +25,6 @@ from cvnet.search.config import SearchConfig  # noqa: E402
 from cvnet.search.searcher import split_identities, triplet_objective  # noqa: E402
 from cvnet.search.supernet import (arch_parameters, build_supernet, derive_ops,  # noqa: E402
                                    op_weights, weight_parameters, weights_to_ops)
-from cvnet.synth import generate_dataset  # noqa: E402
 from cvnet.training import cli as train_cli  # noqa: E402
 from cvnet.training.config import config_from_mapping  # noqa: E402
 from cvnet.training.losses import ReIDLoss  # noqa: E402
@@ -34,11 +33,9 @@ from export import cli as export_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
+def synth(synthetic_set):
     """12 identities (6 train, 6 test) x 3 images per view, 64x64."""
-    folder = str(tmp_path_factory.mktemp("synth"))
-    generate_dataset(folder, ids=12, images_per_view=3, size=64, seed=1)
-    return folder
+    return synthetic_set(12, seed=1)
 
 
 def _search_args(data, output, epochs=1):

@@ -12,18 +12,15 @@ torch = pytest.importorskip("torch")
 
 from cvnet import eval_cli  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint  # noqa: E402
-from cvnet.synth import generate_dataset  # noqa: E402
 from cvnet.training import cli as train_cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
+def synth(synthetic_set):
     """8 identities (4 train, 4 test) x 3 images per view, 64x64."""
-    folder = str(tmp_path_factory.mktemp("synth"))
-    generate_dataset(folder, ids=8, images_per_view=3, size=64, seed=0)
-    return folder
+    return synthetic_set(8, seed=0)
 
 
 def _train_args(data, output, epochs=1):
