@@ -23,7 +23,9 @@ import numpy as np
 from cvnet.errors import ConfigError
 from cvnet.fileio import write_bytes_atomic, write_text_atomic
 from cvnet.metrics import cosine_distance
-from jetson.store import IndexRow, StoreError, iter_embedding_chunks, load_embeddings, read_meta
+from cvnet.filenames import native_name
+from jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks, load_embeddings,
+                          read_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +181,11 @@ def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
 
 
 def matches_csv(matches: Matches) -> str:
-    """CSV text: ``query,rank,gallery,similarity,distance``, one line per kept match."""
+    """CSV text: ``query,rank,gallery,similarity,distance``, one line per kept match.
+
+    ``query`` and ``gallery`` are the index's escaped names (:mod:`cvnet.filenames`):
+    ``urllib.parse.unquote_to_bytes`` gives each file's exact name.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("query", "rank", "gallery", "similarity", "distance"))
@@ -196,13 +202,13 @@ def write_matches(path: str, matches: Matches) -> str:
     return write_text_atomic(path, matches_csv(matches))
 
 
-def _crop(root: str, path: str) -> np.ndarray:
+def _crop(root: str, name: str) -> np.ndarray:
     from cvnet.preprocess import ImageDecodeError, decode_image
 
     try:
-        return decode_image(os.path.join(root, path))
+        return decode_image(file_path(root, name))
     except ImageDecodeError as err:
-        logger.warning("cannot show %s: %s", path, err)
+        logger.warning("cannot show %s: %s", name, err)
         return np.full((64, 64, 3), 128, np.uint8)
 
 
@@ -212,9 +218,11 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
 
     Args:
         matches: From :func:`match`.
-        query_root: ``meta["root"]`` of the query folder (where its paths are relative to).
+        query_root: ``meta["root"]`` of the query folder (where its paths are relative to;
+            escaped text as stored).
         gallery_root: The same for the gallery.
-        out_dir: Folder for ``NNNNN-<query name>.png`` (created).
+        out_dir: Folder for ``NNNNN-<query name>.png`` (created; the query's file name, bytes
+            and all).
         limit: Draw only the first ``limit`` queries.
 
     Returns:
@@ -233,7 +241,8 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
         gallery = [_crop(gallery_root, matches.gallery_rows[g].path) for g, _ in keep]
         labels = ["#{} {:.3f}".format(rank, s) for rank, (_, s) in enumerate(keep, 1)]
         row = stack_rows([ranked_list_row(_crop(query_root, query.path), gallery, None, labels)])
-        name = "{:05d}-{}.png".format(q, os.path.splitext(os.path.basename(query.path))[0])
+        stem = os.path.splitext(os.path.basename(native_name(query.path)))[0]
+        name = "{:05d}-{}.png".format(q, stem)
         ok, data = cv2.imencode(".png", row)
         if not ok:
             raise StoreError("cannot encode the picture for query {}".format(query.path))

@@ -221,7 +221,8 @@ def test_calibration_images_are_found_spread_and_bad_files_skipped(metadata, tmp
 
 
 def test_calibration_folder_without_images(tmp_path):
-    with pytest.raises(EngineBuildError, match="no image files"):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ConfigError, match=r"--calib .*: no image file .*notes\.txt.*\.jpg"):
         calibration_files(str(tmp_path), 10)
     with pytest.raises(EngineBuildError, match="no such folder"):
         calibration_files(str(tmp_path / "missing"), 10)
