@@ -26,7 +26,7 @@ import numpy as np
 
 import cvnet
 from cvnet.errors import ConfigError, CVNetError
-from cvnet.fileio import sha256_file
+from cvnet.fileio import make_folders, sha256_file
 from cvnet.filenames import NAME_ENCODING, encode_name
 from cvnet.preprocess import ImageDecodeError, decode_image, find_images
 from jetson.progress import Progress
@@ -271,8 +271,7 @@ def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
 
 def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int, set]:
     """Prepares ``out``; returns (next chunk number, next row, escaped paths already recorded)."""
-    if not os.path.isdir(out):
-        os.makedirs(out)
+    make_folders(out)
     has_meta = os.path.exists(os.path.join(out, META_FILE))
     if not resume:
         if has_meta or any(name.endswith((".npy", ".csv")) for name in os.listdir(out)):

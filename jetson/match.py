@@ -21,7 +21,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from cvnet.errors import ConfigError
-from cvnet.fileio import write_bytes_atomic, write_text_atomic
+from cvnet.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.metrics import cosine_distance
 from cvnet.filenames import native_name
 from jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks, load_embeddings,
@@ -231,8 +231,7 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
     import cv2
     from cvnet.visualize import ranked_list_row, stack_rows
 
-    if not os.path.isdir(out_dir):
-        os.makedirs(out_dir)
+    make_folders(out_dir)
     written = []
     count = len(matches.query_rows) if limit is None else min(limit, len(matches.query_rows))
     for q in range(count):
