@@ -178,7 +178,8 @@ def test_build_without_tensorrt_says_what_to_install(onnx_copy):
     with pytest.raises(MissingDependencyError) as caught:
         build_engine(onnx_copy)
     message = str(caught.value)
-    assert message.startswith("cvnet-build needs tensorrt, which cannot be imported here")
+    assert message.startswith("{}: building a TensorRT engine needs tensorrt, which cannot be "
+                              "imported here".format(onnx_copy))
     assert "JetPack" in message and "--system-site-packages" in message
 
 
