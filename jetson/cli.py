@@ -76,7 +76,9 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exact: chunked numpy, bounded memory (device); faiss: FAISS "
                              "IndexFlatIP for very large galleries (host, pip install faiss-cpu)")
     parser.add_argument("--force", action="store_true",
-                        help="match folders embedded by different models (model_hash)")
+                        help="match folders whose model hashes differ where one side has no "
+                             "weights hash (e.g. a .plan without its sidecar and its .onnx); "
+                             "never other sizes, lengths or weights")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 

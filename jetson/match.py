@@ -5,8 +5,10 @@ memory-mapped chunk at a time and scored in blocks of at most ``block_elements``
 keeping a running top-k per query, so memory stays bounded by the queries, one block and the
 top-k lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM).
 Equal scores rank the lower gallery row first (scores of identical rows in different blocks
-can differ in the last bit of float32). Folders from different models (``model_hash`` in
-``meta.json``) are refused unless forced: their embeddings live in different spaces.
+can differ in the last bit of float32). Folders whose embeddings cannot be compared (another
+length, input size, architecture or weights) are refused; folders that may come from the same
+model but cannot prove it (an engine without its sidecar) only with ``force``
+(:func:`incompatibilities`).
 
 For galleries beyond one device (millions of entries), ``backend="faiss"`` uses a FAISS
 ``IndexFlatIP`` on the host (still exact; FAISS is imported only then).
@@ -51,24 +53,74 @@ class Matches(NamedTuple):
     similarities: np.ndarray
 
 
+def _size(meta: Dict[str, Any]) -> Optional[str]:
+    size = meta.get("input_size")
+    return "x".join(str(side) for side in size) if size else None
+
+
+def _differs(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any], key: str) -> bool:
+    """Both folders record ``key`` and the values differ."""
+    query, gallery = query_meta.get(key), gallery_meta.get(key)
+    return query is not None and gallery is not None and query != gallery
+
+
+def incompatibilities(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any]
+                      ) -> Tuple[List[str], List[str]]:
+    """What keeps two embedding folders apart, in two lists.
+
+    Returns:
+        ``(never, unproven)``. ``never``: differences no embeddings survive, refused even
+        with ``--force``: another embedding length, input size (the same weights at 64x64 and
+        256x256 map a crop to different vectors), weights (``weights_sha256``) or
+        architecture. ``unproven``: the ``model_hash`` differs where one side has no weights
+        hash (an engine without its sidecar is known only by its file's hash, so a .plan and
+        the .onnx it was built from look different): possibly the same model, so ``--force``
+        may match them. Storage differences (float16 or float32, normalised or not, backend
+        and precision) are harmless for cosine similarity and not listed.
+    """
+    never, unproven = [], []
+    engines = "{} / {}".format(query_meta.get("engine"), gallery_meta.get("engine"))
+    if _differs(query_meta, gallery_meta, "embedding_dim"):
+        never.append("query embeddings are {}-d, gallery embeddings {}-d".format(
+            query_meta["embedding_dim"], gallery_meta["embedding_dim"]))
+    if _size(query_meta) and _size(gallery_meta) and _size(query_meta) != _size(gallery_meta):
+        never.append("the queries were embedded at {} pixels and the gallery at {} ({}): the "
+                     "same weights at another input size give other embeddings".format(
+                         _size(query_meta), _size(gallery_meta), engines))
+    if _differs(query_meta, gallery_meta, "variant"):
+        never.append("different architectures, {} and {}".format(query_meta["variant"],
+                                                                  gallery_meta["variant"]))
+    if _differs(query_meta, gallery_meta, "weights_sha256"):
+        never.append("different weights (weights_sha256 {}... and {}...)".format(
+            query_meta["weights_sha256"][:12], gallery_meta["weights_sha256"][:12]))
+    weights_known = bool(query_meta.get("weights_sha256") and gallery_meta.get("weights_sha256"))
+    if not never and not weights_known and _differs(query_meta, gallery_meta, "model_hash"):
+        unproven.append("model_hash {}... ({}) and {}... ({}) differ, and without a weights "
+                        "hash on both sides the folders cannot tell whether the weights are the "
+                        "same".format(str(query_meta["model_hash"])[:12], query_meta.get("engine"),
+                                      str(gallery_meta["model_hash"])[:12],
+                                      gallery_meta.get("engine")))
+    return never, unproven
+
+
 def check_compatible(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any],
                      force: bool = False) -> None:
-    """Refuses embeddings of different models or dimensions.
+    """Refuses folders whose embeddings cannot be compared (see :func:`incompatibilities`).
 
     Raises:
-        StoreError: Different ``embedding_dim`` (always), or different ``model_hash`` without
-            ``force``.
+        StoreError: A difference no ``force`` can bridge, or an unproven one without ``force``.
     """
-    if query_meta.get("embedding_dim") != gallery_meta.get("embedding_dim"):
-        raise StoreError("query embeddings are {}-d, gallery embeddings {}-d: they come from "
-                         "different models and cannot be compared".format(
-                             query_meta.get("embedding_dim"), gallery_meta.get("embedding_dim")))
-    if query_meta.get("model_hash") != gallery_meta.get("model_hash") and not force:
-        raise StoreError(
-            "query and gallery come from different models (model_hash {} ({}) vs {} ({})); "
-            "embed both with the same engine, or pass --force if the weights are known to "
-            "match".format(str(query_meta.get("model_hash"))[:12], query_meta.get("engine"),
-                           str(gallery_meta.get("model_hash"))[:12], gallery_meta.get("engine")))
+    never, unproven = incompatibilities(query_meta, gallery_meta)
+    if never:
+        raise StoreError("query and gallery embeddings cannot be compared: {}. Embed both with "
+                         "the same engine (an engine exported at the other side's size, "
+                         "cvnet-export --imgsz, for a size difference)".format("; ".join(never)))
+    if unproven and not force:
+        raise StoreError("query and gallery may come from different models: {}. Embed both with "
+                         "the same engine, or pass --force if you know the weights are the same "
+                         "(e.g. a .plan and the .onnx it was built from)".format(unproven[0]))
+    if unproven:
+        logger.warning("--force: matching although %s", unproven[0])
 
 
 def _merge(best_idx: np.ndarray, best_sim: np.ndarray, idx: np.ndarray, sim: np.ndarray,
