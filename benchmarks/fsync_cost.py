@@ -3,8 +3,9 @@
 Writes ``--images`` synthetic crops (JPEG) once, then runs the real extraction
 (:func:`jetson.embed.extract`) ``--repeats`` times in each of three modes, interleaved so that
 the machine's load falls on all of them alike, each into a fresh output folder on the same file
-system. Prints one JSON object: the median images/s of each mode, the ratios, and the fsyncs
-one run makes (Python 3.6, no torch)::
+system. Prints one JSON object: the median images/s of each mode, the ratios, the fsyncs one
+run makes and the share of the run's time spent inside them (a figure the CPU load of a shared
+machine disturbs far less than the images/s do) (Python 3.6, no torch)::
 
     python3 -m benchmarks.fsync_cost --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 2000
 
@@ -38,18 +39,21 @@ MODES = ("none", "files", "durable")
 
 
 class FsyncMode(object):
-    """Replaces ``os.fsync`` for one run; counts the calls that reach the disk."""
+    """Replaces ``os.fsync`` for one run; counts the calls that reach the disk and their time."""
 
     def __init__(self, mode: str):
         self.mode = mode
         self.calls = 0
+        self.seconds = 0.0
         self._real = os.fsync  # type: Callable[[int], None]
 
     def _fsync(self, fd: int) -> None:
         if self.mode == "none" or (self.mode == "files" and stat.S_ISDIR(os.fstat(fd).st_mode)):
             return
         self.calls += 1
+        started = time.perf_counter()
         self._real(fd)
+        self.seconds += time.perf_counter() - started
 
     def __enter__(self) -> "FsyncMode":
         os.fsync = self._fsync
@@ -86,6 +90,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     images_dir = os.path.join(scratch, "images")
     rates = {mode: [] for mode in MODES}  # type: Dict[str, List[float]]
     calls = {}  # type: Dict[str, int]
+    share = {mode: [] for mode in MODES}  # type: Dict[str, List[float]]
+    spent = {mode: [] for mode in MODES}  # type: Dict[str, List[float]]
     try:
         if not os.path.isdir(images_dir):
             os.makedirs(images_dir)
@@ -106,6 +112,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         seconds = time.perf_counter() - started
                     rates[mode].append((summary.ok + summary.failed) / seconds)
                     calls[mode] = fsyncs.calls
+                    share[mode].append(fsyncs.seconds / seconds)
+                    spent[mode].append(fsyncs.seconds)
                     shutil.rmtree(out)
     finally:
         if args.workdir is None:
@@ -119,7 +127,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                               for mode, values in rates.items()},
         "durable_vs_none": round(median["durable"] / median["none"], 3),
         "durable_vs_files": round(median["durable"] / median["files"], 3),
-        "fsyncs_per_run": calls, "load_average": [round(v, 2) for v in os.getloadavg()],
+        "fsyncs_per_run": calls,
+        "fsync_share_of_run_max": {mode: round(max(values), 4) for mode, values in share.items()},
+        "fsync_ms_per_call": {mode: round(1000 * statistics.median(spent[mode]) / calls[mode], 3)
+                              for mode in MODES if calls.get(mode)},
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "cpu_count": os.cpu_count(),
     }
     print(json.dumps(result, indent=2))
