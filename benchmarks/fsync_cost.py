@@ -31,7 +31,7 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-from benchmarks.embed_soak import write_images
+from benchmarks.embed_soak import add_extraction_arguments, write_images
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +66,8 @@ class FsyncMode(object):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks.fsync_cost",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", required=True, help=".plan or .onnx model")
-    parser.add_argument("--images", type=int, default=2000, help="crops per run")
-    parser.add_argument("--size", type=int, default=128, help="crop side in pixels")
-    parser.add_argument("--batch", type=int, default=8, help="images per engine call")
-    parser.add_argument("--chunk-size", type=int, default=512,
-                        help="files per chunk, i.e. per commit (cvnet-embed's default)")
+    add_extraction_arguments(parser, images=2000)
     parser.add_argument("--repeats", type=int, default=3, help="runs per mode")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
-    parser.add_argument("--workdir", default=None,
-                        help="scratch folder on the storage to measure (default: a temporary "
-                             "one, removed afterwards)")
     return parser
 
 
