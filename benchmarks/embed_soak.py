@@ -72,17 +72,26 @@ def network_throughput(runner, images, batch: int, seconds: float) -> float:
     return runs * batch / (time.perf_counter() - started)
 
 
+def add_extraction_arguments(parser: argparse.ArgumentParser, images: int) -> None:
+    """The options of the extraction benchmarks: the engine, the synthetic crops, the batching
+    and the scratch folder (``--images`` defaults to ``images``)."""
+    parser.add_argument("--engine", required=True, help=".plan or .onnx model")
+    parser.add_argument("--images", type=int, default=images,
+                        help="synthetic crops to embed (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=128, help="crop side in pixels")
+    parser.add_argument("--batch", type=int, default=8, help="images per engine call")
+    parser.add_argument("--chunk-size", type=int, default=512,
+                        help="files per chunk, i.e. per commit (cvnet-embed's default)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    parser.add_argument("--workdir", default=None,
+                        help="scratch folder, on the storage to measure (default: a temporary "
+                             "one, removed afterwards)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks.embed_soak",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", required=True, help=".plan or .onnx model")
-    parser.add_argument("--images", type=int, default=10000, help="crops to embed")
-    parser.add_argument("--size", type=int, default=128, help="crop side in pixels")
-    parser.add_argument("--batch", type=int, default=8, help="images per engine call")
-    parser.add_argument("--chunk-size", type=int, default=512, help="files per chunk")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
-    parser.add_argument("--workdir", default=None,
-                        help="scratch folder (default: a temporary one, removed afterwards)")
+    add_extraction_arguments(parser, images=10000)
     return parser
 
 

@@ -118,8 +118,9 @@ def check_request(backend: str, device: str, precision: str) -> None:
 def _torch_hooks(target: Target, threads: int) -> Tuple[Optional[Callable[[], None]],
                                                         Callable[[], Optional[float]]]:
     """Sets PyTorch's threads; returns the sync hook and a peak-GPU-memory reader."""
-    import torch  # only reached for the torch backend, where torch is required anyway
+    from engines.torch_runner import import_torch
 
+    torch = import_torch(target.path)  # refused on the device, naming the file and the fix
     torch.set_num_threads(threads)
     if target.device != "cuda":
         return None, lambda: None

@@ -3,7 +3,8 @@
 Three layouts load into the same :class:`ImageRecord` list:
 
 - the generic **cross-view CSV** (CVPair-style, and what ``cvnet-synth`` writes): columns
-  ``path, vehicle_id, camera, view, split`` with a header, paths relative to the CSV file, view
+  ``path, vehicle_id, camera, view, split`` with a header, paths relative to the CSV file (UTF-8,
+  or the name's raw bytes where it is not UTF-8: names are used as written, any locale), view
   ``A`` (aerial) / ``G`` (ground), split ``train``/``query``/``gallery`` or ``train``/``test``;
 - **VeRi-776**: ``image_train/``, ``image_query/``, ``image_test/`` with names such as
   ``0002_c002_00030600_0.jpg`` (id 0002, camera c002); ``image_test`` is the gallery;
@@ -46,7 +47,8 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from cvnet.errors import ConfigError, DatasetError
-from cvnet.fileio import write_text_atomic
+from cvnet.fileio import write_bytes_atomic
+from cvnet.filenames import name_from_utf8, name_to_utf8
 from cvnet.preprocess import ImageDecodeError, decode_image, is_image_path
 
 logger = logging.getLogger(__name__)
@@ -229,7 +231,8 @@ def load_csv(path: str) -> Dataset:
     if not os.path.isfile(source):
         raise DatasetError("dataset CSV {} does not exist".format(path))
     folder = os.path.dirname(source)
-    with io.open(source, "r", encoding="utf-8-sig", newline="") as handle:
+    with io.open(source, "r", encoding="utf-8-sig", errors="surrogateescape",
+                 newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
@@ -277,7 +280,7 @@ def _records_from_rows(rows, folder, source):
         if split not in SPLITS:
             raise DatasetError("{}: unknown split {!r}; expected one of {}".format(
                 where, fields["split"], ", ".join(SPLITS)))
-        path = os.path.realpath(os.path.join(folder, fields["path"]))
+        path = os.path.realpath(os.path.join(folder, name_from_utf8(fields["path"])))
         vehicle_id = canonical_id(fields["vehicle_id"])
         if path in path_ids and path_ids[path][0] != vehicle_id:
             raise DatasetError("{}: {} has vehicle_id {!r}, but line {} gives it {!r}".format(
@@ -353,7 +356,7 @@ def load_vehicleid(root: str, test_size: int = 800) -> Dataset:
         if not os.path.isfile(list_path):
             raise DatasetError("VehicleID list {} does not exist (train_test_split/ holds: {})"
                                .format(list_path, _listing(lists)))
-        with io.open(list_path, "r", encoding="utf-8") as handle:
+        with io.open(list_path, "r", encoding="utf-8", errors="surrogateescape") as handle:
             for line_number, line in enumerate(handle, 1):
                 fields = line.split()
                 if not fields:
@@ -361,7 +364,7 @@ def load_vehicleid(root: str, test_size: int = 800) -> Dataset:
                 if len(fields) != 2:
                     raise DatasetError("{} line {}: expected 'image_name vehicle_id', got {!r}"
                                        .format(list_path, line_number, line.strip()))
-                path = os.path.join(source, "image", fields[0] + ".jpg")
+                path = os.path.join(source, "image", name_from_utf8(fields[0]) + ".jpg")
                 records.append(ImageRecord(path, canonical_id(fields[1]), "", "", split))
     return _finish(Dataset("vehicleid", source, records, skipped))
 
@@ -554,15 +557,20 @@ def check_images(records: Sequence[ImageRecord]) -> Tuple[List[ImageRecord],
 
 
 def write_csv(records: Sequence[ImageRecord], path: str) -> None:
-    """Writes records as the generic CSV, atomically; paths become relative to its folder."""
+    """Writes records as the generic CSV, atomically; paths become relative to its folder.
+
+    Paths are written as their bytes (UTF-8 names as UTF-8, any other bytes unchanged), which
+    :func:`load_csv` reads back exactly (:func:`cvnet.filenames.name_to_utf8`).
+    """
     folder = os.path.dirname(os.path.realpath(path))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for record in records:
         relative = os.path.relpath(record.path, folder).replace(os.sep, "/")
-        writer.writerow((relative, record.vehicle_id, record.camera, record.view, record.split))
-    write_text_atomic(path, buffer.getvalue())
+        writer.writerow((name_to_utf8(relative), record.vehicle_id, record.camera, record.view,
+                         record.split))
+    write_bytes_atomic(path, buffer.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def _format_counts(counts: Dict[str, int]) -> str:

@@ -68,6 +68,9 @@ def embedder_from_path(path: str, stack: contextlib.ExitStack, *,
 
     options = {}
     if path.endswith((".pt", ".pth")):
+        from engines.torch_runner import import_torch
+
+        import_torch(path)  # on the device: refused, naming the file and the fix
         from cvnet.training.trainer import resolve_device  # torch: host only, .pt only
 
         options["device"] = str(resolve_device(device))

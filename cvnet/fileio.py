@@ -1,9 +1,15 @@
-"""Atomic file output, the one place every writer uses (torch-free, Python 3.6).
+"""Atomic, durable file output, the one place every writer uses (torch-free, Python 3.6).
 
 A file is written to a temporary name in its destination folder and renamed over the target with
 ``os.replace`` only when it is complete, so a crash, a full disk or an exception half-way never
 leaves a truncated ONNX file, engine, checkpoint or sidecar behind, and an existing file is only
 ever replaced by a complete one.
+
+Durable on power loss, too: the temporary file is fsynced before the rename (its data is on the
+disk before it gets the name) and the folder is fsynced after it (the rename itself is on the
+disk). Without the second fsync a chunk, index or checkpoint reported as written can vanish,
+or come back empty, when a drone or roadside box loses power right after. File systems that
+cannot fsync a folder (some network and FUSE file systems answer EINVAL) are let through.
 
 Example:
     >>> write_text_atomic("cvnet.onnx.json", '{"format_version": 1}')
@@ -12,7 +18,9 @@ Example:
 """
 
 import contextlib
+import errno
 import hashlib
+import logging
 import os
 import tempfile
 from typing import Dict, Iterator, List, Union
@@ -20,6 +28,11 @@ from typing import Dict, Iterator, List, Union
 from cvnet.errors import OutputPathError
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+logger = logging.getLogger(__name__)
+
+#: errno values of an fsync the file system does not support (as opposed to an I/O error).
+_FSYNC_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF)
 
 
 def _umask() -> int:
@@ -55,12 +68,67 @@ def check_writable(path: PathLike) -> str:
     return path
 
 
+def fsync_path(path: str, folder: bool = False) -> None:
+    """Flushes a file's data, or a folder's entries, to the disk (``fsync``).
+
+    Args:
+        path: The file or folder.
+        folder: ``path`` is a folder: fsync it so that a rename or creation in it survives a
+            power loss. Skipped where the file system cannot (see the module docstring).
+
+    Raises:
+        OSError: The fsync failed (an I/O error: the data may not be on the disk).
+    """
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if folder else 0)
+    handle = os.open(path, flags)
+    try:
+        os.fsync(handle)
+    except OSError as err:
+        if not folder or err.errno not in _FSYNC_UNSUPPORTED:
+            raise
+        logger.debug("cannot fsync folder %s (%s): its file system does not support it",
+                     path, err.strerror)
+    finally:
+        os.close(handle)
+
+
+def make_folders(path: PathLike) -> str:
+    """Creates a folder and its missing parents durably (``os.makedirs`` + fsync of each parent).
+
+    A folder that holds committed files must itself survive a power loss: its entry lives in
+    its parent folder, which is fsynced after each level is created. An existing folder is
+    left as it is.
+
+    Returns:
+        The absolute path.
+
+    Raises:
+        OutputPathError: A level cannot be created (no permission, a file in the way...).
+    """
+    path = os.path.abspath(os.fspath(path))
+    missing, level = [], path
+    while not os.path.isdir(level) and os.path.dirname(level) != level:
+        missing.append(level)
+        level = os.path.dirname(level)
+    for level in reversed(missing):
+        try:
+            os.mkdir(level)
+        except OSError as err:
+            if not (err.errno == errno.EEXIST and os.path.isdir(level)):  # not a race we lost
+                raise OutputPathError("cannot create folder {}: {}".format(
+                    level, err.strerror or err))
+        fsync_path(os.path.dirname(level), folder=True)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[str]:
     """Yields a temporary path next to ``path``; renames it to ``path`` if the block succeeds.
 
-    The temporary file is removed if the block raises. The result gets the permissions a newly
-    created file would get (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``.
+    When the block succeeds the temporary file is fsynced, renamed to ``path``, and the folder
+    fsynced: once this returns, ``path`` survives a power loss. The temporary file is removed
+    if the block raises. The result gets the permissions a newly created file would get
+    (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``.
 
     Args:
         path: The final file.
@@ -79,7 +147,9 @@ def atomic_path(path: PathLike) -> Iterator[str]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(folder, folder=True)
     except OSError as err:
         raise OutputPathError("cannot write {}: {}".format(path, err.strerror or err))
     finally:
@@ -87,15 +157,13 @@ def atomic_path(path: PathLike) -> Iterator[str]:
             os.remove(tmp)
 
 
-def _write_synced(path: str, data: bytes) -> None:
+def _write(path: str, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> str:
-    """Writes ``data`` to ``path`` atomically (flushed and fsynced before the rename).
+    """Writes ``data`` to ``path`` atomically and durably (see :func:`atomic_path`).
 
     Returns:
         The absolute path written.
@@ -123,7 +191,7 @@ def write_files_atomic(files: Dict[PathLike, bytes]) -> List[str]:
     """
     with contextlib.ExitStack() as stack:
         for path, data in files.items():
-            _write_synced(stack.enter_context(atomic_path(path)), data)
+            _write(stack.enter_context(atomic_path(path)), data)
     return [os.path.abspath(os.fspath(path)) for path in files]
 
 

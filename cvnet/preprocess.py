@@ -11,12 +11,13 @@ Example:
 """
 
 import os
-from typing import NamedTuple, Sequence, Tuple, Union
+from typing import List, NamedTuple, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-from cvnet.errors import CVNetError
+from cvnet.errors import ConfigError, CVNetError
+from cvnet.filenames import encode_name
 
 #: ImageNet statistics, RGB order, for images scaled to [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -148,3 +149,34 @@ def l2_normalize(embeddings: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 def is_image_path(path: str) -> bool:
     """Whether a path has an image suffix (case-insensitive)."""
     return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
+
+
+def find_images(folder: str, option: str) -> List[str]:
+    """Every image file under ``folder``, by suffix, walked recursively in sorted order.
+
+    Args:
+        folder: An existing folder.
+        option: The command-line option that named it, for the error message.
+
+    Returns:
+        Paths relative to ``folder`` with ``/`` separators, as the operating system names them
+        (``str`` that may hold surrogate escapes; see :mod:`cvnet.filenames`).
+
+    Raises:
+        ConfigError: There is no image in it: naming the folder, the suffixes read and what the
+            folder holds instead.
+    """
+    found, others = [], []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            relative = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            (found if is_image_path(name) else others).append(relative)
+    if not found:
+        held = ("it holds {} other file(s), e.g. {}".format(len(others), ", ".join(
+            encode_name(name) for name in others[:3])) if others else "it is empty")
+        raise ConfigError("{} {}: no image file in this folder or below it ({}); cvnet reads "
+                          "the suffixes {} (any case). Point {} at the folder of crops, or "
+                          "convert the files".format(option, folder, held,
+                                                     " ".join(IMAGE_SUFFIXES), option))
+    return found

@@ -39,7 +39,7 @@ import numpy as np
 
 from cvnet.datasets import CSV_NAME, ImageRecord, write_csv
 from cvnet.errors import ConfigError
-from cvnet.fileio import write_bytes_atomic
+from cvnet.fileio import make_folders, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def generate_dataset(out_dir: str, *, ids: int = 100, images_per_view: int = 4,
         os.remove(csv_path)  # first, so that an interrupted run leaves no CSV over stale images
     if os.path.isdir(image_dir):
         shutil.rmtree(image_dir)
-    os.makedirs(image_dir)
+    make_folders(image_dir)
     train_ids = set(order[:ids // 2].tolist())
     records = []
     total, last_log = ids * 2 * images_per_view, time.monotonic()

@@ -49,8 +49,10 @@ def open_engine(path: str, **options: Any) -> Runner:
 
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     if suffix not in BACKENDS:
-        raise ConfigError("cannot tell the backend of {!r} from its suffix {!r}; expected one of "
-                          "{}".format(path, suffix, ", ".join(sorted(BACKENDS))))
+        raise ConfigError("{}: cannot tell the backend from the suffix {!r}; expected one of {} "
+                          "(a .plan from cvnet-build, an .onnx from cvnet-export, a .pt "
+                          "checkpoint from cvnet-train); rename the file if it is one of "
+                          "those".format(path, suffix, ", ".join(sorted(BACKENDS))))
     module, name = BACKENDS[suffix]
     return getattr(importlib.import_module(module), name)(path, **options)
 

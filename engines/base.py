@@ -27,6 +27,7 @@ import numpy as np
 from cvnet.artifact import ArtifactMetadata, read_sidecar, sidecar_path
 from cvnet.errors import MetadataError
 from cvnet.preprocess import PreprocessConfig, l2_normalize, preprocess_batch, resize_rgb
+from engines.deps import require
 from engines.errors import EngineError, EngineInputError, EngineLoadError
 
 logger = logging.getLogger(__name__)
@@ -274,12 +275,17 @@ class Runner(object):
 
     #: Backend name, for messages.
     backend = "base"
+    #: What the model file is, for messages: "a TensorRT engine", "an ONNX model"...
+    kind = "a model"
     #: Run ``_activate``, ``_infer`` and ``_deactivate`` on one dedicated thread.
     gpu_thread = False
 
     def __init__(self, path: str, *, metadata: Optional[ArtifactMetadata] = None,
                  normalize: bool = False, batch_range: Optional[Tuple[int, int]] = None):
         self.path = os.path.abspath(os.fspath(path))
+        if os.path.isdir(self.path):
+            raise EngineLoadError("{} is a folder; give the path of a .plan, .onnx or .pt model "
+                                  "file".format(self.path))
         if not os.path.isfile(self.path):
             raise EngineLoadError("{}: no such file; give the path of a .plan, .onnx or .pt "
                                   "model".format(self.path))
@@ -369,6 +375,10 @@ class Runner(object):
         if self._executor is None:
             return function(*args)
         return self._executor.submit(function, *args).result()
+
+    def _require(self, module: str, fix: Optional[str] = None) -> Any:
+        """Imports the backend's ``module``, or refuses naming this model file and the fix."""
+        return require(module, "{}: {}".format(self.path, self.kind), fix)
 
     def _read_sidecar(self) -> Optional[ArtifactMetadata]:
         path = sidecar_path(self.path)

@@ -349,7 +349,7 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
         MissingDependencyError: TensorRT (or, for INT8, pycuda) is not installed.
         EngineBuildError: Parsing or building failed; the message has every parser error.
     """
-    trt = require("tensorrt", "cvnet-build")
+    trt = require("tensorrt", "{}: building a TensorRT engine".format(onnx_path))
     version = trt_compat.tensorrt_version(trt)
     check_opset(metadata, version, onnx_path)
     gpu = gpu_info(options.device)

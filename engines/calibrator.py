@@ -17,7 +17,7 @@ import numpy as np
 
 from cvnet.artifact import ArtifactMetadata
 from cvnet.fileio import write_bytes_atomic
-from cvnet.preprocess import ImageDecodeError, decode_image, is_image_path
+from cvnet.preprocess import ImageDecodeError, decode_image, find_images
 from engines import trt_compat
 from engines.base import InputSpec, ModelIO, prepare_images, spec_from_metadata, spec_from_model
 from engines.deps import require
@@ -30,16 +30,13 @@ def calibration_files(folder: str, limit: int) -> List[str]:
     """Up to ``limit`` image files under ``folder``, sorted, spread evenly over the whole set.
 
     Raises:
-        EngineBuildError: The folder does not exist or holds no images.
+        EngineBuildError: The folder does not exist.
+        ConfigError: It holds no images (see :func:`cvnet.preprocess.find_images`).
     """
     if not os.path.isdir(folder):
         raise EngineBuildError("--calib {}: no such folder; give a folder of representative "
                                "images (crops like the ones the engine will see)".format(folder))
-    files = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
-                   for name in names if is_image_path(name))
-    if not files:
-        raise EngineBuildError("--calib {}: no image files in it (looked for {})".format(
-            folder, "jpg, png, bmp, ..."))
+    files = [os.path.join(folder, name) for name in find_images(folder, "--calib")]
     if len(files) > limit:
         step = len(files) / float(limit)
         files = [files[int(i * step)] for i in range(limit)]

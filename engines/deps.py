@@ -2,12 +2,12 @@
 
 Device modules import only the standard library, numpy and OpenCV at module level; TensorRT,
 pycuda, ONNX Runtime and PyTorch are imported here, inside the function that needs them, and a
-missing one raises :class:`MissingDependencyError` that names the package, what needed it and
-how to install it. Nothing is ever installed automatically.
+missing one raises :class:`MissingDependencyError` that names what needed it (the model file,
+for a runner), the package, and the fix. Nothing is ever installed automatically.
 """
 
 import importlib
-from typing import Any
+from typing import Any, Optional
 
 from engines.errors import MissingDependencyError
 
@@ -29,28 +29,31 @@ INSTALL_HINTS = {
         "or on JetPack 4.6 the Jetson Zoo's onnxruntime_gpu 1.11 wheel for the CUDA and "
         "TensorRT providers."),
     "torch": (
-        "The .pt runner is for the host: use the project's host environment (make test sets "
-        "one up with PyTorch). On the device, export to ONNX (cvnet-export) and open the .onnx "
-        "or the .plan built from it."),
+        "PyTorch is for the host: use the project's host environment (make .venv/.installed "
+        "sets one up). On the device, export to ONNX on the host (cvnet-export) and open the "
+        ".onnx or the .plan built from it."),
 }
 
 
-def require(module: str, purpose: str) -> Any:
-    """Imports ``module`` or raises an error saying what needed it and how to install it.
+def require(module: str, purpose: str, fix: Optional[str] = None) -> Any:
+    """Imports ``module`` or raises an error saying what needed it and how to fix that.
 
     Args:
         module: Dotted module name, e.g. ``"tensorrt"`` or ``"pycuda.driver"``.
-        purpose: What needs it, e.g. ``"cvnet-build"``; starts the error message.
+        purpose: What needs it, starting the message: ``"cvnet-build"``, or for a model file
+            ``"<path>: a TensorRT engine"``.
+        fix: What to do instead; by default how to install the package (``INSTALL_HINTS``).
 
     Raises:
-        MissingDependencyError: The import failed; the message has the import error and the hint.
+        MissingDependencyError: The import failed; the message has the import error and the fix.
     """
     try:
         return importlib.import_module(module)
     except ImportError as err:
         top = module.split(".")[0]
         raise MissingDependencyError("{} needs {}, which cannot be imported here ({}: {}). {}".format(
-            purpose, top, type(err).__name__, err, INSTALL_HINTS.get(top, "")).strip())
+            purpose, top, type(err).__name__, err,
+            INSTALL_HINTS.get(top, "") if fix is None else fix).strip())
 
 
 def probe(module: str) -> str:

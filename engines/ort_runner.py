@@ -15,7 +15,6 @@ import numpy as np
 
 from cvnet.artifact import ArtifactMetadata, FORMAT, check_artifact_file, metadata_from_props
 from engines.base import ModelIO, Runner
-from engines.deps import require
 from engines.errors import EngineError, EngineLoadError
 
 logger = logging.getLogger(__name__)
@@ -51,6 +50,7 @@ class OrtRunner(Runner):
     """
 
     backend = "onnxruntime"
+    kind = "an ONNX model"
 
     def __init__(self, path: str, *, providers: Optional[Sequence[str]] = None,
                  threads: Optional[int] = None, check_hash: bool = True, **kwargs: Any):
@@ -63,7 +63,7 @@ class OrtRunner(Runner):
         self.providers = []  # type: List[str]
 
     def _activate(self) -> ModelIO:
-        ort = require("onnxruntime", "the .onnx runner")
+        ort = self._require("onnxruntime")
         if self._check_hash and self.metadata is not None and self.metadata.onnx_sha256:
             check_artifact_file(self.metadata, self.path)
         available = ort.get_available_providers()

@@ -19,6 +19,19 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 
 
+def import_torch(path: str) -> Any:
+    """Imports torch to run the checkpoint ``path``, or refuses naming it and the fix.
+
+    Raises:
+        MissingDependencyError: torch cannot be imported (on the device, by design).
+    """
+    return require("torch", "{}: {}".format(path, TorchRunner.kind), (
+        "On the device, export it to ONNX on the host (cvnet-export {} -o model.onnx), copy "
+        "model.onnx and model.onnx.json here and pass the .onnx, or the .plan cvnet-build "
+        "makes from it. On the host, use an environment with PyTorch (make .venv/.installed)."
+        .format(path)))
+
+
 class TorchRunner(Runner):
     """Runs a cvnet checkpoint (or a plain state_dict) with PyTorch, in eval mode.
 
@@ -34,6 +47,7 @@ class TorchRunner(Runner):
     """
 
     backend = "pytorch"
+    kind = "a PyTorch checkpoint"
 
     def __init__(self, path: str, *, arch: Optional[str] = None,
                  model_kwargs: Optional[Dict[str, Any]] = None,
@@ -56,7 +70,7 @@ class TorchRunner(Runner):
         pass  # expected for checkpoints: size from input_size, ImageNet mean/std as in training
 
     def _activate(self) -> ModelIO:
-        torch = require("torch", "the .pt runner")
+        torch = import_torch(self.path)
         from cvnet.models.checkpoint import model_from_checkpoint  # torch code: host only
 
         model, checkpoint = model_from_checkpoint(self.path, arch=self._arch,

@@ -26,12 +26,16 @@ import numpy as np
 from cvnet.fileio import sha256_bytes
 from engines import trt_compat
 from engines.base import ModelIO, Runner
-from engines.deps import require
+from engines.deps import INSTALL_HINTS
 from engines.errors import EngineCompatibilityError, EngineError, EngineInputError, EngineLoadError
 from engines.gpu import GpuInfo, gpu_info
 from engines.metadata import check_compatible, engine_info
 
 logger = logging.getLogger(__name__)
+
+#: The other way to run a model where TensorRT or pycuda is missing.
+WITHOUT_TENSORRT = ("Without them, run the .onnx the engine was built from with ONNX Runtime "
+                    "(--engine model.onnx).")
 
 
 class TrtRunner(Runner):
@@ -49,6 +53,7 @@ class TrtRunner(Runner):
     """
 
     backend = "tensorrt"
+    kind = "a TensorRT engine"
     gpu_thread = True
 
     def __init__(self, path: str, *, device: int = 0, allow_other_gpu: bool = False,
@@ -119,8 +124,8 @@ class TrtRunner(Runner):
 
     def _activate(self) -> ModelIO:
         data = self._read_plan()
-        trt = require("tensorrt", "the .plan runner")
-        cuda = require("pycuda.driver", "the .plan runner")
+        trt = self._require("tensorrt", INSTALL_HINTS["tensorrt"] + " " + WITHOUT_TENSORRT)
+        cuda = self._require("pycuda.driver", INSTALL_HINTS["pycuda"] + " " + WITHOUT_TENSORRT)
         self._check_platform(trt)
         self._trt, self._cuda = trt, cuda
         try:

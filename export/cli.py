@@ -89,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default=DEFAULT_DYNAMIC_BATCH,
                        help="dynamic batch axis (the default); the range is recorded for engine "
                             "profiles (default: %d:%d)" % DEFAULT_DYNAMIC_BATCH)
-    graph.add_argument("--imgsz", type=_image_size, default=(256, 256), metavar="SIZE",
-                       help="input size, SIZE or HEIGHTxWIDTH in pixels (default: 256)")
+    graph.add_argument("--imgsz", type=_image_size, default=None, metavar="SIZE",
+                       help="input size, SIZE or HEIGHTxWIDTH in pixels (default: the size the "
+                            "checkpoint was trained at, else 256); another size than the "
+                            "trained one is exported with a warning")
     graph.add_argument("--preprocess-in-graph", action="store_true",
                        help="the graph takes RGB pixels NHWC at the input size (what "
                             "cvnet.preprocess.resize_rgb returns) and does the cast, /255, "

@@ -13,6 +13,7 @@ no file behind:
    both complete in temporary files before either is renamed into place.
 """
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -33,7 +34,7 @@ from cvnet.fileio import write_files_atomic, check_writable, sha256_bytes
 from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
 from cvnet.models.registry import build_model, list_models
 from cvnet.models.summary import is_classifier
-from cvnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from cvnet.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                 supports_uint8_input)
 from export.graph_preprocess import InGraphPreprocess
@@ -61,7 +62,9 @@ class ExportOptions:
         trt_version: TensorRT version the graph must parse in (operator list, max opset, uint8).
         batch: Static batch size, or None for a dynamic batch axis.
         dynamic_batch: (min, max) batch recorded for a dynamic graph (engine profiles use it).
-        input_size: (height, width) in pixels.
+        input_size: (height, width) in pixels; None: the size the checkpoint was trained at
+            (its config's ``img_size``), else 256x256. A size other than the trained one is
+            exported with a warning naming both.
         preprocess_in_graph: The graph takes RGB pixels NHWC and normalises them itself.
         input_dtype: With ``preprocess_in_graph``: ``"uint8"`` or ``"float32"``; None picks
             uint8 where the target TensorRT accepts uint8 inputs (8.5+), float32 otherwise.
@@ -79,7 +82,7 @@ class ExportOptions:
     trt_version: str = JETSON_NANO_TENSORRT
     batch: Optional[int] = None
     dynamic_batch: Tuple[int, int] = DEFAULT_DYNAMIC_BATCH
-    input_size: Tuple[int, int] = (256, 256)
+    input_size: Optional[Tuple[int, int]] = None
     preprocess_in_graph: bool = False
     input_dtype: Optional[str] = None
     half: bool = False
@@ -145,9 +148,9 @@ def check_options(options: ExportOptions) -> str:
     low, high = options.dynamic_batch
     if not 1 <= low <= high:
         raise ConfigError(f"--dynamic-batch must be MIN:MAX with 1 <= MIN <= MAX, got {low}:{high}")
-    height, width = options.input_size
-    if height < 1 or width < 1:
-        raise ConfigError(f"--imgsz must be positive, got {height}x{width}")
+    if options.input_size is not None and min(options.input_size) < 1:
+        raise ConfigError(f"--imgsz must be positive, got "
+                          f"{options.input_size[0]}x{options.input_size[1]}")
     if options.verify and options.verify_images < 2:
         raise ConfigError(f"--verify-images must be >= 2 (retrieval agreement needs a gallery), "
                           f"got {options.verify_images}")
@@ -185,9 +188,42 @@ def load_model(checkpoint: Optional[str],
     model, loaded = model_from_checkpoint(checkpoint, arch=options.arch,
                                           model_kwargs=options.model_kwargs)
     return model, {"variant": loaded.arch, "model_kwargs": loaded.model_kwargs, "untrained": False,
+                   "trained_size": _trained_size(loaded.config),
                    "source_checkpoint": os.path.basename(loaded.path),
                    "checkpoint_sha256": loaded.sha256, "checkpoint_epoch": loaded.epoch,
                    "checkpoint_metrics": _json_safe(loaded.metrics) or None}
+
+
+def _trained_size(config: Dict[str, Any]) -> Optional[Tuple[int, int]]:
+    """(height, width) a cvnet-train checkpoint was trained at (``img_size``), if recorded."""
+    size = config.get("img_size")
+    if isinstance(size, int) and size > 0:
+        return size, size
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    return None
+
+
+def resolve_input_size(requested: Optional[Tuple[int, int]], trained: Optional[Tuple[int, int]],
+                       checkpoint: Optional[str]) -> Tuple[int, int]:
+    """The export size: ``--imgsz`` if given, else the trained size, else 256x256.
+
+    A requested size other than the trained one is allowed, and said out loud: the graph then
+    embeds crops at a size the weights never saw, and accuracy usually drops.
+    """
+    if requested is None:
+        size = trained or DEFAULT_SIZE
+        logger.info("input size %dx%d: %s", size[0], size[1],
+                    f"the size {checkpoint} was trained at" if trained else
+                    "the default (no training size recorded; pass --imgsz to choose)")
+        return size
+    if trained is not None and tuple(requested) != tuple(trained):
+        logger.warning("--imgsz %dx%d differs from the %dx%d %s was trained at: the graph will "
+                       "embed crops at a size the weights never saw, and accuracy usually drops "
+                       "(compare with cvnet-eval on both files); leave --imgsz out to export at "
+                       "%dx%d", requested[0], requested[1], trained[0], trained[1], checkpoint,
+                       trained[0], trained[1])
+    return tuple(requested)
 
 
 def _json_safe(value: Any) -> Any:
@@ -271,6 +307,8 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
     json_path = check_writable(sidecar_path(onnx_path))
 
     model, origin = load_model(checkpoint, options)
+    options = dataclasses.replace(options, input_size=resolve_input_size(
+        options.input_size, origin.get("trained_size"), checkpoint))
     embedding_dim = _embedding_dim(model, options.input_size)
     height, width = options.input_size
     mean, std = IMAGENET_MEAN, IMAGENET_STD

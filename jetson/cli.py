@@ -15,7 +15,7 @@ import importlib
 import json
 import logging
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from cvnet.errors import CVNetError
 
@@ -76,7 +76,9 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exact: chunked numpy, bounded memory (device); faiss: FAISS "
                              "IndexFlatIP for very large galleries (host, pip install faiss-cpu)")
     parser.add_argument("--force", action="store_true",
-                        help="match folders embedded by different models (model_hash)")
+                        help="match folders whose model hashes differ where one side has no "
+                             "weights hash (e.g. a .plan without its sidecar and its .onnx); "
+                             "never other sizes, lengths or weights")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -129,20 +131,34 @@ def _setup_logging(verbose: bool) -> None:
 
 def _run_embed(args: argparse.Namespace) -> int:
     from engines import open_engine
-    from jetson.embed import extract
+    from jetson.embed import extract, list_images
 
+    listing = list_images(args.images)  # before the engine loads: no images fails at once
     options = {"threads": args.threads} if args.threads and args.engine.endswith(".onnx") else {}
     with open_engine(args.engine, **options) as runner:
         summary = extract(runner, args.images, args.out, batch=args.batch,
                           chunk_size=args.chunk_size, fp16_out=args.fp16_out,
                           normalize=args.normalize, resume=args.resume, min_side=args.min_side,
-                          max_pixels=args.max_pixels, log_interval=args.log_interval)
+                          max_pixels=args.max_pixels, log_interval=args.log_interval,
+                          listing=listing)
     result = summary._asdict()
     result.update(out=args.out, images_per_s=round(summary.rate, 2),
                   network_images_per_s=round(summary.ok / summary.network_seconds, 2)
                   if summary.network_seconds else None)
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
+
+def _write_utf8(stream: Any, text: str) -> None:
+    """Writes ``text`` as UTF-8 whatever the locale's encoding (ASCII on Python 3.6 under
+    ``LANG=C``): the escaped names of :mod:`cvnet.filenames` are UTF-8 text."""
+    binary = getattr(stream, "buffer", None)
+    if binary is None:  # a text-only stream (a test's StringIO)
+        stream.write(text)
+        return
+    stream.flush()
+    binary.write(text.encode("utf-8"))
+    binary.flush()
 
 
 def _run_match(args: argparse.Namespace) -> int:
@@ -156,7 +172,7 @@ def _run_match(args: argparse.Namespace) -> int:
         logger.info("wrote %d queries x top-%d to %s", len(matches.query_rows), args.topk,
                     args.out)
     else:
-        sys.stdout.write(matches_csv(matches))
+        _write_utf8(sys.stdout, matches_csv(matches))
     if args.visualize:
         written = visualize(matches, read_meta(args.query)["root"],
                             read_meta(args.gallery)["root"], args.visualize,

@@ -26,8 +26,9 @@ import numpy as np
 
 import cvnet
 from cvnet.errors import ConfigError, CVNetError
-from cvnet.fileio import sha256_file
-from cvnet.preprocess import ImageDecodeError, decode_image, is_image_path
+from cvnet.fileio import make_folders, sha256_file
+from cvnet.filenames import NAME_ENCODING, encode_name
+from cvnet.preprocess import ImageDecodeError, decode_image, find_images
 from jetson.progress import Progress
 from jetson.store import (FORMAT, FORMAT_VERSION, IndexRow, StoreError, META_FILE, read_meta,
                           scan_chunks, write_chunk, write_meta)
@@ -185,34 +186,31 @@ def list_images(source: str) -> Tuple[str, List[str]]:
 
     Args:
         source: A folder, or a text file with one path per line (blank lines and ``#``
-            comments ignored; relative paths are relative to the list's folder).
+            comments ignored; relative paths are relative to the list's folder). A list holds
+            file names as bytes: UTF-8 or any other encoding, used as written.
 
     Returns:
         ``(root, paths)``: paths relative to ``root`` (a folder's, sorted) or as written in the
-        list (duplicates dropped, first kept).
+        list (duplicates dropped, first kept), as the operating system names them (``str``
+        that may hold surrogate escapes; :func:`cvnet.filenames.encode_name` writes them).
 
     Raises:
-        ConfigError: ``source`` does not exist.
+        ConfigError: ``source`` does not exist, or it holds or lists no image.
     """
     if os.path.isdir(source):
-        root = os.path.abspath(source)
-        paths = []
-        for folder, dirs, files in os.walk(root):
-            dirs.sort()
-            for name in sorted(files):
-                if is_image_path(name):
-                    paths.append(os.path.relpath(os.path.join(folder, name), root)
-                                 .replace(os.sep, "/"))
-        return root, paths
+        return os.path.abspath(source), find_images(os.path.abspath(source), "--images")
     if os.path.isfile(source):
         root = os.path.dirname(os.path.abspath(source))
-        with open(source, "r", encoding="utf-8") as handle:
+        with open(source, "rb") as handle:
             lines = [line.strip() for line in handle]
-        paths = [line for line in lines if line and not line.startswith("#")]
+        paths = [os.fsdecode(line) for line in lines if line and not line.startswith(b"#")]
         unique = list(collections.OrderedDict.fromkeys(paths))
         if len(unique) < len(paths):
             logger.warning("%s lists %d path(s) more than once; each is embedded once", source,
                            len(paths) - len(unique))
+        if not unique:
+            raise ConfigError("--images {}: the list names no file (blank lines and # comments "
+                              "are skipped); write one image path per line".format(source))
         return root, unique
     raise ConfigError("--images {!r}: no such folder or list file; give a folder of images or a "
                       "text file with one image path per line".format(source))
@@ -258,22 +256,22 @@ def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
         "model_hash": weights or engine_hash,
         "weights_sha256": weights,
         "onnx_sha256": getattr(metadata, "onnx_sha256", None),
-        "engine": os.path.basename(runner.path), "engine_sha256": engine_hash,
+        "engine": encode_name(os.path.basename(runner.path)), "engine_sha256": engine_hash,
         "backend": runner.backend,
         "variant": getattr(metadata, "variant", None),
         "embedding_dim": runner.spec.embedding_dim,
         "input_size": [runner.spec.height, runner.spec.width],
         "dtype": dtype, "normalized": bool(normalized),
-        "root": root, "source": os.path.abspath(source),
+        "root": encode_name(root), "source": encode_name(os.path.abspath(source)),
+        "name_encoding": NAME_ENCODING,
         "cvnet_version": cvnet.__version__,
         "engine_metadata": metadata.to_dict() if metadata is not None else None,
     }
 
 
 def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int, set]:
-    """Prepares ``out``; returns (next chunk number, next row, paths already recorded)."""
-    if not os.path.isdir(out):
-        os.makedirs(out)
+    """Prepares ``out``; returns (next chunk number, next row, escaped paths already recorded)."""
+    make_folders(out)
     has_meta = os.path.exists(os.path.join(out, META_FILE))
     if not resume:
         if has_meta or any(name.endswith((".npy", ".csv")) for name in os.listdir(out)):
@@ -284,6 +282,11 @@ def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int
     if not has_meta:
         write_meta(out, meta)
     old = read_meta(out)
+    if old.get("format_version", 1) != meta["format_version"]:
+        raise StoreError("cannot resume {}: an older cvnet-embed wrote it (store format {}, this "
+                         "one writes {}); finish it with that version, or embed into a new "
+                         "folder".format(out, old.get("format_version", 1),
+                                         meta["format_version"]))
     changed = ["{} {!r} -> {!r}".format(key, old.get(key), meta[key]) for key in RESUME_KEYS
                if old.get(key) != meta[key]]
     if changed:
@@ -329,7 +332,8 @@ def _decode_worker(paths: Sequence[str], root: str, runner: Any, items: "queue.Q
 def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             chunk_size: int = DEFAULT_CHUNK_SIZE, fp16_out: bool = False,
             normalize: bool = True, resume: bool = False, min_side: int = DEFAULT_MIN_SIDE,
-            max_pixels: int = DEFAULT_MAX_PIXELS, log_interval: float = 5.0) -> Summary:
+            max_pixels: int = DEFAULT_MAX_PIXELS, log_interval: float = 5.0,
+            listing: Optional[Tuple[str, List[str]]] = None) -> Summary:
     """Embeds every image of ``source`` into the folder ``out``.
 
     Args:
@@ -344,20 +348,23 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
         min_side: See :func:`check_image`.
         max_pixels: See :func:`check_image`.
         log_interval: Seconds between progress lines.
+        listing: ``list_images(source)`` when the caller has it already (it lists before
+            loading the engine, so that an empty folder fails fast).
 
     Raises:
         StoreError: ``out`` holds another run (without ``resume``) or one with other settings.
-        ConfigError: ``source`` does not exist or an option is out of range.
+        ConfigError: ``source`` does not exist or holds no image, or an option is out of
+            range.
     """
     if chunk_size < 1 or (batch is not None and batch < 1):
         raise ConfigError("--chunk-size and --batch must be >= 1, got {} and {}".format(
             chunk_size, batch))
     batch = batch or runner.spec.batch_max
-    root, paths = list_images(source)
+    root, paths = listing or list_images(source)
     dtype = "float16" if fp16_out else "float32"
     meta = store_meta(runner, root, source, dtype, normalize)
     number, next_row, done = _open_output(out, meta, resume)
-    todo = [path for path in paths if path not in done]
+    todo = [path for path in paths if encode_name(path) not in done]
     if resume:
         logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,
                     len(paths) - len(todo), len(paths), len(todo), number)
@@ -398,16 +405,17 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             if isinstance(item, BaseException):
                 raise item
             checked, model_input = item
+            name = encode_name(checked.path)
             if model_input is None:
-                rows.append(IndexRow(checked.path, "failed", -1, ";".join(checked.kinds),
+                rows.append(IndexRow(name, "failed", -1, ";".join(checked.kinds),
                                      checked.message))
-                logger.warning("skipped %s: %s", checked.path, checked.message)
+                logger.warning("skipped %s: %s", name, checked.message)
                 kinds["failed"] += 1
             else:
-                rows.append(IndexRow(checked.path, "ok", next_row, ";".join(checked.kinds),
+                rows.append(IndexRow(name, "ok", next_row, ";".join(checked.kinds),
                                      checked.message))
                 if checked.kinds:
-                    logger.info("%s: %s", checked.path, checked.message)
+                    logger.info("%s: %s", name, checked.message)
                 next_row += 1
                 inputs.append(model_input)
                 kinds["ok"] += 1

@@ -5,8 +5,10 @@ memory-mapped chunk at a time and scored in blocks of at most ``block_elements``
 keeping a running top-k per query, so memory stays bounded by the queries, one block and the
 top-k lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM).
 Equal scores rank the lower gallery row first (scores of identical rows in different blocks
-can differ in the last bit of float32). Folders from different models (``model_hash`` in
-``meta.json``) are refused unless forced: their embeddings live in different spaces.
+can differ in the last bit of float32). Folders whose embeddings cannot be compared (another
+length, input size, architecture or weights) are refused; folders that may come from the same
+model but cannot prove it (an engine without its sidecar) only with ``force``
+(:func:`incompatibilities`).
 
 For galleries beyond one device (millions of entries), ``backend="faiss"`` uses a FAISS
 ``IndexFlatIP`` on the host (still exact; FAISS is imported only then).
@@ -21,9 +23,11 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from cvnet.errors import ConfigError
-from cvnet.fileio import write_bytes_atomic, write_text_atomic
+from cvnet.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.metrics import cosine_distance
-from jetson.store import IndexRow, StoreError, iter_embedding_chunks, load_embeddings, read_meta
+from cvnet.filenames import native_name
+from jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks, load_embeddings,
+                          read_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -49,24 +53,74 @@ class Matches(NamedTuple):
     similarities: np.ndarray
 
 
+def _size(meta: Dict[str, Any]) -> Optional[str]:
+    size = meta.get("input_size")
+    return "x".join(str(side) for side in size) if size else None
+
+
+def _differs(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any], key: str) -> bool:
+    """Both folders record ``key`` and the values differ."""
+    query, gallery = query_meta.get(key), gallery_meta.get(key)
+    return query is not None and gallery is not None and query != gallery
+
+
+def incompatibilities(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any]
+                      ) -> Tuple[List[str], List[str]]:
+    """What keeps two embedding folders apart, in two lists.
+
+    Returns:
+        ``(never, unproven)``. ``never``: differences no embeddings survive, refused even
+        with ``--force``: another embedding length, input size (the same weights at 64x64 and
+        256x256 map a crop to different vectors), weights (``weights_sha256``) or
+        architecture. ``unproven``: the ``model_hash`` differs where one side has no weights
+        hash (an engine without its sidecar is known only by its file's hash, so a .plan and
+        the .onnx it was built from look different): possibly the same model, so ``--force``
+        may match them. Storage differences (float16 or float32, normalised or not, backend
+        and precision) are harmless for cosine similarity and not listed.
+    """
+    never, unproven = [], []
+    engines = "{} / {}".format(query_meta.get("engine"), gallery_meta.get("engine"))
+    if _differs(query_meta, gallery_meta, "embedding_dim"):
+        never.append("query embeddings are {}-d, gallery embeddings {}-d".format(
+            query_meta["embedding_dim"], gallery_meta["embedding_dim"]))
+    if _size(query_meta) and _size(gallery_meta) and _size(query_meta) != _size(gallery_meta):
+        never.append("the queries were embedded at {} pixels and the gallery at {} ({}): the "
+                     "same weights at another input size give other embeddings".format(
+                         _size(query_meta), _size(gallery_meta), engines))
+    if _differs(query_meta, gallery_meta, "variant"):
+        never.append("different architectures, {} and {}".format(query_meta["variant"],
+                                                                  gallery_meta["variant"]))
+    if _differs(query_meta, gallery_meta, "weights_sha256"):
+        never.append("different weights (weights_sha256 {}... and {}...)".format(
+            query_meta["weights_sha256"][:12], gallery_meta["weights_sha256"][:12]))
+    weights_known = bool(query_meta.get("weights_sha256") and gallery_meta.get("weights_sha256"))
+    if not never and not weights_known and _differs(query_meta, gallery_meta, "model_hash"):
+        unproven.append("model_hash {}... ({}) and {}... ({}) differ, and without a weights "
+                        "hash on both sides the folders cannot tell whether the weights are the "
+                        "same".format(str(query_meta["model_hash"])[:12], query_meta.get("engine"),
+                                      str(gallery_meta["model_hash"])[:12],
+                                      gallery_meta.get("engine")))
+    return never, unproven
+
+
 def check_compatible(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any],
                      force: bool = False) -> None:
-    """Refuses embeddings of different models or dimensions.
+    """Refuses folders whose embeddings cannot be compared (see :func:`incompatibilities`).
 
     Raises:
-        StoreError: Different ``embedding_dim`` (always), or different ``model_hash`` without
-            ``force``.
+        StoreError: A difference no ``force`` can bridge, or an unproven one without ``force``.
     """
-    if query_meta.get("embedding_dim") != gallery_meta.get("embedding_dim"):
-        raise StoreError("query embeddings are {}-d, gallery embeddings {}-d: they come from "
-                         "different models and cannot be compared".format(
-                             query_meta.get("embedding_dim"), gallery_meta.get("embedding_dim")))
-    if query_meta.get("model_hash") != gallery_meta.get("model_hash") and not force:
-        raise StoreError(
-            "query and gallery come from different models (model_hash {} ({}) vs {} ({})); "
-            "embed both with the same engine, or pass --force if the weights are known to "
-            "match".format(str(query_meta.get("model_hash"))[:12], query_meta.get("engine"),
-                           str(gallery_meta.get("model_hash"))[:12], gallery_meta.get("engine")))
+    never, unproven = incompatibilities(query_meta, gallery_meta)
+    if never:
+        raise StoreError("query and gallery embeddings cannot be compared: {}. Embed both with "
+                         "the same engine (an engine exported at the other side's size, "
+                         "cvnet-export --imgsz, for a size difference)".format("; ".join(never)))
+    if unproven and not force:
+        raise StoreError("query and gallery may come from different models: {}. Embed both with "
+                         "the same engine, or pass --force if you know the weights are the same "
+                         "(e.g. a .plan and the .onnx it was built from)".format(unproven[0]))
+    if unproven:
+        logger.warning("--force: matching although %s", unproven[0])
 
 
 def _merge(best_idx: np.ndarray, best_sim: np.ndarray, idx: np.ndarray, sim: np.ndarray,
@@ -179,7 +233,11 @@ def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
 
 
 def matches_csv(matches: Matches) -> str:
-    """CSV text: ``query,rank,gallery,similarity,distance``, one line per kept match."""
+    """CSV text: ``query,rank,gallery,similarity,distance``, one line per kept match.
+
+    ``query`` and ``gallery`` are the index's escaped names (:mod:`cvnet.filenames`):
+    ``urllib.parse.unquote_to_bytes`` gives each file's exact name.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("query", "rank", "gallery", "similarity", "distance"))
@@ -196,13 +254,13 @@ def write_matches(path: str, matches: Matches) -> str:
     return write_text_atomic(path, matches_csv(matches))
 
 
-def _crop(root: str, path: str) -> np.ndarray:
+def _crop(root: str, name: str) -> np.ndarray:
     from cvnet.preprocess import ImageDecodeError, decode_image
 
     try:
-        return decode_image(os.path.join(root, path))
+        return decode_image(file_path(root, name))
     except ImageDecodeError as err:
-        logger.warning("cannot show %s: %s", path, err)
+        logger.warning("cannot show %s: %s", name, err)
         return np.full((64, 64, 3), 128, np.uint8)
 
 
@@ -212,9 +270,11 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
 
     Args:
         matches: From :func:`match`.
-        query_root: ``meta["root"]`` of the query folder (where its paths are relative to).
+        query_root: ``meta["root"]`` of the query folder (where its paths are relative to;
+            escaped text as stored).
         gallery_root: The same for the gallery.
-        out_dir: Folder for ``NNNNN-<query name>.png`` (created).
+        out_dir: Folder for ``NNNNN-<query name>.png`` (created; the query's file name, bytes
+            and all).
         limit: Draw only the first ``limit`` queries.
 
     Returns:
@@ -223,8 +283,7 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
     import cv2
     from cvnet.visualize import ranked_list_row, stack_rows
 
-    if not os.path.isdir(out_dir):
-        os.makedirs(out_dir)
+    make_folders(out_dir)
     written = []
     count = len(matches.query_rows) if limit is None else min(limit, len(matches.query_rows))
     for q in range(count):
@@ -233,7 +292,8 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
         gallery = [_crop(gallery_root, matches.gallery_rows[g].path) for g, _ in keep]
         labels = ["#{} {:.3f}".format(rank, s) for rank, (_, s) in enumerate(keep, 1)]
         row = stack_rows([ranked_list_row(_crop(query_root, query.path), gallery, None, labels)])
-        name = "{:05d}-{}.png".format(q, os.path.splitext(os.path.basename(query.path))[0])
+        stem = os.path.splitext(os.path.basename(native_name(query.path)))[0]
+        name = "{:05d}-{}.png".format(q, stem)
         ok, data = cv2.imencode(".png", row)
         if not ok:
             raise StoreError("cannot encode the picture for query {}".format(query.path))

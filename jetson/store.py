@@ -7,7 +7,14 @@ An output folder holds::
     index-00000.csv      one row per file of chunk 0: path,status,row,kind,message
     emb-00001.npy ...
 
-Every file is written atomically (temporary file + ``os.replace``). A chunk is written ``.npy``
+File names are bytes: ``path`` in the index and ``root``/``source`` in ``meta.json`` are
+escaped text (:func:`cvnet.filenames.encode_name`: UTF-8 as it reads, any other byte and ``%``
+as ``%XX``), so any name the file system allows is stored exactly and reads back as the same
+bytes under any locale; :func:`file_path` turns a row back into a path to open. Format version
+1 (before this escaping) is still read.
+
+Every file is written atomically and durably (:mod:`cvnet.fileio`: temporary file, fsync,
+``os.replace``, fsync of the folder). A chunk is written ``.npy``
 first, then its index; **the index is the commit marker**: a chunk counts only when its index
 exists and names as many good rows as its ``.npy`` holds. A run killed between the two leaves
 an ``.npy`` without an index, which :func:`open_store` deletes so the chunk is redone. Rows are
@@ -30,10 +37,13 @@ import numpy as np
 
 from cvnet.errors import CVNetError
 from cvnet.fileio import write_bytes_atomic, write_text_atomic
+from cvnet.filenames import encode_name, name_from_utf8, native_name
 
 #: ``meta.json``'s format name and version.
 FORMAT = "cvnet-embeddings"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this code reads: 1 wrote names as plain text, 2 escapes them.
+READ_VERSIONS = (1, 2)
 META_FILE = "meta.json"
 INDEX_COLUMNS = ("path", "status", "row", "kind", "message")
 _CHUNK = re.compile(r"^(emb|index)-(\d{5,})\.(npy|csv)$")
@@ -47,7 +57,9 @@ class IndexRow(NamedTuple):
     """One input file's outcome.
 
     Attributes:
-        path: The file as listed (relative to ``meta["root"]`` for a walked folder).
+        path: The file as listed (relative to ``meta["root"]`` for a walked folder), as escaped
+            text (:func:`cvnet.filenames.encode_name`); :func:`file_path` gives the path to
+            open.
         status: ``"ok"`` (it has an embedding) or ``"failed"`` (reported and skipped).
         row: Its row in the concatenated embeddings; -1 when failed.
         kind: ``;``-separated kinds: the failure (``empty``, ``truncated``, ``not_image``, ...)
@@ -94,7 +106,23 @@ def read_meta(folder: str) -> Dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise StoreError("{}: format {!r}, expected {!r}".format(
             path, meta.get("format") if isinstance(meta, dict) else meta, FORMAT))
+    if meta.get("format_version", 1) not in READ_VERSIONS:
+        raise StoreError("{}: format version {}, but this cvnet reads versions {}; update "
+                         "cvnet".format(path, meta.get("format_version"), READ_VERSIONS))
+    if meta.get("format_version", 1) == 1:  # plain names: escape them as version 2 does
+        meta = dict(meta, **{key: encode_name(name_from_utf8(meta[key]))
+                             for key in ("root", "source") if isinstance(meta.get(key), str)})
     return meta
+
+
+def file_path(root: str, name: str) -> str:
+    """The path to open for an index row: ``file_path(meta["root"], row.path)``.
+
+    Args:
+        root: ``meta["root"]`` (escaped text).
+        name: ``IndexRow.path`` (escaped text), relative to ``root`` or absolute.
+    """
+    return os.path.join(native_name(root), native_name(name))
 
 
 def write_meta(folder: str, meta: Dict[str, Any]) -> None:
@@ -103,8 +131,8 @@ def write_meta(folder: str, meta: Dict[str, Any]) -> None:
                       json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def _read_index(path: str) -> List[IndexRow]:
-    with open(path, "r", encoding="utf-8", newline="") as handle:
+def _read_index(path: str, version: int) -> List[IndexRow]:
+    with open(path, "r", encoding="utf-8", errors="surrogateescape", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if tuple(header or ()) != INDEX_COLUMNS:
@@ -115,7 +143,8 @@ def _read_index(path: str) -> List[IndexRow]:
             if len(line) != len(INDEX_COLUMNS):
                 raise StoreError("{}: line {} has {} fields, expected {}".format(
                     path, reader.line_num, len(line), len(INDEX_COLUMNS)))
-            rows.append(IndexRow(line[0], line[1], int(line[2]), line[3], line[4]))
+            name = line[0] if version >= 2 else encode_name(name_from_utf8(line[0]))
+            rows.append(IndexRow(name, line[1], int(line[2]), line[3], line[4]))
     return rows
 
 
@@ -147,6 +176,7 @@ def scan_chunks(folder: str, repair: bool = False) -> List[Chunk]:
         StoreError: An index without its ``.npy``, numbering gaps, row counts that disagree, or
             (without ``repair``) an uncommitted ``.npy``.
     """
+    version = read_meta(folder).get("format_version", 1)
     embs, indexes = _chunk_numbers(folder)
     orphans = sorted(set(embs) - set(indexes))
     if orphans:
@@ -166,7 +196,7 @@ def scan_chunks(folder: str, repair: bool = False) -> List[Chunk]:
     chunks, next_row = [], 0
     for number in indexes:
         emb_path, index_path = chunk_paths(folder, number)
-        rows = _read_index(index_path)
+        rows = _read_index(index_path, version)
         good = [row.row for row in rows if row.status == "ok"]
         shape = np.load(emb_path, mmap_mode="r").shape
         if good != list(range(next_row, next_row + len(good))) or shape[0] != len(good):

@@ -31,7 +31,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from cvnet.errors import ConfigError
-from cvnet.fileio import write_bytes_atomic, write_text_atomic
+from cvnet.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.models.checkpoint import save_checkpoint
 from cvnet.models.dfc import SEARCH_SPACE
 from cvnet.search.config import SearchConfig
@@ -156,7 +156,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
                                       weight_decay=config.arch_weight_decay)
     criterion = ReIDLoss(label_smoothing=config.label_smoothing,
                          triplet_margin=config.triplet_margin)
-    os.makedirs(config.output, exist_ok=True)
+    make_folders(config.output)
     start_epoch, history = 0, []
     if resume:
         start_epoch, history = _restore(config, model, optimizers, arch_optimizer)

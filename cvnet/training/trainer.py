@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cvnet.errors import ConfigError
+from cvnet.fileio import make_folders
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cvnet.training.config import TrainConfig, config_differences
@@ -107,7 +108,7 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     criterion = ReIDLoss(label_smoothing=config.label_smoothing,
                          triplet_margin=config.triplet_margin)
-    os.makedirs(config.output, exist_ok=True)
+    make_folders(config.output)  # durable: it holds the checkpoints
     start_epoch, metrics = 0, {}
     if resume:
         start_epoch, metrics = _restore(os.path.join(config.output, RESUME_FILE), config, model,

@@ -2,6 +2,8 @@
 
 import logging
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -17,11 +19,16 @@ from cvnet.metrics import evaluate_rank
 pytestmark = pytest.mark.device
 
 HEADER = "path,vehicle_id,camera,view,split\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _png(path, value=128):
+    """Writes a small PNG (through open(): cv2.imwrite crashes on names that are not UTF-8)."""
     os.makedirs(os.path.dirname(str(path)), exist_ok=True)
-    assert cv2.imwrite(str(path), np.full((6, 8, 3), value, np.uint8))
+    ok, data = cv2.imencode(".png", np.full((6, 8, 3), value, np.uint8))
+    assert ok
+    with open(str(path), "wb") as handle:
+        handle.write(data.tobytes())
     return str(path)
 
 
@@ -327,6 +334,31 @@ def test_write_csv_round_trips(tmp_path):
     write_csv(dataset.records, str(out))
     assert out.read_text().splitlines()[1] == "../img/t1a.png,1,A0,A,train"
     assert load_csv(str(out)).records == dataset.records
+
+
+def test_csv_names_are_bytes_under_any_locale(tmp_path):
+    """A dataset CSV names files as bytes: a Latin-1 name round-trips through write_csv, and a
+    UTF-8 one loads under LANG=C (Python 3.6 there cannot open "\u00e9" given as text)."""
+    names = [b"v\xe9hicule.png", b"v\xc3\xa9hicule.png", b"plain.png", b"t1.png", b"t2.png"]
+    for name in names:
+        _png(os.path.join(os.fsdecode(os.fsencode(str(tmp_path)) + b"/img/" + name)))
+    rows = b"".join(b"img/" + name + b",%d,c%d,%s,%s\n" % (i, i, b"AG"[i % 2:i % 2 + 1],
+                                                           b"train" if i < 2 else b"test")
+                    for i, name in enumerate(names))
+    (tmp_path / "dataset.csv").write_bytes(HEADER.encode() + rows)
+    dataset = load_csv(str(tmp_path / "dataset.csv"))
+    assert [os.fsencode(os.path.basename(r.path)) for r in dataset.records] == names
+    out = tmp_path / "copy" / "dataset.csv"
+    out.parent.mkdir()
+    write_csv(dataset.records, str(out))
+    assert out.read_bytes().splitlines()[1] == b"../img/v\xe9hicule.png,0,c0,A,train"
+    assert load_csv(str(out)).records == dataset.records
+    code = ("import os; from cvnet.datasets import load_csv; "
+            "print(len(load_csv({!r}).records))".format(str(tmp_path / "dataset.csv")))
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONIOENCODING", "PYTHONUTF8") and not key.startswith("LC_")}
+    env.update(LANG="C", LC_ALL="C", PYTHONPATH=ROOT)
+    assert subprocess.check_output([sys.executable, "-c", code], env=env).strip() == b"5"
 
 
 def test_canonical_ids_and_label_order():

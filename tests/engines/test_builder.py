@@ -178,7 +178,8 @@ def test_build_without_tensorrt_says_what_to_install(onnx_copy):
     with pytest.raises(MissingDependencyError) as caught:
         build_engine(onnx_copy)
     message = str(caught.value)
-    assert message.startswith("cvnet-build needs tensorrt, which cannot be imported here")
+    assert message.startswith("{}: building a TensorRT engine needs tensorrt, which cannot be "
+                              "imported here".format(onnx_copy))
     assert "JetPack" in message and "--system-site-packages" in message
 
 
@@ -221,7 +222,8 @@ def test_calibration_images_are_found_spread_and_bad_files_skipped(metadata, tmp
 
 
 def test_calibration_folder_without_images(tmp_path):
-    with pytest.raises(EngineBuildError, match="no image files"):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ConfigError, match=r"--calib .*: no image file .*notes\.txt.*\.jpg"):
         calibration_files(str(tmp_path), 10)
     with pytest.raises(EngineBuildError, match="no such folder"):
         calibration_files(str(tmp_path / "missing"), 10)

@@ -63,7 +63,7 @@ def test_build_without_tensorrt_fails_saying_what_is_missing(tmp_path, caplog):
     shutil.copy(TINY_ONNX, onnx)
     copy_sidecar(onnx)
     assert build_main([onnx]) == 1
-    assert "cvnet-build needs tensorrt" in caplog.text
+    assert "{}: building a TensorRT engine needs tensorrt".format(onnx) in caplog.text
     assert not (tmp_path / "cvnet.plan").exists()
 
 

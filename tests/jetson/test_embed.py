@@ -1,6 +1,7 @@
 """cvnet-embed end to end with the tiny ONNX fixture: every kind of bad file, kill and resume."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from cvnet.synth import sample_images
-from jetson.cli import EXIT_OK, EXIT_SOME_FAILED, main
+from jetson.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
 from jetson.embed import check_image, list_images
 from jetson.store import StoreError, chunk_paths, load_embeddings, scan_chunks
 
@@ -210,3 +211,43 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     assert paths == [row.path for row in clean_rows]
     assert [row.row for row in rows] == list(range(400))
     np.testing.assert_allclose(resumed, clean, atol=1e-5)
+
+
+@pytest.mark.parametrize("files, held", [
+    ((), "it is empty"),
+    (("readme.txt", "clip.gif", "sub/frame.raw"), "it holds 3 other file(s), e.g. clip.gif"),
+])
+def test_folder_without_images_is_an_error(tmp_path, caplog, files, held):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for name in files:
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"GIF89a" if name.endswith(".gif") else b"text")
+    out = tmp_path / "out"
+    status = main(["embed", "--engine", ENGINE, "--images", str(folder), "-o", str(out)])
+    assert status == EXIT_ERROR
+    message = caplog.records[-1].getMessage()
+    assert str(folder) in message and held in message
+    assert ".jpg .jpeg .png" in message  # what is supported
+    assert not out.exists()  # refused before anything was opened or written
+
+
+def test_empty_list_file_is_an_error(tmp_path, caplog):
+    listing = tmp_path / "list.txt"
+    listing.write_text("# nothing yet\n\n")
+    assert main(["embed", "--engine", ENGINE, "--images", str(listing), "-o",
+                 str(tmp_path / "out")]) == EXIT_ERROR
+    assert str(listing) in caplog.text and "names no file" in caplog.text
+
+
+def test_a_folder_of_an_older_format_is_not_resumed(tmp_path, caplog):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _write(str(folder / "a.png"), sample_images(1, seed=6, size=32)[0])
+    out = tmp_path / "out"
+    args = ["embed", "--engine", ENGINE, "--images", str(folder), "-o", str(out)]
+    assert main(args) == EXIT_OK
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps(dict(meta, format_version=1)))
+    assert main(args + ["--resume"]) == EXIT_ERROR
+    assert "older cvnet-embed" in caplog.text

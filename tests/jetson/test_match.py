@@ -19,12 +19,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ENGINE = os.path.join(ROOT, "tests", "fixtures", "tiny", "cvnet_tiny.onnx")
 
 
-def make_store(folder, embeddings, chunk=7, model_hash="a" * 64):
+def make_store(folder, embeddings, chunk=7, model_hash="a" * 64, **meta):
     """A store holding ``embeddings`` in chunks of ``chunk`` rows plus one failed file."""
     os.makedirs(folder)
-    write_meta(folder, {"format": FORMAT, "format_version": 1, "model_hash": model_hash,
-                        "embedding_dim": embeddings.shape[1], "dtype": str(embeddings.dtype),
-                        "root": folder, "engine": "x.onnx"})
+    write_meta(folder, dict({"format": FORMAT, "format_version": 1, "model_hash": model_hash,
+                             "embedding_dim": embeddings.shape[1], "dtype": str(embeddings.dtype),
+                             "root": folder, "engine": "x.onnx"}, **meta))
     for number, start in enumerate(range(0, len(embeddings), chunk)):
         part = embeddings[start:start + chunk]
         rows = [IndexRow("{}.png".format(start + i), "ok", start + i, "", "")
@@ -71,6 +71,51 @@ def test_threshold_and_model_hash(tmp_path):
     make_store(str(tmp_path / "wide"), rng.randn(3, 9).astype(np.float32))
     with pytest.raises(StoreError, match="9-d"):
         match(str(tmp_path / "wide"), str(tmp_path / "g"), force=True)
+
+
+SAME_MODEL = {"weights_sha256": "c" * 64, "variant": "cvnet", "input_size": [64, 64]}
+
+
+@pytest.mark.parametrize("query, gallery, reason", [
+    ({"input_size": [64, 64]}, {"input_size": [256, 256]},
+     "embedded at 64x64 pixels and the gallery at 256x256"),
+    ({"weights_sha256": "d" * 64}, {}, "different weights (weights_sha256 dddddddddddd..."),
+    ({"variant": "cvnet_tiny"}, {}, "different architectures, cvnet_tiny and cvnet"),
+    ({}, {"dim": 9}, "query embeddings are 8-d, gallery embeddings 9-d"),
+], ids=["input-size", "weights", "architecture", "length"])
+def test_incomparable_folders_are_refused_with_no_force_offer(tmp_path, caplog, query, gallery,
+                                                             reason):
+    rng = np.random.RandomState(3)
+    folders = []
+    for name, changes in (("q", query), ("g", gallery)):
+        dim = changes.pop("dim", 8)
+        folders.append(make_store(str(tmp_path / name), rng.randn(5, dim).astype(np.float32),
+                                  model_hash=name * 64, **dict(SAME_MODEL, **changes)))
+    for force in (False, True):
+        with pytest.raises(StoreError) as caught:
+            match(*folders, force=force)
+        message = str(caught.value)
+        assert reason in message and "cannot be compared" in message
+        assert "--force" not in message  # nothing to force: the vectors are incomparable
+    assert main(["match", "--query", folders[0], "--gallery", folders[1], "--force"]) == 1
+    assert reason in caplog.text
+
+
+def test_harmless_differences_match_and_an_unproven_model_needs_force(tmp_path):
+    rng = np.random.RandomState(4)
+    gallery = rng.randn(6, 8).astype(np.float32)
+    make_store(str(tmp_path / "g"), gallery, model_hash="plan" * 16, engine="cvnet.plan",
+               normalized=True, **SAME_MODEL)
+    # Same weights, other engine file, float16, not normalised: cosine does not care.
+    make_store(str(tmp_path / "q"), gallery[:2].astype(np.float16), model_hash="onnx" * 16,
+               engine="cvnet.onnx", normalized=False, **SAME_MODEL)
+    assert match(str(tmp_path / "q"), str(tmp_path / "g"), topk=1).indices[:, 0].tolist() == [0, 1]
+    # A .plan without its sidecar is known only by its file's hash: maybe the same model.
+    make_store(str(tmp_path / "bare"), gallery[:2], model_hash="bare" * 16, engine="cvnet.plan",
+               input_size=[64, 64])
+    with pytest.raises(StoreError, match=r"may come from different models.*pass --force"):
+        match(str(tmp_path / "bare"), str(tmp_path / "g"))
+    assert match(str(tmp_path / "bare"), str(tmp_path / "g"), force=True).indices[0, 0] == 0
 
 
 def test_faiss_backend_agrees_when_installed(tmp_path):

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from jetson.store import (FORMAT, IndexRow, StoreError, chunk_paths, load_embeddings,
+from jetson.store import (FORMAT, IndexRow, StoreError, chunk_paths, file_path, load_embeddings,
                           read_meta, scan_chunks, write_chunk, write_meta)
 
 pytestmark = pytest.mark.device
@@ -59,3 +59,23 @@ def test_meta_must_be_ours(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(StoreError, match="format"):
         read_meta(str(tmp_path))
+    (tmp_path / "meta.json").write_text(json.dumps({"format": FORMAT, "format_version": 99}))
+    with pytest.raises(StoreError, match="version 99.*update cvnet"):
+        read_meta(str(tmp_path))
+
+
+def test_version_1_folders_read_with_their_plain_names(tmp_path):
+    """Format 1 wrote names as plain text: they read back in today's escaped form."""
+    folder = str(tmp_path / "old")
+    os.makedirs(folder)
+    (tmp_path / "old" / "meta.json").write_text(json.dumps(
+        {"format": FORMAT, "format_version": 1, "embedding_dim": 2, "dtype": "float32",
+         "root": "/data/caf\u00e9 100%"}))
+    np.save(chunk_paths(folder, 0)[0], np.ones((2, 2), np.float32))
+    with open(chunk_paths(folder, 0)[1], "w", encoding="utf-8") as handle:
+        handle.write("path,status,row,kind,message\n100%.png,ok,0,,\nv\u00e9hicule.png,ok,1,,\n")
+    _, rows, meta = load_embeddings(folder)
+    assert [row.path for row in rows] == ["100%25.png", "v\u00e9hicule.png"]
+    assert meta["root"] == "/data/caf\u00e9 100%25"
+    assert os.fsencode(file_path(meta["root"], rows[0].path)) == (
+        "/data/caf\u00e9 100%/100%.png".encode("utf-8"))
