@@ -22,7 +22,6 @@ They prove nothing about what TensorRT does: nothing here builds or runs a netwo
 """
 
 import inspect
-import logging
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -35,8 +34,6 @@ VERSIONS = trt_api.VERSIONS
 #: Dunder members a behaviour may add without a surface entry: Python stand-ins for C-level
 #: protocols (pybind11's buffer protocol on IHostMemory is ``bytes(memory)`` here).
 PROTOCOL_STAND_INS = frozenset(("__bytes__",))
-
-logger = logging.getLogger(__name__)
 
 
 class StandInDrift(AssertionError):
@@ -789,7 +786,8 @@ class EngineBehaviour(object):
     def get_tensor_dtype(self, name: str) -> Any:
         return getattr(self._trt.DataType, self._spec(name).dtype)
 
-    def get_tensor_profile_shape(self, name: str, profile_index: int) -> Tuple[Tuple[int, ...], ...]:
+    def get_tensor_profile_shape(self, name: str,
+                                 profile_index: int) -> Tuple[Tuple[int, ...], ...]:
         return self._trt._scenario.profile
 
     def create_execution_context(self, strategy: Any = None, runtime_config: Any = None) -> Any:

@@ -224,7 +224,8 @@ def test_calibration_images_are_found_spread_and_bad_files_skipped(metadata, tmp
     # rather than padded with zeros
     assert [len(b) for b in batches] == [3, 3]
     assert batches[0].shape == (3, 3, 64, 64) and batches[0].dtype == np.float32
-    assert "skipped" in caplog.text and "the last 1 image(s) do not fill a batch of 3" in caplog.text
+    assert "skipped" in caplog.text
+    assert "the last 1 image(s) do not fill a batch of 3" in caplog.text
 
 
 def test_calibration_folder_without_images(tmp_path):
