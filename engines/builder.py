@@ -9,11 +9,13 @@ whatever GPU runs the engine). One build:
 3. configure: a workspace limit (TensorRT 8.2's default is 0), FP16 where the GPU has fast FP16
    (TensorRT 11 has no FP16 flag: the ONNX types decide), the attention layers pinned to FP32,
    an optimisation profile for the dynamic batch, a timing cache, optionally INT8;
-4. build, then write ``cvnet.plan`` and ``cvnet.plan.json`` atomically (the sidecar is the ONNX's
-   plus an ``engine`` block, :mod:`engines.metadata`);
+4. build, with the chosen GPU's primary CUDA context current (``--device``), then write
+   ``cvnet.plan`` and ``cvnet.plan.json`` atomically (the sidecar is the ONNX's plus an
+   ``engine`` block, :mod:`engines.metadata`);
 5. measure embedding parity with ONNX Runtime on the GPU that built it, and record it.
 
-Every TensorRT API difference goes through :mod:`engines.trt_compat`.
+Every TensorRT API difference goes through :mod:`engines.trt_compat`; TensorRT's own messages
+go to the ``tensorrt`` logger (:func:`engines.trt_compat.make_logger`).
 """
 
 import contextlib
@@ -33,10 +35,10 @@ from cvnet.errors import ConfigError
 from cvnet.fileio import (check_writable, sha256_bytes, sha256_file, write_bytes_atomic,
                           write_files_atomic, write_text_atomic)
 from cvnet.tensorrt_ops import operator_support
-from engines import trt_compat
+from engines import gpu, trt_compat
 from engines.deps import require
 from engines.errors import EngineBuildError, MissingDependencyError
-from engines.gpu import gpu_info
+from engines.gpu import GpuInfo
 from engines.metadata import EngineInfo, plan_sidecar, utc_now
 
 logger = logging.getLogger(__name__)
@@ -315,16 +317,23 @@ def _parse(trt: Any, builder: Any, onnx_path: str, trt_logger: Any) -> Tuple[Any
     return network, parser
 
 
-def _load_timing_cache(config: Any, path: Optional[str]) -> None:
+def _load_timing_cache(config: Any, path: Optional[str], trt_logger: Any, version: str) -> None:
     if path is None:
         return
     data = b""
     if os.path.exists(path):
         with open(path, "rb") as handle:
             data = handle.read()
-    if not trt_compat.attach_timing_cache(config, data):
-        logger.warning("timing cache %s was made by another TensorRT or GPU; starting a new one",
-                       path)
+    status, said = trt_compat.attach_timing_cache(config, data, trt_logger)
+    heard = "; TensorRT said: {}".format(" | ".join(said)) if said else ""
+    if status == trt_compat.TIMING_CACHE_REFUSED:
+        logger.warning("timing cache %s (%d bytes) is not used: TensorRT %s refused it or said it "
+                       "will not use it (corrupt, or made by another TensorRT release or GPU)%s. "
+                       "Building with a fresh cache, which replaces the file after the build",
+                       path, len(data), version, heard)
+    elif status == trt_compat.TIMING_CACHE_NONE:
+        logger.warning("TensorRT %s could not create a timing cache%s; building without one (no "
+                       "%s is written)", version, heard, path)
     elif data:
         logger.info("using timing cache %s (%d bytes)", path, len(data))
 
@@ -332,8 +341,13 @@ def _load_timing_cache(config: Any, path: Optional[str]) -> None:
 def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptions(),
                            metadata: Optional[ArtifactMetadata] = None,
                            timing_cache: Optional[str] = None,
-                           calib_cache: Optional[str] = None) -> Tuple[bytes, EngineInfo]:
-    """Builds a serialized engine in memory.
+                           calib_cache: Optional[str] = None,
+                           onnx_sha256: Optional[str] = None) -> Tuple[bytes, EngineInfo]:
+    """Builds a serialized engine in memory, on GPU ``options.device``.
+
+    TensorRT builds on the current CUDA device, so the device's primary context is made current
+    on this thread for the whole build (:func:`engines.gpu.primary_context`), and every TensorRT
+    object of the build is gone before it is popped.
 
     Args:
         onnx_path: The ONNX file.
@@ -341,6 +355,8 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
         metadata: The ONNX sidecar, or None.
         timing_cache: Timing cache file to read and update, or None.
         calib_cache: INT8 calibration cache file (with ``options.int8``).
+        onnx_sha256: SHA-256 of the ONNX file (recorded with a calibration cache); computed
+            when needed and not given.
 
     Returns:
         The plan bytes and the engine block (``plan_sha256``/``onnx_sha256`` not yet set).
@@ -348,11 +364,23 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
     Raises:
         MissingDependencyError: TensorRT (or, for INT8, pycuda) is not installed.
         EngineBuildError: Parsing or building failed; the message has every parser error.
+        EngineError: GPU ``options.device`` does not exist or its context cannot be used.
     """
     trt = require("tensorrt", "{}: building a TensorRT engine".format(onnx_path))
+    check_opset(metadata, trt_compat.tensorrt_version(trt), onnx_path)
+    device = gpu.gpu_info(options.device)
+    if options.int8 and onnx_sha256 is None:
+        onnx_sha256 = sha256_file(onnx_path)
+    with gpu.primary_context(options.device):
+        return _build(trt, device, onnx_path, options, metadata, timing_cache, calib_cache,
+                      onnx_sha256 or "")
+
+
+def _build(trt: Any, device: GpuInfo, onnx_path: str, options: BuildOptions,
+           metadata: Optional[ArtifactMetadata], timing_cache: Optional[str],
+           calib_cache: Optional[str], onnx_sha256: str) -> Tuple[bytes, EngineInfo]:
+    """:func:`engine_bytes_from_onnx` once the device's context is current."""
     version = trt_compat.tensorrt_version(trt)
-    check_opset(metadata, version, onnx_path)
-    gpu = gpu_info(options.device)
     started = time.perf_counter()
     trt_logger = trt_compat.make_logger(trt, options.verbose)
     builder = trt.Builder(trt_logger)
@@ -400,15 +428,18 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
 
             calibration = stack.enter_context(Int8Calibration(
                 trt, builder, config, options, metadata, input_name,
-                (batch_opt,) + tuple(shapes[0][1:] if shapes else input_shape[1:]), calib_cache))
+                (batch_opt,) + tuple(shapes[0][1:] if shapes else input_shape[1:]), calib_cache,
+                onnx_sha256))
             precision = "int8"
-        _load_timing_cache(config, timing_cache)
-        logger.info("building a %s engine from %s with TensorRT %s on %s (batch %d:%d:%d, "
-                    "workspace %d MiB); on a Jetson Nano this takes minutes", precision.upper(),
-                    os.path.basename(onnx_path), version, gpu.name, batch_min, batch_opt,
-                    batch_max, options.workspace_mib)
+        _load_timing_cache(config, timing_cache, trt_logger, version)
+        logger.info("building a %s engine from %s with TensorRT %s on GPU %d, %s (batch "
+                    "%d:%d:%d, workspace %d MiB); on a Jetson Nano this takes minutes",
+                    precision.upper(), os.path.basename(onnx_path), version, device.index,
+                    device.name, batch_min, batch_opt, batch_max, options.workspace_mib)
         with _Heartbeat("building"):
             plan = trt_compat.build_serialized(builder, network, config)
+    if calibration is not None:
+        calibration.check()
     if plan is None:
         raise EngineBuildError(
             "TensorRT {} could not build an engine from {} (its log above says why). Common "
@@ -421,8 +452,8 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
             write_bytes_atomic(timing_cache, serialized)
     build_time = time.perf_counter() - started
     info = EngineInfo(
-        precision=precision, tensorrt_version=version, gpu_name=gpu.name,
-        compute_capability=gpu.compute_capability, batch_min=int(batch_min),
+        precision=precision, tensorrt_version=version, gpu_name=device.name,
+        compute_capability=device.compute_capability, batch_min=int(batch_min),
         batch_opt=int(batch_opt), batch_max=int(batch_max), dynamic_batch=shapes is not None,
         workspace_bytes=workspace, build_time_s=round(build_time, 1),
         timing_cache=os.path.basename(timing_cache) if timing_cache else None,
@@ -502,10 +533,12 @@ def build_engine(onnx_path: str, plan_path: Optional[str] = None, *,
                     else options.timing_cache)
     calib_cache = options.calib_cache or plan_path + ".calib"
     metadata = _read_onnx_sidecar(onnx_path)
+    onnx_sha256 = sha256_file(onnx_path)
 
     plan, info = engine_bytes_from_onnx(onnx_path, options=options, metadata=metadata,
-                                        timing_cache=timing_cache, calib_cache=calib_cache)
-    info = info._replace(plan_sha256=sha256_bytes(plan), onnx_sha256=sha256_file(onnx_path))
+                                        timing_cache=timing_cache, calib_cache=calib_cache,
+                                        onnx_sha256=onnx_sha256)
+    info = info._replace(plan_sha256=sha256_bytes(plan), onnx_sha256=onnx_sha256)
     if metadata is None:
         write_bytes_atomic(plan_path, plan)
         logger.info("wrote %s (no sidecar)", plan_path)

@@ -79,7 +79,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", type=int, default=8, metavar="N",
                         help="images for the parity check against ONNX Runtime after the build "
                         "(default: %(default)s; 0 skips it)")
-    parser.add_argument("--device", type=int, default=0, help="CUDA device (default: 0)")
+    parser.add_argument("--device", type=int, default=0, metavar="N",
+                        help="CUDA device to build on and to check parity on; the plan runs on "
+                        "GPUs like it (default: 0)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="TensorRT's verbose log, and debug messages")
 

@@ -1,14 +1,20 @@
-"""Which GPU is this? Name and compute capability through the CUDA driver API (ctypes).
+"""The CUDA driver API through ctypes: which GPU this is, and its primary context.
 
 The builder records the GPU in the plan's sidecar and the TensorRT runtime compares it before
 deserialising. Both ask the CUDA driver (``libcuda.so.1``, present wherever an NVIDIA driver
-is, including Jetson L4T) directly, so neither needs pycuda for it and nothing is compiled.
-Only the driver calls ``cuInit``, ``cuDeviceGet``, ``cuDeviceGetName`` and
-``cuDeviceGetAttribute`` are used, no CUDA context is created.
+is, including Jetson L4T) directly, so neither needs pycuda for it and nothing is compiled:
+:func:`gpu_info` uses ``cuInit``, ``cuDeviceGet``, ``cuDeviceGetName`` and
+``cuDeviceGetAttribute`` and creates no context.
+
+:func:`primary_context` makes a device's *primary* context (the one TensorRT's CUDA runtime
+calls and pycuda's ``retain_primary_context`` use) current on the calling thread, so that
+``cvnet-build --device N`` builds on GPU N; :func:`release_pycuda_context` ends a pycuda-retained
+one without leaving it on the thread's context stack. Both are checked here only against a
+stand-in driver (tests/engines/fake_gpu.py), never on a GPU.
 """
 
 import ctypes
-from typing import NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from engines.errors import EngineError
 
@@ -70,3 +76,86 @@ def gpu_info(index: int = 0) -> GpuInfo:
            "cuDeviceGetAttribute(minor)")
     return GpuInfo(index, name.value.decode("utf-8", "replace"),
                    "{}.{}".format(major.value, minor.value))
+
+
+def _function(driver: ctypes.CDLL, *names: str) -> Any:
+    """The first of ``names`` the driver exports (``_v2`` entry points where CUDA has them)."""
+    for name in names:
+        if hasattr(driver, name):
+            return getattr(driver, name)
+    raise EngineError("the CUDA driver has none of {}; update the NVIDIA driver".format(
+        ", ".join(names)))
+
+
+class PrimaryContext(object):
+    """Device ``index``'s primary context, retained and current on this thread inside ``with``.
+
+    Leaving pops it and releases the retain, whatever happened inside.
+
+    Raises:
+        EngineError: No driver, no such device, or the driver refused (naming the call).
+    """
+
+    def __init__(self, index: int):
+        self.index = int(index)
+        self._driver = None  # type: Optional[ctypes.CDLL]
+        self._device = ctypes.c_int()
+
+    def __enter__(self) -> "PrimaryContext":
+        driver = _load_driver()
+        _check(driver, driver.cuInit(0), "cuInit")
+        _check(driver, driver.cuDeviceGet(ctypes.byref(self._device), self.index),
+               "cuDeviceGet({})".format(self.index))
+        handle = ctypes.c_void_p()
+        _check(driver, driver.cuDevicePrimaryCtxRetain(ctypes.byref(handle), self._device),
+               "cuDevicePrimaryCtxRetain({})".format(self.index))
+        release = _function(driver, "cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease")
+        try:
+            _check(driver, _function(driver, "cuCtxPushCurrent_v2")(handle), "cuCtxPushCurrent")
+        except BaseException:
+            release(self._device)
+            raise
+        self._driver = driver
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        driver, self._driver = self._driver, None
+        if driver is None:
+            return
+        popped = ctypes.c_void_p()
+        try:
+            _check(driver, _function(driver, "cuCtxPopCurrent_v2")(ctypes.byref(popped)),
+                   "cuCtxPopCurrent")
+        finally:
+            release = _function(driver, "cuDevicePrimaryCtxRelease_v2",
+                                "cuDevicePrimaryCtxRelease")
+            _check(driver, release(self._device), "cuDevicePrimaryCtxRelease({})".format(
+                self.index))
+
+
+def primary_context(index: int) -> PrimaryContext:
+    """``with primary_context(n):`` runs its body with GPU ``n``'s primary context current."""
+    return PrimaryContext(index)
+
+
+def release_pycuda_context(context: Any) -> None:
+    """Releases a pycuda context from ``retain_primary_context`` + ``push``, and pops it.
+
+    pycuda's ``detach`` on the current context releases the retain
+    (``cuDevicePrimaryCtxRelease``) and takes it off pycuda's own stack, but the CUDA release
+    never pops a context from the thread's stack (driver API documentation), so it is popped
+    here. (Popping first would not do: ``detach`` on a context that is not current pushes it
+    before releasing it, pycuda's ``context::detach``.) Call it on the thread that pushed it,
+    with it current, after everything allocated in it is freed.
+
+    Args:
+        context: The pushed ``pycuda.driver.Context``.
+    """
+    context.detach()
+    try:
+        driver = _load_driver()
+    except EngineError:  # pycuda worked, so a driver is there; nothing more can be done
+        return
+    popped = ctypes.c_void_p()
+    _check(driver, _function(driver, "cuCtxPopCurrent_v2")(ctypes.byref(popped)),
+           "cuCtxPopCurrent")

@@ -13,15 +13,27 @@ The Jetson Nano stops at TensorRT 8.2 (JetPack 4.6); JetPack 5 has 8.5/8.6, desk
   from 10), and ``execute_async_v2`` or ``execute_async_v3``.
 
 Each function takes the imported ``tensorrt`` module and/or TensorRT objects as arguments and
-decides with ``hasattr`` (never by comparing version strings), so it can be exercised with small
-stand-ins for the 8.2 and 10/11 API surfaces. Nothing here imports ``tensorrt``.
+decides with ``hasattr`` (never by comparing version strings), so it can be exercised with
+stand-ins derived from the real API surfaces of 8.2.1, 8.6.1, 10.3.0 and 11.4.0.106
+(``tests/engines/fake_tensorrt.py``; docs/tensorrt.md says what that proves: names and
+signatures, never behaviour). Nothing here imports ``tensorrt``.
 """
 
+import logging
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from cvnet.tensorrt_ops import version_tuple
+
+#: Where TensorRT's own messages go (see :func:`make_logger`).
+TENSORRT_LOG = logging.getLogger("tensorrt")
+#: TensorRT severities -> logging levels (its INFO is build chatter: DEBUG here).
+_LEVELS = {"INTERNAL_ERROR": logging.CRITICAL, "ERROR": logging.ERROR,
+           "WARNING": logging.WARNING, "INFO": logging.DEBUG, "VERBOSE": logging.DEBUG}
+#: TensorRT DataType member -> numpy type, for :func:`numpy_dtype`'s fallback.
+_NUMPY_TYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+                "INT64": np.int64, "UINT8": np.uint8, "BOOL": np.bool_}
 
 #: How FP16 is obtained, as :func:`fp16_mode` reports it.
 FP16_BUILDER_FLAG = "builder flag"
@@ -44,8 +56,29 @@ def same_tensorrt_release(a: str, b: str) -> bool:
 
 
 def make_logger(trt: Any, verbose: bool = False) -> Any:
-    """A TensorRT logger at WARNING (or VERBOSE); it prints to stderr."""
-    return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    """A TensorRT logger (an ``ILogger`` subclass, as in every release) that uses Python logging.
+
+    TensorRT's messages go to the ``tensorrt`` logger: warnings and errors always, the rest
+    (at DEBUG) with ``verbose``. Warnings and errors are also kept, in order, in the logger's
+    ``complaints`` list, so a caller can tell what TensorRT said during one step (a timing
+    cache it will not use, why a plan does not deserialise). The object must outlive every
+    TensorRT object it is given to.
+    """
+    threshold = logging.DEBUG if verbose else logging.WARNING
+
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.complaints = []  # type: List[str]
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = _LEVELS.get(str(severity).split(".")[-1], logging.WARNING)
+            if level >= logging.WARNING:
+                self.complaints.append(str(msg))
+            if level >= threshold:
+                TENSORRT_LOG.log(level, "%s", msg)
+
+    return Logger()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,18 +235,43 @@ def build_serialized(builder: Any, network: Any, config: Any) -> Optional[bytes]
     return None if plan is None else bytes(plan)
 
 
-def attach_timing_cache(config: Any, data: bytes) -> bool:
+#: What :func:`attach_timing_cache` did with a serialized cache.
+TIMING_CACHE_USED = "used"
+TIMING_CACHE_REFUSED = "refused"
+TIMING_CACHE_NONE = "none"
+
+
+def attach_timing_cache(config: Any, data: bytes, trt_logger: Any) -> Tuple[str, List[str]]:
     """Gives the builder a timing cache made from ``data`` (b"" for a new one).
 
+    TensorRT refuses a corrupt cache, or one from another release or GPU, in one of three ways:
+    ``create_timing_cache`` returns None (and logs why), ``set_timing_cache`` returns False, or
+    it takes the cache but logs that it will not be used (8.6: "The timing cache will not be
+    used!"). Each of these, or any warning or error logged meanwhile, counts as refused: a
+    fresh cache is attached instead, so the build goes on without the file's timings and the
+    file can be replaced afterwards.
+
+    Args:
+        config: The builder config.
+        data: The serialized cache (b"" for none yet).
+        trt_logger: The logger the builder was made with (:func:`make_logger`).
+
     Returns:
-        False when TensorRT rejected ``data`` (another GPU or version); a fresh cache is attached.
+        (:data:`TIMING_CACHE_USED`, :data:`TIMING_CACHE_REFUSED` (``data`` refused, a fresh
+        cache attached) or :data:`TIMING_CACHE_NONE` (not even an empty cache could be
+        attached), the warnings and errors TensorRT logged meanwhile).
     """
+    start = len(trt_logger.complaints)
     cache = config.create_timing_cache(bytes(data))
-    accepted = config.set_timing_cache(cache, False)
-    if accepted is False and data:
-        config.set_timing_cache(config.create_timing_cache(b""), False)
-        return False
-    return True
+    accepted = cache is not None and config.set_timing_cache(cache, False) is not False
+    said = trt_logger.complaints[start:]
+    if accepted and not (data and said):
+        return TIMING_CACHE_USED, said
+    if data:
+        fresh = config.create_timing_cache(b"")
+        if fresh is not None and config.set_timing_cache(fresh, False) is not False:
+            return TIMING_CACHE_REFUSED, said
+    return TIMING_CACHE_NONE, said
 
 
 def serialized_timing_cache(config: Any) -> Optional[bytes]:
@@ -268,6 +326,25 @@ class TensorDesc(NamedTuple):
     index: int
 
 
+def numpy_dtype(trt: Any, dtype: Any) -> np.dtype:
+    """The numpy dtype of a TensorRT ``DataType``, by ``trt.nptype``.
+
+    TensorRT 8.2's ``nptype`` builds its table with ``np.bool`` on every call, an alias that
+    numpy 1.24 to 1.26 do not have (numpy 2.0 has it again), so there it raises AttributeError
+    for every type; the Jetson Nano's numpy 1.19.5 has it. Then the type is mapped here by name.
+
+    Raises:
+        TypeError: A type numpy has no equivalent of (FP8, BF16, INT4).
+    """
+    try:
+        return np.dtype(trt.nptype(dtype))
+    except AttributeError:
+        name = str(dtype).split(".")[-1]
+        if name not in _NUMPY_TYPES:
+            raise TypeError("TensorRT type {} has no numpy equivalent".format(dtype))
+        return np.dtype(_NUMPY_TYPES[name])
+
+
 def uses_tensor_api(engine: Any) -> bool:
     """Whether the engine has the tensor API (8.5+); preferred where both exist (8.5/8.6)."""
     return hasattr(engine, "num_io_tensors")
@@ -282,13 +359,13 @@ def io_tensors(engine: Any, trt: Any) -> List[TensorDesc]:
             tensors.append(TensorDesc(
                 str(name), engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
                 tuple(int(d) for d in engine.get_tensor_shape(name)),
-                np.dtype(trt.nptype(engine.get_tensor_dtype(name))), i))
+                numpy_dtype(trt, engine.get_tensor_dtype(name)), i))
     else:
         for i in range(engine.num_bindings):
             tensors.append(TensorDesc(
                 str(engine.get_binding_name(i)), bool(engine.binding_is_input(i)),
                 tuple(int(d) for d in engine.get_binding_shape(i)),
-                np.dtype(trt.nptype(engine.get_binding_dtype(i))), i))
+                numpy_dtype(trt, engine.get_binding_dtype(i)), i))
     return tensors
 
 

@@ -11,11 +11,15 @@ Order of checks when activated, cheapest and clearest first:
 
 GPU work: the device's *primary* CUDA context (the one TensorRT's runtime API and PyTorch use)
 is retained and pushed explicitly, never ``pycuda.autoinit``; page-locked host buffers and device
-buffers are sized once for the largest batch; each batch is an async copy in, an enqueue and an
-async copy out on one CUDA stream, then one synchronisation. All of it runs on the runner's one
-GPU thread (see :class:`engines.base.Runner`), and at shutdown the TensorRT objects and buffers
-are released before the context is popped. Binding API on TensorRT 8.x, tensor API where present
-(:mod:`engines.trt_compat`).
+buffers are sized once for the largest batch, the output's from the shape TensorRT reports for
+it; each batch sets the input shape, reads the output shape TensorRT derives from it, then an
+async copy in, an enqueue and an async copy out on one CUDA stream, and one synchronisation
+(also when the enqueue fails, before anything is freed). FP16 inputs and outputs are converted
+from and to float32 on the host. All of it runs on the runner's one GPU thread (see
+:class:`engines.base.Runner`); at shutdown the stream is synchronised, the TensorRT objects and
+buffers are released, then the context is popped and its retain released
+(:func:`engines.gpu.release_pycuda_context`). Binding API on TensorRT 8.x, tensor API where
+present (:mod:`engines.trt_compat`).
 """
 
 import logging
@@ -28,7 +32,7 @@ from engines import trt_compat
 from engines.base import ModelIO, Runner
 from engines.deps import INSTALL_HINTS
 from engines.errors import EngineCompatibilityError, EngineError, EngineInputError, EngineLoadError
-from engines.gpu import GpuInfo, gpu_info
+from engines.gpu import GpuInfo, gpu_info, release_pycuda_context
 from engines.metadata import check_compatible, engine_info
 
 logger = logging.getLogger(__name__)
@@ -78,9 +82,11 @@ class TrtRunner(Runner):
         self._context = None
         self._stream = None
         self._tensors = []  # type: List[trt_compat.TensorDesc]
+        self._source = None  # type: Optional[trt_compat.TensorDesc]
+        self._target = None  # type: Optional[trt_compat.TensorDesc]
         self._device_buffers = []  # type: List[Any]
         self._host_input = None
-        self._host_output = None
+        self._host_output = None  # flat: sized for the largest output TensorRT reported
         self._dynamic = False
 
     # -- checks before TensorRT sees the plan -------------------------------------------------
@@ -130,11 +136,15 @@ class TrtRunner(Runner):
         self._trt, self._cuda = trt, cuda
         try:
             cuda.init()
-            self._cuda_context = cuda.Device(self._device).retain_primary_context()
-            self._cuda_context.push()
+            context = cuda.Device(self._device).retain_primary_context()
         except cuda.Error as err:
-            self._cuda_context = None
             raise EngineError("cannot use CUDA device {}: {}".format(self._device, err))
+        try:
+            context.push()
+        except cuda.Error as err:
+            context.detach()
+            raise EngineError("cannot use CUDA device {}: {}".format(self._device, err))
+        self._cuda_context = context
         try:
             return self._load(data)
         except BaseException:
@@ -169,19 +179,28 @@ class TrtRunner(Runner):
         if self._dynamic:
             low, _, high = trt_compat.profile_shapes(self._engine, source, 0)
             batch_range = (low[0], high[0])
+            if not trt_compat.set_input_shape(self._context, source, high):
+                raise EngineLoadError("{}: TensorRT rejects its own profile's largest input "
+                                      "shape {}; rebuild it with cvnet-build".format(self.path,
+                                                                                     high))
         else:
             batch_range = (source.shape[0], source.shape[0])
-        largest = batch_range[1]
-        self._host_input = cuda.pagelocked_empty((largest,) + source.shape[1:], source.dtype)
-        self._host_output = cuda.pagelocked_empty((largest,) + target.shape[1:], target.dtype)
-        self._tensors = tensors
+        largest = trt_compat.context_shape(self._context, target)
+        if any(d < 0 for d in largest):
+            raise EngineLoadError("{}: TensorRT reports output {} shape {} for the largest "
+                                  "batch; a cvnet engine's output is (batch, D)".format(
+                                      self.path, target.name, largest))
+        self._host_input = cuda.pagelocked_empty((batch_range[1],) + source.shape[1:],
+                                                 source.dtype)
+        self._host_output = cuda.pagelocked_empty(int(np.prod(largest)), target.dtype)
+        self._tensors, self._source, self._target = tensors, source, target
         self._device_buffers = [
             cuda.mem_alloc(self._host_input.nbytes if t.is_input else self._host_output.nbytes)
             for t in tensors]
         self._stream = cuda.Stream()
         return ModelIO(input_name=source.name,
                        input_shape=(None,) + source.shape[1:] if self._dynamic else source.shape,
-                       input_dtype=source.dtype.name, output_name=target.name,
+                       input_dtype=_host_dtype(source.dtype).name, output_name=target.name,
                        output_shape=target.shape, batch_range=batch_range)
 
     def _deserialize_message(self) -> str:
@@ -195,39 +214,55 @@ class TrtRunner(Runner):
                     "{})".format(info.tensorrt_version, info.gpu_name, info.compute_capability)
         else:
             built = "it has no sidecar saying what built it"
-        return ("{}: {} could not deserialise it (TensorRT's log line above says why); {}. The "
-                "file is corrupt or was built by another TensorRT release or GPU: rebuild with "
-                "cvnet-build on this machine".format(self.path, here, built))
+        said = self._logger.complaints[-3:] if self._logger is not None else []
+        return ("{}: {} could not deserialise it ({}); {}. The file is corrupt or was built by "
+                "another TensorRT release or GPU: rebuild with cvnet-build on this "
+                "machine".format(self.path, here, "TensorRT said: " + " | ".join(said) if said
+                                 else "TensorRT gave no reason", built))
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        cuda, stream = self._cuda, self._stream
+        cuda, stream, context = self._cuda, self._stream, self._context
+        source, target = self._source, self._target
         count = len(batch)
-        host_input = self._host_input[:count]
-        np.copyto(host_input, batch)
-        source = next(t for t in self._tensors if t.is_input)
-        if self._dynamic and not trt_compat.set_input_shape(self._context, source, batch.shape):
+        if self._dynamic and not trt_compat.set_input_shape(context, source, batch.shape):
             raise EngineInputError("TensorRT rejected input shape {} (the engine's profile runs "
                                    "batches {}:{})".format(batch.shape, self.spec.batch_min,
                                                            self.spec.batch_max))
-        addresses = [int(buffer) for buffer in self._device_buffers]
-        for tensor, buffer in zip(self._tensors, self._device_buffers):
-            if tensor.is_input:
-                cuda.memcpy_htod_async(buffer, host_input, stream)
-        if not trt_compat.execute(self._context, self._tensors, addresses, stream.handle):
-            raise EngineError("{}: TensorRT failed to enqueue a batch of {}".format(self.path,
-                                                                                   count))
-        host_output = self._host_output[:count]
-        for tensor, buffer in zip(self._tensors, self._device_buffers):
-            if not tensor.is_input:
-                cuda.memcpy_dtoh_async(host_output, buffer, stream)
-        stream.synchronize()
-        return host_output.copy()
+        shape = trt_compat.context_shape(context, target)
+        if len(shape) != 2 or shape[0] != count or int(np.prod(shape)) > self._host_output.size:
+            raise EngineError("{}: for a batch of {} TensorRT reports output {} of shape {}; a "
+                              "cvnet engine gives ({}, D), one embedding per image (is this a "
+                              "cvnet engine?)".format(self.path, count, target.name, shape,
+                                                      count))
+        host_input = self._host_input[:count]
+        np.copyto(host_input, batch, casting="same_kind")  # float32 -> float16 for FP16 input
+        host_output = self._host_output[:int(np.prod(shape))].reshape(shape)
+        buffers = dict(zip((t.name for t in self._tensors), self._device_buffers))
+        cuda.memcpy_htod_async(buffers[source.name], host_input, stream)
+        try:
+            queued = trt_compat.execute(context, self._tensors,
+                                        [int(buffer) for buffer in self._device_buffers],
+                                        stream.handle)
+            if queued:
+                cuda.memcpy_dtoh_async(host_output, buffers[target.name], stream)
+        finally:
+            stream.synchronize()  # nothing may be freed or reused while the stream runs
+        if not queued:
+            raise EngineError("{}: TensorRT failed to enqueue a batch of {} (its log above says "
+                              "why)".format(self.path, count))
+        return host_output.astype(np.float32)
 
     def _deactivate(self) -> None:
         self._release()
 
     def _release(self) -> None:
-        """Frees TensorRT objects and buffers, then pops the CUDA context (in that order)."""
+        """Synchronises, frees TensorRT objects and buffers, then pops and releases the context."""
+        if self._stream is not None:
+            try:
+                self._stream.synchronize()
+            except self._cuda.Error as err:
+                logger.warning("%s: synchronising the CUDA stream at shutdown failed: %s",
+                               self.path, err)
         self._context = None  # dropping the last reference destroys the TensorRT object
         self._engine = None
         self._runtime = None
@@ -240,8 +275,12 @@ class TrtRunner(Runner):
         if self._cuda_context is not None:
             from pycuda.tools import clear_context_caches
 
-            # pop, drop the retained primary context, clear caches: pycuda's autoprimaryctx order
-            self._cuda_context.pop()
+            release_pycuda_context(self._cuda_context)
             self._cuda_context = None
             clear_context_caches()
         self._reset()
+
+
+def _host_dtype(dtype: np.dtype) -> np.dtype:
+    """What the runner takes and returns for an engine tensor of ``dtype``: FP16 as float32."""
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)

@@ -1,6 +1,7 @@
 """The shipped TensorRT operator lists and the node check the exporter relies on."""
 
 import json
+import os
 
 import pytest
 
@@ -67,3 +68,18 @@ def test_check_nodes_refuses_newer_opset():
     with pytest.raises(UnsupportedOperatorError, match="opset 17 is newer than TensorRT 8.2"):
         check_nodes([("conv1", "Conv")], support, opset=17)
     check_nodes([("conv1", "Conv")], support, opset=13)
+
+
+def test_8_2_list_is_onnx_tensorrt_8_2_ga_table():
+    """The Nano's list against onnx-tensorrt's own table for TensorRT 8.2 (branch 8.2-GA)."""
+    with open(os.path.join(os.path.dirname(__file__), "data",
+                           "onnx-tensorrt-8.2-GA-operators.json")) as handle:
+        table = json.load(handle)
+    support = operator_support("8.2")
+    with open(DATA_PATH) as handle:
+        entry = json.load(handle)["versions"]["8.2"]
+    assert support.max_opset == table["max_opset"] == 13
+    assert sorted(support.supported) == table["supported"] and len(table["supported"]) == 129
+    assert sorted(entry["unsupported"]) == table["unsupported"]
+    assert sorted(support.restrictions) == table["restricted"]
+    assert "8.2-GA" in support.source and table["commit"][:7] in support.source

@@ -6,6 +6,7 @@ and the errors a build gives without TensorRT, without calibration images or wit
 belongs to another file.
 """
 
+import logging
 import shutil
 
 import numpy as np
@@ -200,25 +201,32 @@ def test_int8_needs_calibration_images(onnx_copy):
 
 
 def test_int8_is_refused_on_a_nano_like_gpu_before_any_image_is_read(metadata, tmp_path):
-    trt, builder, config = fake.surface("8.2.1.8", fast_int8=False)
+    trt = fake.tensorrt("8.2.1", fast_int8=False)
+    builder = trt.Builder(trt_compat.make_logger(trt))
+    config = builder.create_builder_config()
     options = BuildOptions(int8=True, calib_dir=str(tmp_path / "not-read"))
     with pytest.raises(EngineBuildError, match=r"--int8 is not possible here: .*Jetson Nano"):
         with Int8Calibration(trt, builder, config, options, metadata, "images", (8, 3, 64, 64),
-                             str(tmp_path / "calib")):
+                             str(tmp_path / "calib"), "0" * 64):
             pass
-    assert config.flags == []
+    assert fake.flags(config) == []
 
 
-def test_calibration_images_are_found_spread_and_bad_files_skipped(metadata, tmp_path):
+def test_calibration_images_are_found_spread_and_bad_files_skipped(metadata, tmp_path, caplog):
     for i, path in enumerate(sorted(calibration_files(TINY_IMAGES, 100))):
         shutil.copy(path, str(tmp_path / "{}.png".format(i)))
     (tmp_path / "broken.png").write_bytes(b"not a png")
     files = calibration_files(str(tmp_path), 100)
     assert len(files) == 8
     assert len(calibration_files(str(tmp_path), 3)) == 3
-    batches = list(calibration_batches(files, spec_from_metadata(metadata), 4))
-    assert [len(b) for b in batches] == [4, 3]  # 7 images decode, the broken one is skipped
-    assert batches[0].shape == (4, 3, 64, 64) and batches[0].dtype == np.float32
+    with caplog.at_level(logging.INFO):
+        batches = list(calibration_batches(files, spec_from_metadata(metadata), 3))
+    # 7 images decode (the broken one is skipped): two whole batches, the 7th is left out
+    # rather than padded with zeros
+    assert [len(b) for b in batches] == [3, 3]
+    assert batches[0].shape == (3, 3, 64, 64) and batches[0].dtype == np.float32
+    assert "skipped" in caplog.text
+    assert "the last 1 image(s) do not fill a batch of 3" in caplog.text
 
 
 def test_calibration_folder_without_images(tmp_path):

@@ -101,3 +101,21 @@ def test_env_lists_the_packages(capsys):
     out = capsys.readouterr().out
     for name in ("python", "numpy", "cv2", "onnxruntime", "tensorrt", "pycuda", "gpu"):
         assert name in out
+
+
+def test_cvnet_build_device_option_builds_on_that_gpu(tmp_path, monkeypatch, capsys):
+    """On stand-ins of TensorRT 10.3.0 and a CUDA driver with two GPUs (nothing is built)."""
+    from tests.engines import fake_gpu
+    from tests.engines import fake_tensorrt as fake
+
+    gpu = fake_gpu.FakeGpu([fake_gpu.NANO, fake_gpu.DESKTOP])
+    gpu.install(monkeypatch)
+    trt = fake.tensorrt("10.3.0", gpu=gpu)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    onnx = str(tmp_path / "cvnet.onnx")
+    shutil.copy(TINY_ONNX, onnx)
+    copy_sidecar(onnx)
+    assert build_main([onnx, "--device", "1", "--verify", "0"]) == 0
+    assert fake_gpu.DESKTOP[0] in capsys.readouterr().out
+    assert [e for e in gpu.events if e.startswith(("retain", "push"))] == ["retain 1", "push 1"]
+    assert gpu.problems() == []

@@ -1,14 +1,20 @@
-"""The TensorRT runner: checks that run anywhere, and real builds and runs on a GPU.
+"""The TensorRT runner: checks that run anywhere, on stand-ins, and real runs on a GPU.
 
 Tests marked ``trt`` and ``gpu`` build the tiny fixture graph into plans with the installed
 TensorRT and run them with pycuda; they are skipped, with the reason, where TensorRT, pycuda or a
 CUDA GPU is missing. The others need neither: they check what the runner refuses before
-TensorRT is imported.
+TensorRT is imported, and the sequence of TensorRT, pycuda and CUDA driver calls it makes on
+stand-ins (tests/engines/fake_tensorrt.py, derived from the real API surfaces of each release,
+and tests/engines/fake_gpu.py, a hand-written pycuda and driver over pretend memory and streams).
+Those prove the order and names of the calls (context push and release, shapes read after the
+input shape is set, synchronisation before anything is freed, FP16 conversion), never that
+TensorRT, pycuda or a GPU behave as the stand-ins do.
 """
 
 import json
 import os
 import shutil
+import sys
 import threading
 
 import numpy as np
@@ -22,6 +28,8 @@ from engines.errors import (EngineCompatibilityError, EngineError, EngineLoadErr
                             MissingDependencyError)
 from engines.metadata import EngineInfo, plan_sidecar
 from engines.trt_runner import TrtRunner
+from tests.engines import fake_gpu
+from tests.engines import fake_tensorrt as fake
 from tests.fixtures import TINY_ONNX, load_expected, row_cosine, tiny_image_paths
 
 PLAN_BYTES = b"stand-in bytes: not a TensorRT plan" * 10
@@ -67,6 +75,107 @@ def test_without_tensorrt_the_runner_says_what_to_install(tmp_path):
         pass
     with pytest.raises(MissingDependencyError, match=r"needs tensorrt.*JetPack"):
         open_engine(_write_plan(tmp_path)).activate()
+
+
+# ---------------------------------------------------------------------------------------------
+# On stand-ins of TensorRT, pycuda and the CUDA driver
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    gpu = fake_gpu.FakeGpu()
+    gpu.install(monkeypatch)
+    return gpu
+
+
+def _stand_in_plan(monkeypatch, tmp_path, gpu, version, **scenario):
+    trt = fake.tensorrt(version, gpu=gpu, **scenario)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return trt, _write_plan(tmp_path, tensorrt_version=trt.__version__)
+
+
+def _batch(count):
+    return np.random.RandomState(count).uniform(-2, 2, (count, 3, 64, 64)).astype(np.float32)
+
+
+def _rows(batch):
+    """What the stand-in engine computes: each output row is its input row's first 96 values."""
+    return batch.reshape(len(batch), -1)[:, :96]
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("version", fake.VERSIONS)
+def test_runner_on_stand_ins_runs_batches_and_leaves_nothing_behind(monkeypatch, tmp_path, gpu,
+                                                                    version):
+    trt, plan = _stand_in_plan(monkeypatch, tmp_path, gpu, version)
+    with open_engine(plan) as runner:
+        assert (runner.spec.batch_min, runner.spec.batch_max) == (1, 8)
+        out = runner.infer(_batch(11))  # a batch of 8, then one of 3
+    np.testing.assert_array_equal(out, _rows(_batch(11)))
+    assert gpu.problems() == []  # synchronised, freed, popped, released
+    shutdown = [e for e in gpu.events if e.split()[0] in ("synchronize", "free", "release",
+                                                          "pop", "clear_context_caches")]
+    assert shutdown[-7:] == ["synchronize", "synchronize", "free", "free", "release 0", "pop",
+                             "clear_context_caches"]
+    shape_calls = [n for n in trt._log.names()
+                   if n.endswith(("set_input_shape", "set_binding_shape", "get_tensor_shape",
+                                  "get_binding_shape")) and n.startswith("IExecutionContext")]
+    # the largest batch at load, then per batch: set the input shape, read the output's
+    assert shape_calls[-2:] == [shape_calls[-4], shape_calls[-3]] and len(shape_calls) == 6
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("version", fake.VERSIONS)
+def test_fp16_inputs_and_outputs_are_converted_on_the_host(monkeypatch, tmp_path, gpu, version):
+    io = (fake.TensorSpec("images", True, (-1, 3, 64, 64), "HALF"),
+          fake.TensorSpec("embeddings", False, (-1, 96), "HALF"))
+    _, plan = _stand_in_plan(monkeypatch, tmp_path, gpu, version, io=io)
+    with open_engine(plan) as runner:
+        assert runner.spec.dtype == "float32"
+        out = runner.infer(_batch(5))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, _rows(_batch(5)), rtol=1e-3, atol=1e-3)
+    assert not np.array_equal(out, _rows(_batch(5)))  # it did go through float16
+    assert gpu.problems() == []
+
+
+@pytest.mark.device
+def test_output_shape_is_read_from_tensorrt_not_assumed(monkeypatch, tmp_path, gpu):
+    _, plan = _stand_in_plan(monkeypatch, tmp_path, gpu, "10.3.0", output_rows=1)
+    with open_engine(plan) as runner:
+        with pytest.raises(EngineError, match=r"for a batch of 4 TensorRT reports output "
+                                              r"embeddings of shape \(1, 96\)"):
+            runner.infer(_batch(4))
+    assert gpu.problems() == []
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("version", ["8.2.1", "11.4.0.106"])
+def test_failed_enqueue_synchronises_before_anything_is_freed(monkeypatch, tmp_path, gpu,
+                                                              version):
+    _, plan = _stand_in_plan(monkeypatch, tmp_path, gpu, version, enqueue_ok=False)
+    with open_engine(plan) as runner:
+        with pytest.raises(EngineError, match="failed to enqueue a batch of 3"):
+            runner.infer(_batch(3))
+        assert not any(gpu.streams.values())  # synchronised before the error left _infer
+    assert gpu.problems() == []  # so the queued copy had run before its buffer was freed
+
+
+@pytest.mark.device
+def test_plan_tensorrt_cannot_deserialise_is_refused_with_its_words(monkeypatch, tmp_path, gpu):
+    _, plan = _stand_in_plan(monkeypatch, tmp_path, gpu, "8.6.1", deserialize_ok=False)
+    with pytest.raises(EngineCompatibilityError, match=r"could not deserialise it \(TensorRT "
+                                                       r"said: .*Magic tag does not match\)"):
+        open_engine(plan).activate()
+    assert gpu.problems() == []
+
+
+@pytest.mark.device
+def test_a_missing_gpu_is_an_error_not_a_leak(monkeypatch, tmp_path, gpu):
+    _, plan = _stand_in_plan(monkeypatch, tmp_path, gpu, "8.2.1")
+    with pytest.raises(EngineError, match="CUDA device 3"):
+        open_engine(plan, device=3).activate()
+    assert gpu.problems() == []
 
 
 # ---------------------------------------------------------------------------------------------
