@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
         try:  # one baseline that fails to export or run loses no other
             for target in default_targets([arch], **options):
                 rows += measure(target, args.batch, warmup=args.warmup,
-                                min_time=args.min_time, threads=threads)
+                                min_time=args.min_time, e2e=args.e2e, threads=threads)
         except (CVNetError, RuntimeError) as err:
             logger.error("baseline %s failed, skipped: %s", arch, err)
     report = build_report(rows, load_table2(), probe_environment(),

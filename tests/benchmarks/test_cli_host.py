@@ -86,11 +86,12 @@ def test_a_torch_only_run_exports_nothing(tmp_path, monkeypatch, capsys):
     assert prepared.onnx is None and prepared.params == 53194  # from bench.json, reused
 
 
-def test_baselines_of_a_torch_only_run_are_not_exported(monkeypatch):
-    """PPLR alone was a 94 MB ONNX file that a --backend torch run never used."""
+def test_baselines_of_a_torch_only_run_are_not_exported_and_time_end_to_end(monkeypatch):
+    """PPLR alone was a 94 MB ONNX file that a --backend torch run never used; and the
+    baselines get end-to-end rows like CVNet."""
     from benchmarks import cli, models
 
-    calls = []
+    calls, measured = [], []
 
     def fake_prepare(arch, **kwargs):
         calls.append((arch, kwargs["onnx"]))
@@ -98,7 +99,9 @@ def test_baselines_of_a_torch_only_run_are_not_exported(monkeypatch):
                                     gmacs=1.0, input_size=(64, 64))
 
     monkeypatch.setattr(models, "prepare_model", fake_prepare)
-    monkeypatch.setattr(cli, "measure", lambda *args, **kwargs: [])
+    monkeypatch.setattr(cli, "measure",
+                        lambda target, *args, **kwargs: measured.append(kwargs["e2e"]) or [])
     monkeypatch.setattr(cli, "markdown_report", lambda report: "")
-    assert main(["--baselines", "--backend", "torch", "--min-time", "0"]) == 0
+    assert main(["--baselines", "--backend", "torch", "--e2e", "--min-time", "0"]) == 0
     assert len(calls) == 9 and not any(onnx for _, onnx in calls)
+    assert measured == [True] * 9
