@@ -101,40 +101,29 @@ class Step(NamedTuple):
     needs: Tuple[str, ...] = ()
 
 
-class Paths(NamedTuple):
-    """Where a check writes: everything under its output folder ``root``."""
+class Paths:
+    """Where a check writes: everything under its output folder ``root``.
 
-    root: str
+    Attributes:
+        root: The output folder.
+        logs: One ``<step>.log`` per step, and the tests' JUnit XML.
+        synth: The synthetic set.
+        train: The training run folder; ``model`` its final checkpoint.
+        bench_json, eval_json, junit: What the benchmark, cvnet-eval and pytest write.
+    """
 
-    @property
-    def logs(self) -> str:
-        return os.path.join(self.root, "logs")
-
-    @property
-    def synth(self) -> str:
-        return os.path.join(self.root, "synth")
-
-    @property
-    def train(self) -> str:
-        return os.path.join(self.root, "train")
-
-    @property
-    def model(self) -> str:
-        return os.path.join(self.train, "model.pt")
-
-    @property
-    def bench_json(self) -> str:
-        return os.path.join(self.root, "bench.json")
-
-    @property
-    def eval_json(self) -> str:
-        return os.path.join(self.root, "eval.json")
-
-    @property
-    def junit(self) -> str:
-        return os.path.join(self.logs, "tests.xml")
+    def __init__(self, root: str):
+        self.root = root
+        self.logs = os.path.join(root, "logs")
+        self.synth = os.path.join(root, "synth")
+        self.train = os.path.join(root, "train")
+        self.model = os.path.join(self.train, "model.pt")
+        self.bench_json = os.path.join(root, "bench.json")
+        self.eval_json = os.path.join(root, "eval.json")
+        self.junit = os.path.join(self.logs, "tests.xml")
 
     def log(self, step: str) -> str:
+        """The log file of ``step``."""
         return os.path.join(self.logs, step + ".log")
 
 

@@ -15,7 +15,8 @@ from cvnet.models.cvnet import CVNetOutput  # noqa: E402
 from cvnet.models.dfc import Collaboration, FilterAttention, FilterMixed  # noqa: E402
 from cvnet.training import amp as amp_module  # noqa: E402
 from cvnet.training.amp import grad_scaler, resolve_amp  # noqa: E402
-from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss, pairwise_euclidean  # noqa: E402
+from cvnet.training.losses import (ReIDLoss, batch_hard_triplet_loss,  # noqa: E402
+                                   pairwise_euclidean)
 
 TOLERANCE = 0.02  # relative, as the issue asks
 

@@ -122,7 +122,7 @@ def test_a_checkpoint_with_non_finite_values_is_never_written(tmp_path):
     assert sha256(path) == before and not os.path.exists(str(tmp_path / "other.pt"))
 
 
-# --- end to end: an injected NaN -------------------------------------------------------------------
+# --- end to end: an injected NaN ---------------------------------------------------------------
 
 def _run_args(data, output, epochs):
     """The flags cvnet-train and cvnet-search share, for a tiny CPU run of STEPS per epoch."""
