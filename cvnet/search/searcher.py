@@ -227,7 +227,6 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
     return _write_result(config, model, history, weight_ids, arch_ids)
 
 
-
 def format_weights(weights: np.ndarray) -> str:
     """The per-position softmax weights as a Markdown table, heaviest op marked with ``*``."""
     lines = ["| position | " + " | ".join(SEARCH_SPACE) + " | chosen |",
