@@ -77,7 +77,8 @@ def test_a_torch_only_run_exports_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export.pipeline, "export_model", no_export)
     cache = str(tmp_path / "cache")
     assert main(["--arch", "cvnet_tiny", "--input-size", "32", "--batch", "2", "--min-time", "0",
-                 "--warmup", "0", "--backend", "torch,torch-eager", "--cache-dir", cache]) == 0
+                 "--warmup", "0", "--backend", "torch,torch-eager", "--cache-dir", cache,
+                 "--threads", "1"]) == 0
     assert sorted(os.listdir(os.path.join(cache, "cvnet_tiny-32x32"))) == ["bench.json",
                                                                           "model.pt"]
     text = capsys.readouterr().out
