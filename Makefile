@@ -2,6 +2,7 @@
 #   make demo         host venv + cvnet, then the main job: cvnet-bench on built-in defaults
 #   make test         host venv + cvnet, then the whole test suite
 #   make test-device  Python 3.6 venv with the JetPack 4.6 pins and no torch, then the device tests
+#   make gpu-check    on a CUDA machine: the GPU half end to end, report in gpu-check/ (docs/gpu.md)
 PYTHON ?= python3
 VENV ?= .venv
 # The local CPU wheel on CI machines; `make TORCH_SPEC=torch` for a CUDA build.
@@ -18,7 +19,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 endef
 
-.PHONY: demo test test-device
+.PHONY: demo test test-device gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +46,9 @@ $(DEVICE_VENV)/.installed:
 test-device: $(DEVICE_VENV)/.installed
 	$(DEVICE_VENV)/bin/python -m compileall -q $(DEVICE_SOURCES) tests
 	$(call run_pytest,$(DEVICE_VENV)/bin/python,-m device)
+
+# No venv and no network: $(PYTHON) must already have a CUDA build of torch, numpy, opencv,
+# tqdm and pytest (make gpu-check PYTHON=/path/to/python). Extra flags: GPU_CHECK_ARGS="--epochs 20".
+GPU_CHECK_OUT ?= gpu-check
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m cvnet.gpucheck --output $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)

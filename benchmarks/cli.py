@@ -68,9 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", metavar="PATH",
                         help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
                              "(PyTorch); default: export the untrained paper CVNet")
-    parser.add_argument("--backend", type=_backends, metavar="torch|onnxruntime|tensorrt",
+    parser.add_argument("--backend", type=_backends,
+                        metavar="torch|torch-eager|onnxruntime|tensorrt",
                         help="backend(s), comma-separated; default: torch,onnxruntime, or the "
-                             "one that opens --engine")
+                             "one that opens --engine. torch on a GPU replays CUDA graphs "
+                             "(channels-last, cuDNN autotuning); torch-eager is plain eager "
+                             "PyTorch. A run without onnxruntime exports nothing")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         help="device; default: cuda for .plan files, else cpu")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
@@ -117,7 +120,8 @@ def plan_targets(args: argparse.Namespace, threads: int
         return [engine_target(args.engine, backend=backend, device=args.device,
                               precision=args.precision, threads=threads,
                               input_size=args.input_size,
-                              arch=args.arch if args.arch != "cvnet" else None)], {}
+                              arch=args.arch if args.arch != "cvnet" else None,
+                              batch_max=max(args.batch))], {}
     options = dict(backends=args.backend or list(DEFAULT_BACKENDS), device=args.device or "cpu",
                    precision=args.precision, threads=threads, input_size=args.input_size,
                    batch_max=max(args.batch), cache=args.cache_dir)
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
         try:  # one baseline that fails to export or run loses no other
             for target in default_targets([arch], **options):
                 rows += measure(target, args.batch, warmup=args.warmup,
-                                min_time=args.min_time, threads=threads)
+                                min_time=args.min_time, e2e=args.e2e, threads=threads)
         except (CVNetError, RuntimeError) as err:
             logger.error("baseline %s failed, skipped: %s", arch, err)
     report = build_report(rows, load_table2(), probe_environment(),

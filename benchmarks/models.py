@@ -1,11 +1,13 @@
 """The models a default run benchmarks, prepared once in a cache folder (host side).
 
 For a registered model name this writes, under ``<cache>/<arch>-<H>x<W>[-fp16]/``, an untrained
-checkpoint (``model.pt``, seed 0), its ONNX export (``model.onnx`` + sidecar, through
-:func:`export.pipeline.export_model`) and ``bench.json`` (GMACs, the request it answers). A
-later run reuses them when ``bench.json`` and the sidecar match the request. torch, cvnet's model
-code and the exporter are imported inside :func:`prepare_model` only: this module imports on the
-device, where a default run (no ``--engine``) is not possible and says so.
+checkpoint (``model.pt``, seed 0), ``bench.json`` (parameters, GMACs, the request it answers)
+and, when a backend needs it, the ONNX export (``model.onnx`` + sidecar, through
+:func:`export.pipeline.export_model`) for the batch range the run asks for. A PyTorch-only run
+exports nothing. A later run reuses the files when ``bench.json`` (and the sidecar, for ONNX)
+match the request. torch, cvnet's model code and the exporter are imported inside
+:func:`prepare_model` only: this module imports on the device, where a default run (no
+``--engine``) is not possible and says so.
 """
 
 import json
@@ -21,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 #: Where default runs keep their exports unless --cache-dir or $CVNET_CACHE says otherwise.
 DEFAULT_CACHE = os.path.join("~", ".cache", "cvnet", "bench")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: bench.json records the parameters; the ONNX export is optional
 
 
 class PreparedModel(NamedTuple):
@@ -30,7 +32,8 @@ class PreparedModel(NamedTuple):
     Attributes:
         arch: Registered model name.
         checkpoint: The ``.pt`` file (PyTorch backend).
-        onnx: The ``.onnx`` file with its sidecar (ONNX Runtime; TensorRT builds from it).
+        onnx: The ``.onnx`` file with its sidecar (ONNX Runtime; TensorRT builds from it); None
+            when none was asked for.
         params: Parameters without ID classifiers, as the sidecar records them.
         gmacs: Multiply-accumulates of one image, billions.
         input_size: (height, width).
@@ -38,7 +41,7 @@ class PreparedModel(NamedTuple):
 
     arch: str
     checkpoint: str
-    onnx: str
+    onnx: Optional[str]
     params: int
     gmacs: float
     input_size: Tuple[int, int]
@@ -60,42 +63,54 @@ def _request(arch: str, input_size: Tuple[int, int], batch_max: int, half: bool
             "batch_max": batch_max, "half": half}
 
 
-def _cached(folder: str, request: Dict[str, Any]) -> Optional[PreparedModel]:
-    """The cached model when its files exist and answer ``request``; None otherwise."""
+def _cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[PreparedModel]:
+    """The cached model when its files exist and answer ``request``; None otherwise.
+
+    Args:
+        folder: The model's cache folder.
+        request: What the run needs (:func:`_request`).
+        onnx: The run needs the ONNX export too, for at least ``request["batch_max"]``.
+    """
     onnx_path = os.path.join(folder, "model.onnx")
     info_path = os.path.join(folder, "bench.json")
     checkpoint = os.path.join(folder, "model.pt")
-    if not all(os.path.isfile(p) for p in (onnx_path, sidecar_path(onnx_path), info_path,
-                                           checkpoint)):
+    needed = [info_path, checkpoint] + ([onnx_path, sidecar_path(onnx_path)] if onnx else [])
+    if not all(os.path.isfile(p) for p in needed):
         return None
     try:
         with open(info_path) as handle:
             info = json.load(handle)
-        meta = read_sidecar(sidecar_path(onnx_path))
+        meta = read_sidecar(sidecar_path(onnx_path)) if onnx else None
     except (OSError, ValueError, CVNetError) as err:
-        logger.info("cache at %s unusable (%s); exporting again", folder, err)
+        logger.info("cache at %s unusable (%s); preparing again", folder, err)
         return None
     height, width = request["input_size"]
-    matches = (info.get("version") == CACHE_VERSION and meta.variant == request["arch"]
-               and (meta.input_height, meta.input_width) == (height, width)
-               and meta.batch_max >= request["batch_max"]
-               and (meta.graph_precision == "fp16") == request["half"])
+    matches = all(info.get(key) == request[key] for key in ("version", "arch", "input_size"))
+    if meta is not None:
+        matches = (matches and meta.variant == request["arch"]
+                   and (meta.input_height, meta.input_width) == (height, width)
+                   and meta.batch_max >= request["batch_max"]
+                   and (meta.graph_precision == "fp16") == request["half"])
     if not matches:
         return None
-    return PreparedModel(arch=request["arch"], checkpoint=checkpoint, onnx=onnx_path,
-                         params=int(meta.param_count), gmacs=float(info["gmacs"]),
-                         input_size=(height, width))
+    return PreparedModel(arch=request["arch"], checkpoint=checkpoint,
+                         onnx=onnx_path if onnx else None, params=int(info["params"]),
+                         gmacs=float(info["gmacs"]), input_size=(height, width))
 
 
 def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_max: int = 32,
-                  half: bool = False, cache: Optional[str] = None) -> PreparedModel:
-    """An untrained ``arch`` as a checkpoint and an ONNX file, from the cache or made now.
+                  half: bool = False, onnx: bool = True,
+                  cache: Optional[str] = None) -> PreparedModel:
+    """An untrained ``arch`` as a checkpoint (and an ONNX file), from the cache or made now.
 
     Args:
         arch: Registered model name (``cvnet``, a baseline such as ``bot``, ``cvnet_tiny``).
         input_size: (height, width) in pixels.
-        batch_max: Largest batch the ONNX file must accept.
+        batch_max: Largest batch the ONNX file must accept: its dynamic batch range is
+            1..batch_max.
         half: Export an FP16 graph.
+        onnx: Export to ONNX at all (ONNX Runtime or TensorRT will run it); False for a
+            PyTorch-only run.
         cache: Cache folder (see :func:`cache_dir`).
 
     Raises:
@@ -110,29 +125,36 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
 
     from cvnet.models import build_model
     from cvnet.models.checkpoint import save_checkpoint
-    from cvnet.models.summary import count_macs
-    from export.pipeline import ExportOptions, export_model
+    from cvnet.models.summary import count_macs, param_count
 
     height, width = int(input_size[0]), int(input_size[1])
     request = _request(arch, (height, width), int(batch_max), bool(half))
     folder = os.path.join(cache_dir(cache), "{}-{}x{}{}".format(arch, height, width,
                                                                 "-fp16" if half else ""))
-    cached = _cached(folder, request)
+    cached = _cached(folder, request, onnx)
     if cached is not None:
-        logger.info("%s: using the cached export in %s", arch, folder)
+        logger.info("%s: using the cached model in %s", arch, folder)
         return cached
     os.makedirs(folder, exist_ok=True)
-    logger.info("%s: building an untrained model and exporting it to %s", arch, folder)
+    onnx_path = os.path.join(folder, "model.onnx")
+    for stale in (onnx_path, sidecar_path(onnx_path)):  # from an older cache layout or model
+        if os.path.exists(stale):
+            os.remove(stale)
+    logger.info("%s: building an untrained model in %s", arch, folder)
     torch.manual_seed(0)
     model = build_model(arch).eval()
     checkpoint = save_checkpoint(os.path.join(folder, "model.pt"), model, arch=arch)
-    gmacs = count_macs(model, (3, height, width)).get("", 0) / 1e9
+    gmacs = round(count_macs(model, (3, height, width)).get("", 0) / 1e9, 4)
+    params = param_count(model)
     del model
-    result = export_model(checkpoint, ExportOptions(
-        output=os.path.join(folder, "model.onnx"), arch=arch, input_size=(height, width),
-        dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False))
-    info = dict(request, gmacs=round(gmacs, 4))
+    if onnx:
+        from export.pipeline import ExportOptions, export_model
+
+        logger.info("%s: exporting to ONNX for batches 1..%d", arch, batch_max)
+        onnx_path = export_model(checkpoint, ExportOptions(
+            output=onnx_path, arch=arch, input_size=(height, width),
+            dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False)).onnx_path
+    info = dict(request, gmacs=gmacs, params=params)
     write_text_atomic(os.path.join(folder, "bench.json"), json.dumps(info, indent=2) + "\n")
-    return PreparedModel(arch=arch, checkpoint=checkpoint, onnx=result.onnx_path,
-                         params=int(result.metadata.param_count), gmacs=round(gmacs, 4),
-                         input_size=(height, width))
+    return PreparedModel(arch=arch, checkpoint=checkpoint, onnx=onnx_path if onnx else None,
+                         params=params, gmacs=gmacs, input_size=(height, width))

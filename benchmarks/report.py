@@ -26,7 +26,8 @@ class BenchRow(NamedTuple):
 
     Attributes:
         model: Registered model name (or the sidecar's variant).
-        backend: ``pytorch``, ``onnxruntime`` or ``tensorrt``.
+        backend: ``pytorch`` (eager), ``pytorch-graphs`` (CUDA-graph replay), ``onnxruntime``
+            or ``tensorrt``.
         device: ``cpu`` or ``cuda`` (what ran the network).
         precision: ``fp32`` or ``fp16``.
         batch: Images per batch.
@@ -159,6 +160,8 @@ def ratios(rows: Sequence[BenchRow]) -> Dict[str, float]:
     """The headline ratios, per model and batch where both sides were measured.
 
     ``<model> onnxruntime/pytorch b<N>``: ONNX Runtime over PyTorch network throughput;
+    ``<model> pytorch-graphs/pytorch b<N>``: CUDA-graph replay over eager PyTorch (at batch 1,
+    how many times lower its latency is);
     ``<model> <backend> e2e/network b<N>``: end-to-end over network-only throughput.
     """
     index = {(r.model, r.backend, r.batch, r.mode): r.throughput for r in rows}
@@ -166,8 +169,9 @@ def ratios(rows: Sequence[BenchRow]) -> Dict[str, float]:
     for (model, backend, batch, mode), value in sorted(index.items()):
         if mode != "network":
             continue
-        if backend == "onnxruntime" and (model, "pytorch", batch, "network") in index:
-            out["{} onnxruntime/pytorch b{}".format(model, batch)] = (
+        if (backend in ("onnxruntime", "pytorch-graphs")
+                and (model, "pytorch", batch, "network") in index):
+            out["{} {}/pytorch b{}".format(model, backend, batch)] = (
                 value / index[(model, "pytorch", batch, "network")])
         if (model, backend, batch, "e2e") in index:
             out["{} {} e2e/network b{}".format(model, backend, batch)] = (

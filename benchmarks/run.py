@@ -23,12 +23,18 @@ from benchmarks.timing import time_end_to_end, time_network
 
 logger = logging.getLogger(__name__)
 
-#: CLI backend name -> the runner's ``backend`` name and the file suffixes it opens.
+#: CLI backend name -> the file suffixes it opens. ``torch`` is the PyTorch runner as every
+#: command uses it (CUDA graphs, channels-last and cuDNN autotuning on a GPU; eager on the CPU);
+#: ``torch-eager`` is plain eager PyTorch on any device, the reference the graphs are measured
+#: against.
 BACKENDS = {
-    "torch": ("pytorch", (".pt", ".pth")),
-    "onnxruntime": ("onnxruntime", (".onnx",)),
-    "tensorrt": ("tensorrt", (".plan", ".engine")),
+    "torch": (".pt", ".pth"),
+    "torch-eager": (".pt", ".pth"),
+    "onnxruntime": (".onnx",),
+    "tensorrt": (".plan", ".engine"),
 }
+#: The CLI backends that run a PyTorch checkpoint.
+TORCH_BACKENDS = ("torch", "torch-eager")
 #: Side of the synthetic crops used for timing, pixels (resized to the model input).
 IMAGE_SIZE = 256
 #: Distinct encoded images the end-to-end loop cycles through.
@@ -70,7 +76,7 @@ def backend_of_path(path: str) -> str:
         BenchError: No backend opens that suffix.
     """
     suffix = os.path.splitext(path)[1].lower()
-    for name, (_, suffixes) in BACKENDS.items():
+    for name, suffixes in BACKENDS.items():
         if suffix in suffixes:
             return name
     raise BenchError("cannot tell the backend of --engine {!r} from its suffix {!r}; expected "
@@ -79,21 +85,28 @@ def backend_of_path(path: str) -> str:
 
 
 def runner_options(backend: str, device: str, precision: str, threads: int,
-                   input_size: Tuple[int, int], arch: Optional[str] = None) -> Dict[str, Any]:
+                   input_size: Tuple[int, int], arch: Optional[str] = None,
+                   batch_max: Optional[int] = None) -> Dict[str, Any]:
     """Options for :func:`engines.open_engine` on ``backend``.
 
     ONNX Runtime on the CPU gets ``threads`` intra-op threads (physical cores) with its default
-    ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs eager under
-    ``torch.inference_mode`` with ``torch.set_num_threads(threads)`` (set by :func:`measure`).
+    ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs under
+    ``torch.inference_mode`` with ``torch.set_num_threads(threads)`` (set by :func:`measure`),
+    with CUDA graphs on a GPU unless ``backend`` is ``torch-eager``, and accepts batches up to
+    ``batch_max`` (a checkpoint fixes no batch range).
     """
     if backend == "onnxruntime":
         providers = (["CPUExecutionProvider"] if device == "cpu"
                      else ["CUDAExecutionProvider", "CPUExecutionProvider"])
         return {"providers": providers, "threads": threads}
-    if backend == "torch":
+    if backend in TORCH_BACKENDS:
         options = {"device": device, "half": precision == "fp16", "input_size": input_size}
+        if backend == "torch-eager":
+            options["cuda_graphs"] = False
         if arch:
             options["arch"] = arch
+        if batch_max:
+            options["batch_range"] = (1, int(batch_max))
         return options
     return {}
 
@@ -107,7 +120,7 @@ def check_request(backend: str, device: str, precision: str) -> None:
     if backend not in BACKENDS:
         raise BenchError("unknown backend {!r}; expected one of {}".format(
             backend, ", ".join(sorted(BACKENDS))))
-    if backend == "torch" and precision == "fp16" and device == "cpu":
+    if backend in TORCH_BACKENDS and precision == "fp16" and device == "cpu":
         raise BenchError("PyTorch FP16 needs a GPU; pass --device cuda, or --precision fp32 "
                          "on the CPU")
     if backend == "tensorrt" and device == "cpu":
@@ -171,7 +184,7 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
     from engines import open_engine
 
     sync, gpu_memory = None, lambda: None
-    if target.backend == "torch":
+    if target.backend in TORCH_BACKENDS:
         sync, gpu_memory = _torch_hooks(target, threads)
     rows = []
     with open_engine(target.path, **target.options) as runner:
@@ -211,8 +224,12 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
 
 
 def engine_target(path: str, *, backend: Optional[str], device: Optional[str], precision: str,
-                  threads: int, input_size: Tuple[int, int], arch: Optional[str]) -> Target:
+                  threads: int, input_size: Tuple[int, int], arch: Optional[str],
+                  batch_max: int) -> Target:
     """The target for a file given with ``--engine``.
+
+    Args:
+        batch_max: The largest batch the run asks for (a ``.pt`` file runs any).
 
     Raises:
         BenchError: The file is missing, or ``backend`` disagrees with its suffix.
@@ -221,19 +238,25 @@ def engine_target(path: str, *, backend: Optional[str], device: Optional[str], p
         raise BenchError("--engine {}: no such file; give the .plan, .onnx or .pt file to "
                          "benchmark (cvnet-export and cvnet-build write them)".format(path))
     found = backend_of_path(path)
-    if backend is not None and backend != found:
+    if backend is not None and path.lower().endswith(BACKENDS[backend]):
+        found = backend  # torch-eager runs .pt files too
+    elif backend is not None:
         raise BenchError("--backend {} cannot run {} (a {} file); drop --backend or pass the "
                          "matching file".format(backend, path, found))
     device = device or ("cuda" if found == "tensorrt" else "cpu")
     check_request(found, device, precision)
     return Target(model="", path=path, backend=found, device=device, precision=precision,
-                  options=runner_options(found, device, precision, threads, input_size, arch))
+                  options=runner_options(found, device, precision, threads, input_size, arch,
+                                         batch_max))
 
 
 def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: str,
                     precision: str, threads: int, input_size: Tuple[int, int], batch_max: int,
                     cache: Optional[str]) -> List[Target]:
-    """Untrained models exported to the cache, one target per (model, backend). Host only.
+    """Untrained models prepared in the cache, one target per (model, backend). Host only.
+
+    The ONNX export is made only when ONNX Runtime is among ``backends``, for batches
+    1..``batch_max`` (the largest the run asks for); a PyTorch-only run exports nothing.
 
     Raises:
         BenchError: TensorRT was asked for (it needs an engine built on the device).
@@ -247,14 +270,15 @@ def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: st
             raise BenchError("a default run does not build TensorRT engines; build one with "
                              "cvnet-build cvnet.onnx and pass --engine cvnet.plan")
     targets = []
+    onnx = "onnxruntime" in backends
     for arch in archs:
         prepared = prepare_model(arch, input_size=input_size, batch_max=batch_max,
-                                 half=precision == "fp16" and "onnxruntime" in backends,
-                                 cache=cache)
+                                 half=precision == "fp16" and onnx, onnx=onnx, cache=cache)
         for backend in backends:
-            path = prepared.checkpoint if backend == "torch" else prepared.onnx
+            path = prepared.checkpoint if backend in TORCH_BACKENDS else prepared.onnx
             targets.append(Target(
                 model=arch, path=path, backend=backend, device=device, precision=precision,
-                options=runner_options(backend, device, precision, threads, input_size, arch),
+                options=runner_options(backend, device, precision, threads, input_size, arch,
+                                       batch_max),
                 params=prepared.params, gmacs=prepared.gmacs))
     return targets

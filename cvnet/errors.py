@@ -38,3 +38,7 @@ class ExportError(CVNetError):
 
 class VerificationError(ExportError):
     """An exported graph does not compute what the PyTorch model computes, within tolerance."""
+
+
+class DivergenceError(CVNetError):
+    """Training produced a non-finite loss, weight or BatchNorm statistic and was stopped."""

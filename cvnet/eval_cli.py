@@ -2,8 +2,9 @@
 
 Prints mAP, Rank-1/5/10 and mINP per protocol (A2G and G2A for cross-view data; VeRi-776 and
 VehicleID use their own protocols, VehicleID as the mean +- std of 10 random gallery draws).
-A ``.pt`` checkpoint runs with PyTorch (host); ``.onnx`` and ``.plan`` files run through the
-engines package (ONNX Runtime, TensorRT), also on the device. Torch-free at import time.
+A ``.pt`` checkpoint runs with PyTorch (host; on CUDA by CUDA-graph replay unless ``--eager``);
+``.onnx`` and ``.plan`` files run through the engines package (ONNX Runtime, TensorRT), also on
+the device. Torch-free at import time.
 
 Examples::
 
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="PyTorch device for .pt checkpoints (default auto)")
+    parser.add_argument("--eager", action="store_true",
+                        help=".pt on CUDA: run eager PyTorch instead of replaying CUDA graphs")
     parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
     parser.add_argument("--visualize", metavar="OUT.png",
                         help="write ranked lists (query + top-k, green = right, red = wrong) "
@@ -55,12 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def embedder_from_path(path: str, stack: contextlib.ExitStack, *,
-                       device: str = "auto") -> Tuple[Embedder, str]:
+def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
+                       batch_size: int = 64, eager: bool = False) -> Tuple[Embedder, str]:
     """Opens a model file with :func:`engines.open_engine`; returns its embedder and a description.
 
     The runner (a PyTorch model, an ONNX Runtime session or a TensorRT engine) is closed by
-    ``stack``.
+    ``stack``. A ``.pt`` checkpoint runs batches of up to ``batch_size`` images on ``device``,
+    by CUDA-graph replay on a GPU unless ``eager``.
     """
     if not os.path.exists(path):
         raise CVNetError("model file {} does not exist".format(path))
@@ -74,6 +78,9 @@ def embedder_from_path(path: str, stack: contextlib.ExitStack, *,
         from cvnet.training.trainer import resolve_device  # torch: host only, .pt only
 
         options["device"] = str(resolve_device(device))
+        options["batch_range"] = (1, max(1, int(batch_size)))
+        if eager:
+            options["cuda_graphs"] = False
     runner = stack.enter_context(open_engine(path, **options))
     spec = runner.spec
     return runner.embed, "{} ({}, {}x{})".format(os.path.basename(path), runner.backend,
@@ -97,7 +104,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> str:
     """Evaluates and writes the requested files; returns the Markdown report."""
     dataset = load_dataset(args.data, None if args.format == "auto" else args.format,
                            test_size=args.test_size)
-    embed, description = embedder_from_path(args.model, stack, device=args.device)
+    embed, description = embedder_from_path(args.model, stack, device=args.device,
+                                            batch_size=args.batch_size, eager=args.eager)
     protocols = args.protocol or list(standard_protocols(dataset))
     report = evaluate(embed, dataset, protocols, trials=args.trials,
                       batch_size=args.batch_size)

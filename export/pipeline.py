@@ -33,7 +33,7 @@ from cvnet.errors import ConfigError, VerificationError
 from cvnet.fileio import write_files_atomic, check_writable, sha256_bytes
 from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
 from cvnet.models.registry import build_model, list_models
-from cvnet.models.summary import is_classifier
+from cvnet.models.summary import param_count
 from cvnet.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                 supports_uint8_input)
@@ -247,11 +247,6 @@ def _embedding_dim(model: nn.Module, input_size: Tuple[int, int]) -> int:
     return int(out.shape[1])
 
 
-def _param_count(model: nn.Module) -> int:
-    """Parameters without the ID classifiers (what the paper counts; as cvnet-summary counts)."""
-    return sum(p.numel() for name, p in model.named_parameters() if not is_classifier(name))
-
-
 def build_metadata(model: nn.Module, origin: Dict[str, Any], options: ExportOptions,
                    graph: onnx.ModelProto, *, input_dtype: str, embedding_dim: int,
                    report: Optional[VerificationReport], onnx_path: str) -> ArtifactMetadata:
@@ -265,7 +260,7 @@ def build_metadata(model: nn.Module, origin: Dict[str, Any], options: ExportOpti
         format=FORMAT, format_version=FORMAT_VERSION, artifact_type="onnx",
         file=os.path.basename(onnx_path), model=type(model).__name__,
         variant=origin["variant"], model_kwargs=origin["model_kwargs"],
-        param_count=_param_count(model), input_name=INPUT_NAME,
+        param_count=param_count(model), input_name=INPUT_NAME,
         input_layout="NHWC" if in_graph else "NCHW", input_dtype=input_dtype,
         input_height=height, input_width=width, channel_order="RGB",
         mean=IN_GRAPH if in_graph else mean, std=IN_GRAPH if in_graph else std,

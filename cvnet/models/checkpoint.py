@@ -105,6 +105,19 @@ def _check_safe(value: Any, where: str) -> None:
                       "(str, int, float, bool, None, list, dict) or a tensor")
 
 
+def _non_finite(value: Any, where: str) -> List[str]:
+    """Where the floating-point tensors in a (nested) checkpoint value hold NaN or inf."""
+    if isinstance(value, torch.Tensor):
+        finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
+        return [] if finite else [where]
+    if isinstance(value, (list, tuple)):
+        return [name for i, item in enumerate(value) for name in _non_finite(item, f"{where}[{i}]")]
+    if isinstance(value, dict):
+        return [name for key, item in value.items()
+                for name in _non_finite(item, f"{where}[{key!r}]")]
+    return []
+
+
 def save_checkpoint(path: str, model: nn.Module, *, arch: str,
                     model_kwargs: Optional[Mapping[str, Any]] = None, epoch: Optional[int] = None,
                     metrics: Optional[Mapping[str, Any]] = None,
@@ -129,6 +142,8 @@ def save_checkpoint(path: str, model: nn.Module, *, arch: str,
     Raises:
         ConfigError: ``arch`` is not registered, or a value is of a type that
             ``torch.load(weights_only=True)`` cannot read back.
+        CheckpointError: A weight, buffer or saved tensor holds NaN or inf (a diverged run);
+            nothing is written, so the file already at ``path`` stays as it was.
         OutputPathError: The file cannot be written.
     """
     if arch not in list_models():
@@ -147,6 +162,13 @@ def save_checkpoint(path: str, model: nn.Module, *, arch: str,
     }
     for key in ("model_kwargs", "epoch", "metrics", "config", "extra"):
         _check_safe(checkpoint[key], key)
+    bad = _non_finite(checkpoint["state_dict"], "state_dict") + _non_finite(checkpoint["extra"],
+                                                                           "extra")
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CheckpointError(f"refusing to write {path}: {len(bad)} tensor(s) hold NaN or inf "
+                              f"({', '.join(bad[:5])}{more}), so the model diverged; the file "
+                              "already there is left as it was")
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
     return os.path.abspath(path)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from cvnet.errors import ConfigError
 from cvnet.models.layers import ConvBnAct, LightConv, channel_mean_max
+from cvnet.models.precision import float32_region, to_dtype, to_float32
 
 Pair = Tuple[torch.Tensor, torch.Tensor]
 
@@ -145,8 +146,10 @@ class FilterAttention(nn.Module):
     ``A1 = softmax(rowmax(E) - E)``, ``out1 = gamma * A1 X1 + X1``; branch 2 uses ``E^T``. One
     scalar ``gamma``, initialised to 0, so the op starts as the identity.
 
-    Note: E sums N products (4096 at stage 1 of a 256x256 input) and can overflow FP16; engine
-    builds can keep these MatMul/Softmax layers in FP32.
+    E sums N products (4096 at stage 1 of a 256x256 input): it overflows FP16, and FP16's 11
+    significant bits blur the differences its softmax reads. So the op runs in FP32 whatever
+    the model runs in (an FP32 island, :mod:`cvnet.models.precision`) and returns the input's
+    dtype; ONNX FP16 graphs and engine builds keep these MatMul/Softmax layers in FP32 too.
     """
 
     def __init__(self):
@@ -155,11 +158,15 @@ class FilterAttention(nn.Module):
 
     def forward(self, pair: Pair) -> Pair:
         x1, x2 = pair
-        q1, q2 = x1.flatten(2), x2.flatten(2)  # (B, C, N)
-        energy = torch.bmm(q1, q2.transpose(1, 2))  # (B, C, C)
-        out1 = self._attend(energy, q1).view_as(x1)
-        out2 = self._attend(energy.transpose(1, 2), q2).view_as(x2)
-        return self.gamma * out1 + x1, self.gamma * out2 + x2
+        with float32_region(x1):
+            f1, f2 = to_float32(x1), to_float32(x2)
+            q1, q2 = f1.flatten(2), f2.flatten(2)  # (B, C, N) FP32
+            energy = torch.bmm(q1, q2.transpose(1, 2))  # (B, C, C)
+            out1 = self._attend(energy, q1).view_as(x1)
+            out2 = self._attend(energy.transpose(1, 2), q2).view_as(x2)
+            gamma = to_float32(self.gamma)
+            y1, y2 = gamma * out1 + f1, gamma * out2 + f2
+        return to_dtype(y1, x1.dtype), to_dtype(y2, x2.dtype)
 
     @staticmethod
     def _attend(energy: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -174,6 +181,10 @@ class FilterMixed(nn.Module):
     continuous relaxation). ``arch_logits`` (4,), zero-initialised so the ops start equally
     weighted, are the architecture parameters ``cvnet-search`` trains with Adam; every other
     parameter here is a network weight.
+
+    The softmax and the mixture run in FP32 (an FP32 island): the gradient of each mixing
+    weight sums one product per activation of the cell (millions at stage 1), which FP16
+    cannot hold. The outputs have the inputs' dtype.
 
     Args:
         channels: Channels C of each branch.
@@ -191,10 +202,12 @@ class FilterMixed(nn.Module):
         return torch.softmax(self.arch_logits, dim=0)
 
     def forward(self, pair: Pair) -> Pair:
-        weights = self.weights()
         outputs = [candidate(pair) for candidate in self.candidates]
-        return (sum(w * out[0] for w, out in zip(weights, outputs)),
-                sum(w * out[1] for w, out in zip(weights, outputs)))
+        with float32_region(pair[0]):
+            weights = to_float32(self.weights())
+            mixed = [sum(w * to_float32(out[b]) for w, out in zip(weights, outputs))
+                     for b in (0, 1)]
+        return to_dtype(mixed[0], pair[0].dtype), to_dtype(mixed[1], pair[1].dtype)
 
 
 def make_filter(code: str, channels: int, *, gate_reduction: int = 16) -> nn.Module:

@@ -84,6 +84,11 @@ def is_classifier(path: str) -> bool:
     return any("classifier" in part for part in path.split("."))
 
 
+def param_count(model: nn.Module) -> int:
+    """Parameters without the ID classifiers: what the paper counts and the sidecar records."""
+    return sum(p.numel() for name, p in model.named_parameters() if not is_classifier(name))
+
+
 def _block_label(path: str) -> str:
     """The row a module or parameter path is reported in: ``"stages.0.1.x"`` -> ``"stage 1"``."""
     parts = path.split(".")

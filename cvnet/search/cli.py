@@ -13,8 +13,8 @@ import sys
 from typing import Optional, Sequence
 
 from cvnet.errors import CVNetError
-from cvnet.training.cli import (add_run_arguments, config_from_args, load_training_set,
-                                setup_logging)
+from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code,
+                                load_training_set, setup_logging)
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                "identities, the ReID loss) with Adam steps on the architecture logits (the other "
                "half); logs the op weights per position after every epoch (table, history.json, "
                "weights.png) and writes the argmax sequence to ops.json in --output. Training "
-               "flags and --config keys are cvnet-train's.")
+               "flags, --config keys and exit codes are cvnet-train's.")
     add_run_arguments(parser, defaults)
     parser.add_argument("--arch-lr", type=float,
                         help=f"Adam learning rate of the architecture logits "
@@ -54,7 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = search(config, paths, labels, resume=args.resume)
     except CVNetError as err:
         logger.error("%s", err)
-        return 2
+        return exit_code(err)
     print(format_weights(result.weights))
     print("\nsearched ops: {}  (written to {})".format(result.ops, result.ops_path))
     return 0

@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from cvnet.errors import ConfigError, CVNetError
 from cvnet.fileio import write_text_atomic
-from cvnet.training.cli import add_run_arguments, config_from_args, run_training, setup_logging
+from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code, run_training,
+                                setup_logging)
 from cvnet.training.config import TrainConfig, config_differences
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results = compare(config, strategy_ops(names, searched, positions))
     except CVNetError as err:
         logger.error("%s", err)
-        return 2
+        return exit_code(err)
     print(format_comparison(results))
     return 0
 

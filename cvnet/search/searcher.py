@@ -12,10 +12,14 @@ then one weight step on a batch of the *weight* half:
   has only seen the weight half's identities, so cross-entropy on the other half is
   meaningless; MSINet uses a separate class memory there, the triplet term needs none.
 
-The search runs in FP32 on one process (the logits' gradients are small; AMP would mostly round
-them away). After every epoch it logs the softmax weights per position, writes
-``history.json`` and ``weights.png`` and saves ``search_last.pt`` for ``--resume``; at the end
-it writes the derived sequence to ``ops.json``.
+The search runs on one process, with mixed precision on CUDA like training (``--no-amp``,
+``--amp-dtype``): the architecture logits, their softmax and the mixture of the op outputs stay
+in FP32 (:class:`~cvnet.models.dfc.FilterMixed`), and FP16 runs scale both losses, each with its
+own gradient scaler, so the logits' small gradients do not underflow. A divergence guard
+(:mod:`cvnet.training.guard`) stops the search at its first non-finite loss or weight, before
+``search_last.pt`` is written. After every epoch it logs the softmax weights per position,
+writes ``history.json`` and ``weights.png`` and saves ``search_last.pt`` for ``--resume``; at
+the end it writes the derived sequence to ``ops.json``.
 """
 
 import dataclasses
@@ -37,7 +41,10 @@ from cvnet.models.dfc import SEARCH_SPACE
 from cvnet.search.config import SearchConfig
 from cvnet.search.supernet import (ARCH_PARAMETER, arch_parameters, build_supernet,
                                    derive_ops, op_weights, position_names, weights_table)
+from cvnet.training.amp import autocast, grad_scaler, load_scaler_state, resolve_amp
 from cvnet.training.data import build_train_loader
+from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left,
+                                  divergence_hint)
 from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss
 from cvnet.training.optim import Optimizers
 from cvnet.training.trainer import load_resume_checkpoint, resolve_device
@@ -156,49 +163,66 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
                                       weight_decay=config.arch_weight_decay)
     criterion = ReIDLoss(label_smoothing=config.label_smoothing,
                          triplet_margin=config.triplet_margin)
+    amp = resolve_amp(config.amp, config.amp_dtype, device)
+    scalers = {"weight": grad_scaler(amp), "arch": grad_scaler(amp)}
     make_folders(config.output)
     start_epoch, history = 0, []
     if resume:
-        start_epoch, history = _restore(config, model, optimizers, arch_optimizer)
+        start_epoch, history = _restore(config, model, optimizers, arch_optimizer, scalers)
+    guard = DivergenceGuard(
+        model, steps_per_epoch=steps, hint=divergence_hint(lr=config.lr, amp=amp.name),
+        saved=lambda: checkpoints_left([os.path.join(config.output, RESUME_FILE)],
+                                       history[-1]["epoch"] if history else None))
     logger.info("searching %d positions of %s: %d weight identities (%d images), %d "
-                "architecture identities (%d images), %d epochs of %d steps on %s",
+                "architecture identities (%d images), %d epochs of %d steps on %s, %s",
                 len(arch_parameters(model)), config.arch, len(weight_ids),
                 len(weight_data.dataset), len(arch_ids), len(arch_data.dataset), config.epochs,
-                steps, device)
+                steps, device, "AMP " + amp.name if amp.enabled else "FP32")
 
     arch_batches = _cycle(arch_data, start_epoch)  # a resumed run does not replay batches
     for epoch in range(start_epoch, config.epochs):
         weight_data.set_epoch(epoch)
         model.train()
-        totals = {"weight_loss": 0.0, "arch_loss": 0.0}
+        totals = torch.zeros(2, device=device)  # weight loss, architecture loss: summed here
         progress = tqdm(total=steps, desc=f"search {epoch + 1}/{config.epochs}", leave=False)
         for step, (images, targets) in enumerate(weight_data.loader):
             if step >= steps:
                 break
             arch_images, arch_targets = next(arch_batches)
-            arch_loss = triplet_objective(model(arch_images.to(device)), arch_targets.to(device),
+            with autocast(amp, device):
+                arch_output = model(arch_images.to(device))
+            arch_loss = triplet_objective(arch_output, arch_targets.to(device),
                                           config.triplet_margin)
             arch_optimizer.zero_grad(set_to_none=True)
-            arch_loss.backward()
-            arch_optimizer.step()
+            scalers["arch"].scale(arch_loss).backward()  # a disabled scaler passes through
+            scalers["arch"].step(arch_optimizer)
+            scalers["arch"].update()
 
-            loss, _ = criterion(model(images.to(device)), targets.to(device))
+            with autocast(amp, device):
+                output = model(images.to(device))
+            loss, _ = criterion(output, targets.to(device))
+            guard.observe(epoch, step, arch_loss, loss)  # no GPU wait
             optimizers.zero_grad()
-            loss.backward()
-            optimizers.step()
-            totals["weight_loss"] += float(loss.detach())
-            totals["arch_loss"] += float(arch_loss.detach())
+            scalers["weight"].scale(loss).backward()
+            optimizers.step(scalers["weight"])
+            scalers["weight"].update()
+            totals += torch.stack([loss.detach(), arch_loss.detach()])
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.3f}", arch=f"{arch_loss.item():.3f}")
+            if step % CHECK_EVERY == 0:  # reading values waits for the GPU: not every step
+                guard.check(epoch, step)
+                progress.set_postfix(loss=f"{loss.item():.3f}", arch=f"{arch_loss.item():.3f}")
         progress.close()
+        guard.check(epoch, steps - 1)  # before anything of this epoch is written
         weights = op_weights(model)
+        mean_losses = (totals / max(1, steps)).tolist()
         history.append({"epoch": epoch + 1, "ops": derive_ops(model),
                         "weights": weights.round(6).tolist(),
-                        **{k: round(v / max(1, steps), 6) for k, v in totals.items()}})
+                        "weight_loss": round(mean_losses[0], 6),
+                        "arch_loss": round(mean_losses[1], 6)})
         logger.info("epoch %d: weight loss %.4f, architecture loss %.4f, ops %s\n%s",
                     epoch + 1, history[-1]["weight_loss"], history[-1]["arch_loss"],
                     history[-1]["ops"], format_weights(weights))
-        _write_epoch(config, model, optimizers, arch_optimizer, history)
+        _write_epoch(config, model, optimizers, arch_optimizer, scalers, history)
 
     return _write_result(config, model, history, weight_ids, arch_ids)
 
@@ -223,7 +247,9 @@ def _heatmap_png(weights: np.ndarray, title: str) -> bytes:
 
 
 def _write_epoch(config: SearchConfig, model: nn.Module, optimizers: Optimizers,
-                 arch_optimizer: torch.optim.Optimizer, history: List[Dict[str, Any]]) -> None:
+                 arch_optimizer: torch.optim.Optimizer,
+                 scalers: Dict[str, "torch.amp.GradScaler"],
+                 history: List[Dict[str, Any]]) -> None:
     """history.json, weights.png and search_last.pt after an epoch, each written atomically."""
     epoch = history[-1]["epoch"]
     write_text_atomic(os.path.join(config.output, HISTORY_FILE),
@@ -238,17 +264,21 @@ def _write_epoch(config: SearchConfig, model: nn.Module, optimizers: Optimizers,
                     epoch=epoch, config=config.to_dict(),
                     extra={"optimizers": optimizers.state_dict(),
                            "arch_optimizer": arch_optimizer.state_dict(),
+                           "scalers": {k: v.state_dict() for k, v in scalers.items()},
                            "history": json.dumps(history)})
 
 
 def _restore(config: SearchConfig, model: nn.Module, optimizers: Optimizers,
-             arch_optimizer: torch.optim.Optimizer) -> Tuple[int, List[Dict[str, Any]]]:
+             arch_optimizer: torch.optim.Optimizer,
+             scalers: Dict[str, "torch.amp.GradScaler"]) -> Tuple[int, List[Dict[str, Any]]]:
     path = os.path.join(config.output, RESUME_FILE)
     checkpoint = load_resume_checkpoint(path, config, must_match=("arch", "model_kwargs",
                                                                   "split_ratio", "seed"))
     model.load_state_dict(checkpoint.state_dict)
     optimizers.load_state_dict(checkpoint.extra["optimizers"])
     arch_optimizer.load_state_dict(checkpoint.extra["arch_optimizer"])
+    for name, scaler in scalers.items():  # searches saved before AMP have no scaler state
+        load_scaler_state(scaler, checkpoint.extra.get("scalers", {}).get(name, {}), path)
     logger.info("resuming %s after epoch %d", path, checkpoint.epoch)
     return checkpoint.epoch, json.loads(checkpoint.extra["history"])
 

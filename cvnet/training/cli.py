@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from cvnet.datasets import (Dataset, check_images, identity_labels, load_dataset,
                             standard_protocols)
-from cvnet.errors import CVNetError
+from cvnet.errors import CVNetError, DivergenceError
 from cvnet.evaluation import EvaluationReport, evaluate, format_report
 from cvnet.preprocess import PreprocessConfig
 from cvnet.training.config import TrainConfig, config_from_mapping, load_config
@@ -26,6 +26,16 @@ if TYPE_CHECKING:  # torch-importing; loaded lazily below
     from cvnet.models.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
+
+#: Exit codes of the training commands (cvnet-train, cvnet-search, cvnet-compare-ops).
+EXIT_ERROR = 2  # bad data, configuration or checkpoint
+EXIT_DIVERGED = 3  # the run was stopped at a non-finite loss or weight
+
+
+def exit_code(err: CVNetError) -> int:
+    """The exit code of a training command that failed with ``err``."""
+    return EXIT_DIVERGED if isinstance(err, DivergenceError) else EXIT_ERROR
+
 
 def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
                       resume: bool = True) -> None:
@@ -68,6 +78,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
     parser.add_argument("--max-steps-per-epoch", type=int,
                         help="cap iterations per epoch (quick runs; default: full epochs)")
     parser.add_argument("--seed", type=int, help="seed of sampling and augmentation")
+    parser.add_argument("--no-amp", action="store_true",
+                        help="train in FP32 on CUDA too (default: mixed precision on CUDA)")
+    parser.add_argument("--amp-dtype", choices=("fp16", "bf16"),
+                        help=f"mixed-precision dtype on CUDA (default {defaults.amp_dtype}; bf16 "
+                             "needs compute capability 8.0+ and no loss scaling)")
     if resume:
         parser.add_argument("--resume", action="store_true",
                             help="continue the interrupted run in --output")
@@ -78,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cvnet-train", description=__doc__.split("\n\n")[0],
         epilog="Defaults are the paper's recipe (350 epochs, SGD lr 0.065, batch 64 = 16 ids x "
                "4 images, 256x256); a --config TOML file may set any of them, and flags given "
-               "here override the file.")
+               "here override the file. Exit codes: 2 bad input or settings, 3 the run "
+               "diverged (a NaN or inf loss or weight; the last good checkpoints are kept).")
     add_run_arguments(parser, TrainConfig())
     parser.add_argument("--ops", help="filtration ops of the DFC stages: 12 codes like "
                                       "GAGGGGGNGEAA or the ops.json cvnet-search wrote "
@@ -89,7 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--protocols", nargs="+",
                         help="protocols evaluated during training (default: the dataset's "
                              "standard ones, A2G and G2A for cross-view data)")
-    parser.add_argument("--no-amp", action="store_true", help="disable FP16 autocast on CUDA")
     return parser
 
 
@@ -125,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         checkpoint = run_training(config, resume=args.resume)
     except CVNetError as err:
         logger.error("%s", err)
-        return 2
+        return exit_code(err)
     if checkpoint is not None:
         initial = checkpoint.extra.get("initial_metrics")
         if initial:

@@ -54,7 +54,9 @@ class TrainConfig:
         flip_prob: Horizontal flip probability [0.5].
         pad: Padding before random crop, pixels [10].
         erase_prob: Random erasing probability [0.5].
-        amp: Mixed precision (FP16 autocast) on CUDA [paper: on].
+        amp: Mixed precision (autocast) on CUDA [paper: on, FP16].
+        amp_dtype: Its dtype, ``fp16`` (with a gradient scaler) or ``bf16`` (GPUs of compute
+            capability 8.0 or newer).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         workers: Data-loading processes per training process.
         eval_every: Evaluate (and checkpoint) every N epochs; the last epoch always.
@@ -87,6 +89,7 @@ class TrainConfig:
     pad: int = 10
     erase_prob: float = 0.5
     amp: bool = True
+    amp_dtype: str = "fp16"
     device: str = "auto"
     workers: int = 2
     eval_every: int = 10

@@ -1,15 +1,20 @@
 """The training loop: P x K batches, AMP on CUDA, DDP under torchrun, atomic checkpoints, resume.
 
+A divergence guard (:mod:`cvnet.training.guard`) stops the run at its first non-finite loss,
+weight or BatchNorm statistic, before anything non-finite is saved. Every epoch's mean losses,
+learning rates, speed and (when evaluated) metrics go to ``history.json`` in the run folder.
+
 Single process: ``fit(...)`` directly. Several processes (GPUs or CPU ranks on the gloo
 backend): launch with ``torchrun --nproc_per_node N -m cvnet.training.cli ...``; each process
 reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from the environment torchrun sets.
 """
 
 import dataclasses
+import json
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -18,11 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cvnet.errors import ConfigError
-from cvnet.fileio import make_folders
+from cvnet.fileio import make_folders, write_text_atomic
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from cvnet.training.amp import autocast, grad_scaler, load_scaler_state, resolve_amp
 from cvnet.training.config import TrainConfig, config_differences
 from cvnet.training.data import build_train_loader
+from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left,
+                                  divergence_hint)
 from cvnet.training.losses import ReIDLoss
 from cvnet.training.optim import Optimizers
 
@@ -32,8 +40,8 @@ logger = logging.getLogger(__name__)
 EvaluateFn = Callable[[nn.Module], Dict[str, Dict[str, float]]]
 
 MODEL_FILE = "model.pt"
-_POSTFIX_EVERY = 10  # iterations between progress-bar loss updates
 RESUME_FILE = "last.pt"
+HISTORY_FILE = "history.json"
 
 
 class Distributed(NamedTuple):
@@ -104,8 +112,8 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
                             adam_lr=config.adam_lr, total_steps=steps_per_epoch * config.epochs,
                             warmup_steps=steps_per_epoch * config.warmup_epochs,
                             min_lr_ratio=config.min_lr_ratio, schedule=config.lr_schedule)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp = resolve_amp(config.amp, config.amp_dtype, device)
+    scaler = grad_scaler(amp)
     criterion = ReIDLoss(label_smoothing=config.label_smoothing,
                          triplet_margin=config.triplet_margin)
     make_folders(config.output)  # durable: it holds the checkpoints
@@ -113,58 +121,97 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
     if resume:
         start_epoch, metrics = _restore(os.path.join(config.output, RESUME_FILE), config, model,
                                         optimizers, scaler)
+    saved_epoch = start_epoch or None
+    guard = DivergenceGuard(
+        model, steps_per_epoch=steps_per_epoch,
+        hint=divergence_hint(lr=config.lr, amp=amp.name), distributed=world.world_size > 1,
+        saved=lambda: checkpoints_left([os.path.join(config.output, RESUME_FILE),
+                                        os.path.join(config.output, MODEL_FILE)], saved_epoch))
     initial_metrics = {}
+    history = _read_history(config.output, start_epoch) if world.is_main else []
     if evaluate is not None and start_epoch == 0 and world.is_main:
         initial_metrics = evaluate(model.eval())  # the untrained baseline, for comparison
         logger.info("before training: %s", _format_metrics(initial_metrics))
+        history = [{"epoch": 0, "metrics": initial_metrics}]
     net = DistributedDataParallel(model) if world.world_size > 1 else model
     if world.is_main:
-        logger.info("training %s (%d identities, %d images) on %s x%d: %d epochs of %d steps",
-                    config.arch, num_classes, len(data.dataset), device, world.world_size,
+        logger.info("training %s (%d identities, %d images) on %s x%d, %s: %d epochs of %d "
+                    "steps", config.arch, num_classes, len(data.dataset), device,
+                    world.world_size, "AMP " + amp.name if amp.enabled else "FP32",
                     config.epochs, steps_per_epoch)
 
     for epoch in range(start_epoch, config.epochs):
         data.set_epoch(epoch)
         net.train()
-        started, seen = time.perf_counter(), 0
+        started, seen, done = time.perf_counter(), 0, 0
+        sums = None  # the epoch's summed loss parts, kept on the device
         progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
                         disable=not world.is_main, leave=False)
         for step, (images, labels) in enumerate(data.loader):
             if step >= steps_per_epoch:
                 break
             images, labels = images.to(device, non_blocking=True), labels.to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            with autocast(amp, device):
                 output = net(images)
             loss, parts = criterion(output, labels)
+            guard.observe(epoch, step, loss)  # no GPU wait: the flag stays on the device
+            step_parts = torch.stack([loss.detach()] + list(parts.values()))
+            sums = step_parts if sums is None else sums + step_parts
             optimizers.zero_grad()
-            scaler.scale(loss).backward()
-            optimizers.step(scaler if use_amp else None)
-            if use_amp:
-                scaler.update()
+            scaler.scale(loss).backward()  # a disabled scaler (FP32, BF16) passes through
+            optimizers.step(scaler)
+            scaler.update()
             seen += images.shape[0] * world.world_size
+            done += 1
             progress.update(1)
-            # .item() syncs the GPU: not every step
-            if world.is_main and step % _POSTFIX_EVERY == 0:
-                progress.set_postfix(loss=f"{loss.item():.3f}",
-                                     img_s=f"{seen / (time.perf_counter() - started):.1f}")
+            # Reading a value waits for the GPU: only every CHECK_EVERY steps, on every rank.
+            if step % CHECK_EVERY == 0:
+                guard.check(epoch, step)
+                if world.is_main:
+                    progress.set_postfix(loss=f"{loss.item():.3f}",
+                                         img_s=f"{seen / (time.perf_counter() - started):.1f}")
         progress.close()
+        guard.check(epoch, steps_per_epoch - 1)  # before evaluating or saving anything
+        speed = seen / (time.perf_counter() - started)
+        means = dict(zip(["loss"] + list(parts), (sums / max(1, done)).tolist()))
         if world.is_main:
-            logger.info("epoch %d: loss %.4f (%s), lr %s, %.1f img/s", epoch + 1, loss.item(),
-                        ", ".join(f"{k} {v:.3f}" for k, v in parts.items()),
-                        ", ".join(f"{lr:.2e}" for lr in optimizers.learning_rates()),
-                        seen / (time.perf_counter() - started))
+            logger.info("epoch %d: mean loss %.4f (%s), lr %s, %.1f img/s", epoch + 1,
+                        means["loss"], ", ".join(f"{k} {v:.3f}" for k, v in means.items()
+                                                 if k != "loss"),
+                        ", ".join(f"{lr:.2e}" for lr in optimizers.learning_rates()), speed)
+            history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()},
+                            "lr": optimizers.learning_rates(), "images_per_s": round(speed, 1),
+                            "precision": amp.name})
         last_epoch = epoch + 1 == config.epochs
         if (epoch + 1) % max(1, config.eval_every) == 0 or last_epoch:
             if world.is_main:
                 if evaluate is not None:
                     metrics = evaluate(model.eval())
                     logger.info("epoch %d: %s", epoch + 1, _format_metrics(metrics))
+                    history[-1]["metrics"] = metrics
                 _save(config, model, optimizers, scaler, epoch + 1, metrics, initial_metrics)
+            saved_epoch = epoch + 1
             if world.world_size > 1:
                 dist.barrier()
+        if world.is_main:
+            write_text_atomic(os.path.join(config.output, HISTORY_FILE),
+                              json.dumps({"arch": config.arch, "epochs": history}, indent=1))
     if world.world_size > 1:
         dist.destroy_process_group()
     return os.path.join(config.output, MODEL_FILE)
+
+
+def _read_history(folder: str, epochs: int) -> List[Dict[str, Any]]:
+    """The first ``epochs`` entries of a run's history.json (and its epoch 0), for a resumed
+    run; empty when there is none or it is unreadable."""
+    if epochs == 0:
+        return []
+    try:
+        with open(os.path.join(folder, HISTORY_FILE), encoding="utf-8") as handle:
+            entries = json.load(handle)["epochs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [entry for entry in entries if entry.get("epoch", epochs + 1) <= epochs]
 
 
 def _format_metrics(metrics: Dict[str, Dict[str, float]]) -> str:
@@ -212,6 +259,6 @@ def _restore(path: str, config: TrainConfig, model: nn.Module, optimizers: Optim
     checkpoint = load_resume_checkpoint(path, config)
     model.load_state_dict(checkpoint.state_dict)
     optimizers.load_state_dict(checkpoint.extra["optimizers"])
-    scaler.load_state_dict(checkpoint.extra["scaler"])
+    load_scaler_state(scaler, checkpoint.extra["scaler"], path)
     logger.info("resuming %s after epoch %d", path, checkpoint.epoch)
     return checkpoint.epoch, checkpoint.metrics

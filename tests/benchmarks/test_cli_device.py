@@ -66,7 +66,8 @@ def test_backend_that_cannot_open_the_file(caplog):
     assert "--backend tensorrt cannot run" in caplog.text
     with pytest.raises(BenchError, match="from its suffix"):
         engine_target(os.path.join(ROOT, "README.md"), backend=None, device=None,
-                      precision="fp32", threads=1, input_size=(64, 64), arch=None)
+                      precision="fp32", threads=1, input_size=(64, 64), arch=None,
+                      batch_max=1)
 
 
 def test_requests_no_backend_runs():
@@ -85,7 +86,7 @@ def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, 
     from benchmarks import models
     from benchmarks.models import PreparedModel
 
-    def fake_prepare(arch, input_size, batch_max, half, cache):
+    def fake_prepare(arch, input_size, batch_max, half, cache, onnx):
         if arch == "mgn":
             raise BenchError("mgn cannot be exported")
         return PreparedModel(arch=arch, checkpoint="", onnx=TINY_ONNX, params=1000000 * len(arch),

@@ -52,3 +52,57 @@ def test_tensorrt_without_an_engine_is_refused(tmp_path, caplog):
                          "--cache-dir", str(tmp_path)]) == 2
     assert "cvnet-build" in caplog.text
     assert not os.listdir(str(tmp_path))  # refused before exporting anything
+
+
+def test_default_run_prepares_for_the_batches_requested(tmp_path):
+    """The H200 run asked for batch 64 and was refused ("runs batches 1..32"): the export's
+    batch range and the PyTorch runner's now follow the largest batch asked for."""
+    from benchmarks.run import default_targets
+    from engines import open_engine
+
+    targets = default_targets(["cvnet_tiny"], ["torch", "onnxruntime"], device="cpu",
+                              precision="fp32", threads=1, input_size=(32, 32), batch_max=64,
+                              cache=str(tmp_path))
+    for target in targets:
+        with open_engine(target.path, **target.options) as runner:
+            assert (runner.spec.batch_min, runner.spec.batch_max) == (1, 64), target.backend
+
+
+def test_a_torch_only_run_exports_nothing(tmp_path, monkeypatch, capsys):
+    import export.pipeline
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("a PyTorch-only run exported to ONNX")
+
+    monkeypatch.setattr(export.pipeline, "export_model", no_export)
+    cache = str(tmp_path / "cache")
+    assert main(["--arch", "cvnet_tiny", "--input-size", "32", "--batch", "2", "--min-time", "0",
+                 "--warmup", "0", "--backend", "torch,torch-eager", "--cache-dir", cache,
+                 "--threads", "1"]) == 0
+    assert sorted(os.listdir(os.path.join(cache, "cvnet_tiny-32x32"))) == ["bench.json",
+                                                                          "model.pt"]
+    text = capsys.readouterr().out
+    assert "| cvnet_tiny | pytorch | cpu | fp32 | 2 | network |" in text  # both eager on a CPU
+    prepared = prepare_model("cvnet_tiny", input_size=(32, 32), onnx=False, cache=cache)
+    assert prepared.onnx is None and prepared.params == 53194  # from bench.json, reused
+
+
+def test_baselines_of_a_torch_only_run_are_not_exported_and_time_end_to_end(monkeypatch):
+    """PPLR alone was a 94 MB ONNX file that a --backend torch run never used; and the
+    baselines get end-to-end rows like CVNet."""
+    from benchmarks import cli, models
+
+    calls, measured = [], []
+
+    def fake_prepare(arch, **kwargs):
+        calls.append((arch, kwargs["onnx"]))
+        return models.PreparedModel(arch=arch, checkpoint="m.pt", onnx=None, params=1,
+                                    gmacs=1.0, input_size=(64, 64))
+
+    monkeypatch.setattr(models, "prepare_model", fake_prepare)
+    monkeypatch.setattr(cli, "measure",
+                        lambda target, *args, **kwargs: measured.append(kwargs["e2e"]) or [])
+    monkeypatch.setattr(cli, "markdown_report", lambda report: "")
+    assert main(["--baselines", "--backend", "torch", "--e2e", "--min-time", "0"]) == 0
+    assert len(calls) == 9 and not any(onnx for _, onnx in calls)
+    assert measured == [True] * 9

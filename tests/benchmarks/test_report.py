@@ -47,6 +47,12 @@ def test_ratios_compare_like_with_like():
     assert not any(k.startswith("bot") for k in got)  # bot was not run with pytorch
 
 
+def test_graph_replay_is_compared_with_eager_side_by_side():
+    rows = [_row("cvnet", "pytorch", 1, 0.0096), _row("cvnet", "pytorch-graphs", 1, 0.0024),
+            _row("cvnet", "pytorch-graphs", 8, 0.01)]
+    assert ratios(rows) == {"cvnet pytorch-graphs/pytorch b1": pytest.approx(4.0)}
+
+
 def test_comparison_puts_measured_beside_the_paper():
     records = {r["method"]: r for r in comparison(ROWS, load_table2())}
     assert records["CVNet"]["fps_measured"] == pytest.approx({"onnxruntime": 10.0,

@@ -60,3 +60,13 @@ def test_static_batch_onnx_without_metadata_is_padded(tmp_path, images, caplog):
 def test_pt_runner_is_lazy_about_torch(checkpoint):
     runner = open_engine(checkpoint)
     assert not runner.active and os.path.exists(runner.path)
+
+
+def test_cuda_graphs_are_the_default_on_cuda_and_refused_on_the_cpu(checkpoint):
+    from engines.errors import EngineInputError
+
+    assert open_engine(checkpoint, device="cuda").backend == "pytorch-graphs"  # not activated
+    assert open_engine(checkpoint, device="cuda:1", cuda_graphs=False).backend == "pytorch"
+    assert open_engine(checkpoint).backend == "pytorch"
+    with pytest.raises(EngineInputError, match="cuda_graphs needs a CUDA device"):
+        open_engine(checkpoint, cuda_graphs=True)

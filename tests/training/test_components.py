@@ -37,7 +37,7 @@ def test_reid_loss_combines_both_features_and_needs_classifiers():
     labels = torch.tensor([0, 0, 1, 1])
     total, parts = ReIDLoss()(model(torch.randn(4, 3, 64, 64)), labels)
     assert set(parts) == {"ce_global", "ce_part", "tri_global", "tri_part"}
-    assert total.item() == pytest.approx(sum(parts.values()), rel=1e-5)
+    assert total.item() == pytest.approx(sum(float(v) for v in parts.values()), rel=1e-5)
     total.backward()
     with pytest.raises(ValueError, match="num_classes > 0"):
         ReIDLoss()(build_model("cvnet_tiny").train()(torch.randn(2, 3, 64, 64)), labels[:2])

@@ -54,3 +54,16 @@ def test_config_differences_name_each_changed_setting():
     assert config_differences(saved, now, keys=("epochs", "arch")) == []
     assert "output 'a' there, 'b' now" in config_differences(saved, now)
     assert config_differences({"lr": 0.5}, now, keys=("lr", "seed")) == []  # absent: not compared
+
+
+def test_precision_flags_of_train_and_search_reach_the_config():
+    from cvnet.search import cli as search_cli
+    from cvnet.search.config import SearchConfig
+    from cvnet.training import cli as train_cli
+
+    assert (TrainConfig().amp, TrainConfig().amp_dtype) == (True, "fp16")
+    args = train_cli.build_parser().parse_args(["--data", "d", "--amp-dtype", "bf16"])
+    assert train_cli.config_from_args(args).amp_dtype == "bf16"
+    args = search_cli.build_parser().parse_args(["--data", "d", "--no-amp"])
+    config = train_cli.config_from_args(args, cls=SearchConfig)
+    assert not config.amp and config.amp_dtype == "fp16"

@@ -102,3 +102,18 @@ def test_exported_onnx_scores_like_its_checkpoint(synth, tmp_path):
     for protocol in ("A2G", "G2A"):
         assert scores[onnx_path][protocol]["mAP"] == pytest.approx(
             scores[checkpoint][protocol]["mAP"], abs=1e-4)
+
+
+def test_history_records_every_epoch_and_survives_a_resume(synth, tmp_path):
+    run = str(tmp_path / "run")
+    assert train_cli.main(_train_args(synth, run, epochs=1)) == 0
+    assert train_cli.main(_train_args(synth, run, epochs=2) + ["--resume"]) == 0
+    with open(os.path.join(run, "history.json")) as handle:
+        epochs = json.load(handle)["epochs"]
+    assert [entry["epoch"] for entry in epochs] == [0, 1, 2]  # 0: the untrained model
+    assert set(epochs[0]) == {"epoch", "metrics"}
+    for entry in epochs[1:]:
+        assert entry["precision"] == "fp32" and entry["images_per_s"] > 0
+        assert entry["loss"] == pytest.approx(entry["ce_global"] + entry["ce_part"]
+                                              + entry["tri_global"] + entry["tri_part"], abs=1e-4)
+        assert set(entry["metrics"]) == {"A2G", "G2A"}
