@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from cvnet.errors import CVNetError
+from cvnet.fileio import make_folders
 from cvnet.gpucheck.plan import CheckSettings, Paths, Step, steps
 
 logger = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def run_check(settings: CheckSettings, output: str, *,
         One result per step.
     """
     paths = Paths(os.path.abspath(output))
-    os.makedirs(paths.logs, exist_ok=True)
+    make_folders(paths.logs)
     env = _child_env()
     results: Dict[str, StepResult] = {}
     plan = steps(settings, paths)
