@@ -13,6 +13,7 @@ import logging
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from cvnet.cli_help import ArgumentParser, doc_summary
 from cvnet.errors import CVNetError
 from benchmarks.environment import physical_cores, probe_environment
 from benchmarks.paper import baseline_archs, load_table2
@@ -61,10 +62,7 @@ def _size(text: str) -> Tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cvnet-bench",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(prog="cvnet-bench", description=doc_summary(__doc__))
     parser.add_argument("--engine", metavar="PATH",
                         help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
                              "(PyTorch); default: export the untrained paper CVNet")
@@ -89,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", default="cvnet",
                         help="registered model of a default run (cvnet_tiny for a quick check)")
     parser.add_argument("--input-size", type=_size, default=(256, 256), metavar="HxW",
-                        help="input size of a default run or a .pt file")
+                        help="input size of a default run or a .pt file (default: 256x256)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for ONNX Runtime and PyTorch; default: physical cores")
     parser.add_argument("--cache-dir", metavar="DIR",

@@ -22,6 +22,8 @@ from typing import List, Optional, Tuple
 
 import cv2
 
+from cvnet.cli_help import ArgumentParser, doc_summary
+
 logger = logging.getLogger(__name__)
 
 
@@ -73,8 +75,8 @@ def network_throughput(runner, images, batch: int, seconds: float) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python3 -m benchmarks.embed_soak",
-                                     description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python3 -m benchmarks.embed_soak",
+                            description=doc_summary(__doc__))
     parser.add_argument("--engine", required=True, help=".plan or .onnx model")
     parser.add_argument("--images", type=int, default=10000, help="crops to embed")
     parser.add_argument("--size", type=int, default=128, help="crop side in pixels")
