@@ -122,7 +122,8 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
         logger.info("%s: using the cached export in %s", arch, folder)
         return cached
     os.makedirs(folder, exist_ok=True)
-    logger.info("%s: building an untrained model and exporting it to %s", arch, folder)
+    logger.info("%s: building an untrained model and exporting it to %s (not verified: timing "
+                "does not depend on the weights)", arch, folder)
     torch.manual_seed(0)
     model = build_model(arch).eval()
     checkpoint = save_checkpoint(os.path.join(folder, "model.pt"), model, arch=arch)

@@ -16,10 +16,11 @@ QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-
 
 
 @pytest.mark.slow
-def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys):
+def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, caplog):
     cache, out = str(tmp_path / "cache"), str(tmp_path / "r.json")
     assert main(QUICK + ["--cache-dir", cache, "--json", out, "--csv",
                          str(tmp_path / "r.csv")]) == 0
+    assert "--no-verify" not in caplog.text  # nobody passed it (`make demo` said so)
     text = capsys.readouterr().out
     assert "| cvnet_tiny | pytorch | cpu | fp32 | 2 | network |" in text
     assert "| cvnet_tiny | onnxruntime | cpu | fp32 | 2 | network |" in text
