@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from cvnet.errors import ConfigError
 from cvnet.fileio import write_bytes_atomic, write_text_atomic
@@ -42,6 +41,7 @@ from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss
 from cvnet.training.optim import Optimizers
 from cvnet.training.trainer import load_resume_checkpoint, resolve_device
 from cvnet.visualize import weights_heatmap
+from jetson.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         weight_data.set_epoch(epoch)
         model.train()
         totals = {"weight_loss": 0.0, "arch_loss": 0.0}
-        progress = tqdm(total=steps, desc=f"search {epoch + 1}/{config.epochs}", leave=False)
+        progress = progress_bar(steps, f"search {epoch + 1}/{config.epochs}", logger)
         for step, (images, targets) in enumerate(weight_data.loader):
             if step >= steps:
                 break

@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from cvnet.errors import ConfigError
 from cvnet.models import build_model, parse_ops
@@ -24,6 +23,7 @@ from cvnet.training.config import TrainConfig, config_differences
 from cvnet.training.data import build_train_loader
 from cvnet.training.losses import ReIDLoss
 from cvnet.training.optim import Optimizers
+from jetson.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +126,8 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         data.set_epoch(epoch)
         net.train()
         started, seen = time.perf_counter(), 0
-        progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
-                        disable=not world.is_main, leave=False)
+        progress = progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", logger,
+                                enabled=world.is_main)
         for step, (images, labels) in enumerate(data.loader):
             if step >= steps_per_epoch:
                 break
