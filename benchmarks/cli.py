@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cvnet.cli_help import ArgumentParser, doc_summary
 from cvnet.errors import CVNetError
-from benchmarks.environment import physical_cores, probe_environment
+from cvnet.threads import configured, physical_cores
+from benchmarks.environment import load_average, overload_warning, probe_environment, usable_cpus
 from benchmarks.paper import baseline_archs, load_table2
 from benchmarks.report import (build_report, markdown_report, write_csv, write_json,
                                write_plot)
@@ -89,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-size", type=_size, default=(256, 256), metavar="HxW",
                         help="input size of a default run or a .pt file (default: 256x256)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for ONNX Runtime and PyTorch; default: physical cores")
+                        help="CPU threads for ONNX Runtime and PyTorch (default: physical cores "
+                             "for ONNX Runtime; for PyTorch, the physical cores other processes "
+                             "leave free, see docs/threads.md)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where default runs keep their exports; default: $CVNET_CACHE/bench "
                              "or ~/.cache/cvnet/bench")
@@ -115,10 +118,11 @@ def plan_targets(args: argparse.Namespace, threads: int
         return [engine_target(args.engine, backend=backend, device=args.device,
                               precision=args.precision, threads=threads,
                               input_size=args.input_size,
-                              arch=args.arch if args.arch != "cvnet" else None)], {}
+                              arch=args.arch if args.arch != "cvnet" else None,
+                              torch_threads=args.threads)], {}
     options = dict(backends=args.backend or list(DEFAULT_BACKENDS), device=args.device or "cpu",
                    precision=args.precision, threads=threads, input_size=args.input_size,
-                   batch_max=max(args.batch), cache=args.cache_dir)
+                   batch_max=max(args.batch), cache=args.cache_dir, torch_threads=args.threads)
     return default_targets([args.arch], **options), options
 
 
@@ -127,6 +131,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     if args.warmup < 0 or args.min_time < 0 or (args.threads is not None and args.threads < 1):
         raise BenchError("--warmup and --min-time must be >= 0 and --threads >= 1; got {}, {}, "
                          "{}".format(args.warmup, args.min_time, args.threads))
+    warning = overload_warning(load_average(), usable_cpus())
+    if warning:
+        logger.warning("%s", warning)
     threads = args.threads or physical_cores()
     main_targets, options = plan_targets(args, threads)
     settings = dict(batches=args.batch, warmup=args.warmup, min_time=args.min_time, e2e=args.e2e,
@@ -134,14 +141,17 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     rows = []
     for target in main_targets:
         rows += measure(target, args.batch, warmup=args.warmup, min_time=args.min_time,
-                        e2e=args.e2e, threads=threads)
+                        e2e=args.e2e)
     for arch in baseline_archs() if args.baselines else []:
         try:  # one baseline that fails to export or run loses no other
             for target in default_targets([arch], **options):
                 rows += measure(target, args.batch, warmup=args.warmup,
-                                min_time=args.min_time, threads=threads)
+                                min_time=args.min_time)
         except (CVNetError, RuntimeError) as err:
             logger.error("baseline %s failed, skipped: %s", arch, err)
+    torch_threads = configured()
+    if torch_threads is not None:
+        settings["torch_threads"] = torch_threads._asdict()
     report = build_report(rows, load_table2(), probe_environment(),
                           command=" ".join(["cvnet-bench"] + list(argv)),
                           date=datetime.datetime.now(datetime.timezone.utc).strftime(

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from cvnet.preprocess import DEFAULT_SIZE
+from cvnet.threads import adapt_torch_threads, configure_torch
 from engines.base import InputSpec, ModelIO, Runner
 from engines.deps import require
 
@@ -30,6 +31,7 @@ class TorchRunner(Runner):
             checkpoint records, else 256x256.
         device: torch device string, e.g. ``"cpu"`` or ``"cuda"``.
         half: Run the model in FP16 (inputs are cast on the device; a GPU option).
+        threads: CPU threads; None lets :func:`cvnet.threads.configure_torch` decide.
         **kwargs: See :class:`engines.base.Runner` (``normalize``, ``batch_range``).
     """
 
@@ -38,7 +40,7 @@ class TorchRunner(Runner):
     def __init__(self, path: str, *, arch: Optional[str] = None,
                  model_kwargs: Optional[Dict[str, Any]] = None,
                  input_size: Optional[Tuple[int, int]] = None, device: str = "cpu",
-                 half: bool = False, **kwargs: Any):
+                 half: bool = False, threads: Optional[int] = None, **kwargs: Any):
         super(TorchRunner, self).__init__(path, **kwargs)
         self._arch = arch
         self._model_kwargs = dict(model_kwargs or {})
@@ -46,6 +48,7 @@ class TorchRunner(Runner):
                                                             int(input_size[1]))
         self._device = device
         self._half = bool(half)
+        self._threads = threads
         self._torch = None
         self._model = None
 
@@ -57,6 +60,7 @@ class TorchRunner(Runner):
 
     def _activate(self) -> ModelIO:
         torch = require("torch", "the .pt runner")
+        configure_torch(torch, self._threads)
         from cvnet.models.checkpoint import model_from_checkpoint  # torch code: host only
 
         model, checkpoint = model_from_checkpoint(self.path, arch=self._arch,
@@ -74,6 +78,7 @@ class TorchRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
+        adapt_torch_threads()
         with torch.inference_mode():
             tensor = torch.from_numpy(batch).to(self._device)
             out = self._model(tensor.half() if self._half else tensor)

@@ -36,6 +36,7 @@ from cvnet.models.summary import is_classifier
 from cvnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                 supports_uint8_input)
+from cvnet.threads import configure_torch
 from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 from export.graph_preprocess import InGraphPreprocess
 from export.half import half_for_export
@@ -266,6 +267,7 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
         VerificationError: ONNX Runtime disagrees with PyTorch; nothing written.
     """
     started = time.perf_counter()
+    configure_torch(torch)
     input_dtype = check_options(options)
     onnx_path = check_writable(options.output)
     json_path = check_writable(sidecar_path(onnx_path))

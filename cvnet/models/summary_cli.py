@@ -41,8 +41,13 @@ def build_parser() -> ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
     from cvnet.models.registry import list_models, model_description
     from cvnet.models.summary import format_summary, summarize
+    from cvnet.threads import configure_torch
+
+    configure_torch(torch)
 
     if args.list:
         print("\n".join(f"{name:22s} {model_description(name)}" for name in list_models()))

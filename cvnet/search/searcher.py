@@ -36,6 +36,7 @@ from cvnet.models.dfc import SEARCH_SPACE
 from cvnet.search.config import SearchConfig
 from cvnet.search.supernet import (ARCH_PARAMETER, arch_parameters, build_supernet,
                                    derive_ops, op_weights, position_names, weights_table)
+from cvnet.threads import adapt_torch_threads, configure_torch
 from cvnet.training.data import build_train_loader
 from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss
 from cvnet.training.optim import Optimizers
@@ -136,6 +137,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         ConfigError: Bad split, layout or resume state.
     """
     device = resolve_device(config.device)
+    configure_torch(torch)
     torch.manual_seed(config.seed)
     weight_ids, arch_ids = split_identities(labels, config.split_ratio, config.seed)
     weight_data = build_train_loader(config, *_subset(paths, labels, weight_ids),
@@ -175,6 +177,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         for step, (images, targets) in enumerate(weight_data.loader):
             if step >= steps:
                 break
+            adapt_torch_threads()
             arch_images, arch_targets = next(arch_batches)
             arch_loss = triplet_objective(model(arch_images.to(device)), arch_targets.to(device),
                                           config.triplet_margin)

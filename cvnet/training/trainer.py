@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cvnet.errors import ConfigError
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from cvnet.threads import adapt_torch_threads, configure_torch
 from cvnet.training.config import TrainConfig, config_differences
 from cvnet.training.data import build_train_loader
 from cvnet.training.losses import ReIDLoss
@@ -90,6 +91,7 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         ops = "".join(parse_ops(config.model_kwargs["ops"]))
         config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "ops": ops})
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    configure_torch(torch)
     world = init_distributed(device)
     torch.manual_seed(config.seed)
     num_classes = len(set(int(label) for label in train_labels))
@@ -131,6 +133,7 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         for step, (images, labels) in enumerate(data.loader):
             if step >= steps_per_epoch:
                 break
+            adapt_torch_threads()
             images, labels = images.to(device, non_blocking=True), labels.to(device)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 output = net(images)

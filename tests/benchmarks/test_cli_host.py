@@ -30,6 +30,8 @@ def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, cap
     assert {r["backend"] for r in report["results"]} == {"pytorch", "onnxruntime"}
     assert all(r["params"] == 53194 and r["gmacs"] > 0 for r in report["results"])
     assert report["environment"]["torch"] == torch.__version__
+    assert report["settings"]["torch_threads"]["threads"] >= 1  # what PyTorch ran with, and why
+    assert report["settings"]["torch_threads"]["reason"]
     folder = os.path.join(cache, "cvnet_tiny-64x64")
     assert sorted(os.listdir(folder)) == ["bench.json", "model.onnx", "model.onnx.json",
                                           "model.pt"]

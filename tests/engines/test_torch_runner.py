@@ -60,3 +60,16 @@ def test_static_batch_onnx_without_metadata_is_padded(tmp_path, images, caplog):
 def test_pt_runner_is_lazy_about_torch(checkpoint):
     runner = open_engine(checkpoint)
     assert not runner.active and os.path.exists(runner.path)
+
+
+def test_pt_runner_runs_with_the_threads_asked_for(checkpoint, images):
+    before = torch.get_num_threads()
+    try:
+        with open_engine(checkpoint, input_size=TINY_SIZE, threads=2) as runner:
+            runner.embed(images[:1])
+            assert torch.get_num_threads() == 2
+        with open_engine(checkpoint, input_size=TINY_SIZE, threads=1) as runner:
+            runner.embed(images[:1])
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
