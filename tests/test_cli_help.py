@@ -52,8 +52,8 @@ def helps():
     return {entry["command"]: entry for entry in json.loads(result.stdout)}
 
 
-def test_all_eleven_commands_are_checked(helps):
-    assert len(helps) == 11 and {"cvnet-export", "cvnet-summary", "cvnet-bench"} <= set(helps)
+def test_every_console_command_is_checked(helps):
+    assert len(helps) >= 11 and {"cvnet-export", "cvnet-summary", "cvnet-bench"} <= set(helps)
 
 
 @pytest.mark.parametrize("command", [name for name, _ in _console_scripts()])
