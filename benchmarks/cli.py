@@ -13,8 +13,10 @@ import logging
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from cvnet.cli_help import ArgumentParser, doc_summary
 from cvnet.errors import CVNetError
-from benchmarks.environment import physical_cores, probe_environment
+from cvnet.threads import configured, physical_cores
+from benchmarks.environment import load_average, overload_warning, probe_environment, usable_cpus
 from benchmarks.paper import baseline_archs, load_table2
 from benchmarks.report import (build_report, markdown_report, write_csv, write_json,
                                write_plot)
@@ -61,10 +63,7 @@ def _size(text: str) -> Tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cvnet-bench",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(prog="cvnet-bench", description=doc_summary(__doc__))
     parser.add_argument("--engine", metavar="PATH",
                         help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
                              "(PyTorch); default: export the untrained paper CVNet")
@@ -92,9 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", default="cvnet",
                         help="registered model of a default run (cvnet_tiny for a quick check)")
     parser.add_argument("--input-size", type=_size, default=(256, 256), metavar="HxW",
-                        help="input size of a default run or a .pt file")
+                        help="input size of a default run or a .pt file (default: 256x256)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for ONNX Runtime and PyTorch; default: physical cores")
+                        help="CPU threads for ONNX Runtime and PyTorch (default: physical cores "
+                             "for ONNX Runtime; for PyTorch, the physical cores other processes "
+                             "leave free, see docs/threads.md)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where default runs keep their exports; default: $CVNET_CACHE/bench "
                              "or ~/.cache/cvnet/bench")
@@ -121,10 +122,10 @@ def plan_targets(args: argparse.Namespace, threads: int
                               precision=args.precision, threads=threads,
                               input_size=args.input_size,
                               arch=args.arch if args.arch != "cvnet" else None,
-                              batch_max=max(args.batch))], {}
+                              batch_max=max(args.batch), torch_threads=args.threads)], {}
     options = dict(backends=args.backend or list(DEFAULT_BACKENDS), device=args.device or "cpu",
                    precision=args.precision, threads=threads, input_size=args.input_size,
-                   batch_max=max(args.batch), cache=args.cache_dir)
+                   batch_max=max(args.batch), cache=args.cache_dir, torch_threads=args.threads)
     return default_targets([args.arch], **options), options
 
 
@@ -133,6 +134,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     if args.warmup < 0 or args.min_time < 0 or (args.threads is not None and args.threads < 1):
         raise BenchError("--warmup and --min-time must be >= 0 and --threads >= 1; got {}, {}, "
                          "{}".format(args.warmup, args.min_time, args.threads))
+    warning = overload_warning(load_average(), usable_cpus())
+    if warning:
+        logger.warning("%s", warning)
     threads = args.threads or physical_cores()
     main_targets, options = plan_targets(args, threads)
     settings = dict(batches=args.batch, warmup=args.warmup, min_time=args.min_time, e2e=args.e2e,
@@ -140,14 +144,17 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     rows = []
     for target in main_targets:
         rows += measure(target, args.batch, warmup=args.warmup, min_time=args.min_time,
-                        e2e=args.e2e, threads=threads)
+                        e2e=args.e2e)
     for arch in baseline_archs() if args.baselines else []:
         try:  # one baseline that fails to export or run loses no other
             for target in default_targets([arch], **options):
                 rows += measure(target, args.batch, warmup=args.warmup,
-                                min_time=args.min_time, e2e=args.e2e, threads=threads)
+                                min_time=args.min_time, e2e=args.e2e)
         except (CVNetError, RuntimeError) as err:
             logger.error("baseline %s failed, skipped: %s", arch, err)
+    torch_threads = configured()
+    if torch_threads is not None:
+        settings["torch_threads"] = torch_threads._asdict()
     report = build_report(rows, load_table2(), probe_environment(),
                           command=" ".join(["cvnet-bench"] + list(argv)),
                           date=datetime.datetime.now(datetime.timezone.utc).strftime(

@@ -22,6 +22,8 @@ from typing import List, Optional, Tuple
 
 import cv2
 
+from cvnet.cli_help import ArgumentParser, doc_summary
+
 logger = logging.getLogger(__name__)
 
 
@@ -89,8 +91,8 @@ def add_extraction_arguments(parser: argparse.ArgumentParser, images: int) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python3 -m benchmarks.embed_soak",
-                                     description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python3 -m benchmarks.embed_soak",
+                            description=doc_summary(__doc__))
     add_extraction_arguments(parser, images=10000)
     return parser
 

@@ -11,19 +11,13 @@ import platform
 import resource
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
+
+from cvnet.threads import physical_cores, read_system_file, usable_cpus
 
 logger = logging.getLogger(__name__)
 
 JETSON_RELEASE = "/etc/nv_tegra_release"
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _command(args: List[str], timeout: float = 5.0) -> Optional[str]:
@@ -37,44 +31,13 @@ def _command(args: List[str], timeout: float = 5.0) -> Optional[str]:
 
 def cpu_model(cpuinfo: Optional[str] = None) -> Optional[str]:
     """The CPU's name from /proc/cpuinfo (``model name``, or ``Hardware`` on ARM boards)."""
-    text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo") or ""
+    text = cpuinfo if cpuinfo is not None else read_system_file("/proc/cpuinfo") or ""
     for key in ("model name", "Hardware", "Model"):
         for line in text.splitlines():
             name, _, value = line.partition(":")
             if name.strip() == key and value.strip():
                 return value.strip()
     return platform.processor() or None
-
-
-def physical_cores(cpuinfo: Optional[str] = None) -> int:
-    """Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo, else os.cpu_count.
-
-    The affinity mask caps the answer, so a container limited to 2 CPUs reports at most 2.
-    """
-    text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo") or ""
-    cores = set()
-    physical, core = None, None
-    for line in text.splitlines() + [""]:
-        name, _, value = line.partition(":")
-        name = name.strip()
-        if name == "physical id":
-            physical = value.strip()
-        elif name == "core id":
-            core = value.strip()
-        elif not name:
-            if core is not None:
-                cores.add((physical, core))
-            physical, core = None, None
-    logical = usable_cpus()
-    return max(1, min(len(cores), logical)) if cores else logical
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity), else os.cpu_count()."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def peak_rss_mb() -> float:
@@ -107,17 +70,17 @@ def package_version(module: str) -> Optional[str]:
 
 def jetson_info() -> Optional[Dict[str, Any]]:
     """On a Jetson: L4T release, power mode (nvpmodel) and current clocks; None elsewhere."""
-    release = _read(JETSON_RELEASE)
+    release = read_system_file(JETSON_RELEASE)
     if release is None:
         return None
     info = {"l4t": release.splitlines()[0].strip() if release.strip() else None}
     info["nvpmodel"] = _command(["nvpmodel", "-q"])
     info["jetson_clocks"] = _command(["jetson_clocks", "--show"])
-    freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    freq = read_system_file("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     info["cpu0_khz"] = int(freq) if freq and freq.strip().isdigit() else None
     for path in ("/sys/devices/gpu.0/devfreq/57000000.gpu/cur_freq",
                  "/sys/devices/17000000.gv11b/devfreq/17000000.gv11b/cur_freq"):
-        gpu = _read(path)
+        gpu = read_system_file(path)
         if gpu and gpu.strip().isdigit():
             info["gpu_hz"] = int(gpu)
             break
@@ -132,9 +95,24 @@ def load_average() -> Optional[List[float]]:
         return None
 
 
+def overload_warning(load: Optional[Sequence[float]], cpus: int) -> Optional[str]:
+    """A warning when the 1-minute load average exceeds the CPUs, else None.
+
+    Args:
+        load: 1, 5 and 15 minute load averages (:func:`load_average`), or None.
+        cpus: CPUs this process may run on.
+    """
+    if not load or load[0] <= cpus:
+        return None
+    return ("the 1-minute load average is {:.1f} on {} CPU{}: other processes compete for the "
+            "cores, so the timings will be low and noisy (PyTorch's most of all); benchmark on "
+            "a quiet machine, or report the load with the figures".format(
+                load[0], cpus, "" if cpus == 1 else "s"))
+
+
 def probe_environment() -> Dict[str, Any]:
     """The environment record of a benchmark report (JSON-ready)."""
-    cpuinfo = _read("/proc/cpuinfo")
+    cpuinfo = read_system_file("/proc/cpuinfo")
     return {
         "hostname": platform.node(),
         "platform": platform.platform(),

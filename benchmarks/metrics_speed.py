@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from cvnet.cli_help import ArgumentParser
 from cvnet.metrics import evaluate_rank
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def make_problem(queries: int, gallery: int, ids: int, seed: int = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m benchmarks.metrics_speed",
         description="Time evaluate_rank (mAP, mINP, CMC) on a random CVPair-sized problem.")
     parser.add_argument("--queries", type=int, default=1006,

@@ -150,7 +150,8 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
     if onnx:
         from export.pipeline import ExportOptions, export_model
 
-        logger.info("%s: exporting to ONNX for batches 1..%d", arch, batch_max)
+        logger.info("%s: exporting to ONNX for batches 1..%d (not verified: timing does not "
+                    "depend on the weights)", arch, batch_max)
         onnx_path = export_model(checkpoint, ExportOptions(
             output=onnx_path, arch=arch, input_size=(height, width),
             dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False)).onnx_path

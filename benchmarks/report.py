@@ -187,13 +187,23 @@ def environment_lines(env: Dict[str, Any]) -> str:
                      for k in keys if k in env)
 
 
+def threads_line(settings: Dict[str, Any]) -> str:
+    """The CPU threads the backends ran with, as a Markdown list item."""
+    line = "- threads: ONNX Runtime {}".format(settings.get("threads", "-"))
+    torch_threads = settings.get("torch_threads")
+    if torch_threads:
+        line += "; PyTorch {} ({})".format(torch_threads["threads"], torch_threads["reason"])
+    return line
+
+
 def markdown_report(report: Dict[str, Any]) -> str:
     """The whole report (from :func:`build_report`) as Markdown."""
     rows = [BenchRow(**r) for r in report["results"]]
     backends = sorted({r.backend for r in rows})
     parts = ["## cvnet-bench ({})".format(report["date"]), "",
              "Command: `{}`".format(report["command"]), "",
-             environment_lines(report["environment"]), "", markdown_results(rows), "",
+             environment_lines(report["environment"]), threads_line(report["settings"]), "",
+             markdown_results(rows), "",
              "### Beside the paper's Table 2 (FPS: images/s at the smallest measured batch, "
              "network only; the paper's FPS come from its own hardware)", "",
              markdown_comparison(report["comparison"], backends)]

@@ -86,21 +86,24 @@ def backend_of_path(path: str) -> str:
 
 def runner_options(backend: str, device: str, precision: str, threads: int,
                    input_size: Tuple[int, int], arch: Optional[str] = None,
-                   batch_max: Optional[int] = None) -> Dict[str, Any]:
+                   batch_max: Optional[int] = None,
+                   torch_threads: Optional[int] = None) -> Dict[str, Any]:
     """Options for :func:`engines.open_engine` on ``backend``.
 
-    ONNX Runtime on the CPU gets ``threads`` intra-op threads (physical cores) with its default
-    ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs under
-    ``torch.inference_mode`` with ``torch.set_num_threads(threads)`` (set by :func:`measure`),
-    with CUDA graphs on a GPU unless ``backend`` is ``torch-eager``, and accepts batches up to
-    ``batch_max`` (a checkpoint fixes no batch range).
+    ONNX Runtime on the CPU gets ``threads`` intra-op threads (physical cores unless requested)
+    with its default ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs
+    under ``torch.inference_mode`` with ``torch_threads`` threads (None lets
+    :func:`cvnet.threads.configure_torch` decide, see docs/threads.md), with CUDA graphs on a
+    GPU unless ``backend`` is ``torch-eager``, and accepts batches up to ``batch_max`` (a
+    checkpoint fixes no batch range).
     """
     if backend == "onnxruntime":
         providers = (["CPUExecutionProvider"] if device == "cpu"
                      else ["CUDAExecutionProvider", "CPUExecutionProvider"])
         return {"providers": providers, "threads": threads}
     if backend in TORCH_BACKENDS:
-        options = {"device": device, "half": precision == "fp16", "input_size": input_size}
+        options = {"device": device, "half": precision == "fp16", "input_size": input_size,
+                   "threads": torch_threads}
         if backend == "torch-eager":
             options["cuda_graphs"] = False
         if arch:
@@ -128,13 +131,12 @@ def check_request(backend: str, device: str, precision: str) -> None:
                          ".plan files)")
 
 
-def _torch_hooks(target: Target, threads: int) -> Tuple[Optional[Callable[[], None]],
-                                                        Callable[[], Optional[float]]]:
-    """Sets PyTorch's threads; returns the sync hook and a peak-GPU-memory reader."""
+def _torch_hooks(target: Target) -> Tuple[Optional[Callable[[], None]],
+                                         Callable[[], Optional[float]]]:
+    """The sync hook and a peak-GPU-memory reader (the runner sets PyTorch's threads)."""
     from engines.torch_runner import import_torch
 
     torch = import_torch(target.path)  # refused on the device, naming the file and the fix
-    torch.set_num_threads(threads)
     if target.device != "cuda":
         return None, lambda: None
     if not torch.cuda.is_available():
@@ -173,8 +175,7 @@ def encoded_images(count: int = E2E_IMAGES, size: int = IMAGE_SIZE) -> List[byte
 
 
 def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: float,
-            e2e: bool = False, threads: int = 1, jpegs: Optional[Sequence[bytes]] = None
-            ) -> List[BenchRow]:
+            e2e: bool = False, jpegs: Optional[Sequence[bytes]] = None) -> List[BenchRow]:
     """Times one target at each batch size: network only and, with ``e2e``, end to end.
 
     Raises:
@@ -185,7 +186,7 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
 
     sync, gpu_memory = None, lambda: None
     if target.backend in TORCH_BACKENDS:
-        sync, gpu_memory = _torch_hooks(target, threads)
+        sync, gpu_memory = _torch_hooks(target)
     rows = []
     with open_engine(target.path, **target.options) as runner:
         spec = runner.spec
@@ -225,7 +226,7 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
 
 def engine_target(path: str, *, backend: Optional[str], device: Optional[str], precision: str,
                   threads: int, input_size: Tuple[int, int], arch: Optional[str],
-                  batch_max: int) -> Target:
+                  batch_max: int, torch_threads: Optional[int] = None) -> Target:
     """The target for a file given with ``--engine``.
 
     Args:
@@ -247,12 +248,12 @@ def engine_target(path: str, *, backend: Optional[str], device: Optional[str], p
     check_request(found, device, precision)
     return Target(model="", path=path, backend=found, device=device, precision=precision,
                   options=runner_options(found, device, precision, threads, input_size, arch,
-                                         batch_max))
+                                         batch_max, torch_threads))
 
 
 def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: str,
                     precision: str, threads: int, input_size: Tuple[int, int], batch_max: int,
-                    cache: Optional[str]) -> List[Target]:
+                    cache: Optional[str], torch_threads: Optional[int] = None) -> List[Target]:
     """Untrained models prepared in the cache, one target per (model, backend). Host only.
 
     The ONNX export is made only when ONNX Runtime is among ``backends``, for batches
@@ -279,6 +280,6 @@ def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: st
             targets.append(Target(
                 model=arch, path=path, backend=backend, device=device, precision=precision,
                 options=runner_options(backend, device, precision, threads, input_size, arch,
-                                       batch_max),
+                                       batch_max, torch_threads),
                 params=prepared.params, gmacs=prepared.gmacs))
     return targets

@@ -22,6 +22,7 @@ from typing import Optional, Sequence, Tuple
 
 import cv2
 
+from cvnet.cli_help import ArgumentParser, doc_summary
 from cvnet.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
 from cvnet.errors import CVNetError
 from cvnet.evaluation import Embedder, evaluate, format_report, jsonable, ranked_lists_image
@@ -31,8 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cvnet-eval",
-                                     description=__doc__.split("\n\n")[0] + ".")
+    parser = ArgumentParser(prog="cvnet-eval", description=doc_summary(__doc__))
     parser.add_argument("model", help="model.pt checkpoint, .onnx file or TensorRT .plan")
     parser.add_argument("--data", required=True,
                         help="dataset: generic CSV (or its folder), VeRi-776 or VehicleID folder")

@@ -37,6 +37,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from cvnet.cli_help import ArgumentParser
 from cvnet.datasets import CSV_NAME, ImageRecord, write_csv
 from cvnet.errors import ConfigError
 from cvnet.fileio import make_folders, write_bytes_atomic
@@ -573,7 +574,7 @@ def _ground_background(rng: np.random.RandomState, work: int) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="cvnet-synth",
         description="Write a procedural cross-view (aerial/ground) vehicle ReID set in cvnet's "
                     "generic CSV format, for running training, evaluation, export and "

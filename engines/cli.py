@@ -13,6 +13,7 @@ import platform
 import sys
 from typing import Any, Dict, List, Optional
 
+from cvnet.cli_help import ArgumentParser
 from cvnet.errors import CVNetError
 from engines.builder import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB, KEEP_FP32_GROUPS,
                              BuildOptions, build_engine, parse_batch)
@@ -88,7 +89,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python3 -m engines``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python3 -m engines",
         description="Build TensorRT engines on this device and inspect cvnet models.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_only_parser() -> argparse.ArgumentParser:
     """The parser of ``cvnet-build`` (the ``build`` subcommand alone)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="cvnet-build",
         description="Build a TensorRT plan from a cvnet ONNX file, on the GPU that will run it.",
         epilog=_build_epilog())

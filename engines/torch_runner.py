@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from cvnet.preprocess import DEFAULT_SIZE
+from cvnet.threads import adapt_torch_threads, configure_torch
 from engines.base import InputSpec, ModelIO, Runner
 from engines.deps import require
 from engines.errors import EngineInputError
@@ -52,6 +53,7 @@ class TorchRunner(Runner):
             overflow-prone channel attention still computes in FP32 inside.
         cuda_graphs: On CUDA, replay CUDA graphs (with channels-last and cuDNN autotuning);
             default on for CUDA devices. False runs eager. Not available on the CPU.
+        threads: CPU threads; None lets :func:`cvnet.threads.configure_torch` decide.
         **kwargs: See :class:`engines.base.Runner` (``normalize``, ``batch_range``).
 
     Raises:
@@ -64,7 +66,8 @@ class TorchRunner(Runner):
     def __init__(self, path: str, *, arch: Optional[str] = None,
                  model_kwargs: Optional[Dict[str, Any]] = None,
                  input_size: Optional[Tuple[int, int]] = None, device: str = "cpu",
-                 half: bool = False, cuda_graphs: Optional[bool] = None, **kwargs: Any):
+                 half: bool = False, cuda_graphs: Optional[bool] = None,
+                 threads: Optional[int] = None, **kwargs: Any):
         super(TorchRunner, self).__init__(path, **kwargs)
         on_cuda = str(device).startswith("cuda")
         if cuda_graphs and not on_cuda:
@@ -79,6 +82,7 @@ class TorchRunner(Runner):
                                                             int(input_size[1]))
         self._device = device
         self._half = bool(half)
+        self._threads = threads
         self._torch = None
         self._model = None
         self._graphed = None  # the GraphedModel, made at the first batch (it needs the spec)
@@ -92,6 +96,7 @@ class TorchRunner(Runner):
 
     def _activate(self) -> ModelIO:
         torch = import_torch(self.path)
+        configure_torch(torch, self._threads)
         from cvnet.models.checkpoint import model_from_checkpoint  # torch code: host only
 
         model, checkpoint = model_from_checkpoint(self.path, arch=self._arch,
@@ -114,6 +119,7 @@ class TorchRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
+        adapt_torch_threads()
         with torch.inference_mode():
             if self._graphs:
                 out = self._graphed_model()(torch.from_numpy(batch))

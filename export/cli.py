@@ -2,21 +2,23 @@
 
 Also runs as ``python -m export``. Exit status: 0 written; 1 export or verification failed;
 2 bad input (missing or unreadable checkpoint, weights that do not fit, bad option, unwritable
-output). Nothing is written unless everything succeeded.
+output). Nothing is written unless everything succeeded. torch and the exporter are imported after
+the arguments are parsed, so ``--help`` answers at once.
 """
 
 import argparse
 import json
 import logging
 import sys
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
+from cvnet.cli_help import ArgumentParser
 from cvnet.errors import CVNetError, ExportError, UnsupportedOperatorError
-from cvnet.models.registry import list_models
 from cvnet.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
-from export.onnx_export import DEFAULT_DYNAMIC_BATCH, DEFAULT_OPSET
-from export.pipeline import ExportOptions, ExportResult, export_model
-from export.verify import DEFAULT_IMAGE_COUNT
+from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
+
+if TYPE_CHECKING:  # torch-importing; loaded after parsing
+    from export.pipeline import ExportOptions, ExportResult
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def _json_object(text: str) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="cvnet-export",
         description="Export a cvnet checkpoint to an ONNX file that TensorRT 8.2 (Jetson Nano, "
                     "JetPack 4.6) and newer TensorRT parse, verify it against PyTorch with ONNX "
@@ -68,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX file to write (default: cvnet.onnx); the sidecar is "
                              "<output>.json")
     model = parser.add_argument_group("model")
-    model.add_argument("--arch", choices=list_models(), metavar="NAME",
+    model.add_argument("--arch", metavar="NAME",
                        help="registered model name; needed for plain state_dicts and "
-                            "--random-init (choices: %(choices)s)")
+                            "--random-init (cvnet-summary --list shows them)")
     model.add_argument("--model-kwargs", type=_json_object, default={}, metavar="JSON",
                        help="model constructor options as a JSON object, on top of the "
                             "checkpoint's, e.g. '{\"widths\": [256, 384, 512]}'")
@@ -121,8 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def options_from_args(args: argparse.Namespace) -> ExportOptions:
+def options_from_args(args: argparse.Namespace) -> "ExportOptions":
     """Translates parsed arguments into :class:`ExportOptions` (the one place that does)."""
+    from export.pipeline import ExportOptions
+
     return ExportOptions(
         output=args.output, arch=args.arch, model_kwargs=args.model_kwargs,
         random_init=args.random_init, opset=args.opset, trt_version=args.trt_version,
@@ -131,7 +135,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         half=args.half, verify=args.verify, verify_images=args.verify_images, seed=args.seed)
 
 
-def format_result(result: ExportResult) -> str:
+def format_result(result: "ExportResult") -> str:
     """The human summary printed after a successful export."""
     meta = result.metadata
     shape = ("N x {} x {} x 3".format(meta.input_height, meta.input_width)
@@ -161,9 +165,19 @@ def format_result(result: ExportResult) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    from cvnet.models.registry import list_models
+    from export.pipeline import export_model
+
+    if args.arch is not None and args.arch not in list_models():  # checked here: needs torch
+        parser.error("argument --arch: invalid choice: {!r} (choose from {})".format(
+            args.arch, ", ".join(list_models())))
+    if not args.verify:
+        logger.warning("verification skipped (--no-verify): the graph is not compared with "
+                       "PyTorch")
     try:
         result = export_model(args.checkpoint, options_from_args(args))
     except (ExportError, UnsupportedOperatorError) as err:

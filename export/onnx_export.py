@@ -20,14 +20,12 @@ from cvnet.errors import ConfigError, ExportError
 from cvnet.fileio import write_bytes_atomic, check_writable
 from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, OperatorSupport, check_nodes,
                                 operator_support, versions_reading_opset)
+from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_OPSET
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
-DEFAULT_OPSET = 13
-#: Batch range recorded for a dynamic-batch graph unless told otherwise: 1 crop to 32 a frame.
-DEFAULT_DYNAMIC_BATCH = (1, 32)
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
 
 

@@ -37,14 +37,15 @@ from cvnet.models.summary import param_count
 from cvnet.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                 supports_uint8_input)
+from cvnet.threads import configure_torch
+from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 from export.graph_preprocess import InGraphPreprocess
 from export.half import half_for_export
-from export.onnx_export import (DEFAULT_DYNAMIC_BATCH, DEFAULT_OPSET, EXPORTER, INPUT_NAME,
-                                OUTPUT_NAME, check_opset, check_tensorrt_support, graph_opset,
-                                onnx_from_module, set_metadata_props)
-from export.verify import (DEFAULT_IMAGE_COUNT, FP16_MIN_COSINE, FP32_MIN_COSINE,
-                           VerificationReport, verification_batches, verification_images,
-                           verify_onnx)
+from export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_opset,
+                                check_tensorrt_support, graph_opset, onnx_from_module,
+                                set_metadata_props)
+from export.verify import (FP16_MIN_COSINE, FP32_MIN_COSINE, VerificationReport,
+                           verification_batches, verification_images, verify_onnx)
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +298,7 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
         VerificationError: ONNX Runtime disagrees with PyTorch; nothing written.
     """
     started = time.perf_counter()
+    configure_torch(torch)
     input_dtype = check_options(options)
     onnx_path = check_writable(options.output)
     json_path = check_writable(sidecar_path(onnx_path))
@@ -336,8 +338,7 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
                                     f"(cosine must be >= {report.min_cosine}): {report.summary()}; "
                                     f"nothing was written")
     else:
-        logger.warning("verification skipped (--no-verify): the graph was not compared with "
-                       "PyTorch")
+        logger.info("not verified: the graph was not compared with PyTorch")
 
     started = time.perf_counter()
     metadata = build_metadata(model, origin, options, graph, input_dtype=input_dtype,

@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from cvnet.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
 from cvnet.synth import sample_images
+from export.defaults import DEFAULT_IMAGE_COUNT
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 FP32_MIN_COSINE = 0.9999
 #: The same for an FP16-typed export.
 FP16_MIN_COSINE = 0.999
-#: Images verification uses unless told otherwise.
-DEFAULT_IMAGE_COUNT = 16
 #: The "larger batch" verification runs at (or the static batch, or the range's maximum).
 LARGER_BATCH = 8
 

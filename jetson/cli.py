@@ -17,6 +17,7 @@ import logging
 import sys
 from typing import Any, List, Optional
 
+from cvnet.cli_help import ArgumentParser
 from cvnet.errors import CVNetError
 
 logger = logging.getLogger(__name__)
@@ -84,9 +85,7 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """``python3 -m jetson``'s parser."""
-    parser = argparse.ArgumentParser(
-        prog="python3 -m jetson", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python3 -m jetson", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="command")
     commands.required = True
     add_embed_arguments(commands.add_parser(
@@ -104,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_parser(prog: str, description: str, add_arguments) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     add_arguments(parser)
     return parser
 

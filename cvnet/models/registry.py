@@ -1,6 +1,12 @@
-"""Model registry: ``@register_model`` builders, looked up by name with ``build_model``."""
+"""Model registry: ``@register_model`` builders, looked up by name with ``build_model``.
+
+The built-in models (the CVNet variants and the Table 2 baselines) register themselves when
+their modules are imported; every lookup here imports them first, so the registry is complete
+however it was reached.
+"""
 
 import fnmatch
+import importlib
 from typing import Callable, Dict, List
 
 import torch.nn as nn
@@ -8,6 +14,13 @@ import torch.nn as nn
 from cvnet.errors import ConfigError
 
 _MODELS: Dict[str, Callable[..., nn.Module]] = {}
+#: Modules whose import registers the built-in models.
+_BUILTIN_MODULES = ("cvnet.models.cvnet", "cvnet.models.baselines")
+
+
+def _load_builtin_models() -> None:
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -31,6 +44,7 @@ def list_models(pattern: str = "*") -> List[str]:
         pattern: ``fnmatch`` pattern; ``"cvnet*"`` lists the CVNet variants only (every CVNet
             builder's name starts with ``cvnet``), the default lists everything.
     """
+    _load_builtin_models()
     return sorted(name for name in _MODELS if fnmatch.fnmatchcase(name, pattern))
 
 
@@ -41,6 +55,7 @@ def model_description(name: str) -> str:
 
 
 def _get_builder(name: str) -> Callable[..., nn.Module]:
+    _load_builtin_models()
     try:
         return _MODELS[name]
     except KeyError:

@@ -1,7 +1,7 @@
 """Parameters per block and GMACs of a registered model, to check the paper's numbers.
 
 Command: ``cvnet-summary [ARCH] [--imgsz 256] [--num-classes K] [--json]`` (also
-``python -m cvnet.models.summary``). MACs are counted with PyTorch's own FLOP counter
+``python -m cvnet.models.summary``; the command line is :mod:`cvnet.models.summary_cli`). MACs are counted with PyTorch's own FLOP counter
 (``torch.utils.flop_counter``, 1 MAC = 2 FLOPs) on an eval-mode forward of one image; it counts
 convolutions and matrix products, not element-wise ops.
 
@@ -12,11 +12,8 @@ parameters an eval-mode forward uses are found by hooking every module during th
 train-only parts (BNNeck linears, classifiers) are recognised in any model.
 """
 
-import argparse
-import json
-import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
@@ -24,9 +21,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cvnet.models.baselines import TABLE2_PARAMS_M
-from cvnet.models.registry import build_model, list_models, model_description
-
-logger = logging.getLogger(__name__)
+from cvnet.models.registry import build_model
 
 #: Paper figures the summary is compared with (section 4.1 and Table 2).
 PAPER_PARAMS_M = 4.4
@@ -241,38 +236,7 @@ def format_summary(summary: ModelSummary) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cvnet-summary",
-        description="Print parameters per block and GMACs of a CVNet variant or Table 2 "
-                    "baseline.")
-    parser.add_argument("arch", nargs="?", default="cvnet",
-                        help="registered model name (default: cvnet); --list shows them")
-    parser.add_argument("--imgsz", type=int, default=256,
-                        help="square input size in pixels for the MAC count (default: 256)")
-    parser.add_argument("--num-classes", type=int, default=None,
-                        help="training identities of the ID classifiers (default: the model's "
-                             "own: none for CVNet, CVPair's 391 for the baselines; 0: none)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    parser.add_argument("--list", action="store_true", help="list the registered models and exit")
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.list:
-        print("\n".join(f"{name:22s} {model_description(name)}" for name in list_models()))
-        return 0
-    try:
-        options = {} if args.num_classes is None else {"num_classes": args.num_classes}
-        summary = summarize(args.arch, input_size=(3, args.imgsz, args.imgsz), **options)
-    except (KeyError, ValueError) as err:
-        logger.error("%s", err.args[0] if err.args else err)
-        return 2
-    print(json.dumps(asdict(summary), indent=2) if args.json else format_summary(summary))
-    return 0
-
-
 if __name__ == "__main__":
+    from cvnet.models.summary_cli import main
+
     sys.exit(main())

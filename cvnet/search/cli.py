@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from cvnet.cli_help import ArgumentParser, doc_summary
 from cvnet.errors import CVNetError
 from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code,
                                 load_training_set, setup_logging)
@@ -23,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     from cvnet.search.config import SearchConfig
 
     defaults = SearchConfig()
-    parser = argparse.ArgumentParser(
-        prog="cvnet-search", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(
+        prog="cvnet-search", description=doc_summary(__doc__),
         epilog="Alternates SGD steps on the network weights (one half of the training "
                "identities, the ReID loss) with Adam steps on the architecture logits (the other "
                "half); logs the op weights per position after every epoch (table, history.json, "

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from cvnet.cli_help import ArgumentParser, doc_summary
 from cvnet.errors import ConfigError, CVNetError
 from cvnet.fileio import write_text_atomic
 from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code, run_training,
@@ -45,8 +46,8 @@ class CompareConfig(TrainConfig):
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = CompareConfig()
-    parser = argparse.ArgumentParser(
-        prog="cvnet-compare-ops", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(
+        prog="cvnet-compare-ops", description=doc_summary(__doc__),
         epilog="Training flags and --config keys are cvnet-train's; every strategy gets the "
                "same ones.")
     add_run_arguments(parser, defaults, resume=False)  # it resumes unfinished strategies itself

@@ -32,7 +32,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from cvnet.errors import ConfigError
 from cvnet.fileio import make_folders, write_bytes_atomic, write_text_atomic
@@ -41,6 +40,7 @@ from cvnet.models.dfc import SEARCH_SPACE
 from cvnet.search.config import SearchConfig
 from cvnet.search.supernet import (ARCH_PARAMETER, arch_parameters, build_supernet,
                                    derive_ops, op_weights, position_names, weights_table)
+from cvnet.threads import adapt_torch_threads, configure_torch
 from cvnet.training.amp import autocast, grad_scaler, load_scaler_state, resolve_amp
 from cvnet.training.data import build_train_loader
 from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left,
@@ -49,6 +49,7 @@ from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss
 from cvnet.training.optim import Optimizers
 from cvnet.training.trainer import load_resume_checkpoint, resolve_device
 from cvnet.visualize import weights_heatmap
+from jetson.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         ConfigError: Bad split, layout or resume state.
     """
     device = resolve_device(config.device)
+    configure_torch(torch)
     torch.manual_seed(config.seed)
     weight_ids, arch_ids = split_identities(labels, config.split_ratio, config.seed)
     weight_data = build_train_loader(config, *_subset(paths, labels, weight_ids),
@@ -184,10 +186,11 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         weight_data.set_epoch(epoch)
         model.train()
         totals = torch.zeros(2, device=device)  # weight loss, architecture loss: summed here
-        progress = tqdm(total=steps, desc=f"search {epoch + 1}/{config.epochs}", leave=False)
+        progress = progress_bar(steps, f"search {epoch + 1}/{config.epochs}", logger)
         for step, (images, targets) in enumerate(weight_data.loader):
             if step >= steps:
                 break
+            adapt_torch_threads()
             arch_images, arch_targets = next(arch_batches)
             with autocast(amp, device):
                 arch_output = model(arch_images.to(device))

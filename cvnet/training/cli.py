@@ -15,6 +15,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
+from cvnet.cli_help import ArgumentParser, doc_summary
 from cvnet.datasets import (Dataset, check_images, identity_labels, load_dataset,
                             standard_protocols)
 from cvnet.errors import CVNetError, DivergenceError
@@ -89,8 +90,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cvnet-train", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(
+        prog="cvnet-train", description=doc_summary(__doc__),
         epilog="Defaults are the paper's recipe (350 epochs, SGD lr 0.065, batch 64 = 16 ids x "
                "4 images, 256x256); a --config TOML file may set any of them, and flags given "
                "here override the file. Exit codes: 2 bad input or settings, 3 the run "

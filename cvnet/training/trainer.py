@@ -20,12 +20,12 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from cvnet.errors import ConfigError
 from cvnet.fileio import make_folders, write_text_atomic
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from cvnet.threads import adapt_torch_threads, configure_torch
 from cvnet.training.amp import autocast, grad_scaler, load_scaler_state, resolve_amp
 from cvnet.training.config import TrainConfig, config_differences
 from cvnet.training.data import build_train_loader
@@ -33,6 +33,7 @@ from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left
                                   divergence_hint)
 from cvnet.training.losses import ReIDLoss
 from cvnet.training.optim import Optimizers
+from jetson.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         ops = "".join(parse_ops(config.model_kwargs["ops"]))
         config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "ops": ops})
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    configure_torch(torch)
     world = init_distributed(device)
     torch.manual_seed(config.seed)
     num_classes = len(set(int(label) for label in train_labels))
@@ -145,11 +147,12 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         net.train()
         started, seen, done = time.perf_counter(), 0, 0
         sums = None  # the epoch's summed loss parts, kept on the device
-        progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
-                        disable=not world.is_main, leave=False)
+        progress = progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", logger,
+                                enabled=world.is_main)
         for step, (images, labels) in enumerate(data.loader):
             if step >= steps_per_epoch:
                 break
+            adapt_torch_threads()
             images, labels = images.to(device, non_blocking=True), labels.to(device)
             with autocast(amp, device):
                 output = net(images)

@@ -105,3 +105,25 @@ def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, 
     assert records["MGN"]["fps_measured"] == {}
     assert records["BoT"]["params_m_measured"] == 3.0
     assert set(records["BoT"]["cvnet_speedup"]) == {"onnxruntime"}
+
+
+def test_overload_warning_only_above_the_core_count():
+    from benchmarks.environment import overload_warning
+
+    assert overload_warning([1.9, 1.0, 0.5], 2) is None
+    assert overload_warning([2.0, 1.0, 0.5], 2) is None
+    assert overload_warning(None, 2) is None
+    text = overload_warning([3.4, 2.0, 1.0], 2)
+    assert "load average is 3.4 on 2 CPUs" in text and "noisy" in text
+
+
+def test_a_loaded_machine_is_warned_about_and_the_run_still_happens(monkeypatch, caplog, capsys):
+    monkeypatch.setattr("os.getloadavg", lambda: (9.0, 8.0, 7.0))
+    monkeypatch.setattr("benchmarks.cli.usable_cpus", lambda: 4)
+    assert main(["--engine", TINY_ONNX, "--batch", "1"] + QUICK) == 0
+    assert "the 1-minute load average is 9.0 on 4 CPUs" in caplog.text
+    assert "| cvnet_tiny | onnxruntime | cpu | fp32 | 1 | network |" in capsys.readouterr().out
+    caplog.clear()
+    monkeypatch.setattr("os.getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert main(["--engine", TINY_ONNX, "--batch", "1"] + QUICK) == 0
+    assert "load average" not in caplog.text

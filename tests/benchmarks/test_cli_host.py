@@ -16,10 +16,11 @@ QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-
 
 
 @pytest.mark.slow
-def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys):
+def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, caplog):
     cache, out = str(tmp_path / "cache"), str(tmp_path / "r.json")
     assert main(QUICK + ["--cache-dir", cache, "--json", out, "--csv",
                          str(tmp_path / "r.csv")]) == 0
+    assert "--no-verify" not in caplog.text  # nobody passed it (`make demo` said so)
     text = capsys.readouterr().out
     assert "| cvnet_tiny | pytorch | cpu | fp32 | 2 | network |" in text
     assert "| cvnet_tiny | onnxruntime | cpu | fp32 | 2 | network |" in text
@@ -29,6 +30,8 @@ def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys):
     assert {r["backend"] for r in report["results"]} == {"pytorch", "onnxruntime"}
     assert all(r["params"] == 53194 and r["gmacs"] > 0 for r in report["results"])
     assert report["environment"]["torch"] == torch.__version__
+    assert report["settings"]["torch_threads"]["threads"] >= 1  # what PyTorch ran with, and why
+    assert report["settings"]["torch_threads"]["reason"]
     folder = os.path.join(cache, "cvnet_tiny-64x64")
     assert sorted(os.listdir(folder)) == ["bench.json", "model.onnx", "model.onnx.json",
                                           "model.pt"]

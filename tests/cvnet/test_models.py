@@ -63,7 +63,9 @@ def test_classifiers_are_added_only_when_asked():
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-@pytest.mark.parametrize("batch, size", [(1, 256), (3, 256), (1, 128), (3, 128)])
+# The paper's size, and a batch of several (at a smaller size: in eval mode no layer mixes the
+# images of a batch, so 3 x 256 x 256 would only repeat both cases at 3x the cost).
+@pytest.mark.parametrize("batch, size", [(1, 256), (3, 128)])
 def test_eval_forward_returns_finite_embeddings(name, batch, size):
     model = build_model(name).eval()
     with torch.no_grad():

@@ -6,7 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.models.summary import count_macs, main, summarize  # noqa: E402
+from cvnet.models.summary import count_macs, summarize  # noqa: E402
+from cvnet.models.summary_cli import main  # noqa: E402
 
 
 def test_macs_are_counted_as_multiply_accumulates():

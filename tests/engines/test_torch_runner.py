@@ -70,3 +70,16 @@ def test_cuda_graphs_are_the_default_on_cuda_and_refused_on_the_cpu(checkpoint):
     assert open_engine(checkpoint).backend == "pytorch"
     with pytest.raises(EngineInputError, match="cuda_graphs needs a CUDA device"):
         open_engine(checkpoint, cuda_graphs=True)
+
+
+def test_pt_runner_runs_with_the_threads_asked_for(checkpoint, images):
+    before = torch.get_num_threads()
+    try:
+        with open_engine(checkpoint, input_size=TINY_SIZE, threads=2) as runner:
+            runner.embed(images[:1])
+            assert torch.get_num_threads() == 2
+        with open_engine(checkpoint, input_size=TINY_SIZE, threads=1) as runner:
+            runner.embed(images[:1])
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -18,7 +18,7 @@ from cvnet.fileio import sha256_file  # noqa: E402
 from cvnet.models import build_model, list_models  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint, state_dict_sha256  # noqa: E402
 from export import pipeline  # noqa: E402
-from export.cli import main  # noqa: E402
+from export.cli import build_parser, main, options_from_args  # noqa: E402
 from tests.device_modules import ROOT  # noqa: E402
 
 FAST = ["--imgsz", "32", "--verify-images", "4"]
@@ -298,13 +298,21 @@ def test_python_m_export_shows_help():
 
 @pytest.mark.slow
 def test_paper_model_exports_at_256_and_verifies(out, capsys):
-    assert _export(["--random-init", "--arch", "cvnet"], out) == 0
+    # The full model at its full size; 4 verification images instead of the default 16 (the
+    # default is checked below without an export): each costs two 256x256 forwards per batch size.
+    assert _export(["--random-init", "--arch", "cvnet", "--verify-images", "4"], out) == 0
     meta = read_sidecar(str(out / "cvnet.onnx.json"))
     assert (meta.embedding_dim, meta.input_height, meta.opset, meta.ir_version) == (1024, 256,
                                                                                     13, 7)
     assert 4.18e6 <= meta.param_count <= 4.62e6
     assert meta.verification["passed"] and len(meta.verification["cases"]) == 2
-    assert "| 1 | 16 |" in capsys.readouterr().out
+    assert "| 1 | 4 |" in capsys.readouterr().out
+
+
+def test_defaults_verify_on_16_images_at_256x256_for_tensorrt_8_2():
+    options = options_from_args(build_parser().parse_args(["model.pt"]))
+    assert (options.verify, options.verify_images, options.input_size) == (True, 16, (256, 256))
+    assert (options.opset, options.trt_version, options.dynamic_batch) == (13, "8.2", (1, 32))
 
 
 @pytest.mark.slow

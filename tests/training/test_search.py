@@ -188,7 +188,9 @@ def test_bad_ops_files_say_what_is_wrong(tmp_path, content, message):
 def test_tiny_search_end_to_end_then_train_the_result(synth, tmp_path, capsys):
     run = str(tmp_path / "search")
     assert search_cli.main(_search_args(synth, run, epochs=2)) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "\r" not in captured.err  # no progress-bar fragments where stderr is not a terminal
     document = json.load(open(os.path.join(run, "ops.json")))
     ops = document["ops"]
     assert len(ops) == 12 and set(ops) <= set(SEARCH_SPACE)

@@ -32,7 +32,9 @@ def _train_args(data, output, epochs=1):
 def test_synth_train_eval_path(synth, tmp_path, capsys):
     run = str(tmp_path / "run")
     assert train_cli.main(_train_args(synth, run, epochs=2)) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "\r" not in captured.err  # no progress-bar fragments where stderr is not a terminal
     assert "cvnet_tiny after 2 epochs" in out and "| A2G |" in out and "| G2A |" in out
     assert "cvnet_tiny before training" in out
 

@@ -1,0 +1,260 @@
+"""How many CPU threads PyTorch runs with: decided here, once, for every torch path.
+
+PyTorch's CPU wheels parallelise each operator with GNU OpenMP (libgomp) over as many threads as
+there are cores, and split the work evenly between them. When another process holds one of those
+cores, every operator waits for the thread that is not running, while the others spin: on a
+2-core machine with one busy process, a CVNet forward at batch 1 took several times longer than
+with one thread (docs/threads.md has the measurements). ONNX Runtime's pool does not suffer this.
+
+So a torch path asks :func:`configure_torch` for its threads: the physical cores this process
+may use minus the cores other processes keep busy (at least one thread), measured from
+``/proc/stat`` over a short window when the command starts. Contention that arrives later is
+caught by :func:`adapt_torch_threads`, which the inference and training loops call often: at most
+every :data:`RECHECK_SECONDS` it measures the other processes again over the interval since the
+last check and changes the threads when the answer changes. An explicit request wins
+(``cvnet-bench --threads N``), then ``OMP_NUM_THREADS``; either fixes the count for the run
+(bit-reproducible CPU training needs that: a changed thread count changes the order of
+floating-point sums). Every decision is logged. Device-side module: standard library only; the
+caller passes its ``torch`` module in.
+"""
+
+import logging
+import math
+import os
+import resource
+import time
+from typing import Any, NamedTuple, Optional
+
+logger = logging.getLogger(__name__)
+
+#: Seconds over which other processes' CPU use is measured at start-up.
+SAMPLE_SECONDS = 0.25
+#: CPU use of other processes (in cores) below which a core still counts as free: background
+#: noise (a shell, a logger) must not halve the threads of an idle machine.
+NOISE_CORES = 0.15
+#: Seconds between two checks of the other processes' CPU use during a run.
+RECHECK_SECONDS = 10.0
+
+
+class ThreadChoice(NamedTuple):
+    """The threads a torch path runs with, and why.
+
+    Attributes:
+        threads: Intra-op threads (``torch.set_num_threads``).
+        reason: What decided it, for the log and the benchmark report.
+        cores: Physical cores this process may use.
+        others_busy: Cores' worth of CPU other processes used while measured (None when it was
+            not measured or could not be read).
+    """
+
+    threads: int
+    reason: str
+    cores: int
+    others_busy: Optional[float] = None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def read_system_file(path: str) -> Optional[str]:
+    """The text of a /proc or /sys file, or None when it cannot be read."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def physical_cores(cpuinfo: Optional[str] = None) -> int:
+    """Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo, else os.cpu_count.
+
+    The affinity mask caps the answer, so a container limited to 2 CPUs reports at most 2.
+    """
+    text = cpuinfo if cpuinfo is not None else read_system_file("/proc/cpuinfo") or ""
+    cores = set()
+    physical, core = None, None
+    for line in text.splitlines() + [""]:
+        name, _, value = line.partition(":")
+        name = name.strip()
+        if name == "physical id":
+            physical = value.strip()
+        elif name == "core id":
+            core = value.strip()
+        elif not name:
+            if core is not None:
+                cores.add((physical, core))
+            physical, core = None, None
+    logical = usable_cpus()
+    return max(1, min(len(cores), logical)) if cores else logical
+
+
+def _busy_seconds(stat: str) -> Optional[float]:
+    """CPU seconds all processes have run, from the ``cpu`` line of /proc/stat."""
+    for line in stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait ...
+            busy = sum(ticks) - ticks[3] - ticks[4]
+            return busy / float(os.sysconf("SC_CLK_TCK"))
+    return None
+
+
+class CpuSnapshot(NamedTuple):
+    """CPU seconds run by the whole machine and by this process, at one wall-clock time."""
+
+    machine: float
+    own: float
+    wall: float
+
+
+def cpu_snapshot() -> Optional[CpuSnapshot]:
+    """The machine's and this process's CPU time now; None where /proc/stat cannot be read."""
+    text = read_system_file("/proc/stat")
+    machine = _busy_seconds(text) if text is not None else None
+    if machine is None:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return CpuSnapshot(machine, usage.ru_utime + usage.ru_stime, time.perf_counter())
+
+
+def others_between(before: CpuSnapshot, after: CpuSnapshot) -> Optional[float]:
+    """Cores' worth of CPU other processes used between two snapshots.
+
+    The machine's busy time minus this process's own CPU time (all its threads), per wall
+    second; None for an empty interval.
+    """
+    elapsed = after.wall - before.wall
+    if elapsed <= 0:
+        return None
+    return max(0.0, ((after.machine - before.machine) - (after.own - before.own)) / elapsed)
+
+
+def others_busy_cores(seconds: float = SAMPLE_SECONDS) -> Optional[float]:
+    """Cores' worth of CPU that other processes use now, measured over ``seconds``."""
+    before = cpu_snapshot()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after = cpu_snapshot()
+    return others_between(before, after) if after is not None else None
+
+
+def decide_threads(cores: int, others_busy: Optional[float]) -> int:
+    """Threads that leave the cores other processes use to them: at least 1, at most ``cores``.
+
+    Args:
+        cores: Physical cores this process may use.
+        others_busy: Cores' worth of CPU other processes use (None: unknown, all cores).
+
+    Returns:
+        ``cores`` minus the other processes' use rounded up (use under :data:`NOISE_CORES` is
+        ignored), never below 1.
+    """
+    if others_busy is None:
+        return max(1, cores)
+    taken = max(0, int(math.ceil(others_busy - NOISE_CORES)))
+    return max(1, min(cores, cores - taken))
+
+
+def _from_environment() -> Optional[int]:
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    try:
+        number = int(value.split(",")[0])
+    except ValueError:
+        return None
+    return number if number >= 1 else None
+
+
+def _measured(cores: int, others: Optional[float]) -> ThreadChoice:
+    if others is None:
+        return ThreadChoice(cores, "physical cores; the load of other processes is unknown "
+                                   "here", cores)
+    return ThreadChoice(decide_threads(cores, others), "{} physical cores, other processes "
+                        "busy on {:.1f}".format(cores, others), cores, round(others, 2))
+
+
+def choose_threads(requested: Optional[int] = None) -> ThreadChoice:
+    """The threads for this process's torch work (see the module docstring for the order).
+
+    Args:
+        requested: An explicit thread count (a command's ``--threads``); None decides.
+    """
+    cores = physical_cores()
+    if requested is not None:
+        return ThreadChoice(int(requested), "requested with --threads", cores)
+    from_env = _from_environment()
+    if from_env is not None:
+        return ThreadChoice(from_env, "OMP_NUM_THREADS", cores)
+    return _measured(cores, others_busy_cores())
+
+
+class _State(object):
+    """What this process decided: the choice, how it was asked for, and the last check."""
+
+    def __init__(self):
+        self.choice = None  # type: Optional[ThreadChoice]
+        self.requested = None  # type: Optional[int]
+        self.torch = None  # type: Any
+        self.checked = None  # type: Optional[CpuSnapshot]  (set while the count may adapt)
+
+
+_STATE = _State()
+
+
+def configured() -> Optional[ThreadChoice]:
+    """The choice in force in this process, or None before :func:`configure_torch`."""
+    return _STATE.choice
+
+
+def configure_torch(torch: Any, requested: Optional[int] = None) -> ThreadChoice:
+    """Sets ``torch``'s intra-op threads as :func:`choose_threads` decides.
+
+    Every torch path calls this before its first operator. The decision (and the short
+    measurement behind it) is made on the first call and kept; a later call with another
+    explicit ``requested`` count decides again.
+
+    Args:
+        torch: The imported ``torch`` module (this module never imports it).
+        requested: An explicit thread count, e.g. ``cvnet-bench --threads``.
+
+    Returns:
+        The choice applied.
+    """
+    state = _STATE
+    if state.choice is None or requested != state.requested:
+        state.choice, state.requested = choose_threads(requested), requested
+        adaptive = requested is None and _from_environment() is None
+        state.checked = cpu_snapshot() if adaptive else None
+        logger.info("PyTorch CPU threads: %d (%s)", state.choice.threads, state.choice.reason)
+    state.torch = torch
+    if torch.get_num_threads() != state.choice.threads:
+        torch.set_num_threads(state.choice.threads)
+    return state.choice
+
+
+def adapt_torch_threads() -> None:
+    """Follows the other processes' CPU use during a run; cheap enough to call every batch.
+
+    At most every :data:`RECHECK_SECONDS`, and only when the count was measured rather than
+    requested: the other processes' use since the last check decides the threads again, and a
+    change is applied and logged.
+    """
+    state = _STATE
+    if state.checked is None or time.perf_counter() - state.checked.wall < RECHECK_SECONDS:
+        return
+    now = cpu_snapshot()
+    others = others_between(state.checked, now) if now is not None else None
+    if others is None:
+        return
+    choice = _measured(state.choice.cores, others)
+    state.checked = now
+    if choice.threads != state.choice.threads:
+        logger.warning("other processes now keep %.1f cores busy: PyTorch CPU threads %d -> %d",
+                       choice.others_busy, state.choice.threads, choice.threads)
+        state.torch.set_num_threads(choice.threads)
+    state.choice = choice

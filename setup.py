@@ -1,0 +1,69 @@
+"""The device install for Python < 3.9 (a Jetson Nano's Python 3.6): ``pip3 install .``.
+
+Python 3.9 and newer build cvnet from ``pyproject.toml`` (its ``[project]`` table, setuptools >=
+77): the host install, with torch. setuptools for Python 3.6 (59.6 at most) predates that table,
+so for older Pythons ``pyproject.toml`` asks for setuptools < 61, which ignores ``[project]``, and
+this file describes the device distribution instead: ``cvnet-device``, the torch-free modules
+directly inside ``cvnet/``, the device packages, and the device commands. The commands' targets
+are read from ``[project.scripts]``, so each command is declared once. docs/install.md explains
+both installs.
+"""
+
+import os
+import re
+import sys
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: The device distribution's packages. ``cvnet`` brings its top-level modules only: its
+#: subpackages (models, training, search) are torch code.
+DEVICE_PACKAGES = ["cvnet", "engines", "jetson", "benchmarks"]
+DEVICE_PACKAGE_DATA = {"cvnet": ["data/*.json"], "benchmarks": ["data/*.csv"]}
+#: The console commands the device install brings; their targets come from pyproject.toml.
+DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench")
+#: numpy as the Jetson's pins have it (manylinux2014 aarch64 wheels need pip >= 19.3). OpenCV,
+#: ONNX Runtime, TensorRT and pycuda come from JetPack or the Jetson Zoo: `python3 -m jetson
+#: self-check` says which are missing.
+DEVICE_REQUIRES = ["numpy>=1.19"]
+
+
+def pyproject_table(name, text):
+    """``key = "value"`` pairs of one table of a TOML file (flat string values only).
+
+    Enough for ``[project]`` scalars and ``[project.scripts]``; a TOML parser is not in the
+    standard library of Python 3.6.
+    """
+    match = re.search(r"^\[{}\]\s*$(.*?)(?=^\[|\Z)".format(re.escape(name)), text,
+                      re.MULTILINE | re.DOTALL)
+    if match is None:
+        raise SystemExit("setup.py: no [{}] table in pyproject.toml".format(name))
+    return dict(re.findall(r'^([A-Za-z0-9_.-]+)\s*=\s*"([^"]*)"\s*$', match.group(1),
+                           re.MULTILINE))
+
+
+def device_distribution():
+    """The keyword arguments of :func:`setuptools.setup` for the device install."""
+    with open(os.path.join(HERE, "pyproject.toml")) as handle:
+        text = handle.read()
+    project = pyproject_table("project", text)
+    scripts = pyproject_table("project.scripts", text)
+    return dict(
+        name="cvnet-device",
+        version=project["version"],
+        description="cvnet's device side (Jetson Nano, Python 3.6, no torch): "
+                    "cvnet-build, cvnet-embed, cvnet-match, cvnet-bench.",
+        license=project["license"],
+        python_requires=">=3.6",
+        packages=DEVICE_PACKAGES,
+        package_data=DEVICE_PACKAGE_DATA,
+        install_requires=DEVICE_REQUIRES,
+        entry_points={"console_scripts": ["{} = {}".format(command, scripts[command])
+                                          for command in DEVICE_COMMANDS]},
+    )
+
+
+if sys.version_info >= (3, 9):
+    setup()  # everything comes from pyproject.toml
+else:
+    setup(**device_distribution())
