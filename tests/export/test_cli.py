@@ -309,9 +309,10 @@ def test_paper_model_exports_at_256_and_verifies(out, capsys):
     assert "| 1 | 4 |" in capsys.readouterr().out
 
 
-def test_defaults_verify_on_16_images_at_256x256_for_tensorrt_8_2():
+def test_defaults_verify_on_16_images_at_the_trained_size_for_tensorrt_8_2():
     options = options_from_args(build_parser().parse_args(["model.pt"]))
-    assert (options.verify, options.verify_images, options.input_size) == (True, 16, (256, 256))
+    # No size given: the export takes the checkpoint's trained size (256x256 when it has none).
+    assert (options.verify, options.verify_images, options.input_size) == (True, 16, None)
     assert (options.opset, options.trt_version, options.dynamic_batch) == (13, "8.2", (1, 32))
 
 
