@@ -3,8 +3,8 @@
 Python 3.9 and newer build cvnet from ``pyproject.toml`` (its ``[project]`` table, setuptools >=
 77): the host install, with torch. setuptools for Python 3.6 (59.6 at most) predates that table,
 so for older Pythons ``pyproject.toml`` asks for setuptools < 61, which ignores ``[project]``, and
-this file describes the device distribution instead: ``cvnet-device``, the torch-free modules
-directly inside ``cvnet/``, the device packages, and the device commands. The commands' targets
+this file describes the device distribution instead: ``cvnet-device``, the torch-free core
+``cvnet/core``, the device packages, and the device commands. The commands' targets
 are read from ``[project.scripts]``, so each command is declared once. docs/install.md explains
 both installs.
 """
@@ -16,10 +16,10 @@ import sys
 from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-#: The device distribution's packages. ``cvnet`` brings its top-level modules only: its
-#: subpackages (models, training, search) are torch code.
-DEVICE_PACKAGES = ["cvnet", "engines", "jetson", "benchmarks"]
-DEVICE_PACKAGE_DATA = {"cvnet": ["data/*.json"], "benchmarks": ["data/*.csv"]}
+#: The device distribution's packages: ``cvnet`` itself (its ``__init__`` only) and the torch-free
+#: core; cvnet's other subpackages (models, training, search, gpucheck) are torch code.
+DEVICE_PACKAGES = ["cvnet", "cvnet.core", "engines", "jetson", "benchmarks"]
+DEVICE_PACKAGE_DATA = {"cvnet.core": ["*.json"], "benchmarks": ["data/*.csv"]}
 #: The console commands the device install brings; their targets come from pyproject.toml.
 DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench")
 #: numpy as the Jetson's pins have it (manylinux2014 aarch64 wheels need pip >= 19.3). OpenCV,

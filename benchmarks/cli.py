@@ -13,9 +13,9 @@ import logging
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.errors import CVNetError
-from cvnet.threads import configured, physical_cores
+from cvnet.core.cli_help import ArgumentParser, doc_summary
+from cvnet.core.errors import CVNetError
+from cvnet.core.threads import configured, physical_cores
 from benchmarks.environment import load_average, overload_warning, probe_environment, usable_cpus
 from benchmarks.paper import baseline_archs, load_table2
 from benchmarks.report import (build_report, markdown_report, write_csv, write_json,

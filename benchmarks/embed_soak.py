@@ -22,7 +22,7 @@ from typing import List, Optional, Tuple
 
 import cv2
 
-from cvnet.cli_help import ArgumentParser, doc_summary
+from cvnet.core.cli_help import ArgumentParser, doc_summary
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class RssSampler(threading.Thread):
 
 def write_images(folder: str, count: int, size: int, seed: int = 0) -> None:
     """``count`` synthetic vehicle crops as JPEGs in ``folder`` (100 renders, re-used)."""
-    from cvnet.synth import sample_images
+    from cvnet.core.synth import sample_images
 
     renders = sample_images(min(count, 100), seed=seed, size=size)
     for index in range(count):
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from cvnet.preprocess import decode_image
+    from cvnet.core.preprocess import decode_image
     from engines import open_engine
     from jetson.embed import extract
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from cvnet.threads import physical_cores, read_system_file, usable_cpus
+from cvnet.core.threads import physical_cores, read_system_file, usable_cpus
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ Modes (``os.fsync`` replaced for the run):
 
 - ``none``: no fsync at all (atomic renames only; not durable);
 - ``files``: files only, what cvnet did before it fsynced folders (a rename can be lost);
-- ``durable``: files and folders, what cvnet does (:mod:`cvnet.fileio`).
+- ``durable``: files and folders, what cvnet does (:mod:`cvnet.core.fileio`).
 
 The cost depends on the storage (an SD card or eMMC on a Nano, an SSD here): measure it where
 the embeddings are written.

@@ -1,4 +1,4 @@
-"""How long :func:`cvnet.metrics.evaluate_rank` takes on a CVPair-sized test split.
+"""How long :func:`cvnet.core.metrics.evaluate_rank` takes on a CVPair-sized test split.
 
 Command: ``python -m benchmarks.metrics_speed [--queries 1006] [--gallery 6515] [--ids 503]
 [--runs 5]``. Builds random distances with CVPair's test structure (A2G: aerial queries, ground
@@ -15,8 +15,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.metrics import evaluate_rank
+from cvnet.core.cli_help import ArgumentParser
+from cvnet.core.metrics import evaluate_rank
 
 logger = logging.getLogger(__name__)
 

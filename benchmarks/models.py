@@ -15,9 +15,9 @@ import logging
 import os
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
-from cvnet.artifact import read_sidecar, sidecar_path
-from cvnet.errors import CVNetError
-from cvnet.fileio import write_text_atomic
+from cvnet.core.artifact import read_sidecar, sidecar_path
+from cvnet.core.errors import CVNetError
+from cvnet.core.fileio import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import csv
 import os
 from typing import Dict, List, NamedTuple, Optional
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 TABLE2_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "table2.csv")
 

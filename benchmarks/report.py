@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
-from cvnet.fileio import atomic_path, write_text_atomic
+from cvnet.core.fileio import atomic_path, write_text_atomic
 from benchmarks.paper import PaperRow
 from benchmarks.stats import LatencyStats
 

@@ -14,8 +14,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import cv2
 
-from cvnet.errors import ConfigError
-from cvnet.synth import sample_images
+from cvnet.core.errors import ConfigError
+from cvnet.core.synth import sample_images
 from benchmarks.environment import peak_rss_mb
 from benchmarks.report import BenchRow, row_from_stats
 from benchmarks.stats import latency_stats
@@ -93,7 +93,7 @@ def runner_options(backend: str, device: str, precision: str, threads: int,
     ONNX Runtime on the CPU gets ``threads`` intra-op threads (physical cores unless requested)
     with its default ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs
     under ``torch.inference_mode`` with ``torch_threads`` threads (None lets
-    :func:`cvnet.threads.configure_torch` decide, see docs/threads.md), with CUDA graphs on a
+    :func:`cvnet.core.threads.configure_torch` decide, see docs/threads.md), with CUDA graphs on a
     GPU unless ``backend`` is ``torch-eager``, and accepts batches up to ``batch_max`` (a
     checkpoint fixes no batch range).
     """

@@ -1,8 +1,8 @@
 """cvnet: cross-view (aerial <-> ground) vehicle re-identification for edge devices.
 
-Importing ``cvnet`` never imports torch: the torch-free modules in this package (errors,
-TensorRT operator support, and later preprocessing and metrics) run on a Jetson Nano under
-Python 3.6. The PyTorch parts live in subpackages such as :mod:`cvnet.models`.
+Importing ``cvnet`` never imports torch. The torch-free core (:mod:`cvnet.core`) runs on a Jetson
+Nano under Python 3.6; the PyTorch parts live in the host subpackages (:mod:`cvnet.models`,
+:mod:`cvnet.training`, :mod:`cvnet.search`, :mod:`cvnet.gpucheck`). docs/layout.md has the map.
 """
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ this package imports neither TensorRT, pycuda, ONNX Runtime nor torch.
 import os
 from typing import Any
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 from engines.base import InputSpec, Runner
 from engines.metadata import EngineInfo, engine_info
 

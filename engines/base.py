@@ -8,7 +8,7 @@ decoded images into embeddings::
     # deactivate: free
 
 The base does the sidecar, the input spec, input validation, preprocessing (through
-:mod:`cvnet.preprocess`, the project's only preprocessing path), splitting any number of images
+:mod:`cvnet.core.preprocess`, the project's only preprocessing path), splitting any number of images
 into batches the model accepts (padding the last one for a static-batch model and dropping the
 padding), L2 normalisation and timing. A backend overrides only ``_activate`` (load; report the
 model's input and output), ``_infer`` (one batch the model accepts -> its output) and
@@ -24,9 +24,9 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.artifact import ArtifactMetadata, read_sidecar, sidecar_path
-from cvnet.errors import MetadataError
-from cvnet.preprocess import PreprocessConfig, l2_normalize, preprocess_batch, resize_rgb
+from cvnet.core.artifact import ArtifactMetadata, read_sidecar, sidecar_path
+from cvnet.core.errors import MetadataError
+from cvnet.core.preprocess import PreprocessConfig, l2_normalize, preprocess_batch, resize_rgb
 from engines.deps import require
 from engines.errors import EngineError, EngineInputError, EngineLoadError
 
@@ -62,8 +62,8 @@ class InputSpec(NamedTuple):
 
     Attributes:
         input_name: Name of the model input.
-        layout: ``"NCHW"`` (normalised float32 from :func:`cvnet.preprocess.preprocess_batch`) or
-            ``"NHWC"`` (RGB pixel values from :func:`cvnet.preprocess.resize_rgb`; the graph
+        layout: ``"NCHW"`` (normalised float32 from :func:`cvnet.core.preprocess.preprocess_batch`) or
+            ``"NHWC"`` (RGB pixel values from :func:`cvnet.core.preprocess.resize_rgb`; the graph
             normalises them).
         dtype: numpy dtype name of the input, ``"float32"`` or ``"uint8"``.
         height: Input height in pixels.
@@ -227,7 +227,7 @@ def validate_images(images: Sequence[Any]) -> None:
         if not ok:
             raise EngineInputError(
                 "image {}: expected an (H, W, 3) uint8 BGR array, got {}; decode files with "
-                "cvnet.preprocess.decode_image, which also turns gray, BGRA and 16-bit images "
+                "cvnet.core.preprocess.decode_image, which also turns gray, BGRA and 16-bit images "
                 "into that".format(i, _describe(image)))
 
 
@@ -240,8 +240,8 @@ def prepare_images(images: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
 
     Returns:
         ``spec.batch_shape(len(images))`` array of ``spec.dtype``: normalised NCHW float32 from
-        :func:`cvnet.preprocess.preprocess_batch`, or NHWC RGB pixels from
-        :func:`cvnet.preprocess.resize_rgb` for a graph that normalises itself.
+        :func:`cvnet.core.preprocess.preprocess_batch`, or NHWC RGB pixels from
+        :func:`cvnet.core.preprocess.resize_rgb` for a graph that normalises itself.
 
     Raises:
         EngineInputError: An item is not a decoded BGR image.
@@ -461,7 +461,7 @@ class Runner(object):
 
         Args:
             images: A list of (H, W, 3) uint8 BGR images of any size (from
-                :func:`cvnet.preprocess.decode_image` or ``cv2.imread``), or a preprocessed
+                :func:`cvnet.core.preprocess.decode_image` or ``cv2.imread``), or a preprocessed
                 ``spec.batch_shape(N)`` array. Any number: they are run in batches the model
                 accepts, preprocessed one batch at a time.
             normalize: L2-normalise the rows; the runner's ``normalize`` when None.

@@ -29,12 +29,12 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 import cvnet
-from cvnet.artifact import (ArtifactMetadata, check_artifact_file, read_sidecar, sidecar_path,
+from cvnet.core.artifact import (ArtifactMetadata, check_artifact_file, read_sidecar, sidecar_path,
                             sidecar_text)
-from cvnet.errors import ConfigError
-from cvnet.fileio import (check_writable, sha256_bytes, sha256_file, write_bytes_atomic,
+from cvnet.core.errors import ConfigError
+from cvnet.core.fileio import (check_writable, sha256_bytes, sha256_file, write_bytes_atomic,
                           write_files_atomic, write_text_atomic)
-from cvnet.tensorrt_ops import operator_support
+from cvnet.core.tensorrt_ops import operator_support
 from engines import gpu, trt_compat
 from engines.deps import require
 from engines.errors import EngineBuildError, MissingDependencyError

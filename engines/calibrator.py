@@ -19,9 +19,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from cvnet.artifact import ArtifactMetadata
-from cvnet.fileio import write_files_atomic
-from cvnet.preprocess import ImageDecodeError, decode_image, find_images
+from cvnet.core.artifact import ArtifactMetadata
+from cvnet.core.fileio import write_files_atomic
+from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from engines import gpu, trt_compat
 from engines.base import InputSpec, ModelIO, prepare_images, spec_from_metadata, spec_from_model
 from engines.deps import require
@@ -38,7 +38,7 @@ def calibration_files(folder: str, limit: int) -> List[str]:
 
     Raises:
         EngineBuildError: The folder does not exist.
-        ConfigError: It holds no images (see :func:`cvnet.preprocess.find_images`).
+        ConfigError: It holds no images (see :func:`cvnet.core.preprocess.find_images`).
     """
     if not os.path.isdir(folder):
         raise EngineBuildError("--calib {}: no such folder; give a folder of representative "

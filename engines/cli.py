@@ -13,8 +13,8 @@ import platform
 import sys
 from typing import Any, Dict, List, Optional
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.errors import CVNetError
+from cvnet.core.cli_help import ArgumentParser
+from cvnet.core.errors import CVNetError
 from engines.builder import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB, KEEP_FP32_GROUPS,
                              BuildOptions, build_engine, parse_batch)
 from engines.deps import probe
@@ -158,7 +158,7 @@ def _machine() -> Dict[str, Any]:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from cvnet.artifact import read_sidecar
+    from cvnet.core.artifact import read_sidecar
     from engines.metadata import compatibility_problems, engine_info
 
     path = args.model[:-5] if args.model.endswith(".json") else args.model

@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from cvnet.artifact import ArtifactMetadata, FORMAT, check_artifact_file, metadata_from_props
+from cvnet.core.artifact import ArtifactMetadata, FORMAT, check_artifact_file, metadata_from_props
 from engines.base import ModelIO, Runner
 from engines.errors import EngineError, EngineLoadError
 

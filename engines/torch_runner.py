@@ -2,7 +2,7 @@
 
 Host only: torch and cvnet's model code are imported when the runner is activated, never at
 module level, so this module still imports on the device (where activating it says to use the
-.onnx or .plan instead). Images go through the same :mod:`cvnet.preprocess` path as every other
+.onnx or .plan instead). Images go through the same :mod:`cvnet.core.preprocess` path as every other
 backend; the checkpoint is read with ``weights_only=True`` by
 :func:`cvnet.models.checkpoint.model_from_checkpoint`.
 
@@ -16,8 +16,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from cvnet.preprocess import DEFAULT_SIZE
-from cvnet.threads import adapt_torch_threads, configure_torch
+from cvnet.core.preprocess import DEFAULT_SIZE
+from cvnet.core.threads import adapt_torch_threads, configure_torch
 from engines.base import InputSpec, ModelIO, Runner
 from engines.deps import require
 from engines.errors import EngineInputError
@@ -53,7 +53,7 @@ class TorchRunner(Runner):
             overflow-prone channel attention still computes in FP32 inside.
         cuda_graphs: On CUDA, replay CUDA graphs (with channels-last and cuDNN autotuning);
             default on for CUDA devices. False runs eager. Not available on the CPU.
-        threads: CPU threads; None lets :func:`cvnet.threads.configure_torch` decide.
+        threads: CPU threads; None lets :func:`cvnet.core.threads.configure_torch` decide.
         **kwargs: See :class:`engines.base.Runner` (``normalize``, ``batch_range``).
 
     Raises:

@@ -24,7 +24,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.tensorrt_ops import version_tuple
+from cvnet.core.tensorrt_ops import version_tuple
 
 #: Where TensorRT's own messages go (see :func:`make_logger`).
 TENSORRT_LOG = logging.getLogger("tensorrt")

@@ -27,7 +27,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from cvnet.fileio import sha256_bytes
+from cvnet.core.fileio import sha256_bytes
 from engines import trt_compat
 from engines.base import ModelIO, Runner
 from engines.deps import INSTALL_HINTS

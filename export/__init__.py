@@ -7,5 +7,5 @@
 - :mod:`export.half`: an FP16-typed graph with FP32 attention and I/O;
 - :mod:`export.verify`: ONNX Runtime vs PyTorch parity figures.
 
-The sidecar format is device-side, in :mod:`cvnet.artifact`.
+The sidecar format is device-side, in :mod:`cvnet.core.artifact`.
 """

@@ -12,9 +12,9 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.errors import CVNetError, ExportError, UnsupportedOperatorError
-from cvnet.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
+from cvnet.core.cli_help import ArgumentParser
+from cvnet.core.errors import CVNetError, ExportError, UnsupportedOperatorError
+from cvnet.core.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
 from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 
 if TYPE_CHECKING:  # torch-importing; loaded after parsing
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "trained one is exported with a warning")
     graph.add_argument("--preprocess-in-graph", action="store_true",
                        help="the graph takes RGB pixels NHWC at the input size (what "
-                            "cvnet.preprocess.resize_rgb returns) and does the cast, /255, "
+                            "cvnet.core.preprocess.resize_rgb returns) and does the cast, /255, "
                             "mean/std and layout change itself")
     graph.add_argument("--input-dtype", choices=("uint8", "float32"),
                        help="with --preprocess-in-graph: the pixels' type (default: uint8 where "

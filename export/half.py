@@ -17,7 +17,7 @@ from typing import Any, Tuple, Type
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ExportError
+from cvnet.core.errors import ExportError
 from cvnet.models.dfc import FilterAttention
 
 #: Module types kept in FP32 inside an FP16 graph.

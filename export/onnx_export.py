@@ -4,7 +4,7 @@ TensorRT 8.2 (the Jetson Nano's) parses opsets up to 13 and the Jetson onnxrunti
 15; torch 2.13's dynamo exporter emits opset 18 and cannot convert down to 13, so cvnet exports
 with the TorchScript exporter at opset 13 by default. Every graph is checked with
 ``onnx.checker`` and every node against the target TensorRT version's operator list
-(:mod:`cvnet.tensorrt_ops`), so an operator the device cannot parse fails here, on the host.
+(:mod:`cvnet.core.tensorrt_ops`), so an operator the device cannot parse fails here, on the host.
 """
 
 import io
@@ -16,9 +16,9 @@ import onnx
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ConfigError, ExportError
-from cvnet.fileio import write_bytes_atomic, check_writable
-from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, OperatorSupport, check_nodes,
+from cvnet.core.errors import ConfigError, ExportError
+from cvnet.core.fileio import write_bytes_atomic, check_writable
+from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, OperatorSupport, check_nodes,
                                 operator_support, versions_reading_opset)
 from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_OPSET
 

@@ -27,17 +27,17 @@ import torch
 import torch.nn as nn
 
 import cvnet
-from cvnet.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, sidecar_path,
+from cvnet.core.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, sidecar_path,
                             sidecar_text, to_metadata_props)
-from cvnet.errors import ConfigError, VerificationError
-from cvnet.fileio import write_files_atomic, check_writable, sha256_bytes
+from cvnet.core.errors import ConfigError, VerificationError
+from cvnet.core.fileio import write_files_atomic, check_writable, sha256_bytes
 from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
 from cvnet.models.registry import build_model, list_models
 from cvnet.models.summary import param_count
-from cvnet.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
-from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
+from cvnet.core.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                 supports_uint8_input)
-from cvnet.threads import configure_torch
+from cvnet.core.threads import configure_torch
 from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 from export.graph_preprocess import InGraphPreprocess
 from export.half import half_for_export

@@ -1,7 +1,7 @@
 """Parity of an exported graph with PyTorch: does ONNX Runtime compute the same embeddings?
 
-The same images go through the shared preprocessing (:func:`cvnet.preprocess.preprocess_batch`
-for PyTorch and float graphs, :func:`cvnet.preprocess.resize_rgb` for graphs with preprocessing
+The same images go through the shared preprocessing (:func:`cvnet.core.preprocess.preprocess_batch`
+for PyTorch and float graphs, :func:`cvnet.core.preprocess.resize_rgb` for graphs with preprocessing
 inside) into the FP32 PyTorch model and into ONNX Runtime, at batch 1 and at a larger batch.
 Figures per batch size: per-embedding cosine similarity (min, mean), max absolute difference,
 and retrieval agreement (the share of queries whose top-1 and top-5 neighbours among the other
@@ -26,8 +26,8 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 
-from cvnet.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
-from cvnet.synth import sample_images
+from cvnet.core.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
+from cvnet.core.synth import sample_images
 from export.defaults import DEFAULT_IMAGE_COUNT
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ LARGER_BATCH = 8
 def verification_images(count: int = DEFAULT_IMAGE_COUNT, seed: int = 0) -> List[np.ndarray]:
     """The images every export is verified on: ``count`` BGR uint8 images.
 
-    Half are synthetic vehicle crops in both views (:func:`cvnet.synth.sample_images`, 128x128),
+    Half are synthetic vehicle crops in both views (:func:`cvnet.core.synth.sample_images`, 128x128),
     so that the retrieval figures compare images a ReID model is meant for; the rest alternate
     uniform noise with structured images (a colour gradient with random rectangles, ellipses and
     lines), 48 to 320 pixels on each side with varied aspect ratios, so that resizing is

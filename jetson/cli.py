@@ -17,8 +17,8 @@ import logging
 import sys
 from typing import Any, List, Optional
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.errors import CVNetError
+from cvnet.core.cli_help import ArgumentParser
+from cvnet.core.errors import CVNetError
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def _run_embed(args: argparse.Namespace) -> int:
 
 def _write_utf8(stream: Any, text: str) -> None:
     """Writes ``text`` as UTF-8 whatever the locale's encoding (ASCII on Python 3.6 under
-    ``LANG=C``): the escaped names of :mod:`cvnet.filenames` are UTF-8 text."""
+    ``LANG=C``): the escaped names of :mod:`cvnet.core.filenames` are UTF-8 text."""
     binary = getattr(stream, "buffer", None)
     if binary is None:  # a text-only stream (a test's StringIO)
         stream.write(text)

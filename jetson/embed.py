@@ -1,6 +1,6 @@
 """``cvnet-embed``: image files -> embeddings on the device, resumable, losing nothing.
 
-The pipeline: a background thread reads, checks, decodes (:func:`cvnet.preprocess.decode_image`)
+The pipeline: a background thread reads, checks, decodes (:func:`cvnet.core.preprocess.decode_image`)
 and preprocesses (``runner.prepare``) each file into a bounded queue, so decoding overlaps
 inference and a huge image is held only until it is resized; the calling thread batches the
 preprocessed inputs through the engine and commits every ``chunk_size`` files as one chunk of
@@ -25,11 +25,11 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 import cvnet
-from cvnet.errors import ConfigError, CVNetError
-from cvnet.fileio import make_folders, sha256_file
-from cvnet.filenames import NAME_ENCODING, encode_name
-from cvnet.preprocess import ImageDecodeError, decode_image, find_images
-from jetson.progress import Progress
+from cvnet.core.errors import ConfigError, CVNetError
+from cvnet.core.fileio import make_folders, sha256_file
+from cvnet.core.filenames import NAME_ENCODING, encode_name
+from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
+from cvnet.core.progress import Progress
 from jetson.store import (FORMAT, FORMAT_VERSION, IndexRow, StoreError, META_FILE, read_meta,
                           scan_chunks, write_chunk, write_meta)
 
@@ -192,7 +192,7 @@ def list_images(source: str) -> Tuple[str, List[str]]:
     Returns:
         ``(root, paths)``: paths relative to ``root`` (a folder's, sorted) or as written in the
         list (duplicates dropped, first kept), as the operating system names them (``str``
-        that may hold surrogate escapes; :func:`cvnet.filenames.encode_name` writes them).
+        that may hold surrogate escapes; :func:`cvnet.core.filenames.encode_name` writes them).
 
     Raises:
         ConfigError: ``source`` does not exist, or it holds or lists no image.

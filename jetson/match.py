@@ -22,10 +22,10 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from cvnet.errors import ConfigError
-from cvnet.fileio import make_folders, write_bytes_atomic, write_text_atomic
-from cvnet.metrics import cosine_distance
-from cvnet.filenames import native_name
+from cvnet.core.errors import ConfigError
+from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
+from cvnet.core.metrics import cosine_distance
+from cvnet.core.filenames import native_name
 from jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks, load_embeddings,
                           read_meta)
 
@@ -180,7 +180,7 @@ def topk_faiss(queries: np.ndarray, gallery_folder: str, k: int) -> Tuple[np.nda
     except ImportError:
         raise ImportError("--backend faiss needs FAISS, which is not installed: pip install "
                           "faiss-cpu (host only; on the device use the exact backend)")
-    from cvnet.preprocess import l2_normalize
+    from cvnet.core.preprocess import l2_normalize
 
     dim = queries.shape[1]
     index = faiss.IndexFlatIP(dim)
@@ -235,7 +235,7 @@ def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
 def matches_csv(matches: Matches) -> str:
     """CSV text: ``query,rank,gallery,similarity,distance``, one line per kept match.
 
-    ``query`` and ``gallery`` are the index's escaped names (:mod:`cvnet.filenames`):
+    ``query`` and ``gallery`` are the index's escaped names (:mod:`cvnet.core.filenames`):
     ``urllib.parse.unquote_to_bytes`` gives each file's exact name.
     """
     buffer = io.StringIO()
@@ -255,7 +255,7 @@ def write_matches(path: str, matches: Matches) -> str:
 
 
 def _crop(root: str, name: str) -> np.ndarray:
-    from cvnet.preprocess import ImageDecodeError, decode_image
+    from cvnet.core.preprocess import ImageDecodeError, decode_image
 
     try:
         return decode_image(file_path(root, name))
@@ -281,7 +281,7 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
         The PNG paths written.
     """
     import cv2
-    from cvnet.visualize import ranked_list_row, stack_rows
+    from cvnet.core.visualize import ranked_list_row, stack_rows
 
     make_folders(out_dir)
     written = []

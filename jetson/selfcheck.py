@@ -126,7 +126,7 @@ def gather(require: str = "auto") -> Tuple[List[Check], bool]:
 
 
 def _gpu() -> str:
-    from cvnet.errors import CVNetError
+    from cvnet.core.errors import CVNetError
     from engines.gpu import gpu_info
 
     try:

@@ -14,7 +14,7 @@ FORBIDDEN = ("torch", "tensorrt", "pycuda", "onnx")
 
 def test_device_modules_are_found():
     modules = device_modules()
-    assert "cvnet" in modules and "cvnet.tensorrt_ops" in modules
+    assert "cvnet" in modules and "cvnet.core.tensorrt_ops" in modules
     assert not any(name.startswith("cvnet.models") for name in modules)
 
 

@@ -158,13 +158,13 @@ def steps(settings: CheckSettings, paths: Paths) -> List[Step]:
         Step("benchmark", "cvnet-bench, {} on {}".format(s.precision.upper(), s.device), bench,
              900),
         Step("synth", "cvnet-synth set",
-             _module("cvnet.synth", paths.synth, "--ids", s.synth_ids, "--size", s.synth_size,
+             _module("cvnet.core.synth", paths.synth, "--ids", s.synth_ids, "--size", s.synth_size,
                      "--images-per-view", s.images_per_view, "--force"), 300),
         Step("train", "AMP training of {} at {}x{}".format(s.arch, s.img_size, s.img_size)
              if s.device == "cuda" else "training of {} at {}x{} (FP32 on the CPU)".format(
                  s.arch, s.img_size, s.img_size), train, 900, needs=("synth",)),
         Step("eval", "cvnet-eval of the trained model",
-             _module("cvnet.eval_cli", paths.model, "--data", paths.synth, "--json",
+             _module("cvnet.core.eval_cli", paths.model, "--data", paths.synth, "--json",
                      paths.eval_json, "--device", s.device), 300,
              needs=("train",)),
     ]

@@ -10,7 +10,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from benchmarks.report import BenchRow, markdown_results
-from cvnet.fileio import write_text_atomic
+from cvnet.core.fileio import write_text_atomic
 from cvnet.gpucheck.plan import CheckSettings
 from cvnet.gpucheck.run import StepResult
 

@@ -19,8 +19,8 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from cvnet.errors import CVNetError
-from cvnet.fileio import make_folders
+from cvnet.core.errors import CVNetError
+from cvnet.core.fileio import make_folders
 from cvnet.gpucheck.plan import CheckSettings, Paths, Step, steps
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cvnet.preprocess import PreprocessConfig, preprocess_batch
+from cvnet.core.preprocess import PreprocessConfig, preprocess_batch
 
 
 class TorchEmbedder:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from typing import Optional, Sequence
 
-from cvnet.cli_help import ArgumentParser
+from cvnet.core.cli_help import ArgumentParser
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from cvnet.models.registry import list_models, model_description
     from cvnet.models.summary import format_summary, summarize
-    from cvnet.threads import configure_torch
+    from cvnet.core.threads import configure_torch
 
     configure_torch(torch)
 

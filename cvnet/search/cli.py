@@ -12,8 +12,8 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.errors import CVNetError
+from cvnet.core.cli_help import ArgumentParser, doc_summary
+from cvnet.core.errors import CVNetError
 from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code,
                                 load_training_set, setup_logging)
 

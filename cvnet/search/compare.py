@@ -20,9 +20,9 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.errors import ConfigError, CVNetError
-from cvnet.fileio import write_text_atomic
+from cvnet.core.cli_help import ArgumentParser, doc_summary
+from cvnet.core.errors import ConfigError, CVNetError
+from cvnet.core.fileio import write_text_atomic
 from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code, run_training,
                                 setup_logging)
 from cvnet.training.config import TrainConfig, config_differences

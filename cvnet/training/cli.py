@@ -15,12 +15,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.datasets import (Dataset, check_images, identity_labels, load_dataset,
+from cvnet.core.cli_help import ArgumentParser, doc_summary
+from cvnet.core.datasets import (Dataset, check_images, identity_labels, load_dataset,
                             standard_protocols)
-from cvnet.errors import CVNetError, DivergenceError
-from cvnet.evaluation import EvaluationReport, evaluate, format_report
-from cvnet.preprocess import PreprocessConfig
+from cvnet.core.errors import CVNetError, DivergenceError
+from cvnet.core.evaluation import EvaluationReport, evaluate, format_report
+from cvnet.core.preprocess import PreprocessConfig
 from cvnet.training.config import TrainConfig, config_from_mapping, load_config
 
 if TYPE_CHECKING:  # torch-importing; loaded lazily below

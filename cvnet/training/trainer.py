@@ -21,11 +21,11 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cvnet.errors import ConfigError
-from cvnet.fileio import make_folders, write_text_atomic
+from cvnet.core.errors import ConfigError
+from cvnet.core.fileio import make_folders, write_text_atomic
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from cvnet.threads import adapt_torch_threads, configure_torch
+from cvnet.core.threads import adapt_torch_threads, configure_torch
 from cvnet.training.amp import autocast, grad_scaler, load_scaler_state, resolve_amp
 from cvnet.training.config import TrainConfig, config_differences
 from cvnet.training.data import build_train_loader
@@ -33,7 +33,7 @@ from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left
                                   divergence_hint)
 from cvnet.training.losses import ReIDLoss
 from cvnet.training.optim import Optimizers
-from jetson.progress import progress_bar
+from cvnet.core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 

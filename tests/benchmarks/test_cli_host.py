@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from benchmarks.cli import main  # noqa: E402
 from benchmarks.models import cache_dir, prepare_model  # noqa: E402
-from cvnet.artifact import read_sidecar  # noqa: E402
+from cvnet.core.artifact import read_sidecar  # noqa: E402
 
 QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-time", "0",
          "--warmup", "1"]

@@ -3,7 +3,7 @@
 import pytest
 
 from benchmarks.stats import latency_stats, percentile
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 pytestmark = pytest.mark.device
 

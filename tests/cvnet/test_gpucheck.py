@@ -67,7 +67,7 @@ def test_a_failed_step_stops_the_steps_that_need_it(tmp_path, caplog):
     def runner(argv, log_path, timeout, env):
         with open(log_path, "w") as log:
             log.write("ran\n")
-        return 1 if "cvnet.synth" in argv else None  # synth fails, the others time out
+        return 1 if "cvnet.core.synth" in argv else None  # synth fails, the others time out
 
     results = run_check(smoke_settings("cpu"), str(tmp_path), runner=runner)
     status = {r.name: r.status for r in results}

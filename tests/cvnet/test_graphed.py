@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.errors import ConfigError  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
 from cvnet.models.graphed import (GraphedModel, eager_capture,  # noqa: E402

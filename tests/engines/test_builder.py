@@ -12,8 +12,8 @@ import shutil
 import numpy as np
 import pytest
 
-from cvnet.artifact import read_sidecar
-from cvnet.errors import ConfigError, MetadataError
+from cvnet.core.artifact import read_sidecar
+from cvnet.core.errors import ConfigError, MetadataError
 from engines import trt_compat
 from engines.builder import (BuildOptions, attention_layers, build_engine, check_opset,
                              decide_precision, default_batch, parity, parse_batch, profile_shapes,

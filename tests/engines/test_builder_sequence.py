@@ -16,7 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cvnet.artifact import read_sidecar
+from cvnet.core.artifact import read_sidecar
 from engines import builder as builder_module
 from engines.builder import BuildOptions, build_engine
 from engines.errors import EngineBuildError, EngineError

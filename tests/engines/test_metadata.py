@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from cvnet.artifact import metadata_from_dict, read_sidecar, sidecar_text
-from cvnet.errors import MetadataError
+from cvnet.core.artifact import metadata_from_dict, read_sidecar, sidecar_text
+from cvnet.core.errors import MetadataError
 from engines.errors import EngineCompatibilityError
 from engines.gpu import GpuInfo
 from engines.metadata import (EngineInfo, check_compatible, compatibility_problems, engine_info,

@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from cvnet.errors import ConfigError, MetadataError
-from cvnet.preprocess import PreprocessConfig, decode_image, preprocess_batch
+from cvnet.core.errors import ConfigError, MetadataError
+from cvnet.core.preprocess import PreprocessConfig, decode_image, preprocess_batch
 from engines import open_engine
 from engines.errors import EngineError, EngineInputError, EngineLoadError
 from engines.ort_runner import OrtRunner, default_providers

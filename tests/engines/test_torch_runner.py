@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
-from cvnet.preprocess import decode_image  # noqa: E402
+from cvnet.core.preprocess import decode_image  # noqa: E402
 from engines import open_engine  # noqa: E402
 from engines.torch_runner import TorchRunner  # noqa: E402
 from tests.fixtures import TINY_ONNX, TINY_SIZE, load_expected, row_cosine, tiny_image_paths  # noqa: E402

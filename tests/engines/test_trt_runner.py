@@ -20,9 +20,9 @@ import threading
 import numpy as np
 import pytest
 
-from cvnet.artifact import read_sidecar, sidecar_text
-from cvnet.fileio import sha256_bytes
-from cvnet.preprocess import decode_image
+from cvnet.core.artifact import read_sidecar, sidecar_text
+from cvnet.core.fileio import sha256_bytes
+from cvnet.core.preprocess import decode_image
 from engines import open_engine
 from engines.errors import (EngineCompatibilityError, EngineError, EngineLoadError,
                             MissingDependencyError)

@@ -12,9 +12,9 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from cvnet.artifact import (IN_GRAPH, metadata_fields, metadata_from_props,  # noqa: E402
+from cvnet.core.artifact import (IN_GRAPH, metadata_fields, metadata_from_props,  # noqa: E402
                             read_sidecar)
-from cvnet.fileio import sha256_file  # noqa: E402
+from cvnet.core.fileio import sha256_file  # noqa: E402
 from cvnet.models import build_model, list_models  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint, state_dict_sha256  # noqa: E402
 from export import pipeline  # noqa: E402

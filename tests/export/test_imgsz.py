@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from cvnet.artifact import read_sidecar  # noqa: E402
+from cvnet.core.artifact import read_sidecar  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
 from export.cli import main  # noqa: E402

@@ -9,10 +9,10 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from cvnet.errors import ConfigError, ExportError, OutputPathError  # noqa: E402
-from cvnet.errors import UnsupportedOperatorError  # noqa: E402
+from cvnet.core.errors import ConfigError, ExportError, OutputPathError  # noqa: E402
+from cvnet.core.errors import UnsupportedOperatorError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
-from cvnet.tensorrt_ops import check_nodes, operator_support  # noqa: E402
+from cvnet.core.tensorrt_ops import check_nodes, operator_support  # noqa: E402
 from export.onnx_export import check_opset, export_onnx, exporter_opsets  # noqa: E402
 
 SIZE = (32, 32)

@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEVICE_SOURCES = {"cvnet/*.py", "cvnet/data/", "engines/", "jetson/", "benchmarks/",
+DEVICE_SOURCES = {"cvnet/__init__.py", "cvnet/core/", "engines/", "jetson/", "benchmarks/",
                   "docker/wheels/"}
 
 

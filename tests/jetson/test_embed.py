@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.synth import sample_images
+from cvnet.core.synth import sample_images
 from jetson.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
 from jetson.embed import check_image, list_images
 from jetson.store import StoreError, chunk_paths, load_embeddings, scan_chunks

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.synth import sample_images
+from cvnet.core.synth import sample_images
 from jetson.store import chunk_paths, file_path, load_embeddings, read_meta
 
 pytestmark = pytest.mark.device

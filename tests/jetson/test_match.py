@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.metrics import cosine_distance
-from cvnet.synth import sample_images
+from cvnet.core.metrics import cosine_distance
+from cvnet.core.synth import sample_images
 from jetson.cli import main
 from jetson.match import match, topk_exact
 from jetson.store import FORMAT, IndexRow, StoreError, write_chunk, write_meta
@@ -149,7 +149,7 @@ def test_embed_then_match_known_answers(tmp_path):
     args = ["match", "--query", str(tmp_path / "q"), "--gallery", str(tmp_path / "g"),
             "--topk", "3", "-o", csv_path]
     try:
-        import cvnet.visualize  # noqa: F401  (comes from another branch)
+        import cvnet.core.visualize  # noqa: F401  (comes from another branch)
         args += ["--visualize", pictures]
     except ImportError:
         pictures = None

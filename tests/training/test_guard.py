@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 import torch.nn as nn  # noqa: E402
 
-from cvnet.errors import CheckpointError, DivergenceError  # noqa: E402
+from cvnet.core.errors import CheckpointError, DivergenceError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from cvnet.search import cli as search_cli  # noqa: E402

@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 
 import cv2  # noqa: E402
 
-from cvnet.artifact import read_sidecar  # noqa: E402
-from cvnet.errors import ConfigError  # noqa: E402
+from cvnet.core.artifact import read_sidecar  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cvnet.models.dfc import SEARCH_SPACE, FilterMixed, make_filter, parse_ops  # noqa: E402

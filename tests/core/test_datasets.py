@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.datasets import (ImageRecord, QueryGallery, canonical_id, check_images, crossview_split,
+from cvnet.core.datasets import (ImageRecord, QueryGallery, canonical_id, check_images, crossview_split,
                             detect_format, evaluation_splits, identity_labels, load_csv,
                             load_dataset, load_vehicleid, load_veri, standard_protocols,
                             vehicleid_split, write_csv)
-from cvnet.errors import ConfigError, DatasetError
-from cvnet.metrics import evaluate_rank
+from cvnet.core.errors import ConfigError, DatasetError
+from cvnet.core.metrics import evaluate_rank
 
 pytestmark = pytest.mark.device
 
@@ -123,7 +123,7 @@ def test_csv_missing_files_and_duplicates_are_skipped_with_counts(tmp_path, capl
             ("b.png", "1", "c", "A", "train"), ("gone.png", "2", "c", "G", "train")]
     path = _csv(tmp_path, rows[:3])
     (tmp_path / "dataset.csv").write_text(HEADER + "".join(",".join(r) + "\n" for r in rows))
-    with caplog.at_level(logging.WARNING, logger="cvnet.datasets"):
+    with caplog.at_level(logging.WARNING, logger="cvnet.core.datasets"):
         dataset = load_csv(path)
     assert [os.path.basename(r.path) for r in dataset.records] == ["a.png", "b.png"]
     reasons = sorted(reason for _, reason in dataset.skipped)
@@ -140,7 +140,7 @@ def test_all_files_missing_is_an_error(tmp_path):
 def test_single_image_train_ids_and_shared_ids_warn(tmp_path, caplog):
     rows = [("a.png", "1", "c", "A", "train"), ("b.png", "2", "c", "A", "train"),
             ("c.png", "2", "c", "G", "train"), ("d.png", "2", "c", "A", "test")]
-    with caplog.at_level(logging.WARNING, logger="cvnet.datasets"):
+    with caplog.at_level(logging.WARNING, logger="cvnet.core.datasets"):
         load_csv(_csv(tmp_path, rows))
     assert "1 of 2 train identities have a single image" in caplog.text
     assert "1 identities appear in both train and the evaluation splits" in caplog.text
@@ -218,7 +218,7 @@ def _veri(tmp_path):
 
 
 def test_veri_loader_parses_names_and_skips_junk(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="cvnet.datasets"):
+    with caplog.at_level(logging.WARNING, logger="cvnet.core.datasets"):
         dataset = load_dataset(str(_veri(tmp_path)))
     assert dataset.kind == "veri"
     assert dataset.counts() == {"train": 3, "query": 1, "gallery": 3}
@@ -319,7 +319,7 @@ def test_check_images_keeps_good_records_and_reports_bad(tmp_path, caplog):
     (tmp_path / "empty.png").write_bytes(b"")
     text = good._replace(path=str(tmp_path / "text.png"))
     empty = good._replace(path=str(tmp_path / "empty.png"))
-    with caplog.at_level(logging.WARNING, logger="cvnet.datasets"):
+    with caplog.at_level(logging.WARNING, logger="cvnet.core.datasets"):
         kept, bad = check_images([text, good, empty, good])
     assert kept == [good, good]
     assert [path for path, _ in bad] == [text.path, empty.path]
@@ -353,7 +353,7 @@ def test_csv_names_are_bytes_under_any_locale(tmp_path):
     write_csv(dataset.records, str(out))
     assert out.read_bytes().splitlines()[1] == b"../img/v\xe9hicule.png,0,c0,A,train"
     assert load_csv(str(out)).records == dataset.records
-    code = ("import os; from cvnet.datasets import load_csv; "
+    code = ("import os; from cvnet.core.datasets import load_csv; "
             "print(len(load_csv({!r}).records))".format(str(tmp_path / "dataset.csv")))
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONIOENCODING", "PYTHONUTF8") and not key.startswith("LC_")}

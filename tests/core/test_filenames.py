@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from cvnet.filenames import decode_name, encode_name, name_from_utf8, name_to_utf8, native_name
+from cvnet.core.filenames import decode_name, encode_name, name_from_utf8, name_to_utf8, native_name
 
 pytestmark = pytest.mark.device
 
@@ -53,7 +53,7 @@ def test_names_read_literally_from_utf8_files():
 def test_the_same_bytes_give_the_same_text_under_any_locale(locale):
     """Python 3.6 under LANG=C decodes names as ASCII with surrogates; the text must not
     change (the device suite runs this under Python 3.6)."""
-    code = ("import os, sys; from cvnet.filenames import encode_name, native_name; "
+    code = ("import os, sys; from cvnet.core.filenames import encode_name, native_name; "
             "names = [os.fsdecode(d) for d in (b'v\\xc3\\xa9hicule.jpg', b'v\\xe9hicule.jpg')]; "
             "sys.stdout.write(ascii([encode_name(n) for n in names] + "
             "[os.fsencode(native_name(encode_name(n))) for n in names]))")

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from cvnet.errors import ConfigError, UnsupportedOperatorError
-from cvnet.tensorrt_ops import (DATA_PATH, check_nodes, known_versions, operator_support,
+from cvnet.core.errors import ConfigError, UnsupportedOperatorError
+from cvnet.core.tensorrt_ops import (DATA_PATH, check_nodes, known_versions, operator_support,
                                 unsupported_nodes)
 
 pytestmark = pytest.mark.device

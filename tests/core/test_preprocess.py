@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.preprocess import (IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, PreprocessConfig,
+from cvnet.core.preprocess import (IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, PreprocessConfig,
                               decode_image, is_image_path, l2_normalize, preprocess_batch,
                               resize_rgb)
 

@@ -16,8 +16,8 @@ from typing import List, NamedTuple, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from cvnet.errors import ConfigError, CVNetError
-from cvnet.filenames import encode_name
+from cvnet.core.errors import ConfigError, CVNetError
+from cvnet.core.filenames import encode_name
 
 #: ImageNet statistics, RGB order, for images scaled to [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -160,7 +160,7 @@ def find_images(folder: str, option: str) -> List[str]:
 
     Returns:
         Paths relative to ``folder`` with ``/`` separators, as the operating system names them
-        (``str`` that may hold surrogate escapes; see :mod:`cvnet.filenames`).
+        (``str`` that may hold surrogate escapes; see :mod:`cvnet.core.filenames`).
 
     Raises:
         ConfigError: There is no image in it: naming the folder, the suffixes read and what the

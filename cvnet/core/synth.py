@@ -18,8 +18,8 @@ colour cast, blur, resolution loss and noise. Everything is drawn with OpenCV at
 output size and reduced with area interpolation, and is deterministic for a seed.
 
 Command: ``cvnet-synth OUT_DIR [--ids 100] [--images-per-view 4] [--size 128] [--seed 0]
-[--force]`` (also ``python -m cvnet.synth``) writes ``OUT_DIR/images/*.jpg`` and
-``OUT_DIR/dataset.csv`` in the generic CSV format (:mod:`cvnet.datasets`): a 50/50 identity split
+[--force]`` (also ``python -m cvnet.core.synth``) writes ``OUT_DIR/images/*.jpg`` and
+``OUT_DIR/dataset.csv`` in the generic CSV format (:mod:`cvnet.core.datasets`): a 50/50 identity split
 into ``train`` and ``test``, views A and G for every identity.
 
 Example:
@@ -37,10 +37,10 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.datasets import CSV_NAME, ImageRecord, write_csv
-from cvnet.errors import ConfigError
-from cvnet.fileio import make_folders, write_bytes_atomic
+from cvnet.core.cli_help import ArgumentParser
+from cvnet.core.datasets import CSV_NAME, ImageRecord, write_csv
+from cvnet.core.errors import ConfigError
+from cvnet.core.fileio import make_folders, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 

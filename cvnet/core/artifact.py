@@ -21,13 +21,13 @@ for ``cvnet-export model.pt``::
 How a device feeds the graph:
 
 - ``mean``/``std`` are lists: the graph takes ``(N, 3, H, W)`` float32 from
-  :func:`cvnet.preprocess.preprocess_batch` with that mean/std (``preprocess_config()``).
+  :func:`cvnet.core.preprocess.preprocess_batch` with that mean/std (``preprocess_config()``).
 - ``mean``/``std`` are ``"in graph"``: the graph takes ``(N, H, W, 3)`` RGB pixel values 0-255
   (``input_dtype`` uint8, or float32 holding the same values) from
-  :func:`cvnet.preprocess.resize_rgb`, and normalises them itself (``graph_mean``/``graph_std``
+  :func:`cvnet.core.preprocess.resize_rgb`, and normalises them itself (``graph_mean``/``graph_std``
   record the constants it uses).
 
-The output is never L2-normalised inside the graph; use :func:`cvnet.preprocess.l2_normalize`.
+The output is never L2-normalised inside the graph; use :func:`cvnet.core.preprocess.l2_normalize`.
 """
 
 import json
@@ -35,8 +35,8 @@ import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from cvnet.errors import ConfigError, MetadataError
-from cvnet.fileio import write_text_atomic, sha256_file
+from cvnet.core.errors import ConfigError, MetadataError
+from cvnet.core.fileio import write_text_atomic, sha256_file
 
 FORMAT = "cvnet-artifact"
 #: Bump when a field changes meaning or a required field is added; readers refuse newer versions.
@@ -151,13 +151,13 @@ class ArtifactMetadata(NamedTuple):
         return self.mean == IN_GRAPH
 
     def preprocess_config(self):
-        """The :class:`cvnet.preprocess.PreprocessConfig` a device applies before the graph.
+        """The :class:`cvnet.core.preprocess.PreprocessConfig` a device applies before the graph.
 
         Raises:
             MetadataError: The graph normalises its input itself; feed it
-                :func:`cvnet.preprocess.resize_rgb` output instead.
+                :func:`cvnet.core.preprocess.resize_rgb` output instead.
         """
-        from cvnet.preprocess import PreprocessConfig  # cv2 only when asked
+        from cvnet.core.preprocess import PreprocessConfig  # cv2 only when asked
 
         if self.preprocess_in_graph:
             raise MetadataError("{} normalises its input in the graph: feed it resize_rgb() "

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.datasets import crossview_split, load_dataset
-from cvnet.errors import ConfigError
-from cvnet.metrics import cosine_distance, evaluate_rank
-from cvnet.preprocess import decode_image
-from cvnet.synth import (CAMERAS, generate_dataset, main, random_vehicle, render_image,
+from cvnet.core.datasets import crossview_split, load_dataset
+from cvnet.core.errors import ConfigError
+from cvnet.core.metrics import cosine_distance, evaluate_rank
+from cvnet.core.preprocess import decode_image
+from cvnet.core.synth import (CAMERAS, generate_dataset, main, random_vehicle, render_image,
                          sample_images)
 
 pytestmark = pytest.mark.device

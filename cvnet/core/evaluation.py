@@ -12,10 +12,10 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from cvnet.datasets import Dataset, QueryGallery, evaluation_splits, standard_protocols
-from cvnet.metrics import aggregate_trials, cosine_distance, evaluate_rank, summarize_metrics
-from cvnet.preprocess import ImageDecodeError, decode_image
-from cvnet.visualize import ranked_list_row, stack_rows
+from cvnet.core.datasets import Dataset, QueryGallery, evaluation_splits, standard_protocols
+from cvnet.core.metrics import aggregate_trials, cosine_distance, evaluate_rank, summarize_metrics
+from cvnet.core.preprocess import ImageDecodeError, decode_image
+from cvnet.core.visualize import ranked_list_row, stack_rows
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def evaluate(embed: Embedder, dataset: Dataset, protocols: Optional[Sequence[str
 
     Args:
         embed: Images -> embeddings (see the module docstring).
-        dataset: From :func:`cvnet.datasets.load_dataset`.
+        dataset: From :func:`cvnet.core.datasets.load_dataset`.
         protocols: e.g. ``["A2G", "G2A"]``; the dataset's standard ones when None.
         trials: VehicleID's number of random gallery draws (mean and std are reported).
         seed: Seed of the first VehicleID draw.

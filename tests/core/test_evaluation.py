@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.datasets import evaluation_splits, load_dataset
-from cvnet.evaluation import embed_paths, evaluate, format_report, jsonable, ranked_lists_image
+from cvnet.core.datasets import evaluation_splits, load_dataset
+from cvnet.core.evaluation import embed_paths, evaluate, format_report, jsonable, ranked_lists_image
 
 pytestmark = pytest.mark.device
 

@@ -5,9 +5,9 @@ import logging
 import numpy as np
 import pytest
 
-from cvnet import metrics
-from cvnet.errors import ConfigError, DatasetError
-from cvnet.metrics import aggregate_trials, cosine_distance, evaluate_rank, summarize_metrics
+from cvnet.core import metrics
+from cvnet.core.errors import ConfigError, DatasetError
+from cvnet.core.metrics import aggregate_trials, cosine_distance, evaluate_rank, summarize_metrics
 
 pytestmark = pytest.mark.device
 
@@ -70,7 +70,7 @@ def test_ties_keep_gallery_order():
 
 def test_query_without_true_match_is_skipped_and_counted(caplog):
     distmat = np.array([[0.1, 0.2], [0.3, 0.4]])
-    with caplog.at_level(logging.WARNING, logger="cvnet.metrics"):
+    with caplog.at_level(logging.WARNING, logger="cvnet.core.metrics"):
         result = evaluate_rank(distmat, np.array([1, 9]), np.array([1, 2]), max_rank=2)
     assert result["num_valid_queries"] == 1 and result["num_skipped_queries"] == 1
     assert result["mAP"] == pytest.approx(1.0)  # only the valid query counts
@@ -94,7 +94,7 @@ def test_camera_rule_removes_same_id_same_camera_entries():
 
 def test_camera_rule_can_leave_a_query_without_matches(caplog):
     distmat = np.array([[0.1, 0.2], [0.1, 0.2]])
-    with caplog.at_level(logging.WARNING, logger="cvnet.metrics"):
+    with caplog.at_level(logging.WARNING, logger="cvnet.core.metrics"):
         result = evaluate_rank(distmat, np.array([1, 2]), np.array([1, 2]),
                                np.array([0, 0]), np.array([0, 1]), max_rank=2)
     assert result["num_valid_queries"] == 1  # query 0's only match shares its camera
@@ -109,7 +109,7 @@ def test_no_valid_query_raises():
 def test_max_rank_beyond_gallery_pads_and_warns_once(caplog):
     distmat = np.array([[0.2, 0.1, 0.3]])
     metrics._WARNED_MAX_RANK.clear()
-    with caplog.at_level(logging.WARNING, logger="cvnet.metrics"):
+    with caplog.at_level(logging.WARNING, logger="cvnet.core.metrics"):
         result = evaluate_rank(distmat, np.array([1]), np.array([2, 3, 1]), max_rank=6)
         evaluate_rank(distmat, np.array([1]), np.array([2, 3, 1]), max_rank=6)
     np.testing.assert_array_equal(result["cmc"], [0, 0, 1, 1, 1, 1])

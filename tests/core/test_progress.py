@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from jetson.progress import Progress, progress_bar
+from cvnet.core.progress import Progress, progress_bar
 
 pytestmark = pytest.mark.device
 

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from cvnet import threads
-from cvnet.threads import (CpuSnapshot, ThreadChoice, adapt_torch_threads, choose_threads,
+from cvnet.core import threads
+from cvnet.core.threads import (CpuSnapshot, ThreadChoice, adapt_torch_threads, choose_threads,
                            configure_torch, configured, cpu_snapshot, decide_threads,
                            others_between, others_busy_cores)
 
@@ -105,7 +105,7 @@ def test_an_explicit_request_then_omp_num_threads_decide_before_the_measurement(
 def test_the_start_is_measured_once_and_applied_to_torch(machine, caplog):
     machine.others = 1.0
     torch = FakeTorch(2)
-    with caplog.at_level("INFO", logger="cvnet.threads"):
+    with caplog.at_level("INFO", logger="cvnet.core.threads"):
         first = configure_torch(torch)
         torch.set_num_threads(2)  # something changed it meanwhile
         second = configure_torch(torch)
@@ -124,7 +124,7 @@ def test_contention_that_arrives_later_lowers_the_threads_and_its_end_raises_the
     adapt_torch_threads()  # too soon to look again
     assert torch.threads == 2
     machine.run(6.0, others=1.0, own=1.0)
-    with caplog.at_level("WARNING", logger="cvnet.threads"):
+    with caplog.at_level("WARNING", logger="cvnet.core.threads"):
         adapt_torch_threads()
     assert torch.threads == 1 and configured().threads == 1
     assert "other processes now keep 1.0 cores busy: PyTorch CPU threads 2 -> 1" in caplog.text

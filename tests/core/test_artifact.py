@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from cvnet.artifact import (FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, check_artifact_file,
+from cvnet.core.artifact import (FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, check_artifact_file,
                             metadata_from_dict, metadata_from_props, read_sidecar, sidecar_path,
                             sidecar_text, to_metadata_props, write_sidecar)
-from cvnet.errors import ConfigError, MetadataError
-from cvnet.fileio import write_bytes_atomic, sha256_bytes
-from cvnet.preprocess import PreprocessConfig
+from cvnet.core.errors import ConfigError, MetadataError
+from cvnet.core.fileio import write_bytes_atomic, sha256_bytes
+from cvnet.core.preprocess import PreprocessConfig
 
 pytestmark = pytest.mark.device
 

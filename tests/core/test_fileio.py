@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from cvnet.errors import OutputPathError
-from cvnet.fileio import (atomic_path, check_writable, sha256_bytes, sha256_file,
+from cvnet.core.errors import OutputPathError
+from cvnet.core.fileio import (atomic_path, check_writable, sha256_bytes, sha256_file,
                           write_bytes_atomic, write_files_atomic, write_text_atomic)
 
 pytestmark = pytest.mark.device
@@ -140,7 +140,7 @@ def test_the_embedding_store_commits_its_npy_before_the_index_exists(tmp_path, m
 
 
 def test_new_folders_are_fsynced_into_their_parents(tmp_path, monkeypatch):
-    from cvnet.fileio import make_folders
+    from cvnet.core.fileio import make_folders
 
     log = DiskLog(monkeypatch)
     base = os.path.realpath(str(tmp_path))

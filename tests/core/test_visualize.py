@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cvnet.visualize import GREEN, GREY, RED, ranked_list_row, stack_rows, weights_heatmap
+from cvnet.core.visualize import GREEN, GREY, RED, ranked_list_row, stack_rows, weights_heatmap
 
 pytestmark = pytest.mark.device
 

@@ -22,11 +22,11 @@ from typing import Optional, Sequence, Tuple
 
 import cv2
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
-from cvnet.errors import CVNetError
-from cvnet.evaluation import Embedder, evaluate, format_report, jsonable, ranked_lists_image
-from cvnet.fileio import write_bytes_atomic, write_text_atomic
+from cvnet.core.cli_help import ArgumentParser, doc_summary
+from cvnet.core.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
+from cvnet.core.errors import CVNetError
+from cvnet.core.evaluation import Embedder, evaluate, format_report, jsonable, ranked_lists_image
+from cvnet.core.fileio import write_bytes_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.errors import ConfigError, DatasetError
-from cvnet.preprocess import l2_normalize
+from cvnet.core.errors import ConfigError, DatasetError
+from cvnet.core.preprocess import l2_normalize
 
 logger = logging.getLogger(__name__)
 

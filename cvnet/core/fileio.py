@@ -25,7 +25,7 @@ import os
 import tempfile
 from typing import Dict, Iterator, List, Union
 
-from cvnet.errors import OutputPathError
+from cvnet.core.errors import OutputPathError
 
 PathLike = Union[str, "os.PathLike[str]"]
 

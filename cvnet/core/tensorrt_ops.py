@@ -1,6 +1,6 @@
 """Which ONNX operators each TensorRT version's ONNX parser accepts (torch-free, Python 3.6).
 
-The lists live in ``cvnet/data/tensorrt_onnx_ops.json``, transcribed from ONNX-TensorRT's
+The lists live in ``cvnet/core/tensorrt_onnx_ops.json``, transcribed from ONNX-TensorRT's
 ``docs/operators.md`` of each release (the file records its sources). The exporter checks every
 node of a graph against the list of the TensorRT version it targets, so an operator the Jetson
 Nano's TensorRT 8.2 cannot parse fails the export on the host, naming the node, instead of
@@ -16,9 +16,10 @@ import json
 import os
 from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from cvnet.errors import ConfigError, UnsupportedOperatorError
+from cvnet.core.errors import ConfigError, UnsupportedOperatorError
 
-DATA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "tensorrt_onnx_ops.json")
+#: The operator lists, shipped next to this module (package data of both installs).
+DATA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tensorrt_onnx_ops.json")
 
 #: The TensorRT version of JetPack 4.6.x, the newest a Jetson Nano runs.
 JETSON_NANO_TENSORRT = "8.2"

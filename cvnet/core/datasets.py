@@ -19,7 +19,7 @@ Protocols (:func:`crossview_split`): ``A2G`` = aerial queries vs ground gallery,
 reverse, ``A2A`` and ``G2G`` within one view, ``all`` = every view. With explicit
 ``query``/``gallery`` splits those are used (filtered by view); with a ``test`` split they are
 derived from the views. For ``A2A``/``G2G``/``all`` on a ``test`` split, query and gallery are
-the *same* images: :func:`cvnet.metrics.evaluate_rank` must then get cameras, and its
+the *same* images: :func:`cvnet.core.metrics.evaluate_rank` must then get cameras, and its
 same-id-same-camera rule removes each query's own image (and its same-camera shots) from its
 gallery, so only cross-camera matches count (the Market-1501/VeRi rule). Without cameras such a
 split is refused. VehicleID uses :func:`vehicleid_split` (one random gallery image per
@@ -46,10 +46,10 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.errors import ConfigError, DatasetError
-from cvnet.fileio import write_bytes_atomic
-from cvnet.filenames import name_from_utf8, name_to_utf8
-from cvnet.preprocess import ImageDecodeError, decode_image, is_image_path
+from cvnet.core.errors import ConfigError, DatasetError
+from cvnet.core.fileio import write_bytes_atomic
+from cvnet.core.filenames import name_from_utf8, name_to_utf8
+from cvnet.core.preprocess import ImageDecodeError, decode_image, is_image_path
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class QueryGallery(NamedTuple):
     gallery: List[ImageRecord]
 
     def rank_labels(self) -> Dict[str, Optional[np.ndarray]]:
-        """Keyword arguments for :func:`cvnet.metrics.evaluate_rank`.
+        """Keyword arguments for :func:`cvnet.core.metrics.evaluate_rank`.
 
         Returns:
             ``{"q_ids", "g_ids", "q_cams", "g_cams"}``: (Nq,) and (Ng,) str arrays in record
@@ -430,7 +430,7 @@ def evaluation_splits(dataset: Dataset, protocol: Optional[str] = None, *, trial
         protocol: One of :data:`PROTOCOLS`, or None for the first of
             :func:`standard_protocols`.
         trials: VehicleID only: number of random gallery draws (seeds ``seed .. seed+trials-1``);
-            report the mean and std over them (:func:`cvnet.metrics.aggregate_trials`).
+            report the mean and std over them (:func:`cvnet.core.metrics.aggregate_trials`).
         seed: VehicleID only: seed of the first trial.
 
     Returns:
@@ -531,7 +531,7 @@ def vehicleid_split(records: Sequence[ImageRecord], seed: int = 0) -> QueryGalle
 
 def check_images(records: Sequence[ImageRecord]) -> Tuple[List[ImageRecord],
                                                            List[Tuple[str, str]]]:
-    """Decodes every image once with :func:`cvnet.preprocess.decode_image`.
+    """Decodes every image once with :func:`cvnet.core.preprocess.decode_image`.
 
     Returns:
         ``(good, bad)``: the records that decode, in order, and ``(path, reason)`` for each that
@@ -560,7 +560,7 @@ def write_csv(records: Sequence[ImageRecord], path: str) -> None:
     """Writes records as the generic CSV, atomically; paths become relative to its folder.
 
     Paths are written as their bytes (UTF-8 names as UTF-8, any other bytes unchanged), which
-    :func:`load_csv` reads back exactly (:func:`cvnet.filenames.name_to_utf8`).
+    :func:`load_csv` reads back exactly (:func:`cvnet.core.filenames.name_to_utf8`).
     """
     folder = os.path.dirname(os.path.realpath(path))
     buffer = io.StringIO()
