@@ -16,14 +16,16 @@ import sys
 from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-#: The device distribution's packages: ``cvnet`` itself (its ``__init__`` only) and the torch-free
-#: core; cvnet's other subpackages (models, training, search, gpucheck) are torch code.
-DEVICE_PACKAGES = ["cvnet", "cvnet.core", "engines", "jetson", "benchmarks"]
-DEVICE_PACKAGE_DATA = {"cvnet.core": ["*.json"], "benchmarks": ["data/*.csv"]}
+#: The device world (docs/layout.md): the torch-free core and the device packages (folders beside
+#: cvnet/, installed as cvnet.engines & co. through pyproject.toml's package-dir), each with its
+#: subpackages, plus ``cvnet`` itself (its ``__init__`` only). cvnet's other subpackages and
+#: export/ are torch code.
+DEVICE_ROOTS = ("cvnet.core", "cvnet.engines", "cvnet.jetson", "cvnet.benchmarks")
+DEVICE_PACKAGE_DATA = {"cvnet.core": ["*.json"], "cvnet.benchmarks": ["data/*.csv"]}
 #: The console commands the device install brings; their targets come from pyproject.toml.
 DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench")
 #: numpy as the Jetson's pins have it (manylinux2014 aarch64 wheels need pip >= 19.3). OpenCV,
-#: ONNX Runtime, TensorRT and pycuda come from JetPack or the Jetson Zoo: `python3 -m jetson
+#: ONNX Runtime, TensorRT and pycuda come from JetPack or the Jetson Zoo: `python3 -m cvnet.jetson
 #: self-check` says which are missing.
 DEVICE_REQUIRES = ["numpy>=1.19"]
 
@@ -31,15 +33,28 @@ DEVICE_REQUIRES = ["numpy>=1.19"]
 def pyproject_table(name, text):
     """``key = "value"`` pairs of one table of a TOML file (flat string values only).
 
-    Enough for ``[project]`` scalars and ``[project.scripts]``; a TOML parser is not in the
-    standard library of Python 3.6.
+    Enough for ``[project]`` scalars, ``[project.scripts]`` and
+    ``[tool.setuptools.package-dir]`` (keys may be quoted); a TOML parser is not in the standard
+    library of Python 3.6.
     """
     match = re.search(r"^\[{}\]\s*$(.*?)(?=^\[|\Z)".format(re.escape(name)), text,
                       re.MULTILINE | re.DOTALL)
     if match is None:
         raise SystemExit("setup.py: no [{}] table in pyproject.toml".format(name))
-    return dict(re.findall(r'^([A-Za-z0-9_.-]+)\s*=\s*"([^"]*)"\s*$', match.group(1),
+    return dict(re.findall(r'^"?([A-Za-z0-9_.-]+)"?\s*=\s*"([^"]*)"\s*$', match.group(1),
                            re.MULTILINE))
+
+
+def packages_below(name, folder):
+    """``name`` and the dotted names of the packages below it (folders with ``__init__.py``)."""
+    names = []
+    for path, subfolders, files in os.walk(os.path.join(HERE, folder)):
+        subfolders.sort()
+        if "__init__.py" in files:
+            relative = os.path.relpath(path, os.path.join(HERE, folder))
+            names.append(name if relative == "." else
+                         name + "." + relative.replace(os.sep, "."))
+    return names
 
 
 def device_distribution():
@@ -48,6 +63,10 @@ def device_distribution():
         text = handle.read()
     project = pyproject_table("project", text)
     scripts = pyproject_table("project.scripts", text)
+    folders = pyproject_table("tool.setuptools.package-dir", text)
+    packages = ["cvnet"]
+    for root in DEVICE_ROOTS:
+        packages += packages_below(root, folders.get(root, root.replace(".", os.sep)))
     return dict(
         name="cvnet-device",
         version=project["version"],
@@ -55,7 +74,8 @@ def device_distribution():
                     "cvnet-build, cvnet-embed, cvnet-match, cvnet-bench.",
         license=project["license"],
         python_requires=">=3.6",
-        packages=DEVICE_PACKAGES,
+        packages=packages,
+        package_dir={name: folder for name, folder in folders.items() if name in DEVICE_ROOTS},
         package_data=DEVICE_PACKAGE_DATA,
         install_requires=DEVICE_REQUIRES,
         entry_points={"console_scripts": ["{} = {}".format(command, scripts[command])

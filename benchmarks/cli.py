@@ -16,11 +16,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from cvnet.core.cli_help import ArgumentParser, doc_summary
 from cvnet.core.errors import CVNetError
 from cvnet.core.threads import configured, physical_cores
-from benchmarks.environment import load_average, overload_warning, probe_environment, usable_cpus
-from benchmarks.paper import baseline_archs, load_table2
-from benchmarks.report import (build_report, markdown_report, write_csv, write_json,
+from cvnet.benchmarks.environment import load_average, overload_warning, probe_environment, usable_cpus
+from cvnet.benchmarks.paper import baseline_archs, load_table2
+from cvnet.benchmarks.report import (build_report, markdown_report, write_csv, write_json,
                                write_plot)
-from benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
+from cvnet.benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
                             measure)
 
 logger = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     if args.json:
         write_json(args.json, report)
     if args.csv:
-        from benchmarks.report import BenchRow
+        from cvnet.benchmarks.report import BenchRow
         write_csv(args.csv, [BenchRow(**r) for r in report["results"]])
     if args.plot:
         write_plot(args.plot, report)

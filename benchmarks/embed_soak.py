@@ -2,11 +2,11 @@
 
 Writes ``--images`` synthetic crops (JPEG) to a scratch folder, measures the engine alone on a
 preprocessed batch (network-only images/s at ``--batch``), then runs the real extraction
-(:func:`jetson.embed.extract`: decode thread, chunked store) while a thread samples this
+(:func:`cvnet.jetson.embed.extract`: decode thread, chunked store) while a thread samples this
 process's resident set size. Prints one JSON object: both throughputs and their ratio, and the
 RSS after warm-up, at the end and at its peak (Linux ``/proc``; Python 3.6, no torch)::
 
-    python3 -m benchmarks.embed_soak --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 10000
+    python3 -m cvnet.benchmarks.embed_soak --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 10000
 """
 
 import argparse
@@ -91,7 +91,7 @@ def add_extraction_arguments(parser: argparse.ArgumentParser, images: int) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python3 -m benchmarks.embed_soak",
+    parser = ArgumentParser(prog="python3 -m cvnet.benchmarks.embed_soak",
                             description=doc_summary(__doc__))
     add_extraction_arguments(parser, images=10000)
     return parser
@@ -101,8 +101,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from cvnet.core.preprocess import decode_image
-    from engines import open_engine
-    from jetson.embed import extract
+    from cvnet.engines import open_engine
+    from cvnet.jetson.embed import extract
 
     scratch = args.workdir or tempfile.mkdtemp(prefix="cvnet-soak-")
     images_dir, out = os.path.join(scratch, "images"), os.path.join(scratch, "out")

@@ -1,13 +1,13 @@
 """What durable commits cost cvnet-embed: images/s with and without the fsyncs, side by side.
 
 Writes ``--images`` synthetic crops (JPEG) once, then runs the real extraction
-(:func:`jetson.embed.extract`) ``--repeats`` times in each of three modes, interleaved so that
+(:func:`cvnet.jetson.embed.extract`) ``--repeats`` times in each of three modes, interleaved so that
 the machine's load falls on all of them alike, each into a fresh output folder on the same file
 system. Prints one JSON object: the median images/s of each mode, the ratios, the fsyncs one
 run makes and the share of the run's time spent inside them (a figure the CPU load of a shared
 machine disturbs far less than the images/s do) (Python 3.6, no torch)::
 
-    python3 -m benchmarks.fsync_cost --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 2000
+    python3 -m cvnet.benchmarks.fsync_cost --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 2000
 
 Modes (``os.fsync`` replaced for the run):
 
@@ -31,7 +31,7 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-from benchmarks.embed_soak import add_extraction_arguments, write_images
+from cvnet.benchmarks.embed_soak import add_extraction_arguments, write_images
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class FsyncMode(object):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python3 -m benchmarks.fsync_cost",
+    parser = argparse.ArgumentParser(prog="python3 -m cvnet.benchmarks.fsync_cost",
                                      description=__doc__.split("\n\n")[0])
     add_extraction_arguments(parser, images=2000)
     parser.add_argument("--repeats", type=int, default=3, help="runs per mode")
@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from engines import open_engine
-    from jetson.embed import extract
+    from cvnet.engines import open_engine
+    from cvnet.jetson.embed import extract
 
     scratch = args.workdir or tempfile.mkdtemp(prefix="cvnet-fsync-")
     images_dir = os.path.join(scratch, "images")

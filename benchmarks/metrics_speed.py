@@ -1,6 +1,6 @@
 """How long :func:`cvnet.core.metrics.evaluate_rank` takes on a CVPair-sized test split.
 
-Command: ``python -m benchmarks.metrics_speed [--queries 1006] [--gallery 6515] [--ids 503]
+Command: ``python -m cvnet.benchmarks.metrics_speed [--queries 1006] [--gallery 6515] [--ids 503]
 [--runs 5]``. Builds random distances with CVPair's test structure (A2G: aerial queries, ground
 gallery, about 13 gallery images per identity, three cameras per view, true matches somewhat
 closer than the rest), runs one warm-up and ``--runs`` timed evaluations with
@@ -43,7 +43,7 @@ def make_problem(queries: int, gallery: int, ids: int, seed: int = 0
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m benchmarks.metrics_speed",
+        prog="python -m cvnet.benchmarks.metrics_speed",
         description="Time evaluate_rank (mAP, mINP, CMC) on a random CVPair-sized problem.")
     parser.add_argument("--queries", type=int, default=1006,
                         help="query images (default: 1006, CVPair's test split)")

@@ -3,7 +3,7 @@
 For a registered model name this writes, under ``<cache>/<arch>-<H>x<W>[-fp16]/``, an untrained
 checkpoint (``model.pt``, seed 0), ``bench.json`` (parameters, GMACs, the request it answers)
 and, when a backend needs it, the ONNX export (``model.onnx`` + sidecar, through
-:func:`export.pipeline.export_model`) for the batch range the run asks for. A PyTorch-only run
+:func:`cvnet.export.pipeline.export_model`) for the batch range the run asks for. A PyTorch-only run
 exports nothing. A later run reuses the files when ``bench.json`` (and the sidecar, for ONNX)
 match the request. torch, cvnet's model code and the exporter are imported inside
 :func:`prepare_model` only: this module imports on the device, where a default run (no
@@ -117,7 +117,7 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
         MissingDependencyError: torch is not installed (on a device: pass ``--engine``).
         ConfigError, ExportError: The model cannot be built or exported.
     """
-    from engines.deps import require
+    from cvnet.engines.deps import require
 
     require("torch", "a benchmark without --engine (it exports the model first; on a device, "
                      "pass --engine cvnet.onnx or cvnet.plan)")
@@ -148,7 +148,7 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
     params = param_count(model)
     del model
     if onnx:
-        from export.pipeline import ExportOptions, export_model
+        from cvnet.export.pipeline import ExportOptions, export_model
 
         logger.info("%s: exporting to ONNX for batches 1..%d (not verified: timing does not "
                     "depend on the weights)", arch, batch_max)

@@ -1,10 +1,10 @@
-"""One benchmark run: which models on which backends, measured through the ``engines`` runners.
+"""One benchmark run: which models on which backends, measured through the ``cvnet.engines`` runners.
 
 A :class:`Target` is a model file plus the runner options for one backend; :func:`measure`
-opens it with :func:`engines.open_engine` (the one inference path every command shares), checks
+opens it with :func:`cvnet.engines.open_engine` (the one inference path every command shares), checks
 the batch sizes against what the model accepts, and times each batch network-only and, on
 request, end-to-end. :func:`default_targets` prepares the untrained models of a default run (host
-only: it exports through :mod:`benchmarks.models`); :func:`engine_target` describes a file given
+only: it exports through :mod:`cvnet.benchmarks.models`); :func:`engine_target` describes a file given
 with ``--engine`` (device side: no torch for ``.onnx`` and ``.plan``).
 """
 
@@ -16,10 +16,10 @@ import cv2
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.synth import sample_images
-from benchmarks.environment import peak_rss_mb
-from benchmarks.report import BenchRow, row_from_stats
-from benchmarks.stats import latency_stats
-from benchmarks.timing import time_end_to_end, time_network
+from cvnet.benchmarks.environment import peak_rss_mb
+from cvnet.benchmarks.report import BenchRow, row_from_stats
+from cvnet.benchmarks.stats import latency_stats
+from cvnet.benchmarks.timing import time_end_to_end, time_network
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Target(NamedTuple):
         backend: CLI backend name (``torch``, ``onnxruntime``, ``tensorrt``).
         device: ``cpu`` or ``cuda``.
         precision: ``fp32`` or ``fp16``.
-        options: Keyword options for :func:`engines.open_engine`.
+        options: Keyword options for :func:`cvnet.engines.open_engine`.
         params: Parameters without classifiers, if known.
         gmacs: Billions of MACs per image, if known.
     """
@@ -88,7 +88,7 @@ def runner_options(backend: str, device: str, precision: str, threads: int,
                    input_size: Tuple[int, int], arch: Optional[str] = None,
                    batch_max: Optional[int] = None,
                    torch_threads: Optional[int] = None) -> Dict[str, Any]:
-    """Options for :func:`engines.open_engine` on ``backend``.
+    """Options for :func:`cvnet.engines.open_engine` on ``backend``.
 
     ONNX Runtime on the CPU gets ``threads`` intra-op threads (physical cores unless requested)
     with its default ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs
@@ -134,7 +134,7 @@ def check_request(backend: str, device: str, precision: str) -> None:
 def _torch_hooks(target: Target) -> Tuple[Optional[Callable[[], None]],
                                          Callable[[], Optional[float]]]:
     """The sync hook and a peak-GPU-memory reader (the runner sets PyTorch's threads)."""
-    from engines.torch_runner import import_torch
+    from cvnet.engines.torch_runner import import_torch
 
     torch = import_torch(target.path)  # refused on the device, naming the file and the fix
     if target.device != "cuda":
@@ -148,7 +148,7 @@ def _torch_hooks(target: Target) -> Tuple[Optional[Callable[[], None]],
 
 def artifact_precision(metadata: Any) -> str:
     """The precision a sidecar records: the engine's build precision, else the graph's."""
-    from engines.metadata import engine_info
+    from cvnet.engines.metadata import engine_info
 
     info = engine_info(metadata)
     return info.precision if info is not None else metadata.graph_precision
@@ -182,7 +182,7 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
         BenchError: A batch size the model does not run (checked before any timing).
         EngineLoadError, MetadataError, MissingDependencyError: From opening the model.
     """
-    from engines import open_engine
+    from cvnet.engines import open_engine
 
     sync, gpu_memory = None, lambda: None
     if target.backend in TORCH_BACKENDS:
@@ -263,7 +263,7 @@ def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: st
         BenchError: TensorRT was asked for (it needs an engine built on the device).
         MissingDependencyError: torch is missing (on a device, pass ``--engine``).
     """
-    from benchmarks.models import prepare_model
+    from cvnet.benchmarks.models import prepare_model
 
     for backend in backends:
         check_request(backend, device, precision)

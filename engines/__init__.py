@@ -3,14 +3,14 @@
 ``open_engine(path, **options)`` picks the backend from the file name and returns a runner (a
 context manager: load once, run many)::
 
-    from engines import open_engine
+    from cvnet.engines import open_engine
 
     with open_engine("cvnet.plan") as runner:             # TensorRT + pycuda
         embeddings = runner.embed(images, normalize=True)  # (N, D) float32
 
-``.plan``/``.engine`` -> :class:`engines.trt_runner.TrtRunner`; ``.onnx`` ->
-:class:`engines.ort_runner.OrtRunner`; ``.pt`` -> :class:`engines.torch_runner.TorchRunner`
-(host only). The builder is :func:`engines.builder.build_engine` (``cvnet-build``). Importing
+``.plan``/``.engine`` -> :class:`cvnet.engines.trt_runner.TrtRunner`; ``.onnx`` ->
+:class:`cvnet.engines.ort_runner.OrtRunner`; ``.pt`` -> :class:`cvnet.engines.torch_runner.TorchRunner`
+(host only). The builder is :func:`cvnet.engines.builder.build_engine` (``cvnet-build``). Importing
 this package imports neither TensorRT, pycuda, ONNX Runtime nor torch.
 """
 
@@ -18,16 +18,16 @@ import os
 from typing import Any
 
 from cvnet.core.errors import ConfigError
-from engines.base import InputSpec, Runner
-from engines.metadata import EngineInfo, engine_info
+from cvnet.engines.base import InputSpec, Runner
+from cvnet.engines.metadata import EngineInfo, engine_info
 
 #: File suffix -> (module, runner class), imported when a file of that kind is opened.
 BACKENDS = {
-    ".plan": ("engines.trt_runner", "TrtRunner"),
-    ".engine": ("engines.trt_runner", "TrtRunner"),
-    ".onnx": ("engines.ort_runner", "OrtRunner"),
-    ".pt": ("engines.torch_runner", "TorchRunner"),
-    ".pth": ("engines.torch_runner", "TorchRunner"),
+    ".plan": ("cvnet.engines.trt_runner", "TrtRunner"),
+    ".engine": ("cvnet.engines.trt_runner", "TrtRunner"),
+    ".onnx": ("cvnet.engines.ort_runner", "OrtRunner"),
+    ".pt": ("cvnet.engines.torch_runner", "TorchRunner"),
+    ".pth": ("cvnet.engines.torch_runner", "TorchRunner"),
 }
 
 

@@ -27,8 +27,8 @@ import numpy as np
 from cvnet.core.artifact import ArtifactMetadata, read_sidecar, sidecar_path
 from cvnet.core.errors import MetadataError
 from cvnet.core.preprocess import PreprocessConfig, l2_normalize, preprocess_batch, resize_rgb
-from engines.deps import require
-from engines.errors import EngineError, EngineInputError, EngineLoadError
+from cvnet.engines.deps import require
+from cvnet.engines.errors import EngineError, EngineInputError, EngineLoadError
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ whatever GPU runs the engine). One build:
    an optimisation profile for the dynamic batch, a timing cache, optionally INT8;
 4. build, with the chosen GPU's primary CUDA context current (``--device``), then write
    ``cvnet.plan`` and ``cvnet.plan.json`` atomically (the sidecar is the ONNX's plus an
-   ``engine`` block, :mod:`engines.metadata`);
+   ``engine`` block, :mod:`cvnet.engines.metadata`);
 5. measure embedding parity with ONNX Runtime on the GPU that built it, and record it.
 
-Every TensorRT API difference goes through :mod:`engines.trt_compat`; TensorRT's own messages
-go to the ``tensorrt`` logger (:func:`engines.trt_compat.make_logger`).
+Every TensorRT API difference goes through :mod:`cvnet.engines.trt_compat`; TensorRT's own messages
+go to the ``tensorrt`` logger (:func:`cvnet.engines.trt_compat.make_logger`).
 """
 
 import contextlib
@@ -35,11 +35,11 @@ from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import (check_writable, sha256_bytes, sha256_file, write_bytes_atomic,
                           write_files_atomic, write_text_atomic)
 from cvnet.core.tensorrt_ops import operator_support
-from engines import gpu, trt_compat
-from engines.deps import require
-from engines.errors import EngineBuildError, MissingDependencyError
-from engines.gpu import GpuInfo
-from engines.metadata import EngineInfo, plan_sidecar, utc_now
+from cvnet.engines import gpu, trt_compat
+from cvnet.engines.deps import require
+from cvnet.engines.errors import EngineBuildError, MissingDependencyError
+from cvnet.engines.gpu import GpuInfo
+from cvnet.engines.metadata import EngineInfo, plan_sidecar, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def decide_precision(fp16_mode: str, want_fp16: bool,
     """What precision an engine gets, whether to set the FP16 flag, and what to warn.
 
     Args:
-        fp16_mode: :func:`engines.trt_compat.fp16_mode`'s answer.
+        fp16_mode: :func:`cvnet.engines.trt_compat.fp16_mode`'s answer.
         want_fp16: FP16 was asked for (the default; ``--fp32`` turns it off).
         graph_precision: The ONNX sidecar's ``graph_precision`` (``"fp16"`` after
             ``cvnet-export --half``), or None without a sidecar.
@@ -346,7 +346,7 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
     """Builds a serialized engine in memory, on GPU ``options.device``.
 
     TensorRT builds on the current CUDA device, so the device's primary context is made current
-    on this thread for the whole build (:func:`engines.gpu.primary_context`), and every TensorRT
+    on this thread for the whole build (:func:`cvnet.engines.gpu.primary_context`), and every TensorRT
     object of the build is gone before it is popped.
 
     Args:
@@ -424,7 +424,7 @@ def _build(trt: Any, device: GpuInfo, onnx_path: str, options: BuildOptions,
     calibration = None
     with contextlib.ExitStack() as stack:
         if options.int8:
-            from engines.calibrator import Int8Calibration  # pycuda, only for INT8
+            from cvnet.engines.calibrator import Int8Calibration  # pycuda, only for INT8
 
             calibration = stack.enter_context(Int8Calibration(
                 trt, builder, config, options, metadata, input_name,
@@ -490,8 +490,8 @@ def measure_parity(plan_path: str, onnx_path: str, count: int, precision: str,
     Raises:
         MissingDependencyError: pycuda or onnxruntime is not installed.
     """
-    from engines.ort_runner import OrtRunner
-    from engines.trt_runner import TrtRunner
+    from cvnet.engines.ort_runner import OrtRunner
+    from cvnet.engines.trt_runner import TrtRunner
 
     images = synthetic_images(count)
     with OrtRunner(onnx_path, providers=["CPUExecutionProvider"]) as reference:

@@ -1,4 +1,4 @@
-"""``python3 -m engines {build,info,env}`` and ``cvnet-build`` (Python 3.6, no torch).
+"""``python3 -m cvnet.engines {build,info,env}`` and ``cvnet-build`` (Python 3.6, no torch).
 
 ``--help`` works everywhere, TensorRT or not; ``build`` says exactly what is missing when it
 cannot run, ``info`` reads a sidecar and says whether the model can run on this machine, and
@@ -15,9 +15,9 @@ from typing import Any, Dict, List, Optional
 
 from cvnet.core.cli_help import ArgumentParser
 from cvnet.core.errors import CVNetError
-from engines.builder import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB, KEEP_FP32_GROUPS,
+from cvnet.engines.builder import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB, KEEP_FP32_GROUPS,
                              BuildOptions, build_engine, parse_batch)
-from engines.deps import probe
+from cvnet.engines.deps import probe
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _build_epilog() -> str:
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``build`` (shared by ``python3 -m engines build`` and ``cvnet-build``)."""
+    """The options of ``build`` (shared by ``python3 -m cvnet.engines build`` and ``cvnet-build``)."""
     parser.add_argument("onnx", help="the .onnx file written by cvnet-export (its sidecar "
                         "<onnx>.json next to it)")
     parser.add_argument("-o", "--output", metavar="PLAN",
@@ -88,9 +88,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python3 -m engines``."""
+    """The parser of ``python3 -m cvnet.engines``."""
     parser = ArgumentParser(
-        prog="python3 -m engines",
+        prog="python3 -m cvnet.engines",
         description="Build TensorRT engines on this device and inspect cvnet models.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True  # Python 3.6 has no add_subparsers(required=)
@@ -143,7 +143,7 @@ def _run_build(args: argparse.Namespace) -> int:
 
 def _machine() -> Dict[str, Any]:
     """This machine's TensorRT version and GPU, each None when unavailable (with the reason)."""
-    from engines.gpu import gpu_info
+    from cvnet.engines.gpu import gpu_info
 
     found = {"tensorrt": None, "gpu": None, "notes": []}  # type: Dict[str, Any]
     try:
@@ -159,7 +159,7 @@ def _machine() -> Dict[str, Any]:
 
 def _run_info(args: argparse.Namespace) -> int:
     from cvnet.core.artifact import read_sidecar
-    from engines.metadata import compatibility_problems, engine_info
+    from cvnet.engines.metadata import compatibility_problems, engine_info
 
     path = args.model[:-5] if args.model.endswith(".json") else args.model
     metadata = read_sidecar(path)
@@ -262,7 +262,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python3 -m engines``; returns the exit status."""
+    """``python3 -m cvnet.engines``; returns the exit status."""
     args = build_parser().parse_args(argv)
     return _dispatch(args.command, args)
 

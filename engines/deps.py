@@ -9,7 +9,7 @@ for a runner), the package, and the fix. Nothing is ever installed automatically
 import importlib
 from typing import Any, Optional
 
-from engines.errors import MissingDependencyError
+from cvnet.engines.errors import MissingDependencyError
 
 #: Top-level package -> how to get it, on the Jetson Nano first.
 INSTALL_HINTS = {

@@ -16,7 +16,7 @@ stand-in driver (tests/engines/fake_gpu.py), never on a GPU.
 import ctypes
 from typing import Any, NamedTuple, Optional
 
-from engines.errors import EngineError
+from cvnet.engines.errors import EngineError
 
 _LIBRARIES = ("libcuda.so.1", "libcuda.so")
 #: CUdevice_attribute values from cuda.h (stable since CUDA 4).

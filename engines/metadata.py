@@ -22,9 +22,9 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from cvnet.core.artifact import ArtifactMetadata
 from cvnet.core.errors import MetadataError
-from engines.errors import EngineCompatibilityError
-from engines.gpu import GpuInfo
-from engines.trt_compat import same_tensorrt_release
+from cvnet.engines.errors import EngineCompatibilityError
+from cvnet.engines.gpu import GpuInfo
+from cvnet.engines.trt_compat import same_tensorrt_release
 
 ENGINE_KEY = "engine"
 PLAN_ARTIFACT_TYPE = "plan"

@@ -18,9 +18,9 @@ import numpy as np
 
 from cvnet.core.preprocess import DEFAULT_SIZE
 from cvnet.core.threads import adapt_torch_threads, configure_torch
-from engines.base import InputSpec, ModelIO, Runner
-from engines.deps import require
-from engines.errors import EngineInputError
+from cvnet.engines.base import InputSpec, ModelIO, Runner
+from cvnet.engines.deps import require
+from cvnet.engines.errors import EngineInputError
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
@@ -54,7 +54,7 @@ class TorchRunner(Runner):
         cuda_graphs: On CUDA, replay CUDA graphs (with channels-last and cuDNN autotuning);
             default on for CUDA devices. False runs eager. Not available on the CPU.
         threads: CPU threads; None lets :func:`cvnet.core.threads.configure_torch` decide.
-        **kwargs: See :class:`engines.base.Runner` (``normalize``, ``batch_range``).
+        **kwargs: See :class:`cvnet.engines.base.Runner` (``normalize``, ``batch_range``).
 
     Raises:
         EngineInputError: ``cuda_graphs=True`` on a device that is not CUDA.

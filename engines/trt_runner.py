@@ -4,7 +4,7 @@ Order of checks when activated, cheapest and clearest first:
 
 1. the plan file against its sidecar's ``plan_sha256`` (a truncated or swapped file);
 2. the sidecar's ``engine`` block against the installed TensorRT release and this GPU's name
-   and compute capability (``engines.gpu``, no CUDA context needed): a plan only loads on the
+   and compute capability (``cvnet.engines.gpu``, no CUDA context needed): a plan only loads on the
    release and GPU that built it, and TensorRT's own check (step 3) returns None with nothing
    but a log line;
 3. deserialisation, whose None result is turned into an error naming both sides.
@@ -16,10 +16,10 @@ it; each batch sets the input shape, reads the output shape TensorRT derives fro
 async copy in, an enqueue and an async copy out on one CUDA stream, and one synchronisation
 (also when the enqueue fails, before anything is freed). FP16 inputs and outputs are converted
 from and to float32 on the host. All of it runs on the runner's one GPU thread (see
-:class:`engines.base.Runner`); at shutdown the stream is synchronised, the TensorRT objects and
+:class:`cvnet.engines.base.Runner`); at shutdown the stream is synchronised, the TensorRT objects and
 buffers are released, then the context is popped and its retain released
-(:func:`engines.gpu.release_pycuda_context`). Binding API on TensorRT 8.x, tensor API where
-present (:mod:`engines.trt_compat`).
+(:func:`cvnet.engines.gpu.release_pycuda_context`). Binding API on TensorRT 8.x, tensor API where
+present (:mod:`cvnet.engines.trt_compat`).
 """
 
 import logging
@@ -28,12 +28,12 @@ from typing import Any, List, Optional
 import numpy as np
 
 from cvnet.core.fileio import sha256_bytes
-from engines import trt_compat
-from engines.base import ModelIO, Runner
-from engines.deps import INSTALL_HINTS
-from engines.errors import EngineCompatibilityError, EngineError, EngineInputError, EngineLoadError
-from engines.gpu import GpuInfo, gpu_info, release_pycuda_context
-from engines.metadata import check_compatible, engine_info
+from cvnet.engines import trt_compat
+from cvnet.engines.base import ModelIO, Runner
+from cvnet.engines.deps import INSTALL_HINTS
+from cvnet.engines.errors import EngineCompatibilityError, EngineError, EngineInputError, EngineLoadError
+from cvnet.engines.gpu import GpuInfo, gpu_info, release_pycuda_context
+from cvnet.engines.metadata import check_compatible, engine_info
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class TrtRunner(Runner):
             capability is the same (TensorRT loads such a plan with a warning).
         check_hash: Check the file against the sidecar's ``plan_sha256`` before loading.
         verbose: TensorRT logs at VERBOSE instead of WARNING.
-        **kwargs: See :class:`engines.base.Runner` (``metadata``, ``normalize``,
+        **kwargs: See :class:`cvnet.engines.base.Runner` (``metadata``, ``normalize``,
             ``batch_range``).
     """
 

@@ -1,6 +1,6 @@
 """``cvnet-export``: PyTorch checkpoint -> verified ONNX file + sidecar for TensorRT and the Jetson.
 
-Also runs as ``python -m export``. Exit status: 0 written; 1 export or verification failed;
+Also runs as ``python -m cvnet.export``. Exit status: 0 written; 1 export or verification failed;
 2 bad input (missing or unreadable checkpoint, weights that do not fit, bad option, unwritable
 output). Nothing is written unless everything succeeded. torch and the exporter are imported after
 the arguments are parsed, so ``--help`` answers at once.
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 from cvnet.core.cli_help import ArgumentParser
 from cvnet.core.errors import CVNetError, ExportError, UnsupportedOperatorError
 from cvnet.core.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
-from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
+from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 
 if TYPE_CHECKING:  # torch-importing; loaded after parsing
-    from export.pipeline import ExportOptions, ExportResult
+    from cvnet.export.pipeline import ExportOptions, ExportResult
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> "ExportOptions":
     """Translates parsed arguments into :class:`ExportOptions` (the one place that does)."""
-    from export.pipeline import ExportOptions
+    from cvnet.export.pipeline import ExportOptions
 
     return ExportOptions(
         output=args.output, arch=args.arch, model_kwargs=args.model_kwargs,
@@ -170,7 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     from cvnet.models.registry import list_models
-    from export.pipeline import export_model
+    from cvnet.export.pipeline import export_model
 
     if args.arch is not None and args.arch not in list_models():  # checked here: needs torch
         parser.error("argument --arch: invalid choice: {!r} (choose from {})".format(
@@ -192,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _build_engine(onnx_path: str) -> int:
     """``--engine``: builds the plan with cvnet-build's builder; 1 when it cannot."""
-    from engines.builder import build_engine  # device-side package; TensorRT imported inside
+    from cvnet.engines.builder import build_engine  # device-side package; TensorRT imported inside
 
     try:
         built = build_engine(onnx_path)

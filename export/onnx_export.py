@@ -20,7 +20,7 @@ from cvnet.core.errors import ConfigError, ExportError
 from cvnet.core.fileio import write_bytes_atomic, check_writable
 from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, OperatorSupport, check_nodes,
                                 operator_support, versions_reading_opset)
-from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_OPSET
+from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_OPSET
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def export_onnx(model: nn.Module, path: str, *, input_size: Tuple[int, int],
     """Exports an eval-mode image model, ``(N, 3, H, W)`` float32 -> ``(N, D)``, to a checked file.
 
     The narrow library entry point: ``cvnet-export`` adds checkpoint loading, in-graph
-    preprocessing, FP16, verification and the sidecar on top (:mod:`export.pipeline`).
+    preprocessing, FP16, verification and the sidecar on top (:mod:`cvnet.export.pipeline`).
 
     Args:
         model: The model, in eval mode.

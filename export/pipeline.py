@@ -38,13 +38,13 @@ from cvnet.core.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, Pre
 from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                 supports_uint8_input)
 from cvnet.core.threads import configure_torch
-from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
-from export.graph_preprocess import InGraphPreprocess
-from export.half import half_for_export
-from export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_opset,
+from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
+from cvnet.export.graph_preprocess import InGraphPreprocess
+from cvnet.export.half import half_for_export
+from cvnet.export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_opset,
                                 check_tensorrt_support, graph_opset, onnx_from_module,
                                 set_metadata_props)
-from export.verify import (FP16_MIN_COSINE, FP32_MIN_COSINE, VerificationReport,
+from cvnet.export.verify import (FP16_MIN_COSINE, FP32_MIN_COSINE, VerificationReport,
                            verification_batches, verification_images, verify_onnx)
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from cvnet.core.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
 from cvnet.core.synth import sample_images
-from export.defaults import DEFAULT_IMAGE_COUNT
+from cvnet.export.defaults import DEFAULT_IMAGE_COUNT
 
 logger = logging.getLogger(__name__)
 

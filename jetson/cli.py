@@ -1,7 +1,7 @@
-"""``python3 -m jetson``: the device commands; ``cvnet-embed`` and ``cvnet-match``.
+"""``python3 -m cvnet.jetson``: the device commands; ``cvnet-embed`` and ``cvnet-match``.
 
 Subcommands: ``embed``, ``match``, ``self-check``; ``build``, ``info``, ``env`` are handed to
-``python3 -m engines`` and ``bench`` to ``python3 -m benchmarks`` (when installed), so the L4T
+``python3 -m cvnet.engines`` and ``bench`` to ``python3 -m cvnet.benchmarks`` (when installed), so the L4T
 container's single entrypoint runs every device command.
 
 Exit status of ``embed``: 0 every file embedded (warnings allowed), 3 finished but some files
@@ -24,12 +24,12 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 #: Subcommands handed to other packages' CLIs: name -> module with ``main(argv)``.
-DELEGATED = {"build": "engines.cli", "info": "engines.cli", "env": "engines.cli",
-             "bench": "benchmarks.cli"}
+DELEGATED = {"build": "cvnet.engines.cli", "info": "cvnet.engines.cli", "env": "cvnet.engines.cli",
+             "bench": "cvnet.benchmarks.cli"}
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``cvnet-embed`` / ``python3 -m jetson embed``."""
+    """The options of ``cvnet-embed`` / ``python3 -m cvnet.jetson embed``."""
     parser.add_argument("--engine", required=True,
                         help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime)")
     parser.add_argument("--images", required=True,
@@ -59,7 +59,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_match_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``cvnet-match`` / ``python3 -m jetson match``."""
+    """The options of ``cvnet-match`` / ``python3 -m cvnet.jetson match``."""
     parser.add_argument("--query", required=True, help="cvnet-embed output folder of the queries")
     parser.add_argument("--gallery", required=True,
                         help="cvnet-embed output folder of the gallery")
@@ -84,8 +84,8 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``python3 -m jetson``'s parser."""
-    parser = ArgumentParser(prog="python3 -m jetson", description=__doc__)
+    """``python3 -m cvnet.jetson``'s parser."""
+    parser = ArgumentParser(prog="python3 -m cvnet.jetson", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="command")
     commands.required = True
     add_embed_arguments(commands.add_parser(
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "any backend elsewhere)")
     for name, module in sorted(DELEGATED.items()):
         commands.add_parser(name, add_help=False, help="see python3 -m {} {} --help".format(
-            module.split(".")[0], name if module == "engines.cli" else ""))
+            module.rsplit(".", 1)[0], name if module == "cvnet.engines.cli" else ""))
     return parser
 
 
@@ -129,8 +129,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from engines import open_engine
-    from jetson.embed import extract, list_images
+    from cvnet.engines import open_engine
+    from cvnet.jetson.embed import extract, list_images
 
     listing = list_images(args.images)  # before the engine loads: no images fails at once
     options = {"threads": args.threads} if args.threads and args.engine.endswith(".onnx") else {}
@@ -161,8 +161,8 @@ def _write_utf8(stream: Any, text: str) -> None:
 
 
 def _run_match(args: argparse.Namespace) -> int:
-    from jetson.match import match, matches_csv, visualize, write_matches
-    from jetson.store import read_meta
+    from cvnet.jetson.match import match, matches_csv, visualize, write_matches
+    from cvnet.jetson.store import read_meta
 
     matches = match(args.query, args.gallery, topk=args.topk, threshold=args.threshold,
                     force=args.force, backend=args.backend)
@@ -181,7 +181,7 @@ def _run_match(args: argparse.Namespace) -> int:
 
 
 def _run_self_check(args: argparse.Namespace) -> int:
-    from jetson.selfcheck import self_check
+    from cvnet.jetson.selfcheck import self_check
 
     text, status = self_check(args.require)
     print(text)
@@ -201,7 +201,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python3 -m jetson``; returns the exit status."""
+    """``python3 -m cvnet.jetson``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
         module = DELEGATED[argv[0]]
@@ -210,7 +210,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ImportError as err:
             sys.stderr.write("{} is not available in this install ({})\n".format(argv[0], err))
             return EXIT_ERROR
-        return target.main(argv if module == "engines.cli" else argv[1:])
+        return target.main(argv if module == "cvnet.engines.cli" else argv[1:])
     args = build_parser().parse_args(argv)
     return _dispatch(args.command, args)
 

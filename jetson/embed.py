@@ -4,7 +4,7 @@ The pipeline: a background thread reads, checks, decodes (:func:`cvnet.core.prep
 and preprocesses (``runner.prepare``) each file into a bounded queue, so decoding overlaps
 inference and a huge image is held only until it is resized; the calling thread batches the
 preprocessed inputs through the engine and commits every ``chunk_size`` files as one chunk of
-the store (:mod:`jetson.store`). A killed run continues with ``resume=True``: files already in
+the store (:mod:`cvnet.jetson.store`). A killed run continues with ``resume=True``: files already in
 a committed chunk (good or failed) are skipped, an uncommitted chunk is redone.
 
 Every file ends in the index: ``ok`` (with what was done to it: ``grayscale``, ``rgba``,
@@ -30,7 +30,7 @@ from cvnet.core.fileio import make_folders, sha256_file
 from cvnet.core.filenames import NAME_ENCODING, encode_name
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
-from jetson.store import (FORMAT, FORMAT_VERSION, IndexRow, StoreError, META_FILE, read_meta,
+from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, IndexRow, StoreError, META_FILE, read_meta,
                           scan_chunks, write_chunk, write_meta)
 
 logger = logging.getLogger(__name__)
@@ -337,9 +337,9 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
     """Embeds every image of ``source`` into the folder ``out``.
 
     Args:
-        runner: An active runner from :func:`engines.open_engine`.
+        runner: An active runner from :func:`cvnet.engines.open_engine`.
         source: A folder (walked recursively) or a list file.
-        out: Output folder (created); see :mod:`jetson.store`.
+        out: Output folder (created); see :mod:`cvnet.jetson.store`.
         batch: Images per engine call; the engine's largest batch by default.
         chunk_size: Files per committed chunk.
         fp16_out: Store float16 instead of float32.

@@ -1,6 +1,6 @@
 """``cvnet-match``: exact cosine top-k of query embeddings against a gallery, memory bounded.
 
-Both sides are folders written by ``cvnet-embed`` (:mod:`jetson.store`). The gallery is read one
+Both sides are folders written by ``cvnet-embed`` (:mod:`cvnet.jetson.store`). The gallery is read one
 memory-mapped chunk at a time and scored in blocks of at most ``block_elements`` similarities,
 keeping a running top-k per query, so memory stays bounded by the queries, one block and the
 top-k lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM).
@@ -26,7 +26,7 @@ from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.core.metrics import cosine_distance
 from cvnet.core.filenames import native_name
-from jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks, load_embeddings,
+from cvnet.jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks, load_embeddings,
                           read_meta)
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""``python3 -m jetson self-check``: what this container sees, and what it lacks, with the fix.
+"""``python3 -m cvnet.jetson self-check``: what this container sees, and what it lacks, with the fix.
 
 The most common Jetson failure is a container that cannot see TensorRT: on JetPack 4 the NVIDIA
 container runtime mounts CUDA, cuDNN and TensorRT (with its Python 3.6 bindings) from the host,
@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from typing import List, NamedTuple, Optional, Tuple
 
-from engines.deps import probe
+from cvnet.engines.deps import probe
 
 #: L4T release -> JetPack release (JetPack 4.6.x, the Nano's last line).
 JETPACK_OF_L4T = {"32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3",
@@ -127,7 +127,7 @@ def gather(require: str = "auto") -> Tuple[List[Check], bool]:
 
 def _gpu() -> str:
     from cvnet.core.errors import CVNetError
-    from engines.gpu import gpu_info
+    from cvnet.engines.gpu import gpu_info
 
     try:
         gpu = gpu_info(0)

@@ -72,7 +72,7 @@ def test_device_install_holds_every_device_module_and_no_torch_code(installed):
     site, _ = installed
     assert _installed_modules(site) == sorted(device_modules())
     assert os.path.isfile(os.path.join(site, "cvnet", "core", "tensorrt_onnx_ops.json"))
-    assert os.path.isfile(os.path.join(site, "benchmarks", "data", "table2.csv"))
+    assert os.path.isfile(os.path.join(site, "cvnet", "benchmarks", "data", "table2.csv"))
 
 
 @pytest.mark.parametrize("command", DEVICE_COMMANDS)

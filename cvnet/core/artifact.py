@@ -97,7 +97,7 @@ class ArtifactMetadata(NamedTuple):
         checkpoint_metrics: Metrics recorded in the checkpoint, e.g. ``{"mAP": 0.41}``.
         graph_mean: With in-graph preprocessing, the mean the graph applies.
         graph_std: With in-graph preprocessing, the std the graph applies.
-        verification: Parity figures of the export check (see ``export.verify``), or None when
+        verification: Parity figures of the export check (see ``cvnet.export.verify``), or None when
             verification was skipped.
         extra: Keys this reader does not know (written by newer tools), kept as they are.
     """

@@ -14,7 +14,7 @@ import argparse
 import re
 import textwrap
 
-_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`engines.open_engine` -> engines.open_engine
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`cvnet.engines.open_engine` -> cvnet.engines.open_engine
 _LITERAL = re.compile(r"``([^`]+)``")  # ``cvnet-eval`` -> cvnet-eval
 _LITERAL_BLOCK = re.compile(r"::$", re.MULTILINE)  # "Examples::" -> "Examples:"
 _PARAGRAPHS = re.compile(r"\n\s*\n")

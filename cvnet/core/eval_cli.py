@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
                        batch_size: int = 64, eager: bool = False) -> Tuple[Embedder, str]:
-    """Opens a model file with :func:`engines.open_engine`; returns its embedder and a description.
+    """Opens a model file with :func:`cvnet.engines.open_engine`; returns its embedder and a description.
 
     The runner (a PyTorch model, an ONNX Runtime session or a TensorRT engine) is closed by
     ``stack``. A ``.pt`` checkpoint runs batches of up to ``batch_size`` images on ``device``,
@@ -68,11 +68,11 @@ def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = 
     """
     if not os.path.exists(path):
         raise CVNetError("model file {} does not exist".format(path))
-    from engines import open_engine  # device-safe; the .pt runner imports torch when opened
+    from cvnet.engines import open_engine  # device-safe; the .pt runner imports torch when opened
 
     options = {}
     if path.endswith((".pt", ".pth")):
-        from engines.torch_runner import import_torch
+        from cvnet.engines.torch_runner import import_torch
 
         import_torch(path)  # on the device: refused, naming the file and the fix
         from cvnet.training.trainer import resolve_device  # torch: host only, .pt only

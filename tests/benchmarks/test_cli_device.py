@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from benchmarks.cli import main
-from benchmarks.run import BenchError, check_batches, check_request, engine_target
+from cvnet.benchmarks.cli import main
+from cvnet.benchmarks.run import BenchError, check_batches, check_request, engine_target
 from tests.fixtures import TINY_ONNX
 
 pytestmark = pytest.mark.device
@@ -19,7 +19,7 @@ QUICK = ["--min-time", "0", "--warmup", "1"]
 
 def test_engine_run_times_network_and_e2e_without_torch(tmp_path):
     out = str(tmp_path / "report.json")
-    script = ("import sys; from benchmarks.cli import main; "
+    script = ("import sys; from cvnet.benchmarks.cli import main; "
               "rc = main(sys.argv[1:]); "
               "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", script, "--engine", TINY_ONNX, "--batch", "1,4",
@@ -83,8 +83,8 @@ def test_baselines_need_the_host(caplog):
 
 
 def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, tmp_path):
-    from benchmarks import models
-    from benchmarks.models import PreparedModel
+    from cvnet.benchmarks import models
+    from cvnet.benchmarks.models import PreparedModel
 
     def fake_prepare(arch, input_size, batch_max, half, cache, onnx):
         if arch == "mgn":
@@ -108,7 +108,7 @@ def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, 
 
 
 def test_overload_warning_only_above_the_core_count():
-    from benchmarks.environment import overload_warning
+    from cvnet.benchmarks.environment import overload_warning
 
     assert overload_warning([1.9, 1.0, 0.5], 2) is None
     assert overload_warning([2.0, 1.0, 0.5], 2) is None
@@ -119,7 +119,7 @@ def test_overload_warning_only_above_the_core_count():
 
 def test_a_loaded_machine_is_warned_about_and_the_run_still_happens(monkeypatch, caplog, capsys):
     monkeypatch.setattr("os.getloadavg", lambda: (9.0, 8.0, 7.0))
-    monkeypatch.setattr("benchmarks.cli.usable_cpus", lambda: 4)
+    monkeypatch.setattr("cvnet.benchmarks.cli.usable_cpus", lambda: 4)
     assert main(["--engine", TINY_ONNX, "--batch", "1"] + QUICK) == 0
     assert "the 1-minute load average is 9.0 on 4 CPUs" in caplog.text
     assert "| cvnet_tiny | onnxruntime | cpu | fp32 | 1 | network |" in capsys.readouterr().out

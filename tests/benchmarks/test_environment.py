@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.environment import cpu_model, peak_rss_mb, physical_cores, probe_environment
+from cvnet.benchmarks.environment import cpu_model, peak_rss_mb, physical_cores, probe_environment
 
 pytestmark = pytest.mark.device
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.stats import latency_stats, percentile
+from cvnet.benchmarks.stats import latency_stats, percentile
 from cvnet.core.errors import ConfigError
 
 pytestmark = pytest.mark.device

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.timing import time_calls, time_end_to_end
+from cvnet.benchmarks.timing import time_calls, time_end_to_end
 from cvnet.core.errors import ConfigError
 from cvnet.core.preprocess import PreprocessConfig, preprocess_batch
 

@@ -6,7 +6,7 @@ from cvnet.core.cli_help import ArgumentParser, doc_summary, plain_text
 
 pytestmark = pytest.mark.device
 
-DOC = """``cvnet-demo``: does a thing with :func:`engines.open_engine`.
+DOC = """``cvnet-demo``: does a thing with :func:`cvnet.engines.open_engine`.
 
 Second paragraph, not part of the summary.
 """
@@ -17,9 +17,9 @@ def _help(parser):
 
 
 def test_plain_text_drops_rest_markup():
-    assert plain_text("``cvnet-eval`` runs :func:`~engines.open_engine`; Examples::") == \
-        "cvnet-eval runs engines.open_engine; Examples:"
-    assert doc_summary(DOC) == "cvnet-demo: does a thing with engines.open_engine."
+    assert plain_text("``cvnet-eval`` runs :func:`~cvnet.engines.open_engine`; Examples::") == \
+        "cvnet-eval runs cvnet.engines.open_engine; Examples:"
+    assert doc_summary(DOC) == "cvnet-demo: does a thing with cvnet.engines.open_engine."
 
 
 def test_only_real_defaults_are_appended_once():
@@ -38,7 +38,7 @@ def test_only_real_defaults_are_appended_once():
     assert "batch sizes (default: 1,8)" in text
     for noise in ("(default: None)", "(default: False)", "(default: True)", "(default: {})"):
         assert noise not in text
-    assert "cvnet-demo: does a thing with engines.open_engine." in text
+    assert "cvnet-demo: does a thing with cvnet.engines.open_engine." in text
     assert "``" not in text and ":func:" not in text
 
 

@@ -124,7 +124,7 @@ def test_the_embedding_store_commits_its_npy_before_the_index_exists(tmp_path, m
     .npy did not reach the disk."""
     import numpy as np
 
-    from jetson.store import FORMAT, IndexRow, write_chunk, write_meta
+    from cvnet.jetson.store import FORMAT, IndexRow, write_chunk, write_meta
 
     folder = os.path.realpath(str(tmp_path))
     write_meta(folder, {"format": FORMAT, "format_version": 2, "embedding_dim": 2})

@@ -111,7 +111,7 @@ def test_cuda_graph_replay_equals_eager_on_a_gpu(model):
 @pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
 def test_fast_fp16_runner_matches_eager_fp32_on_a_gpu(tmp_path):
     """The paper's CVNet at 256x256: CUDA graphs in FP16 against eager FP32, per embedding."""
-    from engines import open_engine
+    from cvnet.engines import open_engine
 
     torch.manual_seed(0)
     path = str(tmp_path / "cvnet.pt")

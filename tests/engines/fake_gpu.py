@@ -1,4 +1,4 @@
-"""A stand-in CUDA driver (for engines.gpu's ctypes calls) and pycuda, over pretend GPU memory.
+"""A stand-in CUDA driver (for cvnet.engines.gpu's ctypes calls) and pycuda, over pretend GPU memory.
 
 Hand-written from the CUDA driver API's documented behaviour and pycuda's sources
 (inducer/pycuda ``src/cpp/cuda.hpp``: context push/pop/detach, primary contexts), NOT read
@@ -275,10 +275,10 @@ class FakeGpu(object):
         self.events.append("release {}".format(device))
 
     def install(self, monkeypatch: Any) -> None:
-        """Makes ``import pycuda.driver`` and engines.gpu's driver calls use this GPU."""
+        """Makes ``import pycuda.driver`` and cvnet.engines.gpu's driver calls use this GPU."""
         import sys
 
-        from engines import gpu as gpu_module
+        from cvnet.engines import gpu as gpu_module
 
         for name, module in self.modules().items():
             monkeypatch.setitem(sys.modules, name, module)
@@ -295,7 +295,7 @@ def _value(argument: Any) -> int:
 
 
 class FakeDriver(object):
-    """The libcuda.so.1 functions engines.gpu calls through ctypes, over a :class:`FakeGpu`."""
+    """The libcuda.so.1 functions cvnet.engines.gpu calls through ctypes, over a :class:`FakeGpu`."""
 
     def __init__(self, gpu: FakeGpu):
         self._gpu = gpu

@@ -6,9 +6,9 @@ import pytest
 from cvnet.core.artifact import read_sidecar
 from cvnet.core.errors import MetadataError
 from cvnet.core.preprocess import resize_rgb
-from engines.base import (InputSpec, ModelIO, batch_chunks, check_spec, fit_batch_range,
+from cvnet.engines.base import (InputSpec, ModelIO, batch_chunks, check_spec, fit_batch_range,
                           prepare_images, spec_from_metadata, spec_from_model, validate_images)
-from engines.errors import EngineInputError, EngineLoadError
+from cvnet.engines.errors import EngineInputError, EngineLoadError
 from tests.fixtures import TINY_ONNX
 
 pytestmark = pytest.mark.device

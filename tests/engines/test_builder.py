@@ -14,14 +14,14 @@ import pytest
 
 from cvnet.core.artifact import read_sidecar
 from cvnet.core.errors import ConfigError, MetadataError
-from engines import trt_compat
-from engines.builder import (BuildOptions, attention_layers, build_engine, check_opset,
+from cvnet.engines import trt_compat
+from cvnet.engines.builder import (BuildOptions, attention_layers, build_engine, check_opset,
                              decide_precision, default_batch, parity, parse_batch, profile_shapes,
                              synthetic_images)
-from engines.calibrator import Int8Calibration, calibration_batches, calibration_files
-from engines.base import spec_from_metadata
-from engines.errors import EngineBuildError, MissingDependencyError
-from engines.trt_compat import LayerSummary
+from cvnet.engines.calibrator import Int8Calibration, calibration_batches, calibration_files
+from cvnet.engines.base import spec_from_metadata
+from cvnet.engines.errors import EngineBuildError, MissingDependencyError
+from cvnet.engines.trt_compat import LayerSummary
 from tests.engines import fake_tensorrt as fake
 from tests.fixtures import TINY_IMAGES, TINY_ONNX, copy_sidecar
 

@@ -3,7 +3,7 @@
 ``tensorrt`` is replaced by tests/engines/fake_tensorrt.py (derived from the real surfaces of
 8.2.1, 8.6.1, 10.3.0 and 11.4.0.106: a missing attribute or a wrong argument name fails as it
 would on that release), the CUDA driver and pycuda by tests/engines/fake_gpu.py. The builder
-"builds" by returning fixed bytes. These tests prove which calls engines.builder makes, on
+"builds" by returning fixed bytes. These tests prove which calls cvnet.engines.builder makes, on
 which GPU, and what it writes around them (plan, sidecar, timing cache, calibration cache,
 messages). They do not prove that TensorRT builds a working engine: that is
 tests/engines/test_trt_runner.py, on a GPU.
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from cvnet.core.artifact import read_sidecar
-from engines import builder as builder_module
-from engines.builder import BuildOptions, build_engine
-from engines.errors import EngineBuildError, EngineError
-from engines.metadata import engine_info
+from cvnet.engines import builder as builder_module
+from cvnet.engines.builder import BuildOptions, build_engine
+from cvnet.engines.errors import EngineBuildError, EngineError
+from cvnet.engines.metadata import engine_info
 from tests.engines import fake_gpu
 from tests.engines import fake_tensorrt as fake
 from tests.fixtures import TINY_IMAGES, TINY_ONNX, copy_sidecar

@@ -1,4 +1,4 @@
-"""``python3 -m engines`` and ``cvnet-build``: help everywhere, clear failures without TensorRT."""
+"""``python3 -m cvnet.engines`` and ``cvnet-build``: help everywhere, clear failures without TensorRT."""
 
 import json
 import shutil
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from engines.cli import build_main, main
+from cvnet.engines.cli import build_main, main
 from tests.device_modules import ROOT
 from tests.engines.test_trt_runner import _write_plan
 from tests.fixtures import TINY_ONNX, copy_sidecar
@@ -24,7 +24,7 @@ def _tensorrt_installed():
 
 
 def test_module_help_lists_the_subcommands():
-    result = subprocess.run([sys.executable, "-m", "engines", "--help"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "cvnet.engines", "--help"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
     assert result.returncode == 0, result.stderr
@@ -38,7 +38,7 @@ def test_subcommand_help(argv, capsys):
         main(argv)
     assert caught.value.code == 0
     out = capsys.readouterr().out
-    assert "usage: python3 -m engines " + argv[0] in out
+    assert "usage: python3 -m cvnet.engines " + argv[0] in out
 
 
 def test_cvnet_build_help_says_what_this_machine_has(capsys):

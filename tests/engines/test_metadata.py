@@ -6,9 +6,9 @@ import pytest
 
 from cvnet.core.artifact import metadata_from_dict, read_sidecar, sidecar_text
 from cvnet.core.errors import MetadataError
-from engines.errors import EngineCompatibilityError
-from engines.gpu import GpuInfo
-from engines.metadata import (EngineInfo, check_compatible, compatibility_problems, engine_info,
+from cvnet.engines.errors import EngineCompatibilityError
+from cvnet.engines.gpu import GpuInfo
+from cvnet.engines.metadata import (EngineInfo, check_compatible, compatibility_problems, engine_info,
                               plan_sidecar)
 from tests.fixtures import TINY_ONNX
 

@@ -13,9 +13,9 @@ import pytest
 
 from cvnet.core.errors import ConfigError, MetadataError
 from cvnet.core.preprocess import PreprocessConfig, decode_image, preprocess_batch
-from engines import open_engine
-from engines.errors import EngineError, EngineInputError, EngineLoadError
-from engines.ort_runner import OrtRunner, default_providers
+from cvnet.engines import open_engine
+from cvnet.engines.errors import EngineError, EngineInputError, EngineLoadError
+from cvnet.engines.ort_runner import OrtRunner, default_providers
 from tests.fixtures import (TINY_ONNX, TINY_SIZE, copy_sidecar, load_expected, row_cosine,
                             tiny_image_paths)
 

@@ -10,8 +10,8 @@ onnx = pytest.importorskip("onnx")
 
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
 from cvnet.core.preprocess import decode_image  # noqa: E402
-from engines import open_engine  # noqa: E402
-from engines.torch_runner import TorchRunner  # noqa: E402
+from cvnet.engines import open_engine  # noqa: E402
+from cvnet.engines.torch_runner import TorchRunner  # noqa: E402
 from tests.fixtures import TINY_ONNX, TINY_SIZE, load_expected, row_cosine, tiny_image_paths  # noqa: E402
 from tests.fixtures.make_tiny_onnx import export_graph, fixture_model  # noqa: E402
 
@@ -63,7 +63,7 @@ def test_pt_runner_is_lazy_about_torch(checkpoint):
 
 
 def test_cuda_graphs_are_the_default_on_cuda_and_refused_on_the_cpu(checkpoint):
-    from engines.errors import EngineInputError
+    from cvnet.engines.errors import EngineInputError
 
     assert open_engine(checkpoint, device="cuda").backend == "pytorch-graphs"  # not activated
     assert open_engine(checkpoint, device="cuda:1", cuda_graphs=False).backend == "pytorch"

@@ -17,8 +17,8 @@ from cvnet.core.artifact import (IN_GRAPH, metadata_fields, metadata_from_props,
 from cvnet.core.fileio import sha256_file  # noqa: E402
 from cvnet.models import build_model, list_models  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint, state_dict_sha256  # noqa: E402
-from export import pipeline  # noqa: E402
-from export.cli import build_parser, main, options_from_args  # noqa: E402
+from cvnet.export import pipeline  # noqa: E402
+from cvnet.export.cli import build_parser, main, options_from_args  # noqa: E402
 from tests.device_modules import ROOT  # noqa: E402
 
 FAST = ["--imgsz", "32", "--verify-images", "4"]
@@ -290,7 +290,7 @@ def test_checkpoint_and_random_init_exclude_each_other(checkpoint, out, caplog):
 
 
 def test_python_m_export_shows_help():
-    result = subprocess.run([sys.executable, "-m", "export", "--help"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "cvnet.export", "--help"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
     assert result.returncode == 0 and "--preprocess-in-graph" in result.stdout

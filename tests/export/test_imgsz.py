@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 from cvnet.core.artifact import read_sidecar  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
-from export.cli import main  # noqa: E402
+from cvnet.export.cli import main  # noqa: E402
 
 QUICK = ["--verify-images", "4", "--no-verify"]
 
@@ -53,7 +53,7 @@ def test_another_size_is_allowed_and_said_out_loud(trained_at_64, tmp_path, capl
 
 
 def test_without_a_recorded_size_the_default_is_256():
-    from export.pipeline import resolve_input_size
+    from cvnet.export.pipeline import resolve_input_size
 
     assert resolve_input_size(None, None, "plain.pt") == (256, 256)
     assert resolve_input_size((128, 64), None, "plain.pt") == (128, 64)

@@ -13,7 +13,7 @@ from cvnet.core.errors import ConfigError, ExportError, OutputPathError  # noqa:
 from cvnet.core.errors import UnsupportedOperatorError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.core.tensorrt_ops import check_nodes, operator_support  # noqa: E402
-from export.onnx_export import check_opset, export_onnx, exporter_opsets  # noqa: E402
+from cvnet.export.onnx_export import check_opset, export_onnx, exporter_opsets  # noqa: E402
 
 SIZE = (32, 32)
 

@@ -8,8 +8,8 @@ torch = pytest.importorskip("torch")
 from cvnet.models import build_model  # noqa: E402
 from cvnet.core.preprocess import PreprocessConfig  # noqa: E402
 from cvnet.core.synth import sample_images  # noqa: E402
-from export.onnx_export import onnx_from_module  # noqa: E402
-from export.verify import (FP32_MIN_COSINE, _run_in_batches, parity_figures,  # noqa: E402
+from cvnet.export.onnx_export import onnx_from_module  # noqa: E402
+from cvnet.export.verify import (FP32_MIN_COSINE, _run_in_batches, parity_figures,  # noqa: E402
                            retrieval_agreement, verification_batches, verification_images,
                            verify_onnx)
 

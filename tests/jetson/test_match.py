@@ -9,9 +9,9 @@ import pytest
 
 from cvnet.core.metrics import cosine_distance
 from cvnet.core.synth import sample_images
-from jetson.cli import main
-from jetson.match import match, topk_exact
-from jetson.store import FORMAT, IndexRow, StoreError, write_chunk, write_meta
+from cvnet.jetson.cli import main
+from cvnet.jetson.match import match, topk_exact
+from cvnet.jetson.store import FORMAT, IndexRow, StoreError, write_chunk, write_meta
 
 pytestmark = pytest.mark.device
 

@@ -29,7 +29,7 @@ from cvnet.training import cli as train_cli  # noqa: E402
 from cvnet.training.config import config_from_mapping  # noqa: E402
 from cvnet.training.losses import ReIDLoss  # noqa: E402
 from cvnet.training.optim import Optimizers  # noqa: E402
-from export import cli as export_cli  # noqa: E402
+from cvnet.export import cli as export_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")

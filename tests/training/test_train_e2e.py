@@ -90,7 +90,7 @@ def test_two_process_ddp_on_gloo(synth, tmp_path):
 
 
 def test_exported_onnx_scores_like_its_checkpoint(synth, tmp_path):
-    from export import cli as export_cli
+    from cvnet.export import cli as export_cli
 
     run = str(tmp_path / "run")
     assert train_cli.main(_train_args(synth, run, epochs=1)) == 0
