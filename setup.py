@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEVICE_ROOTS = ("cvnet.core", "cvnet.engines", "cvnet.jetson", "cvnet.benchmarks")
 DEVICE_PACKAGE_DATA = {"cvnet.core": ["*.json"], "cvnet.benchmarks": ["data/*.csv"]}
 #: The console commands the device install brings; their targets come from pyproject.toml.
-DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench")
+DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench", "cvnet-eval")
 #: numpy as the Jetson's pins have it (manylinux2014 aarch64 wheels need pip >= 19.3). OpenCV,
 #: ONNX Runtime, TensorRT and pycuda come from JetPack or the Jetson Zoo: `python3 -m cvnet.jetson
 #: self-check` says which are missing.
@@ -71,7 +71,7 @@ def device_distribution():
         name="cvnet-device",
         version=project["version"],
         description="cvnet's device side (Jetson Nano, Python 3.6, no torch): "
-                    "cvnet-build, cvnet-embed, cvnet-match, cvnet-bench.",
+                    "cvnet-build, cvnet-embed, cvnet-match, cvnet-bench, cvnet-eval.",
         license=project["license"],
         python_requires=">=3.6",
         packages=packages,

@@ -3,14 +3,15 @@
 A :class:`Target` is a model file plus the runner options for one backend; :func:`measure`
 opens it with :func:`cvnet.engines.open_engine` (the one inference path every command shares), checks
 the batch sizes against what the model accepts, and times each batch network-only and, on
-request, end-to-end. :func:`default_targets` prepares the untrained models of a default run (host
-only: it exports through :mod:`cvnet.benchmarks.models`); :func:`engine_target` describes a file given
-with ``--engine`` (device side: no torch for ``.onnx`` and ``.plan``).
+request, end-to-end. :func:`default_targets` prepares the untrained models of a default run (through
+:func:`cvnet.benchmarks.models.prepare_model`, which the host install provides as a plugin);
+:func:`engine_target` describes a file given with ``--engine`` (no torch for ``.onnx`` and
+``.plan``). Device-side: Python 3.6, never imports torch or host code.
 """
 
 import logging
 import os
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 
@@ -131,21 +132,6 @@ def check_request(backend: str, device: str, precision: str) -> None:
                          ".plan files)")
 
 
-def _torch_hooks(target: Target) -> Tuple[Optional[Callable[[], None]],
-                                         Callable[[], Optional[float]]]:
-    """The sync hook and a peak-GPU-memory reader (the runner sets PyTorch's threads)."""
-    from cvnet.engines.torch_runner import import_torch
-
-    torch = import_torch(target.path)  # refused on the device, naming the file and the fix
-    if target.device != "cuda":
-        return None, lambda: None
-    if not torch.cuda.is_available():
-        raise BenchError("--device cuda, but this PyTorch sees no CUDA GPU (torch {}); use "
-                         "--device cpu".format(torch.__version__))
-    torch.cuda.reset_peak_memory_stats()
-    return torch.cuda.synchronize, lambda: round(torch.cuda.max_memory_allocated() / 2**20, 1)
-
-
 def artifact_precision(metadata: Any) -> str:
     """The precision a sidecar records: the engine's build precision, else the graph's."""
     from cvnet.engines.metadata import engine_info
@@ -184,11 +170,9 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
     """
     from cvnet.engines import open_engine
 
-    sync, gpu_memory = None, lambda: None
-    if target.backend in TORCH_BACKENDS:
-        sync, gpu_memory = _torch_hooks(target)
     rows = []
     with open_engine(target.path, **target.options) as runner:
+        sync, gpu_memory = runner.synchronize, runner.peak_gpu_memory_mb
         spec = runner.spec
         check_batches(batches, spec.batch_min, spec.batch_max, target.path)
         params = target.params
@@ -254,7 +238,7 @@ def engine_target(path: str, *, backend: Optional[str], device: Optional[str], p
 def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: str,
                     precision: str, threads: int, input_size: Tuple[int, int], batch_max: int,
                     cache: Optional[str], torch_threads: Optional[int] = None) -> List[Target]:
-    """Untrained models prepared in the cache, one target per (model, backend). Host only.
+    """Untrained models prepared in the cache, one target per (model, backend); needs the host.
 
     The ONNX export is made only when ONNX Runtime is among ``backends``, for batches
     1..``batch_max`` (the largest the run asks for); a PyTorch-only run exports nothing.

@@ -420,6 +420,16 @@ class Runner(object):
     def _deactivate(self) -> None:
         raise NotImplementedError
 
+    # -- timing hooks (cvnet-bench) -----------------------------------------------------------
+
+    def synchronize(self) -> None:
+        """Waits for the device's queued work; a runner whose ``infer`` returns only when its
+        outputs are on the host (all but an asynchronous GPU one) has nothing to wait for."""
+
+    def peak_gpu_memory_mb(self) -> Optional[float]:
+        """Peak GPU memory the backend allocated so far, MiB; None where it does not say."""
+        return None
+
     # -- running -----------------------------------------------------------------------------
 
     def _require_active(self) -> InputSpec:

@@ -1,8 +1,8 @@
 """``python3 -m cvnet.jetson``: the device commands; ``cvnet-embed`` and ``cvnet-match``.
 
 Subcommands: ``embed``, ``match``, ``self-check``; ``build``, ``info``, ``env`` are handed to
-``python3 -m cvnet.engines`` and ``bench`` to ``python3 -m cvnet.benchmarks`` (when installed), so the L4T
-container's single entrypoint runs every device command.
+``python3 -m cvnet.engines``, ``bench`` to ``cvnet-bench`` and ``eval`` to ``cvnet-eval``, so the
+L4T container's single entrypoint runs every device command.
 
 Exit status of ``embed``: 0 every file embedded (warnings allowed), 3 finished but some files
 failed (listed in the index and the summary), 1 an error stopped the run (engine, output
@@ -23,9 +23,13 @@ from cvnet.core.errors import CVNetError
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
-#: Subcommands handed to other packages' CLIs: name -> module with ``main(argv)``.
-DELEGATED = {"build": "cvnet.engines.cli", "info": "cvnet.engines.cli", "env": "cvnet.engines.cli",
-             "bench": "cvnet.benchmarks.cli"}
+#: Subcommands handed to other packages' CLIs: name -> (module with ``main(argv)``, the command
+#: it is the same as).
+DELEGATED = {"build": ("cvnet.engines.cli", "cvnet-build"),
+             "info": ("cvnet.engines.cli", "python3 -m cvnet.engines info"),
+             "env": ("cvnet.engines.cli", "python3 -m cvnet.engines env"),
+             "bench": ("cvnet.benchmarks.cli", "cvnet-bench"),
+             "eval": ("cvnet.core.eval_cli", "cvnet-eval")}
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--require", choices=("auto", "tensorrt", "onnxruntime", "none"),
                        default="auto", help="what must be present (auto: TensorRT on a Jetson, "
                                             "any backend elsewhere)")
-    for name, module in sorted(DELEGATED.items()):
-        commands.add_parser(name, add_help=False, help="see python3 -m {} {} --help".format(
-            module.rsplit(".", 1)[0], name if module == "cvnet.engines.cli" else ""))
+    for name, (_, same_as) in sorted(DELEGATED.items()):
+        commands.add_parser(name, add_help=False, help="the same as {} (see its --help)".format(
+            same_as))
     return parser
 
 
@@ -204,7 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """``python3 -m cvnet.jetson``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
-        module = DELEGATED[argv[0]]
+        module = DELEGATED[argv[0]][0]
         try:
             target = importlib.import_module(module)
         except ImportError as err:

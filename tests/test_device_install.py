@@ -21,7 +21,7 @@ pytestmark = [
                               "the device install is for Python < 3.9 (make test-device)"),
 ]
 
-DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench")
+DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench", "cvnet-eval")
 #: Not part of the source: the checkout's own venvs and build output, a user's data and runs.
 _NOT_SOURCE_AT_ROOT = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info",
                                              "runs", "data")

@@ -29,7 +29,6 @@ ALLOWED = {
     ("benchmarks/embed_soak.py", "cv2.imwrite("): "scratch images in a temporary folder",
     ("benchmarks/embed_soak.py", "os.makedirs("): "scratch folder, deleted after the run",
     ("benchmarks/fsync_cost.py", "os.makedirs("): "scratch folder, deleted after the run",
-    ("benchmarks/models.py", "os.makedirs("): "a cache folder: nothing in it is a commit",
     ("cvnet/gpucheck/run.py", "open(log_path, \"wb\")"): "a step's live log, streamed while it runs",
 }
 

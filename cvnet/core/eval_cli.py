@@ -2,9 +2,10 @@
 
 Prints mAP, Rank-1/5/10 and mINP per protocol (A2G and G2A for cross-view data; VeRi-776 and
 VehicleID use their own protocols, VehicleID as the mean +- std of 10 random gallery draws).
-A ``.pt`` checkpoint runs with PyTorch (host; on CUDA by CUDA-graph replay unless ``--eager``);
-``.onnx`` and ``.plan`` files run through the engines package (ONNX Runtime, TensorRT), also on
-the device. Torch-free at import time.
+Every model file opens through :func:`cvnet.engines.open_engine`: ``.onnx`` and ``.plan`` files
+with ONNX Runtime and TensorRT, on the host or on the device (also ``python3 -m cvnet.jetson
+eval``); a ``.pt`` checkpoint with the PyTorch runner the host install registers (on CUDA by
+CUDA-graph replay unless ``--eager``). Device-side: Python 3.6, never imports torch itself.
 
 Examples::
 
@@ -18,7 +19,7 @@ import json
 import logging
 import os
 import sys
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import cv2
 
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="PyTorch device for .pt checkpoints (default auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of ONNX Runtime and PyTorch (default: ONNX Runtime's; "
+                             "for PyTorch the cores other processes leave free, docs/threads.md)")
     parser.add_argument("--eager", action="store_true",
                         help=".pt on CUDA: run eager PyTorch instead of replaying CUDA graphs")
     parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
@@ -59,26 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
-                       batch_size: int = 64, eager: bool = False) -> Tuple[Embedder, str]:
-    """Opens a model file with :func:`cvnet.engines.open_engine`; returns its embedder and a description.
+                       batch_size: int = 64, eager: bool = False,
+                       threads: Optional[int] = None) -> Tuple[Embedder, str]:
+    """Opens a model file with :func:`cvnet.engines.open_engine`; returns its embedder and a
+    description.
 
     The runner (a PyTorch model, an ONNX Runtime session or a TensorRT engine) is closed by
-    ``stack``. A ``.pt`` checkpoint runs batches of up to ``batch_size`` images on ``device``,
-    by CUDA-graph replay on a GPU unless ``eager``.
+    ``stack``. A ``.pt`` checkpoint runs batches of up to ``batch_size`` images on ``device``
+    (``auto`` is resolved by the host's PyTorch runner), by CUDA-graph replay on a GPU unless
+    ``eager``; where no host runner is installed (the device) it is refused, naming the file and
+    how to export it.
     """
     if not os.path.exists(path):
         raise CVNetError("model file {} does not exist".format(path))
-    from cvnet.engines import open_engine  # device-safe; the .pt runner imports torch when opened
+    from cvnet.engines import HOST_SUFFIXES, open_engine  # device-safe
 
-    options = {}
-    if path.endswith((".pt", ".pth")):
-        from cvnet.engines.torch_runner import import_torch
-
-        import_torch(path)  # on the device: refused, naming the file and the fix
-        from cvnet.training.trainer import resolve_device  # torch: host only, .pt only
-
-        options["device"] = str(resolve_device(device))
-        options["batch_range"] = (1, max(1, int(batch_size)))
+    options = {}  # type: Dict[str, Any]
+    if threads:
+        options["threads"] = threads
+    if os.path.splitext(path)[1].lower() in HOST_SUFFIXES:
+        options.update(device=device, batch_range=(1, max(1, int(batch_size))))
         if eager:
             options["cuda_graphs"] = False
     runner = stack.enter_context(open_engine(path, **options))
@@ -105,7 +109,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> str:
     dataset = load_dataset(args.data, None if args.format == "auto" else args.format,
                            test_size=args.test_size)
     embed, description = embedder_from_path(args.model, stack, device=args.device,
-                                            batch_size=args.batch_size, eager=args.eager)
+                                            batch_size=args.batch_size, eager=args.eager,
+                                            threads=args.threads)
     protocols = args.protocol or list(standard_protocols(dataset))
     report = evaluate(embed, dataset, protocols, trials=args.trials,
                       batch_size=args.batch_size)

@@ -1,7 +1,7 @@
 """Retrieval evaluation of any embedder on a dataset's protocols (torch-free, Python 3.6).
 
 An *embedder* is any callable taking a list of decoded (H, W, 3) uint8 BGR images and returning
-(N, D) float32 embeddings: a PyTorch model (``cvnet.models.embedder.TorchEmbedder``), an ONNX
+(N, D) float32 embeddings: a PyTorch model (``cvnet.models.runner.TorchEmbedder``), an ONNX
 Runtime session or a TensorRT engine. Every image of every protocol is embedded once; unreadable
 images are reported and left out, never fatal.
 """

@@ -47,7 +47,8 @@ from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left
                                   divergence_hint)
 from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss
 from cvnet.training.optim import Optimizers
-from cvnet.training.trainer import load_resume_checkpoint, resolve_device
+from cvnet.models.device import resolve_device
+from cvnet.training.trainer import load_resume_checkpoint
 from cvnet.core.visualize import weights_heatmap
 from cvnet.core.progress import progress_bar
 

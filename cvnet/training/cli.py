@@ -183,8 +183,9 @@ def run_training(config: TrainConfig, resume: bool = False) -> "Optional[Checkpo
     """
     # torch is imported here, after argument parsing, so --help stays fast.
     from cvnet.models.checkpoint import load_checkpoint
-    from cvnet.models.embedder import TorchEmbedder
-    from cvnet.training.trainer import fit, resolve_device
+    from cvnet.models.device import resolve_device
+    from cvnet.models.runner import TorchEmbedder
+    from cvnet.training.trainer import fit
 
     dataset, paths, labels = load_training_set(config)
     protocols = config.protocols or standard_protocols(dataset)

@@ -11,7 +11,7 @@ onnx = pytest.importorskip("onnx")
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
 from cvnet.core.preprocess import decode_image  # noqa: E402
 from cvnet.engines import open_engine  # noqa: E402
-from cvnet.engines.torch_runner import TorchRunner  # noqa: E402
+from cvnet.models.runner import TorchRunner  # noqa: E402
 from tests.fixtures import TINY_ONNX, TINY_SIZE, load_expected, row_cosine, tiny_image_paths  # noqa: E402
 from tests.fixtures.make_tiny_onnx import export_graph, fixture_model  # noqa: E402
 
@@ -83,3 +83,13 @@ def test_pt_runner_runs_with_the_threads_asked_for(checkpoint, images):
             assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_host_install_hands_its_abilities_to_device_code_as_plugins():
+    """open_engine's .pt runner and cvnet-bench's model preparation are entry points."""
+    from cvnet.core.plugins import BENCH, RUNNERS, load_plugin
+    from cvnet.export.bench_models import prepare_model
+
+    assert load_plugin(RUNNERS, "pt") is TorchRunner and load_plugin(RUNNERS, "pth") is TorchRunner
+    assert load_plugin(BENCH, "prepare_model") is prepare_model
+    assert load_plugin(RUNNERS, "tflite") is None
