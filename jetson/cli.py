@@ -29,7 +29,7 @@ DELEGATED = {"build": ("cvnet.engines.cli", "cvnet-build"),
              "info": ("cvnet.engines.cli", "python3 -m cvnet.engines info"),
              "env": ("cvnet.engines.cli", "python3 -m cvnet.engines env"),
              "bench": ("cvnet.benchmarks.cli", "cvnet-bench"),
-             "eval": ("cvnet.core.eval_cli", "cvnet-eval")}
+             "eval": ("cvnet.jetson.eval_cli", "cvnet-eval")}
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:

@@ -164,7 +164,7 @@ def steps(settings: CheckSettings, paths: Paths) -> List[Step]:
              if s.device == "cuda" else "training of {} at {}x{} (FP32 on the CPU)".format(
                  s.arch, s.img_size, s.img_size), train, 900, needs=("synth",)),
         Step("eval", "cvnet-eval of the trained model",
-             _module("cvnet.core.eval_cli", paths.model, "--data", paths.synth, "--json",
+             _module("cvnet.jetson.eval_cli", paths.model, "--data", paths.synth, "--json",
                      paths.eval_json, "--device", s.device), 300,
              needs=("train",)),
     ]

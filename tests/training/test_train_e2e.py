@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.core import eval_cli  # noqa: E402
+from cvnet.jetson import eval_cli  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint  # noqa: E402
 from cvnet.training import cli as train_cli  # noqa: E402
 
