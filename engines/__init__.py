@@ -23,9 +23,10 @@ from typing import Any, Optional
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.plugins import RUNNERS, load_plugin
-from cvnet.engines.base import InputSpec, Runner
+from cvnet.engines.base import Runner
 from cvnet.engines.errors import MissingDependencyError
 from cvnet.engines.metadata import EngineInfo, engine_info
+from cvnet.engines.spec import InputSpec
 
 #: File suffix -> (module, runner class) of the device-side runners, imported when opened.
 BACKENDS = {

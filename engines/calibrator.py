@@ -4,7 +4,7 @@ Not for the Jetson Nano: its GPU (compute capability 5.3) has no fast INT8, and 
 removed calibrators altogether (explicit Q/DQ quantization only), so both are refused before any
 image is read. Where it applies (Xavier/Orin on JetPack 5, desktop GPUs with TensorRT 8.5-10.x),
 calibration images are decoded and preprocessed by the same path as inference
-(:func:`cvnet.engines.base.prepare_images`) and fed to TensorRT's ``IInt8EntropyCalibrator2`` in whole
+(:func:`cvnet.engines.spec.prepare_images`) and fed to TensorRT's ``IInt8EntropyCalibrator2`` in whole
 batches through one pycuda device buffer. Images left over after the last whole batch are left
 out: padding a batch with zeros would add a spike at 0 to every activation histogram the
 calibrator builds. The resulting scales are cached next to the plan with a sidecar
@@ -23,7 +23,8 @@ from cvnet.core.artifact import ArtifactMetadata
 from cvnet.core.fileio import write_files_atomic
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.engines import gpu, trt_compat
-from cvnet.engines.base import InputSpec, ModelIO, prepare_images, spec_from_metadata, spec_from_model
+from cvnet.engines.spec import (InputSpec, ModelIO, prepare_images, spec_from_metadata,
+                                spec_from_model)
 from cvnet.engines.deps import require
 from cvnet.engines.errors import EngineBuildError
 

@@ -14,8 +14,9 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from cvnet.core.artifact import ArtifactMetadata, FORMAT, check_artifact_file, metadata_from_props
-from cvnet.engines.base import ModelIO, Runner
+from cvnet.engines.base import Runner
 from cvnet.engines.errors import EngineError, EngineLoadError
+from cvnet.engines.spec import ModelIO
 
 logger = logging.getLogger(__name__)
 

@@ -29,11 +29,12 @@ import numpy as np
 
 from cvnet.core.fileio import sha256_bytes
 from cvnet.engines import trt_compat
-from cvnet.engines.base import ModelIO, Runner
+from cvnet.engines.base import Runner
 from cvnet.engines.deps import INSTALL_HINTS
 from cvnet.engines.errors import EngineCompatibilityError, EngineError, EngineInputError, EngineLoadError
 from cvnet.engines.gpu import GpuInfo, gpu_info, release_pycuda_context
 from cvnet.engines.metadata import check_compatible, engine_info
+from cvnet.engines.spec import ModelIO
 
 logger = logging.getLogger(__name__)
 

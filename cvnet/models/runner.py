@@ -28,8 +28,9 @@ from cvnet.core.errors import ConfigError
 from cvnet.core.preprocess import DEFAULT_SIZE, PreprocessConfig, preprocess_batch
 from cvnet.core.threads import adapt_torch_threads, configure_torch
 from cvnet.engines import host_runner_fix
-from cvnet.engines.base import InputSpec, ModelIO, Runner
+from cvnet.engines.base import Runner
 from cvnet.engines.errors import EngineInputError
+from cvnet.engines.spec import InputSpec, ModelIO
 from cvnet.models.checkpoint import model_from_checkpoint
 from cvnet.models.device import resolve_device
 from cvnet.models.graphed import GraphedModel

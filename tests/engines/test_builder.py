@@ -19,7 +19,7 @@ from cvnet.engines.builder import (BuildOptions, attention_layers, build_engine,
                              decide_precision, default_batch, parity, parse_batch, profile_shapes,
                              synthetic_images)
 from cvnet.engines.calibrator import Int8Calibration, calibration_batches, calibration_files
-from cvnet.engines.base import spec_from_metadata
+from cvnet.engines.spec import spec_from_metadata
 from cvnet.engines.errors import EngineBuildError, MissingDependencyError
 from cvnet.engines.trt_compat import LayerSummary
 from tests.engines import fake_tensorrt as fake
