@@ -176,7 +176,7 @@ class Int8Calibration(object):
         trt: The imported tensorrt module.
         builder: The TensorRT builder.
         config: Its builder config.
-        options: The :class:`cvnet.engines.builder.BuildOptions` (``calib_dir``, ``calib_images``,
+        options: The :class:`cvnet.engines.build_policy.BuildOptions` (``calib_dir``, ``calib_images``,
             ``device``).
         metadata: The ONNX sidecar (input size, mean/std), or None.
         input_name: The network input.

@@ -15,8 +15,9 @@ from typing import Any, Dict, List, Optional
 
 from cvnet.core.cli_help import ArgumentParser
 from cvnet.core.errors import CVNetError
-from cvnet.engines.builder import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB, KEEP_FP32_GROUPS,
-                             BuildOptions, build_engine, parse_batch)
+from cvnet.engines.build_policy import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB,
+                                        KEEP_FP32_GROUPS, BuildOptions, parse_batch)
+from cvnet.engines.builder import build_engine
 from cvnet.engines.deps import probe
 
 logger = logging.getLogger(__name__)
@@ -211,10 +212,7 @@ def _info_text(metadata: Any, engine: Any, report: Dict[str, Any]) -> str:
             "             profile {}:{}:{}, workspace {} MiB, {} layers pinned FP32".format(
                 engine.batch_min, engine.batch_opt, engine.batch_max,
                 engine.workspace_bytes >> 20, len(engine.fp32_layers)),
-            "  parity     {}".format(
-                "not measured" if engine.parity is None else
-                "min cosine {min_cosine} (mean {mean_cosine}) vs {reference} on {images} "
-                "images".format(**engine.parity)),
+            "  parity     {}".format(_parity_text(engine.parity)),
             "  this host  TensorRT {}, GPU {}".format(here["tensorrt"] or "not installed",
                                                       here["gpu"] or "none found"),
             "  runs here  {}".format(
@@ -224,6 +222,18 @@ def _info_text(metadata: Any, engine: Any, report: Dict[str, Any]) -> str:
                 "one recorded (no GPU found to compare)"),
         ]
     return "\n".join(lines)
+
+
+def _parity_text(parity: Optional[Dict[str, Any]]) -> str:
+    """The build-time parity figures in one line (top-k agreement where the sidecar has it)."""
+    if parity is None:
+        return "not measured"
+    text = "min cosine {min_cosine} (mean {mean_cosine}) vs {reference} on {images} images".format(
+        **parity)
+    if "top1_agreement" in parity:
+        text += ", top-1/top-5 agreement {:.0%}/{:.0%}".format(parity["top1_agreement"],
+                                                            parity["top5_agreement"])
+    return text
 
 
 def _run_env(args: argparse.Namespace) -> int:

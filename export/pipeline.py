@@ -34,6 +34,7 @@ from cvnet.core.fileio import write_files_atomic, check_writable, sha256_bytes
 from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
 from cvnet.models.registry import build_model, list_models
 from cvnet.models.summary import param_count
+from cvnet.core.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, verification_images
 from cvnet.core.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                 supports_uint8_input)
@@ -44,8 +45,7 @@ from cvnet.export.half import half_for_export
 from cvnet.export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_opset,
                                 check_tensorrt_support, graph_opset, onnx_from_module,
                                 set_metadata_props)
-from cvnet.export.verify import (FP16_MIN_COSINE, FP32_MIN_COSINE, VerificationReport,
-                           verification_batches, verification_images, verify_onnx)
+from cvnet.export.verify import VerificationReport, verification_batches, verify_onnx
 
 logger = logging.getLogger(__name__)
 

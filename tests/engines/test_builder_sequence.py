@@ -18,7 +18,8 @@ import pytest
 
 from cvnet.core.artifact import read_sidecar
 from cvnet.engines import builder as builder_module
-from cvnet.engines.builder import BuildOptions, build_engine
+from cvnet.engines.build_policy import BuildOptions
+from cvnet.engines.builder import build_engine
 from cvnet.engines.errors import EngineBuildError, EngineError
 from cvnet.engines.metadata import engine_info
 from tests.engines import fake_gpu

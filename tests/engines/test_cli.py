@@ -91,6 +91,18 @@ def test_info_on_a_plan_says_whether_it_runs_here(tmp_path, capsys):
     assert "runs here" in capsys.readouterr().out
 
 
+def test_info_shows_the_build_time_parity_with_retrieval_agreement(tmp_path, capsys):
+    import numpy as np
+    from cvnet.engines.builder import parity_record
+
+    reference = np.random.RandomState(0).randn(8, 16)
+    plan = _write_plan(tmp_path, parity=parity_record(reference, reference + 0.01, "fp16"))
+    assert main(["info", plan]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if "parity" in l)
+    assert "vs onnxruntime (CPU provider) on 8 images" in line
+    assert "top-1/top-5 agreement 100%/100%" in line
+
+
 def test_info_on_a_file_without_sidecar_fails_with_the_reason(tmp_path, caplog):
     assert main(["info", str(tmp_path / "x.onnx")]) == 1
     assert "cannot read the sidecar" in caplog.text

@@ -197,7 +197,8 @@ def _require_gpu_stack():
 def built(tmp_path_factory):
     """FP32 and FP16 plans of the tiny graph, built with the installed TensorRT."""
     _require_gpu_stack()
-    from cvnet.engines.builder import BuildOptions, build_engine
+    from cvnet.engines.build_policy import BuildOptions
+    from cvnet.engines.builder import build_engine
 
     folder = tmp_path_factory.mktemp("plans")
     plans = {}
