@@ -42,9 +42,8 @@ from cvnet.core.threads import configure_torch
 from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 from cvnet.export.graph_preprocess import InGraphPreprocess
 from cvnet.export.half import half_for_export
-from cvnet.export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_opset,
-                                check_tensorrt_support, graph_opset, onnx_from_module,
-                                set_metadata_props)
+from cvnet.export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_export_opset,
+                                     graph_opset, onnx_from_module, set_metadata_props)
 from cvnet.export.verify import VerificationReport, verification_batches, verify_onnx
 
 logger = logging.getLogger(__name__)
@@ -157,7 +156,7 @@ def check_options(options: ExportOptions) -> str:
                           f"got {options.verify_images}")
     if options.random_init and options.arch is None:
         raise ConfigError(f"--random-init needs --arch NAME (one of: {', '.join(list_models())})")
-    check_opset(options.opset, options.trt_version)
+    check_export_opset(options.opset, options.trt_version)
     return _resolve_input_dtype(options)
 
 
@@ -318,8 +317,8 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
         input_shape = (options.batch or 2, 3, height, width)
     graph = onnx_from_module(module, input_shape=input_shape,
                              input_dtype=getattr(torch, input_dtype), opset=options.opset,
-                             dynamic_batch=options.batch is None)
-    check_tensorrt_support(graph, check_opset(options.opset, options.trt_version))
+                             dynamic_batch=options.batch is None,
+                             trt_version=options.trt_version)
     export_seconds = time.perf_counter() - started
 
     report = None
