@@ -16,10 +16,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from cvnet.core.cli_help import ArgumentParser, doc_summary
 from cvnet.core.errors import CVNetError
 from cvnet.core.threads import configured, physical_cores
-from cvnet.benchmarks.environment import load_average, overload_warning, probe_environment, usable_cpus
 from cvnet.benchmarks.paper import baseline_archs, load_table2
 from cvnet.benchmarks.report import (build_report, markdown_report, write_csv, write_json,
                                write_plot)
+from cvnet.engines.machine import load_average, overload_warning, probe_machine, usable_cpus
 from cvnet.benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
                             measure)
 
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     torch_threads = configured()
     if torch_threads is not None:
         settings["torch_threads"] = torch_threads._asdict()
-    report = build_report(rows, load_table2(), probe_environment(),
+    report = build_report(rows, load_table2(), probe_machine(),
                           command=" ".join(["cvnet-bench"] + list(argv)),
                           date=datetime.datetime.now(datetime.timezone.utc).strftime(
                               "%Y-%m-%d %H:%M UTC"), settings=settings)

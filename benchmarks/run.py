@@ -17,10 +17,10 @@ import cv2
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.synth import sample_images
-from cvnet.benchmarks.environment import peak_rss_mb
 from cvnet.benchmarks.report import BenchRow, row_from_stats
 from cvnet.benchmarks.stats import latency_stats
 from cvnet.benchmarks.timing import time_end_to_end, time_network
+from cvnet.engines.machine import peak_rss_mb
 
 logger = logging.getLogger(__name__)
 

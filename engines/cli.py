@@ -18,7 +18,6 @@ from cvnet.core.errors import CVNetError
 from cvnet.engines.build_policy import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB,
                                         KEEP_FP32_GROUPS, BuildOptions, parse_batch)
 from cvnet.engines.builder import build_engine
-from cvnet.engines.deps import probe
 
 logger = logging.getLogger(__name__)
 
@@ -237,18 +236,23 @@ def _parity_text(parity: Optional[Dict[str, Any]]) -> str:
 
 
 def _run_env(args: argparse.Namespace) -> int:
-    rows = [("python", platform.python_version()), ("platform", platform.platform())]
+    from cvnet.engines import machine
+
+    rows = [("python", platform.python_version()), ("platform", platform.platform()),
+            ("cpu", "{} ({} usable CPUs, load {})".format(
+                machine.cpu_model(), machine.usable_cpus(), machine.load_average()))]
     for module in ("numpy", "cv2", "onnxruntime", "tensorrt", "pycuda"):
-        rows.append((module, probe(module)))
+        rows.append((module, machine.probe(module)))
     try:
         ort = importlib.import_module("onnxruntime")
         rows.append(("ort providers", ", ".join(ort.get_available_providers())))
     except ImportError:
         pass
-    machine = _machine()
-    gpu = machine["gpu"]
-    rows.append(("gpu", "none found" if gpu is None else "{} (compute capability {})".format(
-        gpu.name, gpu.compute_capability)))
+    rows.append(("gpu", machine.gpu_description()))
+    jetson = machine.jetson_info()
+    if jetson is not None:
+        rows.append(("jetson", "{model}, L4T {l4t} (JetPack {jetpack}), power mode "
+                               "{power_mode}".format(**jetson)))
     width = max(len(name) for name, _ in rows)
     print("\n".join("{}  {}".format(name.ljust(width), value) for name, value in rows))
     return 0

@@ -19,6 +19,7 @@ from typing import Any, List, Optional
 
 from cvnet.core.cli_help import ArgumentParser
 from cvnet.core.errors import CVNetError
+from cvnet.jetson.selfcheck import REQUIREMENTS
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_match_arguments(commands.add_parser("match", help="cosine top-k of queries in a gallery"))
     check = commands.add_parser("self-check", help="versions, GPU, power mode; fail on what is "
                                                    "missing")
-    check.add_argument("--require", choices=("auto", "tensorrt", "onnxruntime", "none"),
+    check.add_argument("--require", choices=REQUIREMENTS,
                        default="auto", help="what must be present (auto: TensorRT on a Jetson, "
                                             "any backend elsewhere)")
     for name, (_, same_as) in sorted(DELEGATED.items()):

@@ -108,7 +108,7 @@ def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, 
 
 
 def test_overload_warning_only_above_the_core_count():
-    from cvnet.benchmarks.environment import overload_warning
+    from cvnet.engines.machine import overload_warning
 
     assert overload_warning([1.9, 1.0, 0.5], 2) is None
     assert overload_warning([2.0, 1.0, 0.5], 2) is None

@@ -309,6 +309,10 @@ class FakeDriver(object):
                                    result, b"unknown error")
         return CUDA_SUCCESS
 
+    def cuDeviceGetCount(self, count: Any) -> int:
+        _target(count).value = len(self._gpu.devices)
+        return CUDA_SUCCESS
+
     def cuDeviceGet(self, device: Any, ordinal: int) -> int:
         if not 0 <= _value(ordinal) < len(self._gpu.devices):
             return CUDA_ERROR_INVALID_DEVICE
