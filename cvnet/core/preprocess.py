@@ -18,14 +18,15 @@ import numpy as np
 
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.filenames import encode_name
+from cvnet.core.image_header import SUFFIX_FORMATS
 
 #: ImageNet statistics, RGB order, for images scaled to [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The paper's input size, (height, width) in pixels.
 DEFAULT_SIZE = (256, 256)
-#: File suffixes treated as images when walking folders.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: File suffixes treated as images when walking folders (:data:`cvnet.core.image_header.SUFFIX_FORMATS`).
+IMAGE_SUFFIXES = tuple(SUFFIX_FORMATS)
 
 
 class ImageDecodeError(CVNetError):
