@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.core.cli_help import ArgumentParser
+from cvnet.core.cli import ArgumentParser, setup_logging
 from cvnet.core.metrics import evaluate_rank
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if min(args.queries, args.gallery, args.ids, args.runs) < 1:
         logger.error("--queries, --gallery, --ids and --runs must be positive")
         return 2

@@ -118,7 +118,7 @@ def profile_shapes(input_name: str, shape: Sequence[int],
         if metadata is None or len(rest) != 3:
             raise EngineBuildError(
                 "input {!r} has dynamic dimensions {} besides the batch and there is no sidecar "
-                "giving the image size; export with a fixed size (cvnet-export --imgsz)".format(
+                "giving the image size; export with a fixed size (cvnet-export --input-size)".format(
                     input_name, tuple(dims)))
         size = ((3, metadata.input_height, metadata.input_width)
                 if metadata.input_layout == "NCHW"
@@ -133,9 +133,9 @@ def decide_precision(fp16_mode: str, want_fp16: bool,
 
     Args:
         fp16_mode: :func:`cvnet.engines.trt_compat.fp16_mode`'s answer.
-        want_fp16: FP16 was asked for (the default; ``--fp32`` turns it off).
+        want_fp16: FP16 was asked for (the default; ``--precision fp32`` turns it off).
         graph_precision: The ONNX sidecar's ``graph_precision`` (``"fp16"`` after
-            ``cvnet-export --half``), or None without a sidecar.
+            ``cvnet-export --precision fp16``), or None without a sidecar.
 
     Returns:
         (``"fp16"`` or ``"fp32"``, set the FP16 builder flag, warning or None).
@@ -143,9 +143,9 @@ def decide_precision(fp16_mode: str, want_fp16: bool,
     if fp16_mode == trt_compat.FP16_FROM_ONNX_TYPES:
         if graph_precision == "fp16":
             if not want_fp16:
-                return "fp16", False, ("--fp32 has no effect here: this TensorRT has no FP16 "
+                return "fp16", False, ("--precision fp32 has no effect here: this TensorRT has no FP16 "
                                        "builder flag and follows the ONNX types, which are FP16; "
-                                       "export without --half for an FP32 engine")
+                                       "export with --precision fp32 for an FP32 engine")
             return "fp16", False, None
         if not want_fp16:
             return "fp32", False, None
@@ -153,7 +153,7 @@ def decide_precision(fp16_mode: str, want_fp16: bool,
                   else "without a sidecar its precision is unknown, so FP32 is recorded")
         return "fp32", False, ("this TensorRT has no FP16 builder flag (removed in 11.x): the "
                                "engine takes the ONNX's types and will be FP32 ({}); re-export "
-                               "with cvnet-export --half for an FP16 engine".format(reason))
+                               "with cvnet-export --precision fp16 for an FP16 engine".format(reason))
     if not want_fp16:
         return "fp32", False, None
     if fp16_mode == trt_compat.FP16_NOT_FAST:

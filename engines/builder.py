@@ -206,7 +206,7 @@ def _build(trt: Any, device: GpuInfo, onnx_path: str, options: BuildOptions,
         fp32_layers = trt_compat.pin_layers_fp32(network, config, trt, wanted)
         if wanted and not fp32_layers:
             logger.info("--keep-fp32 attention: this TensorRT follows the ONNX types (no "
-                        "per-layer precision); cvnet-export --half already keeps attention FP32")
+                        "per-layer precision); cvnet-export --precision fp16 already keeps attention FP32")
         else:
             logger.info("pinned %d attention layers to FP32", len(fp32_layers))
 
@@ -327,7 +327,7 @@ def build_engine(onnx_path: str, plan_path: Optional[str] = None, *,
         raise EngineBuildError("{}: {}; give the .onnx written by cvnet-export".format(
             onnx_path, "no such file" if not os.path.isfile(onnx_path) else "empty file"))
     if options.int8 and not options.calib_dir:
-        raise ConfigError("--int8 needs --calib DIR, a folder of representative images")
+        raise ConfigError("--precision int8 needs --calib DIR, a folder of representative images")
     plan_path = check_writable(plan_path or default_plan_path(onnx_path))
     json_path = check_writable(sidecar_path(plan_path))
     folder = os.path.dirname(plan_path)
@@ -368,7 +368,7 @@ def build_engine(onnx_path: str, plan_path: Optional[str] = None, *,
                 raise EngineBuildError(
                     "the {} engine's embeddings disagree with ONNX Runtime's: min cosine {} < {} "
                     "on {} images ({} and its sidecar, with these figures, were written). Try "
-                    "--keep-fp32 attention, or --fp32".format(
+                    "--keep-fp32 attention, or --precision fp32".format(
                         info.precision.upper(), figures["min_cosine"],
                         figures["min_cosine_required"], figures["images"], plan_path))
     return BuildResult(plan_path, json_path, info)

@@ -1,4 +1,4 @@
-"""INT8 entropy calibration for ``cvnet-build --int8 --calib DIR`` (TensorRT 8.x-10.x only).
+"""INT8 entropy calibration for ``cvnet-build --precision int8 --calib DIR`` (TensorRT 8.x-10.x only).
 
 Not for the Jetson Nano: its GPU (compute capability 5.3) has no fast INT8, and TensorRT 11
 removed calibrators altogether (explicit Q/DQ quantization only), so both are refused before any
@@ -169,7 +169,7 @@ class Int8Calibration(object):
     retains and pushes the device's primary CUDA context in pycuda (the calibrator's device
     buffer lives in it; it is the context the build runs in), and sets the INT8 flag, the
     calibrator and the calibration profile (FP16, the fallback for layers without INT8
-    kernels, is the builder's decision: not with ``--fp32 --int8``). Leaving frees the buffer,
+    kernels, is the builder's decision: where the GPU has fast FP16). Leaving frees the buffer,
     pops the context and releases it.
 
     Args:
@@ -211,9 +211,9 @@ class Int8Calibration(object):
         trt, builder = self._trt, self._builder
         possible, reason = trt_compat.int8_support(builder, trt)
         if not possible:
-            raise EngineBuildError("--int8 is not possible here: {}. Build FP16 (the default) "
+            raise EngineBuildError("--precision int8 is not possible here: {}. Build FP16 (the default) "
                                    "instead".format(reason))
-        cuda = require("pycuda.driver", "--int8 calibration")
+        cuda = require("pycuda.driver", "--precision int8 calibration")
         self._files = calibration_files(self._options.calib_dir, self._options.calib_images)
         if len(self._files) < self._batch_shape[0]:
             raise EngineBuildError(

@@ -13,7 +13,8 @@ import platform
 import sys
 from typing import Any, Dict, List, Optional
 
-from cvnet.core.cli_help import ArgumentParser
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add_json_print, add_output,
+                            add_precision, add_verbose, add_verification, setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.engines.build_policy import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB,
                                         KEEP_FP32_GROUPS, BuildOptions, parse_batch)
@@ -47,12 +48,15 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``build`` (shared by ``python3 -m cvnet.engines build`` and ``cvnet-build``)."""
     parser.add_argument("onnx", help="the .onnx file written by cvnet-export (its sidecar "
                         "<onnx>.json next to it)")
-    parser.add_argument("-o", "--output", metavar="PLAN",
-                        help="plan file to write (default: next to the ONNX, suffix .plan); its "
-                        "sidecar PLAN.json is written next to it")
-    parser.add_argument("--fp32", action="store_true",
-                        help="build FP32 (default: FP16 where the GPU has fast FP16; on TensorRT "
-                        "11 the ONNX's types decide, see cvnet-export --half)")
+    add_output(parser, metavar="PLAN",
+               help="plan file to write (default: next to the ONNX, suffix .plan); its sidecar "
+                    "PLAN.json is written next to it")
+    add_precision(parser, choices=("fp32", "fp16", "int8"), default="fp16",
+                  aliases={"--fp32": "fp32", "--int8": "int8"},
+                  help="fp16 where the GPU has fast FP16 (else fp32, said in a warning; on "
+                       "TensorRT 11 the ONNX's types decide, see cvnet-export --precision); "
+                       "int8 calibrates with --calib (TensorRT 8.x-10.x on GPUs with fast INT8; "
+                       "not the Jetson Nano)")
     parser.add_argument("--batch", type=parse_batch, metavar="MIN:OPT:MAX",
                         help="optimisation profile of the dynamic batch (default: the sidecar's "
                         "batch_min:min(8,batch_max):batch_max)")
@@ -69,22 +73,20 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="layers kept FP32 in an FP16 engine: 'attention' (the channel "
                         "attention's MatMul/ReduceMax/Softmax, whose sums can overflow FP16; the "
                         "default) or 'none'")
-    parser.add_argument("--int8", action="store_true",
-                        help="INT8 with entropy calibration (TensorRT 8.x-10.x on GPUs with fast "
-                        "INT8; not the Jetson Nano); needs --calib")
-    parser.add_argument("--calib", metavar="DIR", help="folder of calibration images (--int8)")
+    parser.add_argument("--calib", metavar="DIR",
+                        help="folder of calibration images (--precision int8)")
     parser.add_argument("--calib-cache", metavar="FILE",
                         help="calibration cache (default: PLAN.calib)")
     parser.add_argument("--calib-images", type=int, default=512, metavar="N",
                         help="most calibration images to use (default: %(default)s)")
-    parser.add_argument("--verify", type=int, default=8, metavar="N",
-                        help="images for the parity check against ONNX Runtime after the build "
-                        "(default: %(default)s; 0 skips it)")
-    parser.add_argument("--device", type=int, default=0, metavar="N",
-                        help="CUDA device to build on and to check parity on; the plan runs on "
-                        "GPUs like it (default: 0)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="TensorRT's verbose log, and debug messages")
+    add_verification(parser, default=8, aliases=("--verify",),
+                     images_help="images for the parity check against ONNX Runtime after the "
+                                 "build (default: %(default)s; 0 skips it, as --no-verify does)",
+                     skip_help="skip the parity check")
+    add_device(parser, gpu=True, default=0,
+               help="GPU to build on and to check parity on, cuda:N (or N); the plan runs on "
+                    "GPUs like it (default: cuda:0)")
+    add_verbose(parser, help="TensorRT's verbose log, and debug messages")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,11 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a model's sidecar (input, embedding, engine build) and check a plan "
         "against this machine's TensorRT and GPU. Needs neither TensorRT nor a GPU.")
     info.add_argument("model", help="a .plan, .engine or .onnx file (or its .json sidecar)")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    commands.add_parser(
+    add_json_print(info, help="print the report as JSON")
+    add_verbose(info)
+    env = commands.add_parser(
         "env", help="what this machine has for the engines",
-        description="Python, numpy, OpenCV, ONNX Runtime (and its providers), TensorRT, pycuda "
-        "and the GPU, as importable here.")
+        description="Python, CPU, numpy, OpenCV, ONNX Runtime (and its providers), TensorRT, "
+        "pycuda, the GPU and, on a Jetson, its model, L4T release and power mode.")
+    add_verbose(env)
     return parser
 
 
@@ -125,10 +129,11 @@ def build_only_parser() -> argparse.ArgumentParser:
 def _run_build(args: argparse.Namespace) -> int:
     keep = () if args.keep_fp32 == "none" else (args.keep_fp32,)
     options = BuildOptions(
-        fp16=not args.fp32, batch=args.batch, workspace_mib=args.workspace,
+        fp16=args.precision != "fp32", batch=args.batch, workspace_mib=args.workspace,
         timing_cache=None if args.no_timing_cache else (args.timing_cache or ""),
-        keep_fp32=keep, int8=args.int8, calib_dir=args.calib, calib_cache=args.calib_cache,
-        calib_images=args.calib_images, verify_images=args.verify, device=args.device,
+        keep_fp32=keep, int8=args.precision == "int8", calib_dir=args.calib,
+        calib_cache=args.calib_cache, calib_images=args.calib_images,
+        verify_images=args.verify_images if args.verify else 0, device=args.device,
         verbose=args.verbose)
     result = build_engine(args.onnx, args.output, options=options)
     info = result.info
@@ -138,7 +143,7 @@ def _run_build(args: argparse.Namespace) -> int:
         info.compute_capability.replace(".", ""), info.batch_min, info.batch_opt,
         info.batch_max, info.build_time_s,
         ", min cosine vs ONNX Runtime {}".format(parity["min_cosine"]) if parity else ""))
-    return 0
+    return EXIT_OK
 
 
 def _machine() -> Dict[str, Any]:
@@ -261,18 +266,13 @@ def _run_env(args: argparse.Namespace) -> int:
 _COMMANDS = {"build": _run_build, "info": _run_info, "env": _run_env}
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-
-
 def _dispatch(command: str, args: argparse.Namespace) -> int:
-    _setup_logging(getattr(args, "verbose", False))
+    setup_logging(getattr(args, "verbose", False))
     try:
         return _COMMANDS[command](args)
     except CVNetError as err:
         logger.error("%s", err)
-        return 1
+        return EXIT_ERROR
 
 
 def main(argv: Optional[List[str]] = None) -> int:

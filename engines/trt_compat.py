@@ -171,7 +171,7 @@ def pin_layers_fp32(network: Any, config: Any, trt: Any, names: Sequence[str]) -
 
     Returns:
         The names pinned; empty where the network is strongly typed (11.x: precision comes from
-        the ONNX types, so ``cvnet-export --half`` keeps the attention in FP32 instead).
+        the ONNX types, so ``cvnet-export --precision fp16`` keeps the attention in FP32 instead).
     """
     flag = precision_constraint_flag(trt)
     if flag is None or not names:

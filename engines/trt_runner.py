@@ -111,7 +111,7 @@ class TrtRunner(Runner):
                            "to get one", self.path)
         if info is not None and info.parity is not None and info.parity.get("passed") is False:
             logger.warning("%s: its build measured embeddings that disagree with ONNX Runtime "
-                           "(min cosine %s); rebuild with --keep-fp32 attention or --fp32",
+                           "(min cosine %s); rebuild with --keep-fp32 attention or --precision fp32",
                            self.path, info.parity.get("min_cosine"))
         return data
 

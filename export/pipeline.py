@@ -149,7 +149,7 @@ def check_options(options: ExportOptions) -> str:
     if not 1 <= low <= high:
         raise ConfigError(f"--dynamic-batch must be MIN:MAX with 1 <= MIN <= MAX, got {low}:{high}")
     if options.input_size is not None and min(options.input_size) < 1:
-        raise ConfigError(f"--imgsz must be positive, got "
+        raise ConfigError(f"--input-size must be positive, got "
                           f"{options.input_size[0]}x{options.input_size[1]}")
     if options.verify and options.verify_images < 2:
         raise ConfigError(f"--verify-images must be >= 2 (retrieval agreement needs a gallery), "
@@ -206,7 +206,7 @@ def _trained_size(config: Dict[str, Any]) -> Optional[Tuple[int, int]]:
 
 def resolve_input_size(requested: Optional[Tuple[int, int]], trained: Optional[Tuple[int, int]],
                        checkpoint: Optional[str]) -> Tuple[int, int]:
-    """The export size: ``--imgsz`` if given, else the trained size, else 256x256.
+    """The export size: ``--input-size`` if given, else the trained size, else 256x256.
 
     A requested size other than the trained one is allowed, and said out loud: the graph then
     embeds crops at a size the weights never saw, and accuracy usually drops.
@@ -215,12 +215,12 @@ def resolve_input_size(requested: Optional[Tuple[int, int]], trained: Optional[T
         size = trained or DEFAULT_SIZE
         logger.info("input size %dx%d: %s", size[0], size[1],
                     f"the size {checkpoint} was trained at" if trained else
-                    "the default (no training size recorded; pass --imgsz to choose)")
+                    "the default (no training size recorded; pass --input-size to choose)")
         return size
     if trained is not None and tuple(requested) != tuple(trained):
-        logger.warning("--imgsz %dx%d differs from the %dx%d %s was trained at: the graph will "
+        logger.warning("--input-size %dx%d differs from the %dx%d %s was trained at: the graph will "
                        "embed crops at a size the weights never saw, and accuracy usually drops "
-                       "(compare with cvnet-eval on both files); leave --imgsz out to export at "
+                       "(compare with cvnet-eval on both files); leave --input-size out to export at "
                        "%dx%d", requested[0], requested[1], trained[0], trained[1], checkpoint,
                        trained[0], trained[1])
     return tuple(requested)
@@ -237,7 +237,7 @@ def _embedding_dim(model: nn.Module, input_size: Tuple[int, int]) -> int:
     height, width = input_size
     divisor = getattr(model, "input_divisor", 1)
     if height % divisor or width % divisor:
-        raise ConfigError(f"--imgsz {height}x{width} does not fit {type(model).__name__}: height "
+        raise ConfigError(f"--input-size {height}x{width} does not fit {type(model).__name__}: height "
                           f"and width must be multiples of {divisor}")
     with torch.no_grad():
         out = model(torch.zeros(1, 3, height, width))

@@ -302,7 +302,7 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             range.
     """
     if chunk_size < 1 or (batch is not None and batch < 1):
-        raise ConfigError("--chunk-size and --batch must be >= 1, got {} and {}".format(
+        raise ConfigError("--chunk-size and --batch-size must be >= 1, got {} and {}".format(
             chunk_size, batch))
     batch = batch or runner.spec.batch_max
     root, paths = listing or list_images(source)

@@ -9,7 +9,7 @@ CUDA-graph replay unless ``--eager``). Device-side: Python 3.6, never imports to
 
 Examples::
 
-    cvnet-eval runs/t/model.pt --data data/synth --json runs/t/eval.json --visualize ranks.png
+    cvnet-eval runs/t/model.pt --data data/synth --json-out runs/t/eval.json --visualize ranks.png
     cvnet-eval cvnet.onnx --data /data/VeRi --format veri
 """
 
@@ -23,7 +23,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import cv2
 
-from cvnet.core.cli_help import ArgumentParser, doc_summary
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_batch_size, add_device,
+                            add_json_out, add_threads, add_verbose, doc_summary, setup_logging)
 from cvnet.core.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
 from cvnet.core.errors import CVNetError
 from cvnet.core.evaluation import Embedder, evaluate, format_report, jsonable, ranked_lists_image
@@ -45,20 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="VehicleID random gallery draws (default 10)")
     parser.add_argument("--test-size", type=int, default=800, choices=(800, 1600, 2400),
                         help="VehicleID test list (default 800)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="PyTorch device for .pt checkpoints (default auto)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads of ONNX Runtime and PyTorch (default: ONNX Runtime's; "
+    add_batch_size(parser, default=64, help="images per forward pass")
+    add_device(parser, choices=("auto", "cpu", "cuda"), default="auto",
+               help="PyTorch device for .pt checkpoints (default auto)")
+    add_threads(parser, help="CPU threads of ONNX Runtime and PyTorch (default: ONNX Runtime's; "
                              "for PyTorch the cores other processes leave free, docs/threads.md)")
     parser.add_argument("--eager", action="store_true",
                         help=".pt on CUDA: run eager PyTorch instead of replaying CUDA graphs")
-    parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
-    parser.add_argument("--visualize", metavar="OUT.png",
+    add_json_out(parser, aliases=("--json",), help="also write the metrics as JSON")
+    parser.add_argument("--visualize", metavar="FILE.png",
                         help="write ranked lists (query + top-k, green = right, red = wrong) "
                              "for the first protocol")
     parser.add_argument("--num-queries", type=int, default=8, help="queries in --visualize")
     parser.add_argument("--topk", type=int, default=5, help="matches per query in --visualize")
+    add_verbose(parser)
     return parser
 
 
@@ -93,15 +94,15 @@ def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         with contextlib.ExitStack() as stack:
             report = _run(args, stack)
     except (CVNetError, ValueError) as err:
         logger.error("%s", err)
-        return 2
+        return EXIT_ERROR
     print(report)
-    return 0
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> str:
@@ -114,8 +115,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> str:
     protocols = args.protocol or list(standard_protocols(dataset))
     report = evaluate(embed, dataset, protocols, trials=args.trials,
                       batch_size=args.batch_size)
-    if args.json:
-        write_text_atomic(args.json, json.dumps(jsonable(report), indent=2) + "\n")
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps(jsonable(report), indent=2) + "\n")
     if args.visualize:
         split = evaluation_splits(dataset, protocols[0], trials=1)[0]
         picture = ranked_lists_image(report.embedded, split, num_queries=args.num_queries,

@@ -114,7 +114,7 @@ def check_compatible(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any],
     if never:
         raise StoreError("query and gallery embeddings cannot be compared: {}. Embed both with "
                          "the same engine (an engine exported at the other side's size, "
-                         "cvnet-export --imgsz, for a size difference)".format("; ".join(never)))
+                         "cvnet-export --input-size, for a size difference)".format("; ".join(never)))
     if unproven and not force:
         raise StoreError("query and gallery may come from different models: {}. Embed both with "
                          "the same engine, or pass --force if you know the weights are the same "

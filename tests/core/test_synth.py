@@ -134,4 +134,4 @@ def test_command_line(tmp_path, capsys):
     out = str(tmp_path / "cli")
     assert main([out, "--ids", "2", "--images-per-view", "1", "--size", "32"]) == 0
     assert capsys.readouterr().out.strip() == os.path.join(out, "dataset.csv")
-    assert main([out, "--ids", "2", "--images-per-view", "1", "--size", "32"]) == 2
+    assert main([out, "--ids", "2", "--images-per-view", "1", "--size", "32"]) == 1

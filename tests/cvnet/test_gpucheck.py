@@ -45,7 +45,7 @@ def test_smoke_check_runs_every_step_on_the_cpu(tmp_path):
 @pytest.mark.skipif(not NO_GPU, reason="this machine has a CUDA GPU")
 def test_the_full_check_refuses_to_start_without_cuda(tmp_path, caplog):
     out = str(tmp_path / "gc")
-    assert main(["--output", out]) == 2
+    assert main(["--output", out]) == 1
     assert "gpu-check needs a CUDA GPU, and this PyTorch sees none" in caplog.text
     assert "--smoke --device cpu" in caplog.text
     assert not os.path.exists(out)  # nothing ran, nothing written

@@ -79,10 +79,12 @@ def test_default_profile_comes_from_the_sidecar(metadata):
     (trt_compat.FP16_BUILDER_FLAG, True, "fp32", ("fp16", True), None),
     (trt_compat.FP16_BUILDER_FLAG, False, "fp32", ("fp32", False), None),
     (trt_compat.FP16_NOT_FAST, True, "fp32", ("fp32", False), "no fast FP16"),
-    (trt_compat.FP16_FROM_ONNX_TYPES, True, "fp32", ("fp32", False), "cvnet-export --half"),
+    (trt_compat.FP16_FROM_ONNX_TYPES, True, "fp32", ("fp32", False),
+     "cvnet-export --precision fp16"),
     (trt_compat.FP16_FROM_ONNX_TYPES, True, None, ("fp32", False), "precision is unknown"),
     (trt_compat.FP16_FROM_ONNX_TYPES, True, "fp16", ("fp16", False), None),
-    (trt_compat.FP16_FROM_ONNX_TYPES, False, "fp16", ("fp16", False), "--fp32 has no effect"),
+    (trt_compat.FP16_FROM_ONNX_TYPES, False, "fp16", ("fp16", False),
+     "--precision fp32 has no effect"),
 ])
 def test_precision_decision(mode, want, graph, expected, warns):
     precision, set_flag, warning = decide_precision(mode, want, graph)
@@ -203,7 +205,7 @@ def test_int8_is_refused_on_a_nano_like_gpu_before_any_image_is_read(metadata, t
     builder = trt.Builder(trt_compat.make_logger(trt))
     config = builder.create_builder_config()
     options = BuildOptions(int8=True, calib_dir=str(tmp_path / "not-read"))
-    with pytest.raises(EngineBuildError, match=r"--int8 is not possible here: .*Jetson Nano"):
+    with pytest.raises(EngineBuildError, match=r"--precision int8 is not possible here: .*Jetson Nano"):
         with Int8Calibration(trt, builder, config, options, metadata, "images", (8, 3, 64, 64),
                              str(tmp_path / "calib"), "0" * 64):
             pass

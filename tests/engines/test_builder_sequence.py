@@ -123,7 +123,7 @@ def test_tensorrt_11_build_says_the_engine_will_be_fp32(onnx_copy, monkeypatch, 
     assert fake.flags(config) == []  # no FP16 flag, no precision constraints exist
     assert trt._log.of("IBuilderConfig.set_memory_pool_limit") == [
         {"pool": trt.MemoryPoolType.WORKSPACE, "pool_size": 512 << 20}]
-    assert "will be FP32" in caplog.text and "cvnet-export --half" in caplog.text
+    assert "will be FP32" in caplog.text and "cvnet-export --precision fp16" in caplog.text
     info = engine_info(read_sidecar(result.plan_path))
     assert info.precision == "fp32" and info.fp32_layers == () and info.timing_cache is None
 

@@ -127,7 +127,7 @@ def test_cvnet_build_device_option_builds_on_that_gpu(tmp_path, monkeypatch, cap
     onnx = str(tmp_path / "cvnet.onnx")
     shutil.copy(TINY_ONNX, onnx)
     copy_sidecar(onnx)
-    assert build_main([onnx, "--device", "1", "--verify", "0"]) == 0
+    assert build_main([onnx, "--device", "cuda:1", "--no-verify"]) == 0
     assert fake_gpu.DESKTOP[0] in capsys.readouterr().out
     assert [e for e in gpu.events if e.startswith(("retain", "push"))] == ["retain 1", "push 1"]
     assert gpu.problems() == []

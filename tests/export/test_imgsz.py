@@ -39,16 +39,16 @@ def test_a_64x64_checkpoint_exports_a_64x64_graph(trained_at_64, tmp_path, caplo
     assert (meta.input_height, meta.input_width) == (64, 64)
     assert _graph_input(output)[1:] == [3, 64, 64]
     assert "64x64" in caplog.text and not [r for r in caplog.records
-                                           if r.levelno >= logging.WARNING and "imgsz" in
+                                           if r.levelno >= logging.WARNING and "input-size" in
                                            r.getMessage()]
 
 
 def test_another_size_is_allowed_and_said_out_loud(trained_at_64, tmp_path, caplog):
     output = str(tmp_path / "model.onnx")
-    assert main([trained_at_64, "-o", output, "--imgsz", "32"] + QUICK) == 0
+    assert main([trained_at_64, "-o", output, "--input-size", "32"] + QUICK) == 0
     assert _graph_input(output)[1:] == [3, 32, 32]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("--imgsz 32x32 differs from the 64x64" in w and trained_at_64 in w
+    assert any("--input-size 32x32 differs from the 64x64" in w and trained_at_64 in w
                for w in warnings), warnings
 
 

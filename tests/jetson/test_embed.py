@@ -88,7 +88,7 @@ def test_mixed_folder_every_bad_kind(tmp_path, capsys):
     expected = make_mixed_folder(str(tmp_path / "images"))
     out = str(tmp_path / "out")
     status = main(["embed", "--engine", ENGINE, "--images", str(tmp_path / "images"), "-o", out,
-                   "--chunk-size", "5", "--batch", "4"])
+                   "--chunk-size", "5", "--batch-size", "4"])
     assert status == EXIT_SOME_FAILED
     embeddings, rows, meta = load_embeddings(out)
     assert sorted(row.path for row in rows) == sorted(expected)
@@ -187,7 +187,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
         _write(str(folder / "{:03d}.png".format(i)), image)
     clean_out, out = str(tmp_path / "clean"), str(tmp_path / "killed")
     base = [sys.executable, "-m", "cvnet.jetson", "embed", "--engine", ENGINE, "--images", str(folder),
-            "--chunk-size", "8", "--batch", "4", "--threads", "1"]
+            "--chunk-size", "8", "--batch-size", "4", "--threads", "1"]
     env = dict(os.environ, PYTHONPATH=ROOT)
     process = subprocess.Popen(base + ["-o", out], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -126,7 +126,7 @@ def test_a_checkpoint_with_non_finite_values_is_never_written(tmp_path):
 
 def _run_args(data, output, epochs):
     """The flags cvnet-train and cvnet-search share, for a tiny CPU run of STEPS per epoch."""
-    return ["--data", data, "--output", output, "--arch", "cvnet_tiny", "--img-size", "32",
+    return ["--data", data, "--output", output, "--arch", "cvnet_tiny", "--input-size", "32",
             "--epochs", str(epochs), "--batch-size", "6", "--num-instances", "2",
             "--warmup-epochs", "0", "--workers", "0", "--device", "cpu",
             "--max-steps-per-epoch", str(STEPS)]

@@ -5,7 +5,8 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from cvnet.core.cli_help import ArgumentParser
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_seed, add_verbose,
+                            setup_logging)
 from cvnet.core.errors import ConfigError
 from cvnet.core.synth.dataset import generate_dataset
 
@@ -26,25 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images per identity and view, A and G (default: 4)")
     parser.add_argument("--size", type=int, default=128,
                         help="image side in pixels (default: 128)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="world seed; the same seed writes the same files (default: 0)")
+    add_seed(parser, help="world seed; the same seed writes the same files (default: 0)")
     parser.add_argument("--force", action="store_true",
                         help="replace images/ and dataset.csv in a non-empty OUT_DIR")
+    add_verbose(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         csv_path = generate_dataset(args.out_dir, ids=args.ids,
                                     images_per_view=args.images_per_view, size=args.size,
                                     seed=args.seed, force=args.force)
     except ConfigError as err:
         logger.error("%s", err)
-        return 2
+        return EXIT_ERROR
     print(csv_path)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cvnet.core.cli_help import ArgumentParser, doc_summary, plain_text
+from cvnet.core.cli import ArgumentParser, doc_summary, plain_text
 
 pytestmark = pytest.mark.device
 
