@@ -1,7 +1,7 @@
 """The artefact contract: the sidecar next to every exported file (torch-free, Python 3.6).
 
-``cvnet.onnx`` travels with ``cvnet.onnx.json``; the engine builder will write ``cvnet.plan.json``
-the same way. A device reads the sidecar instead of hard-coding the input size, normalisation or
+``cvnet.onnx`` travels with ``cvnet.onnx.json``, and ``cvnet.plan`` with ``cvnet.plan.json``
+(the engine builder's: the ONNX sidecar plus an ``engine`` block, :mod:`cvnet.engines.metadata`). A device reads the sidecar instead of hard-coding the input size, normalisation or
 embedding size, so the sidecar is the only thing device code knows about the model.
 
 The sidecar is a JSON object whose keys are the fields of :class:`ArtifactMetadata` (the same
@@ -33,10 +33,10 @@ The output is never L2-normalised inside the graph; use :func:`cvnet.core.prepro
 import json
 import os
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
-from cvnet.core.errors import ConfigError, MetadataError
-from cvnet.core.fileio import write_text_atomic, sha256_file
+from cvnet.core.errors import MetadataError
+from cvnet.core.fileio import sha256_file
 
 FORMAT = "cvnet-artifact"
 #: Bump when a field changes meaning or a required field is added; readers refuse newer versions.
@@ -57,7 +57,7 @@ class ArtifactMetadata(NamedTuple):
     Attributes:
         format: Always ``"cvnet-artifact"``.
         format_version: Schema version (:data:`FORMAT_VERSION`).
-        artifact_type: ``"onnx"`` (the engine builder will add its own type).
+        artifact_type: ``"onnx"``, or ``"plan"`` for the engine builder's sidecar.
         file: File name of the artefact the sidecar describes, e.g. ``"cvnet.onnx"``.
         model: Model family, ``"CVNet"``.
         variant: Registered architecture name, e.g. ``"cvnet"`` or ``"cvnet_tiny"``.
@@ -312,31 +312,12 @@ def sidecar_path(artifact_path: str) -> str:
     return os.fspath(artifact_path) + SIDECAR_SUFFIX
 
 
-def write_sidecar(path: str, metadata: Union[ArtifactMetadata, Dict[str, Any]]) -> str:
-    """Validates ``metadata`` and writes it to the sidecar ``path`` atomically.
-
-    Args:
-        path: The sidecar file (``sidecar_path(artifact)``); must end in ``.json`` so that an
-            artefact is never overwritten by mistake.
-        metadata: A record, or an object with the same keys.
-
-    Returns:
-        The absolute path written.
-
-    Raises:
-        ConfigError: ``path`` does not end in ``.json``.
-        MetadataError: ``metadata`` is invalid (nothing is written).
-        OutputPathError: The file cannot be written.
-    """
-    if not os.fspath(path).endswith(SIDECAR_SUFFIX):
-        raise ConfigError("sidecar path {} does not end in {}; pass sidecar_path(artifact) "
-                          "rather than the artefact's own path".format(path, SIDECAR_SUFFIX))
-    return write_text_atomic(path, sidecar_text(metadata, source=os.fspath(path)))
-
-
 def sidecar_text(metadata: Union[ArtifactMetadata, Dict[str, Any]],
                  source: str = "<metadata>") -> str:
-    """Validates ``metadata`` and renders the sidecar's JSON text (for writers that need the text).
+    """Validates ``metadata`` and renders the sidecar's JSON text.
+
+    Writers write the text atomically together with the artefact (``write_files_atomic``), so a
+    sidecar never appears without its file.
 
     Raises:
         MetadataError: ``metadata`` is invalid; the message names ``source``.
@@ -415,8 +396,3 @@ def metadata_from_props(props: Dict[str, str],
         except ValueError:
             raise MetadataError("{}: value of {!r} is not JSON: {!r}".format(source, key, value))
     return metadata_from_dict(data, source=source)
-
-
-def metadata_fields() -> Sequence[str]:
-    """The known sidecar keys, in the order they are written."""
-    return tuple(name for name in ArtifactMetadata._fields if name != "extra")
