@@ -14,17 +14,16 @@ import logging
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from cvnet.benchmarks.paper import baseline_archs, load_table2
+from cvnet.benchmarks.report import build_report, markdown_report, write_csv, write_json, write_plot
+from cvnet.benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
+                                  measure)
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add_engine,
                             add_input_size, add_json_out, add_precision, add_threads, add_verbose,
                             doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.core.threads import configured, physical_cores
-from cvnet.benchmarks.paper import baseline_archs, load_table2
-from cvnet.benchmarks.report import (build_report, markdown_report, write_csv, write_json,
-                               write_plot)
 from cvnet.engines.machine import load_average, overload_warning, probe_machine, usable_cpus
-from cvnet.benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
-                            measure)
 
 logger = logging.getLogger(__name__)
 

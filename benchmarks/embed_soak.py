@@ -6,7 +6,8 @@ preprocessed batch (network-only images/s at ``--batch-size``), then runs the re
 process's resident set size. Prints one JSON object: both throughputs and their ratio, and the
 RSS after warm-up, at the end and at its peak (Linux ``/proc``; Python 3.6, no torch)::
 
-    python3 -m cvnet.benchmarks.embed_soak --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 10000
+    python3 -m cvnet.benchmarks.embed_soak --engine tests/fixtures/tiny/cvnet_tiny.onnx \
+        --images 10000
 """
 
 import argparse

@@ -7,7 +7,8 @@ system. Prints one JSON object: the median images/s of each mode, the ratios, th
 run makes and the share of the run's time spent inside them (a figure the CPU load of a shared
 machine disturbs far less than the images/s do) (Python 3.6, no torch)::
 
-    python3 -m cvnet.benchmarks.fsync_cost --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 2000
+    python3 -m cvnet.benchmarks.fsync_cost --engine tests/fixtures/tiny/cvnet_tiny.onnx \
+        --images 2000
 
 Modes (``os.fsync`` replaced for the run):
 

@@ -13,9 +13,9 @@ import json
 import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
-from cvnet.core.fileio import atomic_path, write_text_atomic
 from cvnet.benchmarks.paper import PaperRow
 from cvnet.benchmarks.stats import LatencyStats
+from cvnet.core.fileio import atomic_path, write_text_atomic
 
 #: Version of the JSON report's layout.
 SCHEMA = "cvnet-bench/1"

@@ -1,9 +1,9 @@
-"""One benchmark run: which models on which backends, measured through the ``cvnet.engines`` runners.
+"""One benchmark run: which models on which backends, measured through the engines' runners.
 
-A :class:`Target` is a model file plus the runner options for one backend; :func:`measure`
-opens it with :func:`cvnet.engines.open_engine` (the one inference path every command shares), checks
-the batch sizes against what the model accepts, and times each batch network-only and, on
-request, end-to-end. :func:`default_targets` prepares the untrained models of a default run (through
+A :class:`Target` is a model file plus the runner options for one backend; :func:`measure` opens it
+with :func:`cvnet.engines.open_engine` (the one inference path every command shares), checks the
+batch sizes against what the model accepts, and times each batch network-only and, on request,
+end-to-end. :func:`default_targets` prepares the untrained models of a default run (through
 :func:`cvnet.benchmarks.models.prepare_model`, which the host install provides as a plugin);
 :func:`engine_target` describes a file given with ``--engine`` (no torch for ``.onnx`` and
 ``.plan``). Device-side: Python 3.6, never imports torch or host code.
@@ -15,11 +15,11 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 
-from cvnet.core.errors import ConfigError
-from cvnet.core.synth import sample_images
 from cvnet.benchmarks.report import BenchRow, row_from_stats
 from cvnet.benchmarks.stats import latency_stats
 from cvnet.benchmarks.timing import time_end_to_end, time_network
+from cvnet.core.errors import ConfigError
+from cvnet.core.synth import sample_images
 from cvnet.engines.machine import peak_rss_mb
 
 logger = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ decoded images into embeddings::
     # deactivate: free
 
 The base does the sidecar, the input spec and input validation (:mod:`cvnet.engines.spec`),
-preprocessing (through :mod:`cvnet.core.preprocess`, the project's only preprocessing path), splitting any number of images
-into batches the model accepts (padding the last one for a static-batch model and dropping the
-padding), L2 normalisation and timing. A backend overrides only ``_activate`` (load; report the
-model's input and output), ``_infer`` (one batch the model accepts -> its output) and
-``_deactivate`` (free). A backend that sets ``gpu_thread`` has all three run on one dedicated
-thread, so its GPU work never changes threads whichever thread calls the runner.
+preprocessing (through :mod:`cvnet.core.preprocess`, the project's only preprocessing path),
+splitting any number of images into batches the model accepts (padding the last one for a
+static-batch model and dropping the padding), L2 normalisation and timing. A backend overrides only
+``_activate`` (load; report the model's input and output), ``_infer`` (one batch the model accepts
+-> its output) and ``_deactivate`` (free). A backend that sets ``gpu_thread`` has all three run on
+one dedicated thread, so its GPU work never changes threads whichever thread calls the runner.
 """
 
 import concurrent.futures

@@ -118,7 +118,8 @@ def profile_shapes(input_name: str, shape: Sequence[int],
         if metadata is None or len(rest) != 3:
             raise EngineBuildError(
                 "input {!r} has dynamic dimensions {} besides the batch and there is no sidecar "
-                "giving the image size; export with a fixed size (cvnet-export --input-size)".format(
+                "giving the image size; export with a fixed size (cvnet-export "
+                "--input-size)".format(
                     input_name, tuple(dims)))
         size = ((3, metadata.input_height, metadata.input_width)
                 if metadata.input_layout == "NCHW"
@@ -143,7 +144,8 @@ def decide_precision(fp16_mode: str, want_fp16: bool,
     if fp16_mode == trt_compat.FP16_FROM_ONNX_TYPES:
         if graph_precision == "fp16":
             if not want_fp16:
-                return "fp16", False, ("--precision fp32 has no effect here: this TensorRT has no FP16 "
+                return "fp16", False, ("--precision fp32 has no effect here: this TensorRT has no "
+                                       "FP16 "
                                        "builder flag and follows the ONNX types, which are FP16; "
                                        "export with --precision fp32 for an FP32 engine")
             return "fp16", False, None
@@ -153,7 +155,8 @@ def decide_precision(fp16_mode: str, want_fp16: bool,
                   else "without a sidecar its precision is unknown, so FP32 is recorded")
         return "fp32", False, ("this TensorRT has no FP16 builder flag (removed in 11.x): the "
                                "engine takes the ONNX's types and will be FP32 ({}); re-export "
-                               "with cvnet-export --precision fp16 for an FP16 engine".format(reason))
+                               "with cvnet-export --precision fp16 for an FP16 engine".format(
+                                   reason))
     if not want_fp16:
         return "fp32", False, None
     if fp16_mode == trt_compat.FP16_NOT_FAST:

@@ -32,8 +32,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 import cvnet
-from cvnet.core.artifact import (ArtifactMetadata, check_artifact_file, read_sidecar,
-                                 sidecar_path, sidecar_text)
+from cvnet.core.artifact import (ArtifactMetadata, check_artifact_file, read_sidecar, sidecar_path,
+                                 sidecar_text)
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import (check_writable, sha256_bytes, sha256_file, write_bytes_atomic,
                                write_files_atomic, write_text_atomic)
@@ -134,8 +134,8 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
                            onnx_sha256: Optional[str] = None) -> Tuple[bytes, EngineInfo]:
     """Builds a serialized engine in memory, on GPU ``options.device``.
 
-    TensorRT builds on the current CUDA device, so the device's primary context is made current
-    on this thread for the whole build (:func:`cvnet.engines.gpu.primary_context`), and every TensorRT
+    TensorRT builds on the current CUDA device, so the device's primary context is made current on
+    this thread for the whole build (:func:`cvnet.engines.gpu.primary_context`), and every TensorRT
     object of the build is gone before it is popped.
 
     Args:
@@ -206,7 +206,8 @@ def _build(trt: Any, device: GpuInfo, onnx_path: str, options: BuildOptions,
         fp32_layers = trt_compat.pin_layers_fp32(network, config, trt, wanted)
         if wanted and not fp32_layers:
             logger.info("--keep-fp32 attention: this TensorRT follows the ONNX types (no "
-                        "per-layer precision); cvnet-export --precision fp16 already keeps attention FP32")
+                        "per-layer precision); cvnet-export --precision fp16 already keeps "
+                        "attention FP32")
         else:
             logger.info("pinned %d attention layers to FP32", len(fp32_layers))
 

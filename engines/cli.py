@@ -13,8 +13,8 @@ import platform
 import sys
 from typing import Any, Dict, List, Optional
 
-from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add_json_print, add_output,
-                            add_precision, add_verbose, add_verification, setup_logging)
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add_json_print,
+                            add_output, add_precision, add_verbose, add_verification, setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.engines.build_policy import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB,
                                         KEEP_FP32_GROUPS, BuildOptions, parse_batch)
@@ -45,7 +45,7 @@ def _build_epilog() -> str:
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``build`` (shared by ``python3 -m cvnet.engines build`` and ``cvnet-build``)."""
+    """The options of ``build`` (``python3 -m cvnet.engines build`` and ``cvnet-build``)."""
     parser.add_argument("onnx", help="the .onnx file written by cvnet-export (its sidecar "
                         "<onnx>.json next to it)")
     add_output(parser, metavar="PLAN",

@@ -13,8 +13,8 @@
                "int8_calibration": null, "builder": "cvnet-build 0.1.0",
                "created": "2026-05-09T07:35:25+00:00"}
 
-:mod:`cvnet.core.artifact` keeps keys it does not know in ``extra``, so the block reaches device code
-unchanged; :func:`engine_info` is the only place that reads it.
+:mod:`cvnet.core.artifact` keeps keys it does not know in ``extra``, so the block reaches device
+code unchanged; :func:`engine_info` is the only place that reads it.
 """
 
 import datetime

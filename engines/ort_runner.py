@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from cvnet.core.artifact import ArtifactMetadata, FORMAT, check_artifact_file, metadata_from_props
+from cvnet.core.artifact import FORMAT, ArtifactMetadata, check_artifact_file, metadata_from_props
 from cvnet.engines.base import Runner
 from cvnet.engines.errors import EngineError, EngineLoadError
 from cvnet.engines.spec import ModelIO

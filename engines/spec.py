@@ -48,9 +48,9 @@ class InputSpec(NamedTuple):
 
     Attributes:
         input_name: Name of the model input.
-        layout: ``"NCHW"`` (normalised float32 from :func:`cvnet.core.preprocess.preprocess_batch`) or
-            ``"NHWC"`` (RGB pixel values from :func:`cvnet.core.preprocess.resize_rgb`; the graph
-            normalises them).
+        layout: ``"NCHW"`` (normalised float32 from
+            :func:`cvnet.core.preprocess.preprocess_batch`) or ``"NHWC"`` (RGB pixel values from
+            :func:`cvnet.core.preprocess.resize_rgb`; the graph normalises them).
         dtype: numpy dtype name of the input, ``"float32"`` or ``"uint8"``.
         height: Input height in pixels.
         width: Input width in pixels.

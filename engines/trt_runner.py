@@ -9,17 +9,16 @@ Order of checks when activated, cheapest and clearest first:
    but a log line;
 3. deserialisation, whose None result is turned into an error naming both sides.
 
-GPU work: the device's *primary* CUDA context (the one TensorRT's runtime API and PyTorch use)
-is retained and pushed explicitly, never ``pycuda.autoinit``; page-locked host buffers and device
-buffers are sized once for the largest batch, the output's from the shape TensorRT reports for
-it; each batch sets the input shape, reads the output shape TensorRT derives from it, then an
-async copy in, an enqueue and an async copy out on one CUDA stream, and one synchronisation
-(also when the enqueue fails, before anything is freed). FP16 inputs and outputs are converted
-from and to float32 on the host. All of it runs on the runner's one GPU thread (see
-:class:`cvnet.engines.base.Runner`); at shutdown the stream is synchronised, the TensorRT objects and
-buffers are released, then the context is popped and its retain released
-(:func:`cvnet.engines.gpu.release_pycuda_context`). Binding API on TensorRT 8.x, tensor API where
-present (:mod:`cvnet.engines.trt_compat`).
+GPU work: the device's *primary* CUDA context (the one TensorRT's runtime API and PyTorch use) is
+retained and pushed explicitly, never ``pycuda.autoinit``; page-locked host buffers and device
+buffers are sized once for the largest batch, the output's from the shape TensorRT reports for it;
+each batch sets the input shape, reads the output shape TensorRT derives from it, then an async copy
+in, an enqueue and an async copy out on one CUDA stream, and one synchronisation (also when the
+enqueue fails, before anything is freed). FP16 inputs and outputs are converted from and to float32
+on the host. All of it runs on the runner's one GPU thread (see :class:`cvnet.engines.base.Runner`);
+at shutdown the stream is synchronised, the TensorRT objects and buffers are released, then the
+context is popped and its retain released (:func:`cvnet.engines.gpu.release_pycuda_context`).
+Binding API on TensorRT 8.x, tensor API where present (:mod:`cvnet.engines.trt_compat`).
 """
 
 import logging
@@ -31,7 +30,8 @@ from cvnet.core.fileio import sha256_bytes
 from cvnet.engines import trt_compat
 from cvnet.engines.base import Runner
 from cvnet.engines.deps import INSTALL_HINTS
-from cvnet.engines.errors import EngineCompatibilityError, EngineError, EngineInputError, EngineLoadError
+from cvnet.engines.errors import (EngineCompatibilityError, EngineError, EngineInputError,
+                                  EngineLoadError)
 from cvnet.engines.gpu import GpuInfo, gpu_info, release_pycuda_context
 from cvnet.engines.metadata import check_compatible, engine_info
 from cvnet.engines.spec import ModelIO
@@ -111,7 +111,8 @@ class TrtRunner(Runner):
                            "to get one", self.path)
         if info is not None and info.parity is not None and info.parity.get("passed") is False:
             logger.warning("%s: its build measured embeddings that disagree with ONNX Runtime "
-                           "(min cosine %s); rebuild with --keep-fp32 attention or --precision fp32",
+                           "(min cosine %s); rebuild with --keep-fp32 attention or --precision "
+                           "fp32",
                            self.path, info.parity.get("min_cosine"))
         return data
 

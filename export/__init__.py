@@ -1,6 +1,7 @@
 """Host-side export: PyTorch checkpoint -> verified ONNX file + sidecar (imports torch).
 
-``cvnet-export`` (:mod:`cvnet.export.cli`) runs :func:`cvnet.export.pipeline.export_model`, built from:
+``cvnet-export`` (:mod:`cvnet.export.cli`) runs :func:`cvnet.export.pipeline.export_model`, built
+from:
 
 - :mod:`cvnet.export.onnx_export`: the TorchScript exporter at a TensorRT-readable opset, checks;
 - :mod:`cvnet.export.graph_preprocess`: preprocessing inside the graph (pixels in);

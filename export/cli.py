@@ -2,8 +2,8 @@
 
 Also runs as ``python -m cvnet.export``. Exit status: 0 written; 1 error (a missing or unreadable
 checkpoint, weights that do not fit, a bad option value, an unwritable output, an export or
-verification failure); 2 bad command line. Nothing is written unless everything succeeded. torch and the exporter are imported after
-the arguments are parsed, so ``--help`` answers at once.
+verification failure); 2 bad command line. Nothing is written unless everything succeeded. torch
+and the exporter are imported after the arguments are parsed, so ``--help`` answers at once.
 """
 
 import argparse
@@ -155,8 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    from cvnet.models.registry import list_models
     from cvnet.export.pipeline import export_model
+    from cvnet.models.registry import list_models
 
     if args.arch is not None and args.arch not in list_models():  # checked here: needs torch
         parser.error("argument --arch: invalid choice: {!r} (choose from {})".format(

@@ -28,23 +28,23 @@ import torch.nn as nn
 
 import cvnet
 from cvnet.core.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, sidecar_path,
-                            sidecar_text, to_metadata_props)
+                                 sidecar_text, to_metadata_props)
 from cvnet.core.errors import ConfigError, VerificationError
-from cvnet.core.fileio import write_files_atomic, check_writable, sha256_bytes
-from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
-from cvnet.models.registry import build_model, list_models
-from cvnet.models.summary import param_count
+from cvnet.core.fileio import check_writable, sha256_bytes, write_files_atomic
 from cvnet.core.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, verification_images
 from cvnet.core.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
-                                supports_uint8_input)
+                                     supports_uint8_input)
 from cvnet.core.threads import configure_torch
 from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 from cvnet.export.graph_preprocess import InGraphPreprocess
 from cvnet.export.half import half_for_export
 from cvnet.export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_export_opset,
-                                     graph_opset, onnx_from_module, set_metadata_props)
+                                      graph_opset, onnx_from_module, set_metadata_props)
 from cvnet.export.verify import VerificationReport, verification_batches, verify_onnx
+from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
+from cvnet.models.registry import build_model, list_models
+from cvnet.models.summary import param_count
 
 logger = logging.getLogger(__name__)
 
@@ -218,11 +218,11 @@ def resolve_input_size(requested: Optional[Tuple[int, int]], trained: Optional[T
                     "the default (no training size recorded; pass --input-size to choose)")
         return size
     if trained is not None and tuple(requested) != tuple(trained):
-        logger.warning("--input-size %dx%d differs from the %dx%d %s was trained at: the graph will "
-                       "embed crops at a size the weights never saw, and accuracy usually drops "
-                       "(compare with cvnet-eval on both files); leave --input-size out to export at "
-                       "%dx%d", requested[0], requested[1], trained[0], trained[1], checkpoint,
-                       trained[0], trained[1])
+        logger.warning("--input-size %dx%d differs from the %dx%d %s was trained at: the graph "
+                       "will embed crops at a size the weights never saw, and accuracy usually "
+                       "drops (compare with cvnet-eval on both files); leave --input-size out to "
+                       "export at %dx%d", requested[0], requested[1], trained[0], trained[1],
+                       checkpoint, trained[0], trained[1])
     return tuple(requested)
 
 
@@ -237,7 +237,8 @@ def _embedding_dim(model: nn.Module, input_size: Tuple[int, int]) -> int:
     height, width = input_size
     divisor = getattr(model, "input_divisor", 1)
     if height % divisor or width % divisor:
-        raise ConfigError(f"--input-size {height}x{width} does not fit {type(model).__name__}: height "
+        raise ConfigError(f"--input-size {height}x{width} does not fit {type(model).__name__}: "
+                          "height "
                           f"and width must be multiples of {divisor}")
     with torch.no_grad():
         out = model(torch.zeros(1, 3, height, width))

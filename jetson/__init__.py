@@ -6,6 +6,8 @@
 - :mod:`cvnet.jetson.match`: exact, chunked cosine top-k of queries against a gallery
   (``cvnet-match``), with an optional FAISS backend on the host.
 - :mod:`cvnet.jetson.eval_cli`: ``cvnet-eval``, retrieval accuracy of any model file on a dataset.
-- :mod:`cvnet.jetson.selfcheck`: what the container sees (L4T, TensorRT, CUDA, ...) and what is missing.
-- :mod:`cvnet.jetson.cli`: ``python3 -m cvnet.jetson {embed,match,eval,self-check,build,info,env,bench}``.
+- :mod:`cvnet.jetson.selfcheck`: what the container sees (L4T, TensorRT, CUDA, ...) and what is
+  missing.
+- :mod:`cvnet.jetson.cli`: ``python3 -m cvnet.jetson`` with ``embed``, ``match``, ``eval``,
+  ``self-check``, ``build``, ``info``, ``env``, ``bench``.
 """

@@ -31,8 +31,8 @@ from cvnet.core.filenames import NAME_ENCODING, encode_name
 from cvnet.core.image_header import SUFFIX_FORMATS, read_header
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
-from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, IndexRow, StoreError, META_FILE, read_meta,
-                          scan_chunks, write_chunk, write_meta)
+from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, META_FILE, IndexRow, StoreError, read_meta,
+                                scan_chunks, write_chunk, write_meta)
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,13 @@
 """``cvnet-match``: exact cosine top-k of query embeddings against a gallery, memory bounded.
 
-Both sides are folders written by ``cvnet-embed`` (:mod:`cvnet.jetson.store`). The gallery is read one
-memory-mapped chunk at a time and scored in blocks of at most ``block_elements`` similarities,
-keeping a running top-k per query, so memory stays bounded by the queries, one block and the
-top-k lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM).
-Equal scores rank the lower gallery row first (scores of identical rows in different blocks
-can differ in the last bit of float32). Folders whose embeddings cannot be compared (another
-length, input size, architecture or weights) are refused; folders that may come from the same
-model but cannot prove it (an engine without its sidecar) only with ``force``
-(:func:`incompatibilities`).
+Both sides are folders written by ``cvnet-embed`` (:mod:`cvnet.jetson.store`). The gallery is read
+one memory-mapped chunk at a time and scored in blocks of at most ``block_elements`` similarities,
+keeping a running top-k per query, so memory stays bounded by the queries, one block and the top-k
+lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM). Equal
+scores rank the lower gallery row first (scores of identical rows in different blocks can differ in
+the last bit of float32). Folders whose embeddings cannot be compared (another length, input size,
+architecture or weights) are refused; folders that may come from the same model but cannot prove it
+(an engine without its sidecar) only with ``force`` (:func:`incompatibilities`).
 
 For galleries beyond one device (millions of entries), ``backend="faiss"`` uses a FAISS
 ``IndexFlatIP`` on the host (still exact; FAISS is imported only then).
@@ -24,10 +23,10 @@ import numpy as np
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
-from cvnet.core.metrics import cosine_distance
 from cvnet.core.filenames import native_name
-from cvnet.jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks, load_embeddings,
-                          read_meta)
+from cvnet.core.metrics import cosine_distance
+from cvnet.jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks,
+                                load_embeddings, read_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,8 @@ def check_compatible(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any],
     if never:
         raise StoreError("query and gallery embeddings cannot be compared: {}. Embed both with "
                          "the same engine (an engine exported at the other side's size, "
-                         "cvnet-export --input-size, for a size difference)".format("; ".join(never)))
+                         "cvnet-export --input-size, for a size difference)".format(
+                             "; ".join(never)))
     if unproven and not force:
         raise StoreError("query and gallery may come from different models: {}. Embed both with "
                          "the same engine, or pass --force if you know the weights are the same "
@@ -281,6 +281,7 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
         The PNG paths written.
     """
     import cv2
+
     from cvnet.core.visualize import ranked_list_row, stack_rows
 
     make_folders(out_dir)

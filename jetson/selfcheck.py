@@ -1,4 +1,4 @@
-"""``python3 -m cvnet.jetson self-check``: what this container sees, and what it lacks, with the fix.
+"""``python3 -m cvnet.jetson self-check``: what this container sees and lacks, with the fix.
 
 The facts come from the machine probe (:mod:`cvnet.engines.machine`); this module judges them:
 what a Jetson (or any machine) needs to run cvnet's device commands, and how to fix what is

@@ -10,11 +10,16 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 
 import pytest
 
 from cvnet.core import cli
 from tests.device_modules import ROOT
+
+if sys.version_info < (3, 9):  # the host commands' modules do not import on the device's 3.6
+    pytest.skip("the glossary is checked with the host's Python (>= 3.9), where every command's "
+                "parser builds", allow_module_level=True)
 
 try:
     import tomllib

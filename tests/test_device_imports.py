@@ -54,7 +54,7 @@ def _dotted(node: ast.AST) -> str:
 
 
 def _resolve(name: str, level: int, package: str) -> str:
-    """An import's absolute name: ``from ..x import y`` in ``a.b.c`` (package ``a.b``) -> ``a.x``."""
+    """An import's absolute name: ``from ..x import y`` in ``a.b.c`` (package ``a.b``): ``a.x``."""
     if level == 0:
         return name
     base = package.split(".")

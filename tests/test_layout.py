@@ -1,4 +1,4 @@
-"""The layout and the installed names agree: the folders, pyproject.toml and cvnet's checkout finder.
+"""The layout and the installed names agree: folders, pyproject.toml and cvnet's checkout finder.
 
 The helper folders (``engines/``, ``jetson/``, ``benchmarks/``, ``export/``) install as
 ``cvnet.engines`` & co.; a checkout that is not installed resolves the same names through

@@ -1,8 +1,9 @@
 """The artefact contract: the sidecar next to every exported file (torch-free, Python 3.6).
 
 ``cvnet.onnx`` travels with ``cvnet.onnx.json``, and ``cvnet.plan`` with ``cvnet.plan.json``
-(the engine builder's: the ONNX sidecar plus an ``engine`` block, :mod:`cvnet.engines.metadata`). A device reads the sidecar instead of hard-coding the input size, normalisation or
-embedding size, so the sidecar is the only thing device code knows about the model.
+(the engine builder's: the ONNX sidecar plus an ``engine`` block, :mod:`cvnet.engines.metadata`).
+A device reads the sidecar instead of hard-coding the input size, normalisation or embedding
+size, so the sidecar is the only thing device code knows about the model.
 
 The sidecar is a JSON object whose keys are the fields of :class:`ArtifactMetadata` (the same
 names, in that order); keys a reader does not know are kept in ``extra``, so a newer writer (the

@@ -44,7 +44,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 PRECISIONS = ("fp32", "fp16", "int8")
 _LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
-_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`cvnet.engines.open_engine` -> cvnet.engines.open_engine
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`cvnet.engines.open_engine` -> its text
 _LITERAL = re.compile(r"``([^`]+)``")  # ``cvnet-eval`` -> cvnet-eval
 _LITERAL_BLOCK = re.compile(r"::$", re.MULTILINE)  # "Examples::" -> "Examples:"
 _PARAGRAPHS = re.compile(r"\n\s*\n")

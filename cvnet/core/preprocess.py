@@ -25,7 +25,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The paper's input size, (height, width) in pixels.
 DEFAULT_SIZE = (256, 256)
-#: File suffixes treated as images when walking folders (:data:`cvnet.core.image_header.SUFFIX_FORMATS`).
+#: File suffixes treated as images when walking folders (from
+#: :data:`cvnet.core.image_header.SUFFIX_FORMATS`).
 IMAGE_SUFFIXES = tuple(SUFFIX_FORMATS)
 
 

@@ -140,7 +140,8 @@ def steps(settings: CheckSettings, paths: Paths) -> List[Step]:
                     "--batch", ",".join(str(b) for b in s.bench_batches),
                     "--backend", ",".join(s.bench_backends), "--e2e",
                     "--warmup", s.bench_warmup, "--min-time", s.bench_min_time,
-                    "--cache-dir", os.path.join(paths.root, "cache"), "--json-out", paths.bench_json)
+                    "--cache-dir", os.path.join(paths.root, "cache"),
+                    "--json-out", paths.bench_json)
     if s.baselines:
         bench.append("--baselines")
     train = _module("cvnet.training.cli", "--data", paths.synth, "--output", paths.train,

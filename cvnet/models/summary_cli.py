@@ -16,8 +16,8 @@ import sys
 from dataclasses import asdict
 from typing import Optional, Sequence
 
-from cvnet.core.cli import (EXIT_ERROR, ArgumentParser, add_input_size, add_json_print,
-                            add_verbose, setup_logging)
+from cvnet.core.cli import (EXIT_ERROR, ArgumentParser, add_input_size, add_json_print, add_verbose,
+                            setup_logging)
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(args.verbose)
     import torch
 
+    from cvnet.core.threads import configure_torch
     from cvnet.models.registry import list_models, model_description
     from cvnet.models.summary import format_summary, summarize
-    from cvnet.core.threads import configure_torch
 
     configure_torch(torch)
 

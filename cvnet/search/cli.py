@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 
 from cvnet.core.cli import ArgumentParser, doc_summary
 from cvnet.core.errors import CVNetError
-from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code,
-                                load_training_set, setup_run_logging)
+from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code, load_training_set,
+                                setup_run_logging)
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from cvnet.core.cli import (EXIT_ERROR, EXIT_PARTIAL, ArgumentParser, add_batch_
                             add_input_size, add_output, add_seed, add_verbose, doc_summary,
                             setup_logging)
 from cvnet.core.datasets import (Dataset, check_images, identity_labels, load_dataset,
-                            standard_protocols)
+                                 standard_protocols)
 from cvnet.core.errors import CVNetError, DivergenceError
 from cvnet.core.evaluation import EvaluationReport, evaluate, format_report
 from cvnet.core.preprocess import PreprocessConfig

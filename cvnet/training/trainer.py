@@ -23,18 +23,17 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_text_atomic
+from cvnet.core.progress import progress_bar
+from cvnet.core.threads import adapt_torch_threads, configure_torch
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cvnet.models.device import resolve_device
-from cvnet.core.threads import adapt_torch_threads, configure_torch
 from cvnet.training.amp import autocast, grad_scaler, load_scaler_state, resolve_amp
 from cvnet.training.config import TrainConfig, config_differences
 from cvnet.training.data import build_train_loader
-from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left,
-                                  divergence_hint)
+from cvnet.training.guard import CHECK_EVERY, DivergenceGuard, checkpoints_left, divergence_hint
 from cvnet.training.losses import ReIDLoss
 from cvnet.training.optim import Optimizers
-from cvnet.core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.core.datasets import (ImageRecord, QueryGallery, canonical_id, check_images, crossview_split,
-                            detect_format, evaluation_splits, identity_labels, load_csv,
-                            load_dataset, load_vehicleid, load_veri, standard_protocols,
-                            vehicleid_split, write_csv)
+from cvnet.core.datasets import (ImageRecord, QueryGallery, canonical_id, check_images,
+                                 crossview_split, detect_format, evaluation_splits, identity_labels,
+                                 load_csv, load_dataset, load_vehicleid, load_veri,
+                                 standard_protocols, vehicleid_split, write_csv)
 from cvnet.core.errors import ConfigError, DatasetError
 from cvnet.core.metrics import evaluate_rank
 

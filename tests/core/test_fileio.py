@@ -7,7 +7,7 @@ import pytest
 
 from cvnet.core.errors import OutputPathError
 from cvnet.core.fileio import (atomic_path, check_writable, sha256_bytes, sha256_file,
-                          write_bytes_atomic, write_files_atomic, write_text_atomic)
+                               write_bytes_atomic, write_files_atomic, write_text_atomic)
 
 pytestmark = pytest.mark.device
 

@@ -6,8 +6,8 @@ One module for the exporter's and the engine builder's checks (cvnet.core.parity
 import numpy as np
 import pytest
 
-from cvnet.core.parity import (FP16_MIN_COSINE, FP32_MIN_COSINE, MIN_COSINE, parity_figures,
-                               passed, retrieval_agreement, verification_images)
+from cvnet.core.parity import (FP16_MIN_COSINE, FP32_MIN_COSINE, MIN_COSINE, parity_figures, passed,
+                               retrieval_agreement, verification_images)
 from cvnet.core.synth import sample_images
 
 pytestmark = pytest.mark.device

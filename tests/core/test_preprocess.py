@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from cvnet.core.preprocess import (IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, PreprocessConfig,
-                              decode_image, is_image_path, l2_normalize, preprocess_batch,
-                              resize_rgb)
+                                   decode_image, is_image_path, l2_normalize, preprocess_batch,
+                                   resize_rgb)
 
 pytestmark = pytest.mark.device
 

@@ -10,8 +10,7 @@ from cvnet.core.datasets import crossview_split, load_dataset
 from cvnet.core.errors import ConfigError
 from cvnet.core.metrics import cosine_distance, evaluate_rank
 from cvnet.core.preprocess import decode_image
-from cvnet.core.synth import (CAMERAS, generate_dataset, random_vehicle, render_image,
-                              sample_images)
+from cvnet.core.synth import CAMERAS, generate_dataset, random_vehicle, render_image, sample_images
 from cvnet.core.synth.cli import main
 
 pytestmark = pytest.mark.device

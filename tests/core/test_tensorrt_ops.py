@@ -7,7 +7,7 @@ import pytest
 
 from cvnet.core.errors import ConfigError, UnsupportedOperatorError
 from cvnet.core.tensorrt_ops import (DATA_PATH, check_nodes, known_versions, operator_support,
-                                unsupported_nodes)
+                                     unsupported_nodes)
 
 pytestmark = pytest.mark.device
 

@@ -7,8 +7,8 @@ import pytest
 
 from cvnet.core import threads
 from cvnet.core.threads import (CpuSnapshot, ThreadChoice, adapt_torch_threads, choose_threads,
-                           configure_torch, configured, cpu_snapshot, decide_threads,
-                           others_between, others_busy_cores)
+                                configure_torch, configured, cpu_snapshot, decide_threads,
+                                others_between, others_busy_cores)
 
 pytestmark = pytest.mark.device
 

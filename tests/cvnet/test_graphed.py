@@ -9,8 +9,7 @@ torch = pytest.importorskip("torch")
 from cvnet.core.errors import ConfigError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
-from cvnet.models.graphed import (GraphedModel, eager_capture,  # noqa: E402
-                                  power_of_two_buckets)
+from cvnet.models.graphed import GraphedModel, eager_capture, power_of_two_buckets  # noqa: E402
 
 SHAPE = (3, 32, 32)
 NO_GPU = not torch.cuda.is_available()

@@ -8,11 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
 from cvnet.core.preprocess import decode_image  # noqa: E402
 from cvnet.engines import open_engine  # noqa: E402
+from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
 from cvnet.models.runner import TorchRunner  # noqa: E402
-from tests.fixtures import TINY_ONNX, TINY_SIZE, load_expected, row_cosine, tiny_image_paths  # noqa: E402
+from tests.fixtures import (TINY_ONNX, TINY_SIZE, load_expected, row_cosine,  # noqa: E402
+                            tiny_image_paths)
 from tests.fixtures.make_tiny_onnx import export_graph, fixture_model  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""A stand-in CUDA driver (for cvnet.engines.gpu's ctypes calls) and pycuda, over pretend GPU memory.
+"""A stand-in CUDA driver (for cvnet.engines.gpu's ctypes calls) and pycuda, over pretend memory.
 
 Hand-written from the CUDA driver API's documented behaviour and pycuda's sources
 (inducer/pycuda ``src/cpp/cuda.hpp``: context push/pop/detach, primary contexts), NOT read
@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
 
 class PycudaError(Exception):
     """The stand-in ``pycuda.driver.Error``."""
@@ -295,7 +296,7 @@ def _value(argument: Any) -> int:
 
 
 class FakeDriver(object):
-    """The libcuda.so.1 functions cvnet.engines.gpu calls through ctypes, over a :class:`FakeGpu`."""
+    """The libcuda.so.1 functions cvnet.engines.gpu calls (ctypes), over a :class:`FakeGpu`."""
 
     def __init__(self, gpu: FakeGpu):
         self._gpu = gpu

@@ -20,8 +20,8 @@ from cvnet.engines.build_policy import (BuildOptions, attention_layers, check_pa
                                         profile_shapes)
 from cvnet.engines.builder import build_engine, parity_record
 from cvnet.engines.calibrator import Int8Calibration, calibration_batches, calibration_files
-from cvnet.engines.spec import spec_from_metadata
 from cvnet.engines.errors import EngineBuildError, MissingDependencyError
+from cvnet.engines.spec import spec_from_metadata
 from cvnet.engines.trt_compat import LayerSummary
 from tests.engines import fake_tensorrt as fake
 from tests.fixtures import TINY_IMAGES, TINY_ONNX, copy_sidecar
@@ -205,7 +205,8 @@ def test_int8_is_refused_on_a_nano_like_gpu_before_any_image_is_read(metadata, t
     builder = trt.Builder(trt_compat.make_logger(trt))
     config = builder.create_builder_config()
     options = BuildOptions(int8=True, calib_dir=str(tmp_path / "not-read"))
-    with pytest.raises(EngineBuildError, match=r"--precision int8 is not possible here: .*Jetson Nano"):
+    with pytest.raises(EngineBuildError,
+                       match=r"--precision int8 is not possible here: .*Jetson Nano"):
         with Int8Calibration(trt, builder, config, options, metadata, "images", (8, 3, 64, 64),
                              str(tmp_path / "calib"), "0" * 64):
             pass

@@ -1,4 +1,4 @@
-"""``python3 -m cvnet.engines`` and ``cvnet-build``: help everywhere, clear failures without TensorRT."""
+"""``python3 -m cvnet.engines``, ``cvnet-build``: help anywhere, clear failures without TensorRT."""
 
 import json
 import shutil
@@ -93,6 +93,7 @@ def test_info_on_a_plan_says_whether_it_runs_here(tmp_path, capsys):
 
 def test_info_shows_the_build_time_parity_with_retrieval_agreement(tmp_path, capsys):
     import numpy as np
+
     from cvnet.engines.builder import parity_record
 
     reference = np.random.RandomState(0).randn(8, 16)

@@ -6,8 +6,8 @@ import pytest
 from cvnet.engines import machine
 from cvnet.engines.errors import EngineError
 from cvnet.engines.gpu import GpuInfo
-from cvnet.engines.machine import (cpu_model, gpu_description, gpu_names, jetson_info,
-                                   peak_rss_mb, physical_cores, probe_machine)
+from cvnet.engines.machine import (cpu_model, gpu_description, gpu_names, jetson_info, peak_rss_mb,
+                                   physical_cores, probe_machine)
 
 pytestmark = pytest.mark.device
 

@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from cvnet.core.parity import FP32_MIN_COSINE
 from cvnet.core.errors import ConfigError, MetadataError
+from cvnet.core.parity import FP32_MIN_COSINE
 from cvnet.core.preprocess import PreprocessConfig, decode_image, preprocess_batch
 from cvnet.engines import open_engine
 from cvnet.engines.errors import EngineError, EngineInputError, EngineLoadError

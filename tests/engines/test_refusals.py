@@ -118,9 +118,10 @@ def test_every_refusal_names_the_file_the_problem_and_the_fix(tmp_path, monkeypa
 def test_the_commands_pass_the_refusal_on(tmp_path, monkeypatch, caplog):
     """cvnet-embed, cvnet-bench and cvnet-eval on a checkpoint where torch is missing."""
     from cvnet.benchmarks.cli import main as bench_main
-    from cvnet.jetson.eval_cli import embedder_from_path
     from cvnet.engines.errors import MissingDependencyError
-    from cvnet.jetson.cli import EXIT_ERROR, main as jetson_main
+    from cvnet.jetson.cli import EXIT_ERROR
+    from cvnet.jetson.cli import main as jetson_main
+    from cvnet.jetson.eval_cli import embedder_from_path
 
     path = _pt(tmp_path, monkeypatch)
     images = tmp_path / "images"

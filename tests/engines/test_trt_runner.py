@@ -25,7 +25,7 @@ from cvnet.core.fileio import sha256_bytes
 from cvnet.core.preprocess import decode_image
 from cvnet.engines import open_engine
 from cvnet.engines.errors import (EngineCompatibilityError, EngineError, EngineLoadError,
-                            MissingDependencyError)
+                                  MissingDependencyError)
 from cvnet.engines.metadata import EngineInfo, plan_sidecar
 from cvnet.engines.trt_runner import TrtRunner
 from tests.engines import fake_gpu

@@ -13,12 +13,12 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from cvnet.core.artifact import (IN_GRAPH, ArtifactMetadata, metadata_from_props,  # noqa: E402
-                            read_sidecar)
+                                 read_sidecar)
 from cvnet.core.fileio import sha256_file  # noqa: E402
-from cvnet.models import build_model, list_models  # noqa: E402
-from cvnet.models.checkpoint import save_checkpoint, state_dict_sha256  # noqa: E402
 from cvnet.export import pipeline  # noqa: E402
 from cvnet.export.cli import build_parser, main, options_from_args  # noqa: E402
+from cvnet.models import build_model, list_models  # noqa: E402
+from cvnet.models.checkpoint import save_checkpoint, state_dict_sha256  # noqa: E402
 from tests.device_modules import ROOT  # noqa: E402
 
 FAST = ["--input-size", "32", "--verify-images", "4"]
@@ -194,7 +194,8 @@ def test_contradictory_options_exit_1(out, caplog, args, message):
 
 
 def test_half_writes_an_fp16_graph_verified_at_fp16_tolerance(out):
-    assert _export(["--random-init", "--arch", "cvnet_tiny", "--precision", "fp16"] + FAST, out) == 0
+    assert _export(["--random-init", "--arch", "cvnet_tiny", "--precision", "fp16"] + FAST,
+                   out) == 0
     meta = read_sidecar(str(out / "cvnet.onnx.json"))
     assert meta.graph_precision == "fp16" and meta.input_dtype == "float32"
     assert meta.verification["min_cosine"] == 0.999 and meta.verification["passed"]

@@ -9,9 +9,9 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from cvnet.core.artifact import read_sidecar  # noqa: E402
+from cvnet.export.cli import main  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
-from cvnet.export.cli import main  # noqa: E402
 
 QUICK = ["--verify-images", "4", "--no-verify"]
 

@@ -9,11 +9,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.models import build_model  # noqa: E402
 from cvnet.core.parity import FP32_MIN_COSINE, verification_images  # noqa: E402
 from cvnet.core.preprocess import PreprocessConfig  # noqa: E402
 from cvnet.export.onnx_export import onnx_from_module  # noqa: E402
 from cvnet.export.verify import _run_in_batches, verification_batches, verify_onnx  # noqa: E402
+from cvnet.models import build_model  # noqa: E402
 
 
 def test_batches_and_padding():

@@ -11,7 +11,8 @@ import pytest
 pytestmark = pytest.mark.device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEVICE_SOURCES = {"pyproject.toml", "setup.py", "cvnet/__init__.py", "cvnet/core/", "engines/", "jetson/", "benchmarks/",
+DEVICE_SOURCES = {"pyproject.toml", "setup.py", "cvnet/__init__.py", "cvnet/core/", "engines/",
+                  "jetson/", "benchmarks/",
                   "docker/wheels/"}
 
 

@@ -186,7 +186,8 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     for i, image in enumerate(sample_images(400, seed=5, size=32)):
         _write(str(folder / "{:03d}.png".format(i)), image)
     clean_out, out = str(tmp_path / "clean"), str(tmp_path / "killed")
-    base = [sys.executable, "-m", "cvnet.jetson", "embed", "--engine", ENGINE, "--images", str(folder),
+    base = [sys.executable, "-m", "cvnet.jetson", "embed", "--engine", ENGINE, "--images",
+            str(folder),
             "--chunk-size", "8", "--batch-size", "4", "--threads", "1"]
     env = dict(os.environ, PYTHONPATH=ROOT)
     process = subprocess.Popen(base + ["-o", out], cwd=ROOT, env=env,

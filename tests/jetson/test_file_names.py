@@ -40,7 +40,7 @@ def _env(locale):
 
 
 def _run(args, locale):
-    """``python -m cvnet.jetson`` with bytes arguments under ``locale``; returns (status, stdout)."""
+    """``python -m cvnet.jetson`` with bytes arguments under ``locale``: (status, stdout)."""
     process = subprocess.Popen([sys.executable.encode(), b"-m", b"cvnet.jetson"] + args, cwd=ROOT,
                                env=_env(locale), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)

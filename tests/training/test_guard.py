@@ -18,8 +18,8 @@ from cvnet.search import cli as search_cli  # noqa: E402
 from cvnet.search import searcher  # noqa: E402
 from cvnet.training import cli as train_cli  # noqa: E402
 from cvnet.training import trainer  # noqa: E402
-from cvnet.training.guard import (DivergenceGuard, checkpoints_left,  # noqa: E402
-                                  divergence_hint, non_finite_tensors)
+from cvnet.training.guard import (DivergenceGuard, checkpoints_left, divergence_hint,  # noqa: E402
+                                  non_finite_tensors)
 from cvnet.training.losses import ReIDLoss  # noqa: E402
 
 STEPS = 3  # --max-steps-per-epoch of the end-to-end runs

@@ -16,6 +16,7 @@ import cv2  # noqa: E402
 
 from cvnet.core.artifact import read_sidecar  # noqa: E402
 from cvnet.core.errors import ConfigError  # noqa: E402
+from cvnet.export import cli as export_cli  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cvnet.models.dfc import SEARCH_SPACE, FilterMixed, make_filter, parse_ops  # noqa: E402
@@ -29,7 +30,6 @@ from cvnet.training import cli as train_cli  # noqa: E402
 from cvnet.training.config import config_from_mapping  # noqa: E402
 from cvnet.training.losses import ReIDLoss  # noqa: E402
 from cvnet.training.optim import Optimizers  # noqa: E402
-from cvnet.export import cli as export_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")

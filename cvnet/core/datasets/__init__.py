@@ -38,12 +38,11 @@ Example:
 from cvnet.core.datasets.images import check_images
 from cvnet.core.datasets.layouts import (detect_format, load_csv, load_dataset, load_vehicleid,
                                          load_veri, write_csv)
-from cvnet.core.datasets.protocols import (crossview_split, evaluation_splits,
-                                           standard_protocols, vehicleid_split)
+from cvnet.core.datasets.protocols import (crossview_split, evaluation_splits, standard_protocols,
+                                           vehicleid_split)
 from cvnet.core.datasets.records import (CSV_COLUMNS, CSV_NAME, FORMATS, PROTOCOLS, SPLITS,
                                          VEHICLEID_TEST_SIZES, VERI_FOLDERS, VIEWS, Dataset,
-                                         ImageRecord, QueryGallery, canonical_id,
-                                         identity_labels)
+                                         ImageRecord, QueryGallery, canonical_id, identity_labels)
 
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "FORMATS", "PROTOCOLS", "SPLITS", "VEHICLEID_TEST_SIZES",
            "VERI_FOLDERS", "VIEWS", "Dataset", "ImageRecord", "QueryGallery", "canonical_id",

@@ -22,10 +22,10 @@ The package, by job: :mod:`~cvnet.core.synth.vehicles` (the identities),
 :mod:`~cvnet.core.synth.scene` (one image: background, pose, camera look),
 :mod:`~cvnet.core.synth.dataset` (crops and whole sets) and :mod:`~cvnet.core.synth.cli`.
 
-Command: ``cvnet-synth OUT_DIR [--ids 100] [--images-per-view 4] [--size 128] [--seed 0]
-[--force]`` (also ``python -m cvnet.core.synth``) writes ``OUT_DIR/images/*.jpg`` and
-``OUT_DIR/dataset.csv`` in the generic CSV format (:mod:`cvnet.core.datasets`): a 50/50 identity split
-into ``train`` and ``test``, views A and G for every identity.
+Command: ``cvnet-synth OUT_DIR [--ids 100] [--images-per-view 4] [--size 128] [--seed 0] [--force]``
+(also ``python -m cvnet.core.synth``) writes ``OUT_DIR/images/*.jpg`` and ``OUT_DIR/dataset.csv`` in
+the generic CSV format (:mod:`cvnet.core.datasets`): a 50/50 identity split into ``train`` and
+``test``, views A and G for every identity.
 
 Example:
     >>> crops = sample_images(8, seed=0, size=128)     # 8 (128, 128, 3) uint8 BGR crops, G/A

@@ -1,12 +1,11 @@
-"""``cvnet-synth``: write a procedural cross-view vehicle set (also ``python -m cvnet.core.synth``)."""
+"""``cvnet-synth``: write a procedural cross-view vehicle set (``python -m cvnet.core.synth``)."""
 
 import argparse
 import logging
 import sys
 from typing import Optional, Sequence
 
-from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_seed, add_verbose,
-                            setup_logging)
+from cvnet.core.cli import EXIT_ERROR, EXIT_OK, ArgumentParser, add_seed, add_verbose, setup_logging
 from cvnet.core.errors import ConfigError
 from cvnet.core.synth.dataset import generate_dataset
 
