@@ -28,17 +28,10 @@ logger = logging.getLogger(__name__)
 def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_max: int = 32,
                   half: bool = False, onnx: bool = True,
                   cache: Optional[str] = None) -> PreparedModel:
-    """An untrained ``arch`` as a checkpoint (and an ONNX file), from the cache or made now.
-
-    Args:
-        arch: Registered model name (``cvnet``, a baseline such as ``bot``, ``cvnet_tiny``).
-        input_size: (height, width) in pixels.
-        batch_max: Largest batch the ONNX file must accept: its dynamic batch range is
-            1..batch_max.
-        half: Export an FP16 graph.
-        onnx: Export to ONNX at all (ONNX Runtime or TensorRT will run it); False for a
-            PyTorch-only run.
-        cache: Cache folder (see :func:`cvnet.benchmarks.models.cache_dir`).
+    """The host half of :func:`cvnet.benchmarks.models.prepare_model` (its arguments): makes an
+    untrained ``arch`` as ``model.pt`` (seed 0), counts its parameters and GMACs and, with
+    ``onnx``, exports it unverified for batches 1..``batch_max``; a cached model that answers the
+    request is returned as it is.
 
     Raises:
         ConfigError, ExportError: The model cannot be built or exported.
