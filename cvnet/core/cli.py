@@ -120,6 +120,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.required_with_aliases = []  # type: list
 
     def parse_known_args(self, args=None, namespace=None):
+        """argparse's parsing, then the required options that have aliases (usage error 2)."""
         namespace, extras = super().parse_known_args(args, namespace)
         missing = [shown for dest, shown in self.required_with_aliases
                    if getattr(namespace, dest, None) is None]
