@@ -10,8 +10,8 @@ TORCH_SPEC ?= torch==2.13.0
 PY36 ?= $(shell pyenv root 2>/dev/null)/versions/3.6.15/bin/python
 DEVICE_VENV ?= .venv-device
 DEVICE_PINS = numpy==1.19.5 onnxruntime==1.10.0 opencv-python-headless==4.6.0.66 pytest==7.0.1
-# Device-side code: cvnet's top-level modules (torch-free by rule) and the device packages.
-DEVICE_SOURCES = $(wildcard cvnet/*.py) $(wildcard engines jetson benchmarks)
+# Device-side code: cvnet/__init__.py, the torch-free core (cvnet/core) and the device packages.
+DEVICE_SOURCES = cvnet/__init__.py cvnet/core $(wildcard engines jetson benchmarks)
 
 # pytest, failing on its exit code 5 ("no tests collected"): a check that runs no test passes nothing.
 define run_pytest

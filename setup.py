@@ -3,8 +3,8 @@
 Python 3.9 and newer build cvnet from ``pyproject.toml`` (its ``[project]`` table, setuptools >=
 77): the host install, with torch. setuptools for Python 3.6 (59.6 at most) predates that table,
 so for older Pythons ``pyproject.toml`` asks for setuptools < 61, which ignores ``[project]``, and
-this file describes the device distribution instead: ``cvnet-device``, the torch-free modules
-directly inside ``cvnet/``, the device packages, and the device commands. The commands' targets
+this file describes the device distribution instead: ``cvnet-device``, the torch-free core
+``cvnet/core``, the device packages, and the device commands. The commands' targets
 are read from ``[project.scripts]``, so each command is declared once. docs/install.md explains
 both installs.
 """
@@ -16,14 +16,16 @@ import sys
 from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-#: The device distribution's packages. ``cvnet`` brings its top-level modules only: its
-#: subpackages (models, training, search) are torch code.
-DEVICE_PACKAGES = ["cvnet", "engines", "jetson", "benchmarks"]
-DEVICE_PACKAGE_DATA = {"cvnet": ["data/*.json"], "benchmarks": ["data/*.csv"]}
+#: The device world (docs/layout.md): the torch-free core and the device packages (folders beside
+#: cvnet/, installed as cvnet.engines & co. through pyproject.toml's package-dir), each with its
+#: subpackages, plus ``cvnet`` itself (its ``__init__`` only). cvnet's other subpackages and
+#: export/ are torch code.
+DEVICE_ROOTS = ("cvnet.core", "cvnet.engines", "cvnet.jetson", "cvnet.benchmarks")
+DEVICE_PACKAGE_DATA = {"cvnet.core": ["*.json"], "cvnet.benchmarks": ["data/*.csv"]}
 #: The console commands the device install brings; their targets come from pyproject.toml.
-DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench")
+DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench", "cvnet-eval")
 #: numpy as the Jetson's pins have it (manylinux2014 aarch64 wheels need pip >= 19.3). OpenCV,
-#: ONNX Runtime, TensorRT and pycuda come from JetPack or the Jetson Zoo: `python3 -m jetson
+#: ONNX Runtime, TensorRT and pycuda come from JetPack or the Jetson Zoo: `python3 -m cvnet.jetson
 #: self-check` says which are missing.
 DEVICE_REQUIRES = ["numpy>=1.19"]
 
@@ -31,15 +33,28 @@ DEVICE_REQUIRES = ["numpy>=1.19"]
 def pyproject_table(name, text):
     """``key = "value"`` pairs of one table of a TOML file (flat string values only).
 
-    Enough for ``[project]`` scalars and ``[project.scripts]``; a TOML parser is not in the
-    standard library of Python 3.6.
+    Enough for ``[project]`` scalars, ``[project.scripts]`` and
+    ``[tool.setuptools.package-dir]`` (keys may be quoted); a TOML parser is not in the standard
+    library of Python 3.6.
     """
     match = re.search(r"^\[{}\]\s*$(.*?)(?=^\[|\Z)".format(re.escape(name)), text,
                       re.MULTILINE | re.DOTALL)
     if match is None:
         raise SystemExit("setup.py: no [{}] table in pyproject.toml".format(name))
-    return dict(re.findall(r'^([A-Za-z0-9_.-]+)\s*=\s*"([^"]*)"\s*$', match.group(1),
+    return dict(re.findall(r'^"?([A-Za-z0-9_.-]+)"?\s*=\s*"([^"]*)"\s*$', match.group(1),
                            re.MULTILINE))
+
+
+def packages_below(name, folder):
+    """``name`` and the dotted names of the packages below it (folders with ``__init__.py``)."""
+    names = []
+    for path, subfolders, files in os.walk(os.path.join(HERE, folder)):
+        subfolders.sort()
+        if "__init__.py" in files:
+            relative = os.path.relpath(path, os.path.join(HERE, folder))
+            names.append(name if relative == "." else
+                         name + "." + relative.replace(os.sep, "."))
+    return names
 
 
 def device_distribution():
@@ -48,14 +63,19 @@ def device_distribution():
         text = handle.read()
     project = pyproject_table("project", text)
     scripts = pyproject_table("project.scripts", text)
+    folders = pyproject_table("tool.setuptools.package-dir", text)
+    packages = ["cvnet"]
+    for root in DEVICE_ROOTS:
+        packages += packages_below(root, folders.get(root, root.replace(".", os.sep)))
     return dict(
         name="cvnet-device",
         version=project["version"],
         description="cvnet's device side (Jetson Nano, Python 3.6, no torch): "
-                    "cvnet-build, cvnet-embed, cvnet-match, cvnet-bench.",
+                    "cvnet-build, cvnet-embed, cvnet-match, cvnet-bench, cvnet-eval.",
         license=project["license"],
         python_requires=">=3.6",
-        packages=DEVICE_PACKAGES,
+        packages=packages,
+        package_dir={name: folder for name, folder in folders.items() if name in DEVICE_ROOTS},
         package_data=DEVICE_PACKAGE_DATA,
         install_requires=DEVICE_REQUIRES,
         entry_points={"console_scripts": ["{} = {}".format(command, scripts[command])

@@ -1,7 +1,7 @@
-"""``python3 -m benchmarks``: cvnet-bench, see :mod:`benchmarks.cli`."""
+"""``python3 -m cvnet.benchmarks``: cvnet-bench, see :mod:`cvnet.benchmarks.cli`."""
 
 import sys
 
-from benchmarks.cli import main
+from cvnet.benchmarks.cli import main
 
 sys.exit(main())

@@ -4,7 +4,8 @@ machine, printed beside the paper's Table 2.
 Without ``--engine`` (host): the untrained paper CVNet is exported once into a cache folder and
 timed with PyTorch eager and ONNX Runtime. With ``--engine cvnet.plan`` / ``cvnet.onnx``
 (device: Python 3.6, no torch) that file is timed with its backend. The Markdown report goes to
-stdout; ``--json``, ``--csv`` and ``--plot`` write files.
+stdout; ``--json-out``, ``--csv`` and ``--plot`` write files. Exit status: 0 measured, 1 error
+(a refused model, option or combination), 2 bad command line.
 """
 
 import argparse
@@ -13,15 +14,16 @@ import logging
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.errors import CVNetError
-from cvnet.threads import configured, physical_cores
-from benchmarks.environment import load_average, overload_warning, probe_environment, usable_cpus
-from benchmarks.paper import baseline_archs, load_table2
-from benchmarks.report import (build_report, markdown_report, write_csv, write_json,
-                               write_plot)
-from benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
-                            measure)
+from cvnet.benchmarks.paper import baseline_archs, load_table2
+from cvnet.benchmarks.report import build_report, markdown_report, write_csv, write_json, write_plot
+from cvnet.benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
+                                  measure)
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add_engine,
+                            add_input_size, add_json_out, add_precision, add_threads, add_verbose,
+                            doc_summary, setup_logging)
+from cvnet.core.errors import CVNetError
+from cvnet.core.threads import configured, physical_cores
+from cvnet.engines.machine import load_average, overload_warning, probe_machine, usable_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -50,33 +52,20 @@ def _backends(text: str) -> List[str]:
     return list(dict.fromkeys(values))
 
 
-def _size(text: str) -> Tuple[int, int]:
-    parts = text.lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise argparse.ArgumentTypeError("expected a size like 256 or 256x256, got {!r}".format(
-            text))
-    return (values[0], values[-1])
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="cvnet-bench", description=doc_summary(__doc__))
-    parser.add_argument("--engine", metavar="PATH",
-                        help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
-                             "(PyTorch); default: export the untrained paper CVNet")
+    add_engine(parser, help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
+                            "(PyTorch); default: export the untrained paper CVNet")
     parser.add_argument("--backend", type=_backends,
                         metavar="torch|torch-eager|onnxruntime|tensorrt",
                         help="backend(s), comma-separated; default: torch,onnxruntime, or the "
                              "one that opens --engine. torch on a GPU replays CUDA graphs "
                              "(channels-last, cuDNN autotuning); torch-eager is plain eager "
                              "PyTorch. A run without onnxruntime exports nothing")
-    parser.add_argument("--device", choices=("cpu", "cuda"),
-                        help="device; default: cuda for .plan files, else cpu")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                        help="precision of a default run (an --engine file reports its own)")
+    add_device(parser, choices=("cpu", "cuda"),
+               help="device; default: cuda for .plan files, else cpu")
+    add_precision(parser, choices=("fp32", "fp16"), default="fp32",
+                  help="precision of a default run (an --engine file reports its own)")
     parser.add_argument("--batch", type=_batches, default=list(DEFAULT_BATCHES),
                         metavar="1,8,32", help="batch sizes, comma-separated")
     parser.add_argument("--warmup", type=int, default=3, metavar="N",
@@ -90,20 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also time the eight Table 2 baselines on the same backends")
     parser.add_argument("--arch", default="cvnet",
                         help="registered model of a default run (cvnet_tiny for a quick check)")
-    parser.add_argument("--input-size", type=_size, default=(256, 256), metavar="HxW",
-                        help="input size of a default run or a .pt file (default: 256x256)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for ONNX Runtime and PyTorch (default: physical cores "
+    add_input_size(parser, default=(256, 256), help="input size of a default run or a .pt file")
+    add_threads(parser, help="CPU threads for ONNX Runtime and PyTorch (default: physical cores "
                              "for ONNX Runtime; for PyTorch, the physical cores other processes "
                              "leave free, see docs/threads.md)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where default runs keep their exports; default: $CVNET_CACHE/bench "
                              "or ~/.cache/cvnet/bench")
-    parser.add_argument("--json", metavar="OUT", help="write the full report as JSON")
-    parser.add_argument("--csv", metavar="OUT", help="write the measurements as CSV")
-    parser.add_argument("--plot", metavar="OUT.png",
+    add_json_out(parser, aliases=("--json",), help="write the full report as JSON")
+    parser.add_argument("--csv", metavar="FILE", help="write the measurements as CSV")
+    parser.add_argument("--plot", metavar="FILE.png",
                         help="draw FPS against parameters (needs matplotlib: cvnet[plot])")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbose(parser)
     return parser
 
 
@@ -155,14 +142,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     torch_threads = configured()
     if torch_threads is not None:
         settings["torch_threads"] = torch_threads._asdict()
-    report = build_report(rows, load_table2(), probe_environment(),
+    report = build_report(rows, load_table2(), probe_machine(),
                           command=" ".join(["cvnet-bench"] + list(argv)),
                           date=datetime.datetime.now(datetime.timezone.utc).strftime(
                               "%Y-%m-%d %H:%M UTC"), settings=settings)
-    if args.json:
-        write_json(args.json, report)
+    if args.json_out:
+        write_json(args.json_out, report)
     if args.csv:
-        from benchmarks.report import BenchRow
+        from cvnet.benchmarks.report import BenchRow
         write_csv(args.csv, [BenchRow(**r) for r in report["results"]])
     if args.plot:
         write_plot(args.plot, report)
@@ -172,15 +159,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         text = run(args, argv)
     except CVNetError as err:
         logger.error("%s", err)
-        return 2
+        return EXIT_ERROR
     print(text, end="")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

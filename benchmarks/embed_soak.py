@@ -1,12 +1,13 @@
 """cvnet-embed soak: pipeline vs network-only throughput, and resident memory over a long run.
 
 Writes ``--images`` synthetic crops (JPEG) to a scratch folder, measures the engine alone on a
-preprocessed batch (network-only images/s at ``--batch``), then runs the real extraction
-(:func:`jetson.embed.extract`: decode thread, chunked store) while a thread samples this
+preprocessed batch (network-only images/s at ``--batch-size``), then runs the real extraction
+(:func:`cvnet.jetson.embed.extract`: decode thread, chunked store) while a thread samples this
 process's resident set size. Prints one JSON object: both throughputs and their ratio, and the
 RSS after warm-up, at the end and at its peak (Linux ``/proc``; Python 3.6, no torch)::
 
-    python3 -m benchmarks.embed_soak --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 10000
+    python3 -m cvnet.benchmarks.embed_soak --engine tests/fixtures/tiny/cvnet_tiny.onnx \
+        --images 10000
 """
 
 import argparse
@@ -18,11 +19,12 @@ import sys
 import tempfile
 import threading
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import cv2
 
-from cvnet.cli_help import ArgumentParser, doc_summary
+from cvnet.core.cli import (ArgumentParser, add_batch_size, add_engine, add_threads, doc_summary,
+                            setup_logging)
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class RssSampler(threading.Thread):
 
 def write_images(folder: str, count: int, size: int, seed: int = 0) -> None:
     """``count`` synthetic vehicle crops as JPEGs in ``folder`` (100 renders, re-used)."""
-    from cvnet.synth import sample_images
+    from cvnet.core.synth import sample_images
 
     renders = sample_images(min(count, 100), seed=seed, size=size)
     for index in range(count):
@@ -77,21 +79,21 @@ def network_throughput(runner, images, batch: int, seconds: float) -> float:
 def add_extraction_arguments(parser: argparse.ArgumentParser, images: int) -> None:
     """The options of the extraction benchmarks: the engine, the synthetic crops, the batching
     and the scratch folder (``--images`` defaults to ``images``)."""
-    parser.add_argument("--engine", required=True, help=".plan or .onnx model")
+    add_engine(parser, required=True, help=".plan or .onnx model")
     parser.add_argument("--images", type=int, default=images,
                         help="synthetic crops to embed (default: %(default)s)")
     parser.add_argument("--size", type=int, default=128, help="crop side in pixels")
-    parser.add_argument("--batch", type=int, default=8, help="images per engine call")
+    add_batch_size(parser, default=8, aliases=("--batch",), help="images per engine call")
     parser.add_argument("--chunk-size", type=int, default=512,
                         help="files per chunk, i.e. per commit (cvnet-embed's default)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    add_threads(parser, help="ONNX Runtime threads")
     parser.add_argument("--workdir", default=None,
                         help="scratch folder, on the storage to measure (default: a temporary "
                              "one, removed afterwards)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python3 -m benchmarks.embed_soak",
+    parser = ArgumentParser(prog="python3 -m cvnet.benchmarks.embed_soak",
                             description=doc_summary(__doc__))
     add_extraction_arguments(parser, images=10000)
     return parser
@@ -99,10 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from cvnet.preprocess import decode_image
-    from engines import open_engine
-    from jetson.embed import extract
+    setup_logging()
+    from cvnet.core.preprocess import decode_image
+    from cvnet.engines import open_engine
+    from cvnet.jetson.embed import extract
 
     scratch = args.workdir or tempfile.mkdtemp(prefix="cvnet-soak-")
     images_dir, out = os.path.join(scratch, "images"), os.path.join(scratch, "out")
@@ -116,17 +118,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open_engine(args.engine, **options) as runner:
             crops = [decode_image(os.path.join(images_dir, name))
                      for name in sorted(os.listdir(images_dir))[:16]]
-            network = network_throughput(runner, crops, args.batch, 10.0)
+            network = network_throughput(runner, crops, args.batch_size, 10.0)
             sampler = RssSampler()
             sampler.start()
-            summary = extract(runner, images_dir, out, batch=args.batch,
+            summary = extract(runner, images_dir, out, batch=args.batch_size,
                               chunk_size=args.chunk_size, log_interval=10.0)
             sampler.stop()
         samples = sampler.samples
         warm = samples[max(1, len(samples) // 10)][1]  # after 10% of the run
         result = {
             "engine": os.path.basename(args.engine), "images": summary.ok + summary.failed,
-            "failed": summary.failed, "batch": args.batch, "crop_size": args.size,
+            "failed": summary.failed, "batch": args.batch_size, "crop_size": args.size,
             "cpu_count": os.cpu_count(),
             "network_images_per_s": round(network, 1),
             "pipeline_images_per_s": round(summary.rate, 1),

@@ -1,19 +1,20 @@
 """What durable commits cost cvnet-embed: images/s with and without the fsyncs, side by side.
 
 Writes ``--images`` synthetic crops (JPEG) once, then runs the real extraction
-(:func:`jetson.embed.extract`) ``--repeats`` times in each of three modes, interleaved so that
+(:func:`cvnet.jetson.embed.extract`) ``--repeats`` times in each of three modes, interleaved so that
 the machine's load falls on all of them alike, each into a fresh output folder on the same file
 system. Prints one JSON object: the median images/s of each mode, the ratios, the fsyncs one
 run makes and the share of the run's time spent inside them (a figure the CPU load of a shared
 machine disturbs far less than the images/s do) (Python 3.6, no torch)::
 
-    python3 -m benchmarks.fsync_cost --engine tests/fixtures/tiny/cvnet_tiny.onnx --images 2000
+    python3 -m cvnet.benchmarks.fsync_cost --engine tests/fixtures/tiny/cvnet_tiny.onnx \
+        --images 2000
 
 Modes (``os.fsync`` replaced for the run):
 
 - ``none``: no fsync at all (atomic renames only; not durable);
 - ``files``: files only, what cvnet did before it fsynced folders (a rename can be lost);
-- ``durable``: files and folders, what cvnet does (:mod:`cvnet.fileio`).
+- ``durable``: files and folders, what cvnet does (:mod:`cvnet.core.fileio`).
 
 The cost depends on the storage (an SD card or eMMC on a Nano, an SSD here): measure it where
 the embeddings are written.
@@ -29,9 +30,10 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional
 
-from benchmarks.embed_soak import add_extraction_arguments, write_images
+from cvnet.benchmarks.embed_soak import add_extraction_arguments, write_images
+from cvnet.core.cli import ArgumentParser, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ class FsyncMode(object):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python3 -m benchmarks.fsync_cost",
+    parser = ArgumentParser(prog="python3 -m cvnet.benchmarks.fsync_cost",
                                      description=__doc__.split("\n\n")[0])
     add_extraction_arguments(parser, images=2000)
     parser.add_argument("--repeats", type=int, default=3, help="runs per mode")
@@ -73,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from engines import open_engine
-    from jetson.embed import extract
+    setup_logging(quiet=True)
+    from cvnet.engines import open_engine
+    from cvnet.jetson.embed import extract
 
     scratch = args.workdir or tempfile.mkdtemp(prefix="cvnet-fsync-")
     images_dir = os.path.join(scratch, "images")
@@ -90,7 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         options = {"threads": args.threads} if args.threads else {}
         with open_engine(args.engine, **options) as runner:
             warmup = os.path.join(scratch, "warmup")
-            extract(runner, images_dir, warmup, batch=args.batch, chunk_size=args.chunk_size,
+            extract(runner, images_dir, warmup, batch=args.batch_size, chunk_size=args.chunk_size,
                     log_interval=1e9)
             shutil.rmtree(warmup)
             for repeat in range(args.repeats):
@@ -98,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     out = os.path.join(scratch, "out-{}-{}".format(mode, repeat))
                     with FsyncMode(mode) as fsyncs:
                         started = time.perf_counter()
-                        summary = extract(runner, images_dir, out, batch=args.batch,
+                        summary = extract(runner, images_dir, out, batch=args.batch_size,
                                           chunk_size=args.chunk_size, log_interval=1e9)
                         seconds = time.perf_counter() - started
                     rates[mode].append((summary.ok + summary.failed) / seconds)
@@ -112,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     median = {mode: statistics.median(values) for mode, values in rates.items()}
     result = {
         "engine": os.path.basename(args.engine), "images": args.images,
-        "chunk_size": args.chunk_size, "batch": args.batch, "repeats": args.repeats,
+        "chunk_size": args.chunk_size, "batch": args.batch_size, "repeats": args.repeats,
         "images_per_s_median": {mode: round(value, 1) for mode, value in median.items()},
         "images_per_s_runs": {mode: [round(v, 1) for v in values]
                               for mode, values in rates.items()},

@@ -1,6 +1,6 @@
-"""How long :func:`cvnet.metrics.evaluate_rank` takes on a CVPair-sized test split.
+"""How long :func:`cvnet.core.metrics.evaluate_rank` takes on a CVPair-sized test split.
 
-Command: ``python -m benchmarks.metrics_speed [--queries 1006] [--gallery 6515] [--ids 503]
+Command: ``python -m cvnet.benchmarks.metrics_speed [--queries 1006] [--gallery 6515] [--ids 503]
 [--runs 5]``. Builds random distances with CVPair's test structure (A2G: aerial queries, ground
 gallery, about 13 gallery images per identity, three cameras per view, true matches somewhat
 closer than the rest), runs one warm-up and ``--runs`` timed evaluations with
@@ -15,8 +15,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.metrics import evaluate_rank
+from cvnet.core.cli import ArgumentParser, setup_logging
+from cvnet.core.metrics import evaluate_rank
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def make_problem(queries: int, gallery: int, ids: int, seed: int = 0
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m benchmarks.metrics_speed",
+        prog="python -m cvnet.benchmarks.metrics_speed",
         description="Time evaluate_rank (mAP, mINP, CMC) on a random CVPair-sized problem.")
     parser.add_argument("--queries", type=int, default=1006,
                         help="query images (default: 1006, CVPair's test split)")
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if min(args.queries, args.gallery, args.ids, args.runs) < 1:
         logger.error("--queries, --gallery, --ids and --runs must be positive")
         return 2

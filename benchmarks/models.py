@@ -1,13 +1,15 @@
-"""The models a default run benchmarks, prepared once in a cache folder (host side).
+"""The models a default run benchmarks: their cache folder, and the host ability that makes them.
 
-For a registered model name this writes, under ``<cache>/<arch>-<H>x<W>[-fp16]/``, an untrained
-checkpoint (``model.pt``, seed 0), ``bench.json`` (parameters, GMACs, the request it answers)
-and, when a backend needs it, the ONNX export (``model.onnx`` + sidecar, through
-:func:`export.pipeline.export_model`) for the batch range the run asks for. A PyTorch-only run
-exports nothing. A later run reuses the files when ``bench.json`` (and the sidecar, for ONNX)
-match the request. torch, cvnet's model code and the exporter are imported inside
-:func:`prepare_model` only: this module imports on the device, where a default run (no
-``--engine``) is not possible and says so.
+A default run (no ``--engine``) times untrained models it prepares once under
+``<cache>/<arch>-<H>x<W>[-fp16]/``: an untrained checkpoint (``model.pt``, seed 0),
+``bench.json`` (parameters, GMACs, the request it answers) and, when a backend needs it, the ONNX
+export (``model.onnx`` + sidecar) for the batch range the run asks for. A later run reuses the
+files when ``bench.json`` (and the sidecar, for ONNX) match the request.
+
+This module is device-side (Python 3.6, no torch): it owns the cache's format (:func:`cached`,
+:func:`write_bench_info`) and hands the making to the host install's ``prepare_model``
+(:mod:`cvnet.export.bench_models`, registered as the entry point ``prepare_model`` of the group
+``cvnet.bench``). On a device there is none, and a default run says to pass ``--engine``.
 """
 
 import json
@@ -15,15 +17,22 @@ import logging
 import os
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
-from cvnet.artifact import read_sidecar, sidecar_path
-from cvnet.errors import CVNetError
-from cvnet.fileio import write_text_atomic
+from cvnet.core.artifact import read_sidecar, sidecar_path
+from cvnet.core.errors import CVNetError
+from cvnet.core.fileio import write_text_atomic
+from cvnet.core.plugins import BENCH, load_plugin
+from cvnet.engines.errors import MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
 #: Where default runs keep their exports unless --cache-dir or $CVNET_CACHE says otherwise.
 DEFAULT_CACHE = os.path.join("~", ".cache", "cvnet", "bench")
 CACHE_VERSION = 2  # 2: bench.json records the parameters; the ONNX export is optional
+#: The file names of a prepared model in its cache folder.
+CHECKPOINT_FILE, ONNX_FILE, INFO_FILE = "model.pt", "model.onnx", "bench.json"
+#: What a default run needs the host for, named in the refusal on a device.
+_NEEDS_HOST = ("a benchmark without --engine (it exports the model first; on a device, pass "
+               "--engine cvnet.onnx or cvnet.plan)")
 
 
 class PreparedModel(NamedTuple):
@@ -57,23 +66,32 @@ def cache_dir(path: Optional[str] = None) -> str:
     return os.path.expanduser(DEFAULT_CACHE)
 
 
-def _request(arch: str, input_size: Tuple[int, int], batch_max: int, half: bool
-             ) -> Dict[str, Any]:
-    return {"version": CACHE_VERSION, "arch": arch, "input_size": list(input_size),
-            "batch_max": batch_max, "half": half}
+def model_folder(arch: str, input_size: Tuple[int, int], half: bool,
+                 cache: Optional[str] = None) -> str:
+    """The cache folder of one request: ``<cache>/<arch>-<H>x<W>[-fp16]``."""
+    return os.path.join(cache_dir(cache), "{}-{}x{}{}".format(
+        arch, int(input_size[0]), int(input_size[1]), "-fp16" if half else ""))
 
 
-def _cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[PreparedModel]:
+def bench_request(arch: str, input_size: Tuple[int, int], batch_max: int, half: bool
+                  ) -> Dict[str, Any]:
+    """What a run needs of a prepared model, as ``bench.json`` records it."""
+    return {"version": CACHE_VERSION, "arch": arch,
+            "input_size": [int(input_size[0]), int(input_size[1])],
+            "batch_max": int(batch_max), "half": bool(half)}
+
+
+def cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[PreparedModel]:
     """The cached model when its files exist and answer ``request``; None otherwise.
 
     Args:
         folder: The model's cache folder.
-        request: What the run needs (:func:`_request`).
+        request: What the run needs (:func:`bench_request`).
         onnx: The run needs the ONNX export too, for at least ``request["batch_max"]``.
     """
-    onnx_path = os.path.join(folder, "model.onnx")
-    info_path = os.path.join(folder, "bench.json")
-    checkpoint = os.path.join(folder, "model.pt")
+    onnx_path = os.path.join(folder, ONNX_FILE)
+    info_path = os.path.join(folder, INFO_FILE)
+    checkpoint = os.path.join(folder, CHECKPOINT_FILE)
     needed = [info_path, checkpoint] + ([onnx_path, sidecar_path(onnx_path)] if onnx else [])
     if not all(os.path.isfile(p) for p in needed):
         return None
@@ -98,6 +116,13 @@ def _cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[Prepar
                          gmacs=float(info["gmacs"]), input_size=(height, width))
 
 
+def write_bench_info(folder: str, request: Dict[str, Any], *, params: int,
+                     gmacs: float) -> str:
+    """Writes ``bench.json``: the request a prepared model answers, its parameters and GMACs."""
+    info = dict(request, gmacs=gmacs, params=params)
+    return write_text_atomic(os.path.join(folder, INFO_FILE), json.dumps(info, indent=2) + "\n")
+
+
 def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_max: int = 32,
                   half: bool = False, onnx: bool = True,
                   cache: Optional[str] = None) -> PreparedModel:
@@ -114,48 +139,19 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
         cache: Cache folder (see :func:`cache_dir`).
 
     Raises:
-        MissingDependencyError: torch is not installed (on a device: pass ``--engine``).
+        MissingDependencyError: No host install here (on a device: pass ``--engine``).
         ConfigError, ExportError: The model cannot be built or exported.
     """
-    from engines.deps import require
-
-    require("torch", "a benchmark without --engine (it exports the model first; on a device, "
-                     "pass --engine cvnet.onnx or cvnet.plan)")
-    import torch
-
-    from cvnet.models import build_model
-    from cvnet.models.checkpoint import save_checkpoint
-    from cvnet.models.summary import count_macs, param_count
-
-    height, width = int(input_size[0]), int(input_size[1])
-    request = _request(arch, (height, width), int(batch_max), bool(half))
-    folder = os.path.join(cache_dir(cache), "{}-{}x{}{}".format(arch, height, width,
-                                                                "-fp16" if half else ""))
-    cached = _cached(folder, request, onnx)
-    if cached is not None:
-        logger.info("%s: using the cached model in %s", arch, folder)
-        return cached
-    os.makedirs(folder, exist_ok=True)
-    onnx_path = os.path.join(folder, "model.onnx")
-    for stale in (onnx_path, sidecar_path(onnx_path)):  # from an older cache layout or model
-        if os.path.exists(stale):
-            os.remove(stale)
-    logger.info("%s: building an untrained model in %s", arch, folder)
-    torch.manual_seed(0)
-    model = build_model(arch).eval()
-    checkpoint = save_checkpoint(os.path.join(folder, "model.pt"), model, arch=arch)
-    gmacs = round(count_macs(model, (3, height, width)).get("", 0) / 1e9, 4)
-    params = param_count(model)
-    del model
-    if onnx:
-        from export.pipeline import ExportOptions, export_model
-
-        logger.info("%s: exporting to ONNX for batches 1..%d (not verified: timing does not "
-                    "depend on the weights)", arch, batch_max)
-        onnx_path = export_model(checkpoint, ExportOptions(
-            output=onnx_path, arch=arch, input_size=(height, width),
-            dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False)).onnx_path
-    info = dict(request, gmacs=gmacs, params=params)
-    write_text_atomic(os.path.join(folder, "bench.json"), json.dumps(info, indent=2) + "\n")
-    return PreparedModel(arch=arch, checkpoint=checkpoint, onnx=onnx_path if onnx else None,
-                         params=params, gmacs=gmacs, input_size=(height, width))
+    try:
+        prepare = load_plugin(BENCH, "prepare_model")
+    except ImportError as err:
+        raise MissingDependencyError("{} needs torch, which cannot be imported here ({}: {}). "
+                                     "PyTorch is for the host: use cvnet's host install (make "
+                                     ".venv/.installed).".format(_NEEDS_HOST,
+                                                                type(err).__name__, err))
+    if prepare is None:
+        raise MissingDependencyError("{} needs cvnet's host install (PyTorch and the exporter), "
+                                     "which is not here: no cvnet.bench plugin is "
+                                     "registered".format(_NEEDS_HOST))
+    return prepare(arch, input_size=input_size, batch_max=batch_max, half=half, onnx=onnx,
+                   cache=cache)

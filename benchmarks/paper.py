@@ -7,9 +7,9 @@ so a device without the paper folder can still print the comparison.
 
 import csv
 import os
-from typing import Dict, List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 TABLE2_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "table2.csv")
 
@@ -78,8 +78,3 @@ def baseline_archs(rows: Optional[List[PaperRow]] = None) -> List[str]:
     """The registered names of the eight baselines, in Table 2's order."""
     return [row.arch for row in (rows if rows is not None else load_table2())
             if row.group != "ours"]
-
-
-def params_by_arch(rows: Optional[List[PaperRow]] = None) -> Dict[str, float]:
-    """Registered name -> the paper's parameter count in millions."""
-    return {row.arch: row.params_m for row in (rows if rows is not None else load_table2())}

@@ -13,9 +13,9 @@ import json
 import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
-from cvnet.fileio import atomic_path, write_text_atomic
-from benchmarks.paper import PaperRow
-from benchmarks.stats import LatencyStats
+from cvnet.benchmarks.paper import PaperRow
+from cvnet.benchmarks.stats import LatencyStats
+from cvnet.core.fileio import atomic_path, write_text_atomic
 
 #: Version of the JSON report's layout.
 SCHEMA = "cvnet-bench/1"
@@ -34,7 +34,7 @@ class BenchRow(NamedTuple):
         mode: ``network`` (preprocessed batch in, embeddings out) or ``e2e`` (JPEG bytes in,
             L2-normalised embeddings out).
         runs, mean_ms, std_ms, p50_ms, p90_ms, p99_ms, throughput: See
-            :class:`benchmarks.stats.LatencyStats` (ms per batch; images per second).
+            :class:`cvnet.benchmarks.stats.LatencyStats` (ms per batch; images per second).
         params: Parameters without ID classifiers (None if unknown).
         gmacs: Billions of multiply-accumulates per image (None if unknown).
         peak_rss_mb: Peak resident memory of the process after this configuration, MiB.
@@ -248,7 +248,7 @@ def write_plot(path: str, report: Dict[str, Any]) -> str:
     Raises:
         MissingDependencyError: matplotlib is not installed (``pip install cvnet[plot]``).
     """
-    from engines.deps import require
+    from cvnet.engines.deps import require
 
     require("matplotlib", "--plot")
     import matplotlib

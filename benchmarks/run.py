@@ -1,25 +1,26 @@
-"""One benchmark run: which models on which backends, measured through the ``engines`` runners.
+"""One benchmark run: which models on which backends, measured through the engines' runners.
 
-A :class:`Target` is a model file plus the runner options for one backend; :func:`measure`
-opens it with :func:`engines.open_engine` (the one inference path every command shares), checks
-the batch sizes against what the model accepts, and times each batch network-only and, on
-request, end-to-end. :func:`default_targets` prepares the untrained models of a default run (host
-only: it exports through :mod:`benchmarks.models`); :func:`engine_target` describes a file given
-with ``--engine`` (device side: no torch for ``.onnx`` and ``.plan``).
+A :class:`Target` is a model file plus the runner options for one backend; :func:`measure` opens it
+with :func:`cvnet.engines.open_engine` (the one inference path every command shares), checks the
+batch sizes against what the model accepts, and times each batch network-only and, on request,
+end-to-end. :func:`default_targets` prepares the untrained models of a default run (through
+:func:`cvnet.benchmarks.models.prepare_model`, which the host install provides as a plugin);
+:func:`engine_target` describes a file given with ``--engine`` (no torch for ``.onnx`` and
+``.plan``). Device-side: Python 3.6, never imports torch or host code.
 """
 
 import logging
 import os
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 
-from cvnet.errors import ConfigError
-from cvnet.synth import sample_images
-from benchmarks.environment import peak_rss_mb
-from benchmarks.report import BenchRow, row_from_stats
-from benchmarks.stats import latency_stats
-from benchmarks.timing import time_end_to_end, time_network
+from cvnet.benchmarks.report import BenchRow, row_from_stats
+from cvnet.benchmarks.stats import latency_stats
+from cvnet.benchmarks.timing import time_end_to_end, time_network
+from cvnet.core.errors import ConfigError
+from cvnet.core.synth import sample_images
+from cvnet.engines.machine import peak_rss_mb
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Target(NamedTuple):
         backend: CLI backend name (``torch``, ``onnxruntime``, ``tensorrt``).
         device: ``cpu`` or ``cuda``.
         precision: ``fp32`` or ``fp16``.
-        options: Keyword options for :func:`engines.open_engine`.
+        options: Keyword options for :func:`cvnet.engines.open_engine`.
         params: Parameters without classifiers, if known.
         gmacs: Billions of MACs per image, if known.
     """
@@ -88,12 +89,12 @@ def runner_options(backend: str, device: str, precision: str, threads: int,
                    input_size: Tuple[int, int], arch: Optional[str] = None,
                    batch_max: Optional[int] = None,
                    torch_threads: Optional[int] = None) -> Dict[str, Any]:
-    """Options for :func:`engines.open_engine` on ``backend``.
+    """Options for :func:`cvnet.engines.open_engine` on ``backend``.
 
     ONNX Runtime on the CPU gets ``threads`` intra-op threads (physical cores unless requested)
     with its default ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs
     under ``torch.inference_mode`` with ``torch_threads`` threads (None lets
-    :func:`cvnet.threads.configure_torch` decide, see docs/threads.md), with CUDA graphs on a
+    :func:`cvnet.core.threads.configure_torch` decide, see docs/threads.md), with CUDA graphs on a
     GPU unless ``backend`` is ``torch-eager``, and accepts batches up to ``batch_max`` (a
     checkpoint fixes no batch range).
     """
@@ -131,24 +132,9 @@ def check_request(backend: str, device: str, precision: str) -> None:
                          ".plan files)")
 
 
-def _torch_hooks(target: Target) -> Tuple[Optional[Callable[[], None]],
-                                         Callable[[], Optional[float]]]:
-    """The sync hook and a peak-GPU-memory reader (the runner sets PyTorch's threads)."""
-    from engines.torch_runner import import_torch
-
-    torch = import_torch(target.path)  # refused on the device, naming the file and the fix
-    if target.device != "cuda":
-        return None, lambda: None
-    if not torch.cuda.is_available():
-        raise BenchError("--device cuda, but this PyTorch sees no CUDA GPU (torch {}); use "
-                         "--device cpu".format(torch.__version__))
-    torch.cuda.reset_peak_memory_stats()
-    return torch.cuda.synchronize, lambda: round(torch.cuda.max_memory_allocated() / 2**20, 1)
-
-
 def artifact_precision(metadata: Any) -> str:
     """The precision a sidecar records: the engine's build precision, else the graph's."""
-    from engines.metadata import engine_info
+    from cvnet.engines.metadata import engine_info
 
     info = engine_info(metadata)
     return info.precision if info is not None else metadata.graph_precision
@@ -182,13 +168,11 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
         BenchError: A batch size the model does not run (checked before any timing).
         EngineLoadError, MetadataError, MissingDependencyError: From opening the model.
     """
-    from engines import open_engine
+    from cvnet.engines import open_engine
 
-    sync, gpu_memory = None, lambda: None
-    if target.backend in TORCH_BACKENDS:
-        sync, gpu_memory = _torch_hooks(target)
     rows = []
     with open_engine(target.path, **target.options) as runner:
+        sync, gpu_memory = runner.synchronize, runner.peak_gpu_memory_mb
         spec = runner.spec
         check_batches(batches, spec.batch_min, spec.batch_max, target.path)
         params = target.params
@@ -254,7 +238,7 @@ def engine_target(path: str, *, backend: Optional[str], device: Optional[str], p
 def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: str,
                     precision: str, threads: int, input_size: Tuple[int, int], batch_max: int,
                     cache: Optional[str], torch_threads: Optional[int] = None) -> List[Target]:
-    """Untrained models prepared in the cache, one target per (model, backend). Host only.
+    """Untrained models prepared in the cache, one target per (model, backend); needs the host.
 
     The ONNX export is made only when ONNX Runtime is among ``backends``, for batches
     1..``batch_max`` (the largest the run asks for); a PyTorch-only run exports nothing.
@@ -263,7 +247,7 @@ def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: st
         BenchError: TensorRT was asked for (it needs an engine built on the device).
         MissingDependencyError: torch is missing (on a device, pass ``--engine``).
     """
-    from benchmarks.models import prepare_model
+    from cvnet.benchmarks.models import prepare_model
 
     for backend in backends:
         check_request(backend, device, precision)

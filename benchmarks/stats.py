@@ -8,7 +8,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 
 class LatencyStats(NamedTuple):

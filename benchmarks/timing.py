@@ -17,8 +17,8 @@ from typing import Callable, List, Optional, Sequence
 import cv2
 import numpy as np
 
-from cvnet.errors import ConfigError
-from cvnet.preprocess import ImageDecodeError, decode_image, l2_normalize
+from cvnet.core.errors import ConfigError
+from cvnet.core.preprocess import ImageDecodeError, decode_image, l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def time_end_to_end(runner, jpegs: Sequence[bytes], batch: int, *, warmup: int,
                     sync: Optional[Callable[[], None]] = None) -> List[float]:
     """Seconds between finished batches of the full pipeline from encoded images.
 
-    A background thread decodes (:func:`cvnet.preprocess.decode_image`) and preprocesses
+    A background thread decodes (:func:`cvnet.core.preprocess.decode_image`) and preprocesses
     (``runner.prepare``, the shared path) the next batch while this thread runs ``runner.infer``
     and L2-normalises the output. Images that do not decode are skipped with a warning. OpenCV
     is held to one thread meanwhile, so decoding does not oversubscribe the inference threads.

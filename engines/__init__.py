@@ -3,32 +3,97 @@
 ``open_engine(path, **options)`` picks the backend from the file name and returns a runner (a
 context manager: load once, run many)::
 
-    from engines import open_engine
+    from cvnet.engines import open_engine
 
     with open_engine("cvnet.plan") as runner:             # TensorRT + pycuda
         embeddings = runner.embed(images, normalize=True)  # (N, D) float32
 
-``.plan``/``.engine`` -> :class:`engines.trt_runner.TrtRunner`; ``.onnx`` ->
-:class:`engines.ort_runner.OrtRunner`; ``.pt`` -> :class:`engines.torch_runner.TorchRunner`
-(host only). The builder is :func:`engines.builder.build_engine` (``cvnet-build``). Importing
-this package imports neither TensorRT, pycuda, ONNX Runtime nor torch.
+``.plan``/``.engine`` -> :class:`cvnet.engines.trt_runner.TrtRunner`; ``.onnx`` ->
+:class:`cvnet.engines.ort_runner.OrtRunner`; ``.pt``/``.pth`` -> the PyTorch runner, which the
+host install registers as a plugin (entry-point group ``cvnet.runners``,
+:class:`cvnet.models.runner.TorchRunner`): this package never imports host code, so on the
+device a checkpoint is refused with the way to export it. The builder is
+:func:`cvnet.engines.builder.build_engine` (``cvnet-build``). Importing this package imports
+neither TensorRT, pycuda, ONNX Runtime nor torch.
 """
 
+import importlib
 import os
-from typing import Any
+from typing import Any, Optional
 
-from cvnet.errors import ConfigError
-from engines.base import InputSpec, Runner
-from engines.metadata import EngineInfo, engine_info
+from cvnet.core.errors import ConfigError
+from cvnet.core.plugins import RUNNERS, load_plugin
+from cvnet.engines.base import Runner
+from cvnet.engines.errors import MissingDependencyError
+from cvnet.engines.metadata import EngineInfo, engine_info
+from cvnet.engines.spec import InputSpec
 
-#: File suffix -> (module, runner class), imported when a file of that kind is opened.
+#: File suffix -> (module, runner class) of the device-side runners, imported when opened.
 BACKENDS = {
-    ".plan": ("engines.trt_runner", "TrtRunner"),
-    ".engine": ("engines.trt_runner", "TrtRunner"),
-    ".onnx": ("engines.ort_runner", "OrtRunner"),
-    ".pt": ("engines.torch_runner", "TorchRunner"),
-    ".pth": ("engines.torch_runner", "TorchRunner"),
+    ".plan": ("cvnet.engines.trt_runner", "TrtRunner"),
+    ".engine": ("cvnet.engines.trt_runner", "TrtRunner"),
+    ".onnx": ("cvnet.engines.ort_runner", "OrtRunner"),
 }
+#: File suffix -> what it is, for the suffixes a host plugin opens (``cvnet.runners`` entry
+#: points named by the suffix without its dot).
+HOST_SUFFIXES = {".pt": "a PyTorch checkpoint", ".pth": "a PyTorch checkpoint"}
+
+
+def host_runner_fix(path: str) -> str:
+    """What to do with a ``.pt`` file where PyTorch is missing: export it, or use the host."""
+    return ("On the device, export it to ONNX on the host (cvnet-export {} -o model.onnx), copy "
+            "model.onnx and model.onnx.json here and pass the .onnx, or the .plan cvnet-build "
+            "makes from it. On the host, use cvnet's host install (make .venv/.installed), which "
+            "brings PyTorch and registers its runner.".format(path))
+
+
+def host_runner_refusal(path: str, why: str) -> str:
+    """Why a ``.pt`` file cannot be opened here (``why``), and :func:`host_runner_fix`."""
+    return "{}: {} needs torch, which cannot be imported here ({}). {}".format(
+        path, HOST_SUFFIXES[_suffix(path)], why, host_runner_fix(path))
+
+
+def _suffix(path: str) -> str:
+    return os.path.splitext(os.fspath(path))[1].lower()
+
+
+def _host_runner(path: str) -> type:
+    """The runner class the host install registers for ``path``'s suffix.
+
+    Raises:
+        MissingDependencyError: None is registered (the device), or it does not import.
+    """
+    suffix = _suffix(path)
+    try:
+        runner = load_plugin(RUNNERS, suffix[1:])  # type: Optional[type]
+    except ImportError as err:
+        raise MissingDependencyError(host_runner_refusal(path, "{}: {}".format(
+            type(err).__name__, err)))
+    if runner is None:
+        raise MissingDependencyError(host_runner_refusal(
+            path, "no runner for {} files is registered in this install: cvnet's host install "
+                  "registers it".format(suffix)))
+    return runner
+
+
+def runner_class(path: str) -> type:
+    """The runner class that opens ``path``, chosen by its suffix.
+
+    Raises:
+        ConfigError: The suffix is none cvnet opens.
+        MissingDependencyError: A ``.pt`` file where no host runner is installed.
+    """
+    suffix = _suffix(path)
+    if suffix in HOST_SUFFIXES:
+        return _host_runner(path)
+    if suffix not in BACKENDS:
+        known = sorted(set(BACKENDS) | set(HOST_SUFFIXES))
+        raise ConfigError("{}: cannot tell the backend from the suffix {!r}; expected one of {} "
+                          "(a .plan from cvnet-build, an .onnx from cvnet-export, a .pt "
+                          "checkpoint from cvnet-train); rename the file if it is one of "
+                          "those".format(path, suffix, ", ".join(known)))
+    module, name = BACKENDS[suffix]
+    return getattr(importlib.import_module(module), name)
 
 
 def open_engine(path: str, **options: Any) -> Runner:
@@ -39,22 +104,16 @@ def open_engine(path: str, **options: Any) -> Runner:
             (PyTorch checkpoint, host only).
         **options: Passed to the runner: ``normalize``, ``batch_range``, ``metadata`` for all;
             ``device``, ``allow_other_gpu`` for TensorRT; ``providers``, ``threads`` for ONNX
-            Runtime; ``arch``, ``model_kwargs``, ``input_size``, ``device`` for PyTorch.
+            Runtime; ``arch``, ``model_kwargs``, ``input_size``, ``device`` (``"auto"``,
+            ``"cpu"``, ``"cuda"``), ``half``, ``cuda_graphs``, ``threads`` for PyTorch.
 
     Raises:
         ConfigError: The suffix is none of those.
         EngineLoadError: The file is missing or empty.
+        MissingDependencyError: The backend is not installed here (a ``.pt`` on the device).
     """
-    import importlib
-
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    if suffix not in BACKENDS:
-        raise ConfigError("{}: cannot tell the backend from the suffix {!r}; expected one of {} "
-                          "(a .plan from cvnet-build, an .onnx from cvnet-export, a .pt "
-                          "checkpoint from cvnet-train); rename the file if it is one of "
-                          "those".format(path, suffix, ", ".join(sorted(BACKENDS))))
-    module, name = BACKENDS[suffix]
-    return getattr(importlib.import_module(module), name)(path, **options)
+    return runner_class(path)(path, **options)
 
 
-__all__ = ["BACKENDS", "EngineInfo", "InputSpec", "Runner", "engine_info", "open_engine"]
+__all__ = ["BACKENDS", "EngineInfo", "HOST_SUFFIXES", "InputSpec", "Runner", "engine_info",
+           "host_runner_fix", "open_engine", "runner_class"]

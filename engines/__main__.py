@@ -1,7 +1,7 @@
-"""``python3 -m engines``: see :mod:`engines.cli`."""
+"""``python3 -m cvnet.engines``: see :mod:`cvnet.engines.cli`."""
 
 import sys
 
-from engines.cli import main
+from cvnet.engines.cli import main
 
 sys.exit(main())

@@ -7,190 +7,32 @@ decoded images into embeddings::
         embeddings = runner.embed([image1, image2])    # (2, D) float32
     # deactivate: free
 
-The base does the sidecar, the input spec, input validation, preprocessing (through
-:mod:`cvnet.preprocess`, the project's only preprocessing path), splitting any number of images
-into batches the model accepts (padding the last one for a static-batch model and dropping the
-padding), L2 normalisation and timing. A backend overrides only ``_activate`` (load; report the
-model's input and output), ``_infer`` (one batch the model accepts -> its output) and
-``_deactivate`` (free). A backend that sets ``gpu_thread`` has all three run on one dedicated
-thread, so its GPU work never changes threads whichever thread calls the runner.
+The base does the sidecar, the input spec and input validation (:mod:`cvnet.engines.spec`),
+preprocessing (through :mod:`cvnet.core.preprocess`, the project's only preprocessing path),
+splitting any number of images into batches the model accepts (padding the last one for a
+static-batch model and dropping the padding), L2 normalisation and timing. A backend overrides only
+``_activate`` (load; report the model's input and output), ``_infer`` (one batch the model accepts
+-> its output) and ``_deactivate`` (free). A backend that sets ``gpu_thread`` has all three run on
+one dedicated thread, so its GPU work never changes threads whichever thread calls the runner.
 """
 
 import concurrent.futures
 import logging
 import os
 import time
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.artifact import ArtifactMetadata, read_sidecar, sidecar_path
-from cvnet.errors import MetadataError
-from cvnet.preprocess import PreprocessConfig, l2_normalize, preprocess_batch, resize_rgb
-from engines.deps import require
-from engines.errors import EngineError, EngineInputError, EngineLoadError
+from cvnet.core.artifact import ArtifactMetadata, read_sidecar, sidecar_path
+from cvnet.core.preprocess import l2_normalize
+from cvnet.engines.deps import require
+from cvnet.engines.errors import EngineError, EngineInputError, EngineLoadError
+from cvnet.engines.spec import (InputSpec, ModelIO, check_spec, describe, fit_batch_range,
+                                prepare_images, spec_from_metadata, spec_from_model,
+                                validate_images)
 
 logger = logging.getLogger(__name__)
-
-#: Largest batch used for a dynamic-batch model that records no range.
-DEFAULT_MAX_BATCH = 32
-
-
-class ModelIO(NamedTuple):
-    """A loaded model's single input and output, as the backend sees them.
-
-    Attributes:
-        input_name: Name of the input tensor.
-        input_shape: Its shape; None (or a negative number) for a dynamic dimension.
-        input_dtype: numpy dtype name, e.g. ``"float32"``.
-        output_name: Name of the output tensor.
-        output_shape: Its shape, ``(N, D)``; None for dynamic dimensions.
-        batch_range: (min, max) batch the model itself fixes (a TensorRT profile, a static
-            batch dimension), or None when any batch runs.
-    """
-
-    input_name: str
-    input_shape: Tuple[Optional[int], ...]
-    input_dtype: str
-    output_name: str
-    output_shape: Tuple[Optional[int], ...]
-    batch_range: Optional[Tuple[int, int]] = None
-
-
-class InputSpec(NamedTuple):
-    """What a runner feeds its model and gets back; from the sidecar, or the model as fallback.
-
-    Attributes:
-        input_name: Name of the model input.
-        layout: ``"NCHW"`` (normalised float32 from :func:`cvnet.preprocess.preprocess_batch`) or
-            ``"NHWC"`` (RGB pixel values from :func:`cvnet.preprocess.resize_rgb`; the graph
-            normalises them).
-        dtype: numpy dtype name of the input, ``"float32"`` or ``"uint8"``.
-        height: Input height in pixels.
-        width: Input width in pixels.
-        preprocess: Size and mean/std for ``preprocess_batch``; None when the graph normalises.
-        batch_min: Smallest batch the model runs; shorter batches are padded to it.
-        batch_max: Largest batch the model runs; longer inputs are split.
-        output_name: Name of the model output.
-        embedding_dim: Length of one embedding (None if unknown).
-        output_l2_normalized: Whether the model's output is already L2-normalised.
-        source: Where this came from: ``"sidecar"``, ``"metadata_props"`` or ``"model input"``.
-    """
-
-    input_name: str
-    layout: str
-    dtype: str
-    height: int
-    width: int
-    preprocess: Optional[PreprocessConfig]
-    batch_min: int
-    batch_max: int
-    output_name: str
-    embedding_dim: Optional[int]
-    output_l2_normalized: bool
-    source: str
-
-    def batch_shape(self, batch: int) -> Tuple[int, int, int, int]:
-        """The model input shape for ``batch`` images."""
-        if self.layout == "NHWC":
-            return (batch, self.height, self.width, 3)
-        return (batch, 3, self.height, self.width)
-
-
-def spec_from_metadata(metadata: ArtifactMetadata, source: str = "sidecar") -> InputSpec:
-    """The input spec a sidecar describes."""
-    return InputSpec(
-        input_name=metadata.input_name, layout=metadata.input_layout,
-        dtype=metadata.input_dtype, height=metadata.input_height, width=metadata.input_width,
-        preprocess=None if metadata.preprocess_in_graph else metadata.preprocess_config(),
-        batch_min=metadata.batch_min, batch_max=metadata.batch_max,
-        output_name=metadata.output_name, embedding_dim=metadata.embedding_dim,
-        output_l2_normalized=metadata.output_l2_normalized, source=source)
-
-
-def _known(dim: Any) -> Optional[int]:
-    """A fixed dimension as an int; None for dynamic ones (None, -1, a symbolic name)."""
-    return int(dim) if isinstance(dim, (int, np.integer)) and dim >= 0 else None
-
-
-def spec_from_model(io: ModelIO, path: str) -> InputSpec:
-    """The fallback input spec when there is no metadata: the model's own input shape.
-
-    ``(N, 3, H, W)`` means normalised float32 input with ImageNet mean/std; ``(N, H, W, 3)``
-    means RGB pixels normalised by the graph.
-
-    Raises:
-        EngineLoadError: The input shape tells neither layout nor size.
-    """
-    shape = tuple(_known(d) for d in io.input_shape)
-    if len(shape) == 4 and shape[1] == 3 and shape[3] != 3:
-        layout, height, width = "NCHW", shape[2], shape[3]
-    elif len(shape) == 4 and shape[3] == 3:
-        layout, height, width = "NHWC", shape[1], shape[2]
-    else:
-        layout, height, width = None, None, None
-    if layout is None or height is None or width is None:
-        raise EngineLoadError(
-            "{}: no sidecar, and the model input {!r} has shape {}, which does not say the image "
-            "size and layout (expected (N, 3, H, W) or (N, H, W, 3) with fixed H and W); copy its "
-            "sidecar ({}) next to it".format(path, io.input_name, tuple(io.input_shape),
-                                             os.path.basename(sidecar_path(path))))
-    if layout == "NCHW" and io.input_dtype != "float32":
-        raise EngineLoadError("{}: input {!r} is {} {}; cvnet models take float32 NCHW or "
-                              "NHWC pixels".format(path, io.input_name, io.input_dtype, layout))
-    output = tuple(_known(d) for d in io.output_shape)
-    return InputSpec(
-        input_name=io.input_name, layout=layout, dtype=io.input_dtype, height=height,
-        width=width, preprocess=PreprocessConfig(height, width) if layout == "NCHW" else None,
-        batch_min=1, batch_max=DEFAULT_MAX_BATCH, output_name=io.output_name,
-        embedding_dim=output[-1] if len(output) == 2 else None, output_l2_normalized=False,
-        source="model input")
-
-
-def check_spec(spec: InputSpec, io: ModelIO, path: str) -> None:
-    """Checks that a sidecar's spec describes the loaded model.
-
-    Raises:
-        MetadataError: Listing every disagreement (the files come from different exports).
-    """
-    problems = []
-    if spec.input_name != io.input_name:
-        problems.append("input name {!r} vs the model's {!r}".format(spec.input_name,
-                                                                     io.input_name))
-    expected = spec.batch_shape(1)[1:]
-    actual = tuple(_known(d) for d in io.input_shape[1:])
-    if len(actual) != 3 or any(a is not None and a != e for a, e in zip(actual, expected)):
-        problems.append("input shape (N, {}) vs the model's {}".format(
-            ", ".join(str(d) for d in expected), tuple(io.input_shape)))
-    if spec.dtype != io.input_dtype:
-        problems.append("input dtype {} vs the model's {}".format(spec.dtype, io.input_dtype))
-    if spec.output_name != io.output_name:
-        problems.append("output name {!r} vs the model's {!r}".format(spec.output_name,
-                                                                      io.output_name))
-    dim = _known(io.output_shape[-1]) if io.output_shape else None
-    if dim is not None and spec.embedding_dim is not None and dim != spec.embedding_dim:
-        problems.append("embedding_dim {} vs the model's {}".format(spec.embedding_dim, dim))
-    if problems:
-        raise MetadataError("{} does not match its sidecar ({}): {}; copy the model and the "
-                            "sidecar written with it together".format(
-                                path, spec.source, "; ".join(problems)))
-
-
-def fit_batch_range(spec: InputSpec, model_range: Optional[Tuple[int, int]],
-                    wanted: Optional[Tuple[int, int]]) -> InputSpec:
-    """Sets the batch range: the model's own where it fixes one, narrowed by ``wanted``.
-
-    Raises:
-        EngineInputError: ``wanted`` lies outside what the model runs.
-    """
-    low, high = model_range if model_range is not None else (spec.batch_min, spec.batch_max)
-    if wanted is not None:
-        if model_range is not None and not (low <= wanted[0] <= wanted[1] <= high):
-            raise EngineInputError("batch_range {}:{} is outside what the model runs ({}:{}); "
-                                   "pick a range inside it".format(wanted[0], wanted[1], low,
-                                                                   high))
-        low, high = wanted
-    return spec._replace(batch_min=int(low), batch_max=int(high))
 
 
 def batch_chunks(count: int, batch_min: int, batch_max: int) -> List[Tuple[int, int, int]]:
@@ -205,52 +47,6 @@ def batch_chunks(count: int, batch_min: int, batch_max: int) -> List[Tuple[int, 
             batch_min, batch_max))
     return [(start, min(start + batch_max, count), max(min(batch_max, count - start), batch_min))
             for start in range(0, count, batch_max)]
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return "an array of shape {} dtype {}".format(value.shape, value.dtype)
-    return "a {}".format(type(value).__name__)
-
-
-def validate_images(images: Sequence[Any]) -> None:
-    """Checks that every item is a decoded (H, W, 3) uint8 BGR image.
-
-    Raises:
-        EngineInputError: Naming the first bad item, what it is and what was expected.
-    """
-    if len(images) == 0:
-        raise EngineInputError("no images given; expected a list of (H, W, 3) uint8 BGR images")
-    for i, image in enumerate(images):
-        ok = (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-              and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0)
-        if not ok:
-            raise EngineInputError(
-                "image {}: expected an (H, W, 3) uint8 BGR array, got {}; decode files with "
-                "cvnet.preprocess.decode_image, which also turns gray, BGRA and 16-bit images "
-                "into that".format(i, _describe(image)))
-
-
-def prepare_images(images: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
-    """Decoded BGR images -> the model input ``spec`` describes, by the shared preprocessing.
-
-    Args:
-        images: (H, W, 3) uint8 BGR images of any size.
-        spec: The model's input spec.
-
-    Returns:
-        ``spec.batch_shape(len(images))`` array of ``spec.dtype``: normalised NCHW float32 from
-        :func:`cvnet.preprocess.preprocess_batch`, or NHWC RGB pixels from
-        :func:`cvnet.preprocess.resize_rgb` for a graph that normalises itself.
-
-    Raises:
-        EngineInputError: An item is not a decoded BGR image.
-    """
-    validate_images(images)
-    if spec.preprocess is not None:
-        return preprocess_batch(images, spec.preprocess)
-    pixels = np.stack([resize_rgb(image, (spec.height, spec.width)) for image in images])
-    return pixels.astype(spec.dtype)
 
 
 class Runner(object):
@@ -420,6 +216,16 @@ class Runner(object):
     def _deactivate(self) -> None:
         raise NotImplementedError
 
+    # -- timing hooks (cvnet-bench) -----------------------------------------------------------
+
+    def synchronize(self) -> None:
+        """Waits for the device's queued work; a runner whose ``infer`` returns only when its
+        outputs are on the host (all but an asynchronous GPU one) has nothing to wait for."""
+
+    def peak_gpu_memory_mb(self) -> Optional[float]:
+        """Peak GPU memory the backend allocated so far, MiB; None where it does not say."""
+        return None
+
     # -- running -----------------------------------------------------------------------------
 
     def _require_active(self) -> InputSpec:
@@ -452,7 +258,7 @@ class Runner(object):
             raise EngineInputError(
                 "expected a preprocessed batch of shape (N, {}) {} ({} input {!r}), got {}".format(
                     ", ".join(str(d) for d in expected), spec.dtype, spec.layout, spec.input_name,
-                    _describe(batch)))
+                    describe(batch)))
         batch = np.ascontiguousarray(batch)
         return self._run(len(batch), lambda start, stop: batch[start:stop])
 
@@ -461,7 +267,7 @@ class Runner(object):
 
         Args:
             images: A list of (H, W, 3) uint8 BGR images of any size (from
-                :func:`cvnet.preprocess.decode_image` or ``cv2.imread``), or a preprocessed
+                :func:`cvnet.core.preprocess.decode_image` or ``cv2.imread``), or a preprocessed
                 ``spec.batch_shape(N)`` array. Any number: they are run in batches the model
                 accepts, preprocessed one batch at a time.
             normalize: L2-normalise the rows; the runner's ``normalize`` when None.
@@ -478,7 +284,7 @@ class Runner(object):
                 raise EngineInputError(
                     "embed() takes a list of (H, W, 3) uint8 BGR images or a preprocessed batch "
                     "of shape {}; got {} (wrap a single image in a list)".format(
-                        ("N",) + spec.batch_shape(1)[1:], _describe(images)))
+                        ("N",) + spec.batch_shape(1)[1:], describe(images)))
             out = self.infer(images)
         else:
             images = list(images)

@@ -11,11 +11,15 @@ whatever GPU runs the engine). One build:
    an optimisation profile for the dynamic batch, a timing cache, optionally INT8;
 4. build, with the chosen GPU's primary CUDA context current (``--device``), then write
    ``cvnet.plan`` and ``cvnet.plan.json`` atomically (the sidecar is the ONNX's plus an
-   ``engine`` block, :mod:`engines.metadata`);
-5. measure embedding parity with ONNX Runtime on the GPU that built it, and record it.
+   ``engine`` block, :mod:`cvnet.engines.metadata`);
+5. measure embedding parity with ONNX Runtime on the GPU that built it (cosine, max difference,
+   top-1/top-5 retrieval agreement), and record it.
 
-Every TensorRT API difference goes through :mod:`engines.trt_compat`; TensorRT's own messages
-go to the ``tensorrt`` logger (:func:`engines.trt_compat.make_logger`).
+What a build decides (batch profile, precision, attention pinned to FP32, whether the parser
+reads the opset) is :mod:`cvnet.engines.build_policy`; the parity figures and their thresholds
+are :mod:`cvnet.core.parity`'s, shared with cvnet-export. Every TensorRT API difference goes
+through :mod:`cvnet.engines.trt_compat`; TensorRT's own messages go to the ``tensorrt`` logger
+(:func:`cvnet.engines.trt_compat.make_logger`).
 """
 
 import contextlib
@@ -23,74 +27,29 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 import cvnet
-from cvnet.artifact import (ArtifactMetadata, check_artifact_file, read_sidecar, sidecar_path,
-                            sidecar_text)
-from cvnet.errors import ConfigError
-from cvnet.fileio import (check_writable, sha256_bytes, sha256_file, write_bytes_atomic,
-                          write_files_atomic, write_text_atomic)
-from cvnet.tensorrt_ops import operator_support
-from engines import gpu, trt_compat
-from engines.deps import require
-from engines.errors import EngineBuildError, MissingDependencyError
-from engines.gpu import GpuInfo
-from engines.metadata import EngineInfo, plan_sidecar, utc_now
+from cvnet.core.artifact import (ArtifactMetadata, check_artifact_file, read_sidecar, sidecar_path,
+                                 sidecar_text)
+from cvnet.core.errors import ConfigError
+from cvnet.core.fileio import (check_writable, sha256_bytes, sha256_file, write_bytes_atomic,
+                               write_files_atomic, write_text_atomic)
+from cvnet.core.parity import MIN_COSINE, parity_figures, passed, verification_images
+from cvnet.engines import gpu, trt_compat
+from cvnet.engines.build_policy import (DEFAULT_TIMING_CACHE, BuildOptions, attention_layers,
+                                        check_parser_opset, decide_precision, profile_shapes)
+from cvnet.engines.deps import require
+from cvnet.engines.errors import EngineBuildError, MissingDependencyError
+from cvnet.engines.gpu import GpuInfo
+from cvnet.engines.metadata import EngineInfo, plan_sidecar, utc_now
 
 logger = logging.getLogger(__name__)
 
-#: Builder scratch memory. The Nano shares 4 GB between CPU and GPU; 256 MiB-1 GiB is the usual
-#: range there, and TensorRT 8.2's default is 0 (no tactic gets any scratch memory).
-DEFAULT_WORKSPACE_MIB = 512
-#: Batch the optimisation profile is tuned for unless told otherwise: a few crops per frame.
-DEFAULT_OPT_BATCH = 8
-#: Timing cache file name, in the plan's folder, unless told otherwise.
-DEFAULT_TIMING_CACHE = "timing.cache"
-#: Layer groups ``--keep-fp32`` can pin.
-KEEP_FP32_GROUPS = ("attention",)
-#: Parity with ONNX Runtime (min per-image cosine) an engine must reach, by precision; INT8 is
-#: reported, not judged.
-MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999}
 #: Seconds between "still building" log lines.
 HEARTBEAT_S = 30.0
-
-
-class BuildOptions(NamedTuple):
-    """How to build (``cvnet-build``'s options, one to one).
-
-    Attributes:
-        fp16: Build FP16 where possible (the default); False for FP32.
-        batch: (min, opt, max) batch of the optimisation profile; by default the sidecar's
-            batch_min : min(8, batch_max) : batch_max.
-        workspace_mib: Builder workspace limit, MiB.
-        timing_cache: Timing cache file; ``""`` for ``timing.cache`` next to the plan, None for
-            none.
-        keep_fp32: Layer groups to pin to FP32 in an FP16 build (``"attention"``).
-        int8: Build INT8 with entropy calibration (TensorRT 8.x-10.x on GPUs with fast INT8).
-        calib_dir: Folder of calibration images (searched recursively).
-        calib_cache: Calibration cache file; by default ``<plan>.calib`` next to the plan.
-        calib_images: Most calibration images used.
-        verify_images: Images for the parity check against ONNX Runtime; 0 to skip.
-        device: CUDA device ordinal.
-        verbose: TensorRT logs at VERBOSE.
-    """
-
-    fp16: bool = True
-    batch: Optional[Tuple[int, int, int]] = None
-    workspace_mib: int = DEFAULT_WORKSPACE_MIB
-    timing_cache: Optional[str] = ""
-    keep_fp32: Tuple[str, ...] = KEEP_FP32_GROUPS
-    int8: bool = False
-    calib_dir: Optional[str] = None
-    calib_cache: Optional[str] = None
-    calib_images: int = 512
-    verify_images: int = 8
-    device: int = 0
-    verbose: bool = False
 
 
 class BuildResult(NamedTuple):
@@ -105,176 +64,6 @@ class BuildResult(NamedTuple):
     plan_path: str
     sidecar_path: Optional[str]
     info: EngineInfo
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure decisions (tested without TensorRT)
-
-
-def parse_batch(text: str) -> Tuple[int, int, int]:
-    """``"MIN:OPT:MAX"``, ``"MIN:MAX"`` (opt = max) or ``"N"`` -> (min, opt, max).
-
-    Raises:
-        ConfigError: Not numbers, or not 1 <= min <= opt <= max.
-    """
-    try:
-        parts = [int(p) for p in str(text).split(":")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts = parts * 3
-    elif len(parts) == 2:
-        parts = [parts[0], parts[1], parts[1]]
-    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
-        raise ConfigError("--batch {!r}: expected MIN:OPT:MAX (or MIN:MAX, or N) with "
-                          "1 <= MIN <= OPT <= MAX, e.g. 1:8:32".format(text))
-    return parts[0], parts[1], parts[2]
-
-
-def default_batch(metadata: Optional[ArtifactMetadata]) -> Tuple[int, int, int]:
-    """The profile's (min, opt, max) when none is given: the sidecar's range, tuned for 8."""
-    low, high = (metadata.batch_min, metadata.batch_max) if metadata else (1, 32)
-    return low, max(low, min(DEFAULT_OPT_BATCH, high)), high
-
-
-def profile_shapes(input_name: str, shape: Sequence[int],
-                   batch: Optional[Tuple[int, int, int]],
-                   metadata: Optional[ArtifactMetadata]) -> Optional[Tuple[Tuple[int, ...], ...]]:
-    """The optimisation profile's (min, opt, max) input shapes; None for a static batch.
-
-    Args:
-        input_name: The network input.
-        shape: Its shape in the network; -1 for dynamic dimensions.
-        batch: The requested (min, opt, max) batch, or None for :func:`default_batch`.
-        metadata: The ONNX sidecar; dynamic image dimensions (other than the batch) are filled
-            from its size.
-
-    Raises:
-        EngineBuildError: A non-batch dimension is dynamic and there is no sidecar to fill it.
-    """
-    dims = [int(d) for d in shape]
-    if dims[0] >= 0:
-        if batch is not None and tuple(batch) != (dims[0],) * 3:
-            logger.warning("%s has a static batch of %d; the engine runs exactly that (the batch "
-                           "option is ignored)", input_name, dims[0])
-        return None
-    rest = dims[1:]
-    if any(d < 0 for d in rest):
-        if metadata is None or len(rest) != 3:
-            raise EngineBuildError(
-                "input {!r} has dynamic dimensions {} besides the batch and there is no sidecar "
-                "giving the image size; export with a fixed size (cvnet-export --imgsz)".format(
-                    input_name, tuple(dims)))
-        size = ((3, metadata.input_height, metadata.input_width)
-                if metadata.input_layout == "NCHW"
-                else (metadata.input_height, metadata.input_width, 3))
-        rest = [s if d < 0 else d for d, s in zip(rest, size)]
-    return tuple((b,) + tuple(rest) for b in (batch or default_batch(metadata)))
-
-
-def decide_precision(fp16_mode: str, want_fp16: bool,
-                     graph_precision: Optional[str]) -> Tuple[str, bool, Optional[str]]:
-    """What precision an engine gets, whether to set the FP16 flag, and what to warn.
-
-    Args:
-        fp16_mode: :func:`engines.trt_compat.fp16_mode`'s answer.
-        want_fp16: FP16 was asked for (the default; ``--fp32`` turns it off).
-        graph_precision: The ONNX sidecar's ``graph_precision`` (``"fp16"`` after
-            ``cvnet-export --half``), or None without a sidecar.
-
-    Returns:
-        (``"fp16"`` or ``"fp32"``, set the FP16 builder flag, warning or None).
-    """
-    if fp16_mode == trt_compat.FP16_FROM_ONNX_TYPES:
-        if graph_precision == "fp16":
-            if not want_fp16:
-                return "fp16", False, ("--fp32 has no effect here: this TensorRT has no FP16 "
-                                       "builder flag and follows the ONNX types, which are FP16; "
-                                       "export without --half for an FP32 engine")
-            return "fp16", False, None
-        if not want_fp16:
-            return "fp32", False, None
-        reason = ("its sidecar says the graph is FP32" if graph_precision == "fp32"
-                  else "without a sidecar its precision is unknown, so FP32 is recorded")
-        return "fp32", False, ("this TensorRT has no FP16 builder flag (removed in 11.x): the "
-                               "engine takes the ONNX's types and will be FP32 ({}); re-export "
-                               "with cvnet-export --half for an FP16 engine".format(reason))
-    if not want_fp16:
-        return "fp32", False, None
-    if fp16_mode == trt_compat.FP16_NOT_FAST:
-        return "fp32", False, ("this GPU has no fast FP16 (platform_has_fast_fp16 is False): "
-                               "building FP32 instead")
-    return "fp16", True, None
-
-
-def attention_layers(layers: Sequence[trt_compat.LayerSummary]) -> List[str]:
-    """Names of the layers of CVNet's channel attention (filtration op A), to pin to FP32.
-
-    The ONNX parser names each layer after its ONNX node, and the TorchScript exporter names a
-    node after its module path (``/stages.0/stages.0.0/filters.1/MatMul``). An attention module
-    is a scope holding both a MatMul and a Softmax (the energy ``X1 X2^T`` and its softmax; the
-    collaboration module's Softmax has no MatMul beside it). Every layer of such a scope with
-    floating-point outputs is selected: the energy's MatMul, transposes, ReduceMax, the
-    subtraction, Softmax, and the products with the values, since any of them in FP16 would see
-    the energy's range (it sums H*W products, 4096 at stage 1 of a 256x256 input).
-    """
-    def scope(name: str) -> Optional[str]:
-        return name.rsplit("/", 1)[0] if "/" in name else None
-
-    kinds = defaultdict(set)
-    for layer in layers:
-        if scope(layer.name):
-            kinds[scope(layer.name)].add(layer.type)
-    scopes = {s for s, types in kinds.items() if {"MATRIX_MULTIPLY", "SOFTMAX"} <= types}
-    return [layer.name for layer in layers
-            if scope(layer.name) in scopes and layer.float_outputs and layer.type != "CONSTANT"]
-
-
-def check_opset(metadata: Optional[ArtifactMetadata], tensorrt_version: str, onnx_path: str) -> None:
-    """Fails early when the sidecar's opset is newer than this TensorRT's parser reads.
-
-    Raises:
-        EngineBuildError: Naming the opset, the parser's maximum and the re-export to do.
-    """
-    if metadata is None:
-        return
-    try:
-        support = operator_support(tensorrt_version)
-    except ConfigError:
-        return  # a version older than every list: let the parser speak
-    if metadata.opset > support.max_opset:
-        raise EngineBuildError(
-            "{} is opset {}, but TensorRT {}'s ONNX parser reads opsets up to {}; re-export it "
-            "with cvnet-export --opset {} --trt-version {}".format(
-                onnx_path, metadata.opset, tensorrt_version, support.max_opset,
-                support.max_opset, support.version))
-
-
-def synthetic_images(count: int, seed: int = 0) -> List[np.ndarray]:
-    """``count`` BGR uint8 images of varied sizes for the parity check: gradients plus noise."""
-    rng = np.random.RandomState(seed)
-    images = []
-    for _ in range(count):
-        height, width = (int(v) for v in rng.randint(48, 257, size=2))
-        ramp = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
-        colour = rng.uniform(0, 255, size=(1, 1, 3)).astype(np.float32)
-        noise = rng.normal(0, 40, size=(height, width, 3)).astype(np.float32)
-        images.append(np.clip(colour * ramp + noise + 60, 0, 255).astype(np.uint8))
-    return images
-
-
-def parity(reference: np.ndarray, engine: np.ndarray, precision: str) -> Dict[str, Any]:
-    """Per-image agreement of engine embeddings with reference ones, (N, D) each."""
-    dot = np.sum(reference * engine, axis=1)
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(engine, axis=1)
-    cosine = dot / np.maximum(norms, 1e-12)
-    threshold = MIN_COSINE.get(precision)
-    return {"reference": "onnxruntime (CPU provider)", "images": int(len(reference)),
-            "min_cosine": round(float(cosine.min()), 6),
-            "mean_cosine": round(float(cosine.mean()), 6),
-            "max_abs_diff": float(np.abs(reference - engine).max()),
-            "min_cosine_required": threshold,
-            "passed": None if threshold is None else bool(cosine.min() >= threshold)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,8 +134,8 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
                            onnx_sha256: Optional[str] = None) -> Tuple[bytes, EngineInfo]:
     """Builds a serialized engine in memory, on GPU ``options.device``.
 
-    TensorRT builds on the current CUDA device, so the device's primary context is made current
-    on this thread for the whole build (:func:`engines.gpu.primary_context`), and every TensorRT
+    TensorRT builds on the current CUDA device, so the device's primary context is made current on
+    this thread for the whole build (:func:`cvnet.engines.gpu.primary_context`), and every TensorRT
     object of the build is gone before it is popped.
 
     Args:
@@ -367,7 +156,7 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
         EngineError: GPU ``options.device`` does not exist or its context cannot be used.
     """
     trt = require("tensorrt", "{}: building a TensorRT engine".format(onnx_path))
-    check_opset(metadata, trt_compat.tensorrt_version(trt), onnx_path)
+    check_parser_opset(metadata, trt_compat.tensorrt_version(trt), onnx_path)
     device = gpu.gpu_info(options.device)
     if options.int8 and onnx_sha256 is None:
         onnx_sha256 = sha256_file(onnx_path)
@@ -417,14 +206,15 @@ def _build(trt: Any, device: GpuInfo, onnx_path: str, options: BuildOptions,
         fp32_layers = trt_compat.pin_layers_fp32(network, config, trt, wanted)
         if wanted and not fp32_layers:
             logger.info("--keep-fp32 attention: this TensorRT follows the ONNX types (no "
-                        "per-layer precision); cvnet-export --half already keeps attention FP32")
+                        "per-layer precision); cvnet-export --precision fp16 already keeps "
+                        "attention FP32")
         else:
             logger.info("pinned %d attention layers to FP32", len(fp32_layers))
 
     calibration = None
     with contextlib.ExitStack() as stack:
         if options.int8:
-            from engines.calibrator import Int8Calibration  # pycuda, only for INT8
+            from cvnet.engines.calibrator import Int8Calibration  # pycuda, only for INT8
 
             calibration = stack.enter_context(Int8Calibration(
                 trt, builder, config, options, metadata, input_name,
@@ -490,15 +280,28 @@ def measure_parity(plan_path: str, onnx_path: str, count: int, precision: str,
     Raises:
         MissingDependencyError: pycuda or onnxruntime is not installed.
     """
-    from engines.ort_runner import OrtRunner
-    from engines.trt_runner import TrtRunner
+    from cvnet.engines.ort_runner import OrtRunner
+    from cvnet.engines.trt_runner import TrtRunner
 
-    images = synthetic_images(count)
+    images = verification_images(count)
     with OrtRunner(onnx_path, providers=["CPUExecutionProvider"]) as reference:
         expected = reference.embed(images)
     with TrtRunner(plan_path, device=device) as engine:
         actual = engine.embed(images)
-    return parity(expected, actual, precision)
+    return parity_record(expected, actual, precision)
+
+
+def parity_record(reference: np.ndarray, engine: np.ndarray, precision: str) -> Dict[str, Any]:
+    """The plan sidecar's ``parity`` block: :func:`cvnet.core.parity.parity_figures` of the
+    engine's (N, D) embeddings against ONNX Runtime's, and the verdict for ``precision``."""
+    figures = parity_figures(reference, engine)
+    return {"reference": "onnxruntime (CPU provider)", "images": figures.images,
+            "min_cosine": round(figures.cosine_min, 6),
+            "mean_cosine": round(figures.cosine_mean, 6),
+            "max_abs_diff": figures.max_abs_diff,
+            "top1_agreement": figures.top1_agreement, "top5_agreement": figures.top5_agreement,
+            "min_cosine_required": MIN_COSINE.get(precision),
+            "passed": passed(figures, precision)}
 
 
 def build_engine(onnx_path: str, plan_path: Optional[str] = None, *,
@@ -525,7 +328,7 @@ def build_engine(onnx_path: str, plan_path: Optional[str] = None, *,
         raise EngineBuildError("{}: {}; give the .onnx written by cvnet-export".format(
             onnx_path, "no such file" if not os.path.isfile(onnx_path) else "empty file"))
     if options.int8 and not options.calib_dir:
-        raise ConfigError("--int8 needs --calib DIR, a folder of representative images")
+        raise ConfigError("--precision int8 needs --calib DIR, a folder of representative images")
     plan_path = check_writable(plan_path or default_plan_path(onnx_path))
     json_path = check_writable(sidecar_path(plan_path))
     folder = os.path.dirname(plan_path)
@@ -566,7 +369,7 @@ def build_engine(onnx_path: str, plan_path: Optional[str] = None, *,
                 raise EngineBuildError(
                     "the {} engine's embeddings disagree with ONNX Runtime's: min cosine {} < {} "
                     "on {} images ({} and its sidecar, with these figures, were written). Try "
-                    "--keep-fp32 attention, or --fp32".format(
+                    "--keep-fp32 attention, or --precision fp32".format(
                         info.precision.upper(), figures["min_cosine"],
                         figures["min_cosine_required"], figures["images"], plan_path))
     return BuildResult(plan_path, json_path, info)

@@ -1,15 +1,15 @@
-"""INT8 entropy calibration for ``cvnet-build --int8 --calib DIR`` (TensorRT 8.x-10.x only).
+"""INT8 entropy calibration for ``cvnet-build --precision int8 --calib DIR`` (TensorRT 8-10 only).
 
-Not for the Jetson Nano: its GPU (compute capability 5.3) has no fast INT8, and TensorRT 11
-removed calibrators altogether (explicit Q/DQ quantization only), so both are refused before any
-image is read. Where it applies (Xavier/Orin on JetPack 5, desktop GPUs with TensorRT 8.5-10.x),
-calibration images are decoded and preprocessed by the same path as inference
-(:func:`engines.base.prepare_images`) and fed to TensorRT's ``IInt8EntropyCalibrator2`` in whole
-batches through one pycuda device buffer. Images left over after the last whole batch are left
-out: padding a batch with zeros would add a spike at 0 to every activation histogram the
-calibrator builds. The resulting scales are cached next to the plan with a sidecar
-(``<cache>.json``) naming the model they belong to (the ONNX's sha256 and input shape), so a
-rebuild of the same model skips calibration and a cache from another model is never used.
+Not for the Jetson Nano: its GPU (compute capability 5.3) has no fast INT8, and TensorRT 11 removed
+calibrators altogether (explicit Q/DQ quantization only), so both are refused before any image is
+read. Where it applies (Xavier/Orin on JetPack 5, desktop GPUs with TensorRT 8.5-10.x), calibration
+images are decoded and preprocessed by the same path as inference
+(:func:`cvnet.engines.spec.prepare_images`) and fed to TensorRT's ``IInt8EntropyCalibrator2`` in
+whole batches through one pycuda device buffer. Images left over after the last whole batch are left
+out: padding a batch with zeros would add a spike at 0 to every activation histogram the calibrator
+builds. The resulting scales are cached next to the plan with a sidecar (``<cache>.json``) naming
+the model they belong to (the ONNX's sha256 and input shape), so a rebuild of the same model skips
+calibration and a cache from another model is never used.
 """
 
 import json
@@ -19,13 +19,14 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from cvnet.artifact import ArtifactMetadata
-from cvnet.fileio import write_files_atomic
-from cvnet.preprocess import ImageDecodeError, decode_image, find_images
-from engines import gpu, trt_compat
-from engines.base import InputSpec, ModelIO, prepare_images, spec_from_metadata, spec_from_model
-from engines.deps import require
-from engines.errors import EngineBuildError
+from cvnet.core.artifact import ArtifactMetadata
+from cvnet.core.fileio import write_files_atomic
+from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
+from cvnet.engines import gpu, trt_compat
+from cvnet.engines.deps import require
+from cvnet.engines.errors import EngineBuildError
+from cvnet.engines.spec import (InputSpec, ModelIO, prepare_images, spec_from_metadata,
+                                spec_from_model)
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def calibration_files(folder: str, limit: int) -> List[str]:
 
     Raises:
         EngineBuildError: The folder does not exist.
-        ConfigError: It holds no images (see :func:`cvnet.preprocess.find_images`).
+        ConfigError: It holds no images (see :func:`cvnet.core.preprocess.find_images`).
     """
     if not os.path.isdir(folder):
         raise EngineBuildError("--calib {}: no such folder; give a folder of representative "
@@ -168,15 +169,15 @@ class Int8Calibration(object):
     retains and pushes the device's primary CUDA context in pycuda (the calibrator's device
     buffer lives in it; it is the context the build runs in), and sets the INT8 flag, the
     calibrator and the calibration profile (FP16, the fallback for layers without INT8
-    kernels, is the builder's decision: not with ``--fp32 --int8``). Leaving frees the buffer,
+    kernels, is the builder's decision: where the GPU has fast FP16). Leaving frees the buffer,
     pops the context and releases it.
 
     Args:
         trt: The imported tensorrt module.
         builder: The TensorRT builder.
         config: Its builder config.
-        options: The :class:`engines.builder.BuildOptions` (``calib_dir``, ``calib_images``,
-            ``device``).
+        options: The :class:`cvnet.engines.build_policy.BuildOptions` (``calib_dir``,
+            ``calib_images``, ``device``).
         metadata: The ONNX sidecar (input size, mean/std), or None.
         input_name: The network input.
         batch_shape: Input shape of one calibration batch.
@@ -210,9 +211,10 @@ class Int8Calibration(object):
         trt, builder = self._trt, self._builder
         possible, reason = trt_compat.int8_support(builder, trt)
         if not possible:
-            raise EngineBuildError("--int8 is not possible here: {}. Build FP16 (the default) "
+            raise EngineBuildError("--precision int8 is not possible here: {}. Build FP16 (the "
+                                   "default) "
                                    "instead".format(reason))
-        cuda = require("pycuda.driver", "--int8 calibration")
+        cuda = require("pycuda.driver", "--precision int8 calibration")
         self._files = calibration_files(self._options.calib_dir, self._options.calib_images)
         if len(self._files) < self._batch_shape[0]:
             raise EngineBuildError(

@@ -1,4 +1,4 @@
-"""``python3 -m engines {build,info,env}`` and ``cvnet-build`` (Python 3.6, no torch).
+"""``python3 -m cvnet.engines {build,info,env}`` and ``cvnet-build`` (Python 3.6, no torch).
 
 ``--help`` works everywhere, TensorRT or not; ``build`` says exactly what is missing when it
 cannot run, ``info`` reads a sidecar and says whether the model can run on this machine, and
@@ -13,11 +13,12 @@ import platform
 import sys
 from typing import Any, Dict, List, Optional
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.errors import CVNetError
-from engines.builder import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB, KEEP_FP32_GROUPS,
-                             BuildOptions, build_engine, parse_batch)
-from engines.deps import probe
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add_json_print,
+                            add_output, add_precision, add_verbose, add_verification, setup_logging)
+from cvnet.core.errors import CVNetError
+from cvnet.engines.build_policy import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB,
+                                        KEEP_FP32_GROUPS, BuildOptions, parse_batch)
+from cvnet.engines.builder import build_engine
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +45,18 @@ def _build_epilog() -> str:
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``build`` (shared by ``python3 -m engines build`` and ``cvnet-build``)."""
+    """The options of ``build`` (``python3 -m cvnet.engines build`` and ``cvnet-build``)."""
     parser.add_argument("onnx", help="the .onnx file written by cvnet-export (its sidecar "
                         "<onnx>.json next to it)")
-    parser.add_argument("-o", "--output", metavar="PLAN",
-                        help="plan file to write (default: next to the ONNX, suffix .plan); its "
-                        "sidecar PLAN.json is written next to it")
-    parser.add_argument("--fp32", action="store_true",
-                        help="build FP32 (default: FP16 where the GPU has fast FP16; on TensorRT "
-                        "11 the ONNX's types decide, see cvnet-export --half)")
+    add_output(parser, metavar="PLAN",
+               help="plan file to write (default: next to the ONNX, suffix .plan); its sidecar "
+                    "PLAN.json is written next to it")
+    add_precision(parser, choices=("fp32", "fp16", "int8"), default="fp16",
+                  aliases={"--fp32": "fp32", "--int8": "int8"},
+                  help="fp16 where the GPU has fast FP16 (else fp32, said in a warning; on "
+                       "TensorRT 11 the ONNX's types decide, see cvnet-export --precision); "
+                       "int8 calibrates with --calib (TensorRT 8.x-10.x on GPUs with fast INT8; "
+                       "not the Jetson Nano)")
     parser.add_argument("--batch", type=parse_batch, metavar="MIN:OPT:MAX",
                         help="optimisation profile of the dynamic batch (default: the sidecar's "
                         "batch_min:min(8,batch_max):batch_max)")
@@ -69,28 +73,26 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="layers kept FP32 in an FP16 engine: 'attention' (the channel "
                         "attention's MatMul/ReduceMax/Softmax, whose sums can overflow FP16; the "
                         "default) or 'none'")
-    parser.add_argument("--int8", action="store_true",
-                        help="INT8 with entropy calibration (TensorRT 8.x-10.x on GPUs with fast "
-                        "INT8; not the Jetson Nano); needs --calib")
-    parser.add_argument("--calib", metavar="DIR", help="folder of calibration images (--int8)")
+    parser.add_argument("--calib", metavar="DIR",
+                        help="folder of calibration images (--precision int8)")
     parser.add_argument("--calib-cache", metavar="FILE",
                         help="calibration cache (default: PLAN.calib)")
     parser.add_argument("--calib-images", type=int, default=512, metavar="N",
                         help="most calibration images to use (default: %(default)s)")
-    parser.add_argument("--verify", type=int, default=8, metavar="N",
-                        help="images for the parity check against ONNX Runtime after the build "
-                        "(default: %(default)s; 0 skips it)")
-    parser.add_argument("--device", type=int, default=0, metavar="N",
-                        help="CUDA device to build on and to check parity on; the plan runs on "
-                        "GPUs like it (default: 0)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="TensorRT's verbose log, and debug messages")
+    add_verification(parser, default=8, aliases=("--verify",),
+                     images_help="images for the parity check against ONNX Runtime after the "
+                                 "build (default: %(default)s; 0 skips it, as --no-verify does)",
+                     skip_help="skip the parity check")
+    add_device(parser, gpu=True, default=0,
+               help="GPU to build on and to check parity on, cuda:N (or N); the plan runs on "
+                    "GPUs like it (default: cuda:0)")
+    add_verbose(parser, help="TensorRT's verbose log, and debug messages")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python3 -m engines``."""
+    """The parser of ``python3 -m cvnet.engines``."""
     parser = ArgumentParser(
-        prog="python3 -m engines",
+        prog="python3 -m cvnet.engines",
         description="Build TensorRT engines on this device and inspect cvnet models.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True  # Python 3.6 has no add_subparsers(required=)
@@ -104,11 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a model's sidecar (input, embedding, engine build) and check a plan "
         "against this machine's TensorRT and GPU. Needs neither TensorRT nor a GPU.")
     info.add_argument("model", help="a .plan, .engine or .onnx file (or its .json sidecar)")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    commands.add_parser(
+    add_json_print(info, help="print the report as JSON")
+    add_verbose(info)
+    env = commands.add_parser(
         "env", help="what this machine has for the engines",
-        description="Python, numpy, OpenCV, ONNX Runtime (and its providers), TensorRT, pycuda "
-        "and the GPU, as importable here.")
+        description="Python, CPU, numpy, OpenCV, ONNX Runtime (and its providers), TensorRT, "
+        "pycuda, the GPU and, on a Jetson, its model, L4T release and power mode.")
+    add_verbose(env)
     return parser
 
 
@@ -125,10 +129,11 @@ def build_only_parser() -> argparse.ArgumentParser:
 def _run_build(args: argparse.Namespace) -> int:
     keep = () if args.keep_fp32 == "none" else (args.keep_fp32,)
     options = BuildOptions(
-        fp16=not args.fp32, batch=args.batch, workspace_mib=args.workspace,
+        fp16=args.precision != "fp32", batch=args.batch, workspace_mib=args.workspace,
         timing_cache=None if args.no_timing_cache else (args.timing_cache or ""),
-        keep_fp32=keep, int8=args.int8, calib_dir=args.calib, calib_cache=args.calib_cache,
-        calib_images=args.calib_images, verify_images=args.verify, device=args.device,
+        keep_fp32=keep, int8=args.precision == "int8", calib_dir=args.calib,
+        calib_cache=args.calib_cache, calib_images=args.calib_images,
+        verify_images=args.verify_images if args.verify else 0, device=args.device,
         verbose=args.verbose)
     result = build_engine(args.onnx, args.output, options=options)
     info = result.info
@@ -138,12 +143,12 @@ def _run_build(args: argparse.Namespace) -> int:
         info.compute_capability.replace(".", ""), info.batch_min, info.batch_opt,
         info.batch_max, info.build_time_s,
         ", min cosine vs ONNX Runtime {}".format(parity["min_cosine"]) if parity else ""))
-    return 0
+    return EXIT_OK
 
 
 def _machine() -> Dict[str, Any]:
     """This machine's TensorRT version and GPU, each None when unavailable (with the reason)."""
-    from engines.gpu import gpu_info
+    from cvnet.engines.gpu import gpu_info
 
     found = {"tensorrt": None, "gpu": None, "notes": []}  # type: Dict[str, Any]
     try:
@@ -158,8 +163,8 @@ def _machine() -> Dict[str, Any]:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from cvnet.artifact import read_sidecar
-    from engines.metadata import compatibility_problems, engine_info
+    from cvnet.core.artifact import read_sidecar
+    from cvnet.engines.metadata import compatibility_problems, engine_info
 
     path = args.model[:-5] if args.model.endswith(".json") else args.model
     metadata = read_sidecar(path)
@@ -211,10 +216,7 @@ def _info_text(metadata: Any, engine: Any, report: Dict[str, Any]) -> str:
             "             profile {}:{}:{}, workspace {} MiB, {} layers pinned FP32".format(
                 engine.batch_min, engine.batch_opt, engine.batch_max,
                 engine.workspace_bytes >> 20, len(engine.fp32_layers)),
-            "  parity     {}".format(
-                "not measured" if engine.parity is None else
-                "min cosine {min_cosine} (mean {mean_cosine}) vs {reference} on {images} "
-                "images".format(**engine.parity)),
+            "  parity     {}".format(_parity_text(engine.parity)),
             "  this host  TensorRT {}, GPU {}".format(here["tensorrt"] or "not installed",
                                                       here["gpu"] or "none found"),
             "  runs here  {}".format(
@@ -226,19 +228,36 @@ def _info_text(metadata: Any, engine: Any, report: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _parity_text(parity: Optional[Dict[str, Any]]) -> str:
+    """The build-time parity figures in one line (top-k agreement where the sidecar has it)."""
+    if parity is None:
+        return "not measured"
+    text = "min cosine {min_cosine} (mean {mean_cosine}) vs {reference} on {images} images".format(
+        **parity)
+    if "top1_agreement" in parity:
+        text += ", top-1/top-5 agreement {:.0%}/{:.0%}".format(parity["top1_agreement"],
+                                                            parity["top5_agreement"])
+    return text
+
+
 def _run_env(args: argparse.Namespace) -> int:
-    rows = [("python", platform.python_version()), ("platform", platform.platform())]
+    from cvnet.engines import machine
+
+    rows = [("python", platform.python_version()), ("platform", platform.platform()),
+            ("cpu", "{} ({} usable CPUs, load {})".format(
+                machine.cpu_model(), machine.usable_cpus(), machine.load_average()))]
     for module in ("numpy", "cv2", "onnxruntime", "tensorrt", "pycuda"):
-        rows.append((module, probe(module)))
+        rows.append((module, machine.probe(module)))
     try:
         ort = importlib.import_module("onnxruntime")
         rows.append(("ort providers", ", ".join(ort.get_available_providers())))
     except ImportError:
         pass
-    machine = _machine()
-    gpu = machine["gpu"]
-    rows.append(("gpu", "none found" if gpu is None else "{} (compute capability {})".format(
-        gpu.name, gpu.compute_capability)))
+    rows.append(("gpu", machine.gpu_description()))
+    jetson = machine.jetson_info()
+    if jetson is not None:
+        rows.append(("jetson", "{model}, L4T {l4t} (JetPack {jetpack}), power mode "
+                               "{power_mode}".format(**jetson)))
     width = max(len(name) for name, _ in rows)
     print("\n".join("{}  {}".format(name.ljust(width), value) for name, value in rows))
     return 0
@@ -247,22 +266,17 @@ def _run_env(args: argparse.Namespace) -> int:
 _COMMANDS = {"build": _run_build, "info": _run_info, "env": _run_env}
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-
-
 def _dispatch(command: str, args: argparse.Namespace) -> int:
-    _setup_logging(getattr(args, "verbose", False))
+    setup_logging(getattr(args, "verbose", False))
     try:
         return _COMMANDS[command](args)
     except CVNetError as err:
         logger.error("%s", err)
-        return 1
+        return EXIT_ERROR
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python3 -m engines``; returns the exit status."""
+    """``python3 -m cvnet.engines``; returns the exit status."""
     args = build_parser().parse_args(argv)
     return _dispatch(args.command, args)
 

@@ -9,7 +9,7 @@ for a runner), the package, and the fix. Nothing is ever installed automatically
 import importlib
 from typing import Any, Optional
 
-from engines.errors import MissingDependencyError
+from cvnet.engines.errors import MissingDependencyError
 
 #: Top-level package -> how to get it, on the Jetson Nano first.
 INSTALL_HINTS = {
@@ -54,16 +54,3 @@ def require(module: str, purpose: str, fix: Optional[str] = None) -> Any:
         raise MissingDependencyError("{} needs {}, which cannot be imported here ({}: {}). {}".format(
             purpose, top, type(err).__name__, err,
             INSTALL_HINTS.get(top, "") if fix is None else fix).strip())
-
-
-def probe(module: str) -> str:
-    """One line about an optional package: its version, or why it cannot be imported.
-
-    Importing is the only honest test (a package can be present and fail to load), so this
-    imports it; call it from commands that report the environment, not from library code paths.
-    """
-    try:
-        imported = importlib.import_module(module)
-    except ImportError as err:
-        return "not importable ({})".format(err)
-    return str(getattr(imported, "__version__", getattr(imported, "VERSION", "installed")))

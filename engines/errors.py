@@ -1,10 +1,10 @@
 """The exceptions of the engine builder and the runtimes (torch-free, Python 3.6).
 
-They extend :class:`cvnet.errors.CVNetError`; every message says what was wrong, what was
+They extend :class:`cvnet.core.errors.CVNetError`; every message says what was wrong, what was
 expected and how to fix it.
 """
 
-from cvnet.errors import CVNetError
+from cvnet.core.errors import CVNetError
 
 
 class EngineError(CVNetError):

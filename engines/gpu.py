@@ -4,7 +4,9 @@ The builder records the GPU in the plan's sidecar and the TensorRT runtime compa
 deserialising. Both ask the CUDA driver (``libcuda.so.1``, present wherever an NVIDIA driver
 is, including Jetson L4T) directly, so neither needs pycuda for it and nothing is compiled:
 :func:`gpu_info` uses ``cuInit``, ``cuDeviceGet``, ``cuDeviceGetName`` and
-``cuDeviceGetAttribute`` and creates no context.
+``cuDeviceGetAttribute`` and creates no context; :func:`gpus` lists every device
+(``cuDeviceGetCount``) for the machine probe (:mod:`cvnet.engines.machine`), which so needs no
+``nvidia-smi`` (a Jetson has none).
 
 :func:`primary_context` makes a device's *primary* context (the one TensorRT's CUDA runtime
 calls and pycuda's ``retain_primary_context`` use) current on the calling thread, so that
@@ -14,9 +16,9 @@ stand-in driver (tests/engines/fake_gpu.py), never on a GPU.
 """
 
 import ctypes
-from typing import Any, NamedTuple, Optional
+from typing import Any, List, NamedTuple, Optional
 
-from engines.errors import EngineError
+from cvnet.engines.errors import EngineError
 
 _LIBRARIES = ("libcuda.so.1", "libcuda.so")
 #: CUdevice_attribute values from cuda.h (stable since CUDA 4).
@@ -76,6 +78,19 @@ def gpu_info(index: int = 0) -> GpuInfo:
            "cuDeviceGetAttribute(minor)")
     return GpuInfo(index, name.value.decode("utf-8", "replace"),
                    "{}.{}".format(major.value, minor.value))
+
+
+def gpus() -> List[GpuInfo]:
+    """Every CUDA device the driver sees, in ordinal order (none on a machine without GPUs).
+
+    Raises:
+        EngineError: No CUDA driver, or a driver call failed.
+    """
+    driver = _load_driver()
+    _check(driver, driver.cuInit(0), "cuInit")
+    count = ctypes.c_int()
+    _check(driver, driver.cuDeviceGetCount(ctypes.byref(count)), "cuDeviceGetCount")
+    return [gpu_info(index) for index in range(count.value)]
 
 
 def _function(driver: ctypes.CDLL, *names: str) -> Any:

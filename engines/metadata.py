@@ -13,18 +13,18 @@
                "int8_calibration": null, "builder": "cvnet-build 0.1.0",
                "created": "2026-05-09T07:35:25+00:00"}
 
-:mod:`cvnet.artifact` keeps keys it does not know in ``extra``, so the block reaches device code
-unchanged; :func:`engine_info` is the only place that reads it.
+:mod:`cvnet.core.artifact` keeps keys it does not know in ``extra``, so the block reaches device
+code unchanged; :func:`engine_info` is the only place that reads it.
 """
 
 import datetime
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from cvnet.artifact import ArtifactMetadata
-from cvnet.errors import MetadataError
-from engines.errors import EngineCompatibilityError
-from engines.gpu import GpuInfo
-from engines.trt_compat import same_tensorrt_release
+from cvnet.core.artifact import ArtifactMetadata
+from cvnet.core.errors import MetadataError
+from cvnet.engines.errors import EngineCompatibilityError
+from cvnet.engines.gpu import GpuInfo
+from cvnet.engines.trt_compat import same_tensorrt_release
 
 ENGINE_KEY = "engine"
 PLAN_ARTIFACT_TYPE = "plan"

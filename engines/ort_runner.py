@@ -13,9 +13,10 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from cvnet.artifact import ArtifactMetadata, FORMAT, check_artifact_file, metadata_from_props
-from engines.base import ModelIO, Runner
-from engines.errors import EngineError, EngineLoadError
+from cvnet.core.artifact import FORMAT, ArtifactMetadata, check_artifact_file, metadata_from_props
+from cvnet.engines.base import Runner
+from cvnet.engines.errors import EngineError, EngineLoadError
+from cvnet.engines.spec import ModelIO
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class OrtRunner(Runner):
         providers: Execution providers, in order; by default :func:`default_providers`.
         threads: Intra-op threads; ONNX Runtime's default (all cores) when None.
         check_hash: Check the file against the sidecar's ``onnx_sha256`` before loading.
-        **kwargs: See :class:`engines.base.Runner` (``metadata``, ``normalize``,
+        **kwargs: See :class:`cvnet.engines.base.Runner` (``metadata``, ``normalize``,
             ``batch_range``).
     """
 

@@ -24,7 +24,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.tensorrt_ops import version_tuple
+from cvnet.core.tensorrt_ops import version_tuple
 
 #: Where TensorRT's own messages go (see :func:`make_logger`).
 TENSORRT_LOG = logging.getLogger("tensorrt")
@@ -171,7 +171,7 @@ def pin_layers_fp32(network: Any, config: Any, trt: Any, names: Sequence[str]) -
 
     Returns:
         The names pinned; empty where the network is strongly typed (11.x: precision comes from
-        the ONNX types, so ``cvnet-export --half`` keeps the attention in FP32 instead).
+        the ONNX types, so ``cvnet-export --precision fp16`` keeps the attention in FP32 instead).
     """
     flag = precision_constraint_flag(trt)
     if flag is None or not names:

@@ -4,22 +4,21 @@ Order of checks when activated, cheapest and clearest first:
 
 1. the plan file against its sidecar's ``plan_sha256`` (a truncated or swapped file);
 2. the sidecar's ``engine`` block against the installed TensorRT release and this GPU's name
-   and compute capability (``engines.gpu``, no CUDA context needed): a plan only loads on the
+   and compute capability (``cvnet.engines.gpu``, no CUDA context needed): a plan only loads on the
    release and GPU that built it, and TensorRT's own check (step 3) returns None with nothing
    but a log line;
 3. deserialisation, whose None result is turned into an error naming both sides.
 
-GPU work: the device's *primary* CUDA context (the one TensorRT's runtime API and PyTorch use)
-is retained and pushed explicitly, never ``pycuda.autoinit``; page-locked host buffers and device
-buffers are sized once for the largest batch, the output's from the shape TensorRT reports for
-it; each batch sets the input shape, reads the output shape TensorRT derives from it, then an
-async copy in, an enqueue and an async copy out on one CUDA stream, and one synchronisation
-(also when the enqueue fails, before anything is freed). FP16 inputs and outputs are converted
-from and to float32 on the host. All of it runs on the runner's one GPU thread (see
-:class:`engines.base.Runner`); at shutdown the stream is synchronised, the TensorRT objects and
-buffers are released, then the context is popped and its retain released
-(:func:`engines.gpu.release_pycuda_context`). Binding API on TensorRT 8.x, tensor API where
-present (:mod:`engines.trt_compat`).
+GPU work: the device's *primary* CUDA context (the one TensorRT's runtime API and PyTorch use) is
+retained and pushed explicitly, never ``pycuda.autoinit``; page-locked host buffers and device
+buffers are sized once for the largest batch, the output's from the shape TensorRT reports for it;
+each batch sets the input shape, reads the output shape TensorRT derives from it, then an async copy
+in, an enqueue and an async copy out on one CUDA stream, and one synchronisation (also when the
+enqueue fails, before anything is freed). FP16 inputs and outputs are converted from and to float32
+on the host. All of it runs on the runner's one GPU thread (see :class:`cvnet.engines.base.Runner`);
+at shutdown the stream is synchronised, the TensorRT objects and buffers are released, then the
+context is popped and its retain released (:func:`cvnet.engines.gpu.release_pycuda_context`).
+Binding API on TensorRT 8.x, tensor API where present (:mod:`cvnet.engines.trt_compat`).
 """
 
 import logging
@@ -27,13 +26,15 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from cvnet.fileio import sha256_bytes
-from engines import trt_compat
-from engines.base import ModelIO, Runner
-from engines.deps import INSTALL_HINTS
-from engines.errors import EngineCompatibilityError, EngineError, EngineInputError, EngineLoadError
-from engines.gpu import GpuInfo, gpu_info, release_pycuda_context
-from engines.metadata import check_compatible, engine_info
+from cvnet.core.fileio import sha256_bytes
+from cvnet.engines import trt_compat
+from cvnet.engines.base import Runner
+from cvnet.engines.deps import INSTALL_HINTS
+from cvnet.engines.errors import (EngineCompatibilityError, EngineError, EngineInputError,
+                                  EngineLoadError)
+from cvnet.engines.gpu import GpuInfo, gpu_info, release_pycuda_context
+from cvnet.engines.metadata import check_compatible, engine_info
+from cvnet.engines.spec import ModelIO
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class TrtRunner(Runner):
             capability is the same (TensorRT loads such a plan with a warning).
         check_hash: Check the file against the sidecar's ``plan_sha256`` before loading.
         verbose: TensorRT logs at VERBOSE instead of WARNING.
-        **kwargs: See :class:`engines.base.Runner` (``metadata``, ``normalize``,
+        **kwargs: See :class:`cvnet.engines.base.Runner` (``metadata``, ``normalize``,
             ``batch_range``).
     """
 
@@ -110,7 +111,8 @@ class TrtRunner(Runner):
                            "to get one", self.path)
         if info is not None and info.parity is not None and info.parity.get("passed") is False:
             logger.warning("%s: its build measured embeddings that disagree with ONNX Runtime "
-                           "(min cosine %s); rebuild with --keep-fp32 attention or --fp32",
+                           "(min cosine %s); rebuild with --keep-fp32 attention or --precision "
+                           "fp32",
                            self.path, info.parity.get("min_cosine"))
         return data
 

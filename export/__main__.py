@@ -1,7 +1,7 @@
-"""``python -m export``: the same as ``cvnet-export``."""
+"""``python -m cvnet.export``: the same as ``cvnet-export``."""
 
 import sys
 
-from export.cli import main
+from cvnet.export.cli import main
 
 sys.exit(main())

@@ -1,9 +1,9 @@
 """``cvnet-export``: PyTorch checkpoint -> verified ONNX file + sidecar for TensorRT and the Jetson.
 
-Also runs as ``python -m export``. Exit status: 0 written; 1 export or verification failed;
-2 bad input (missing or unreadable checkpoint, weights that do not fit, bad option, unwritable
-output). Nothing is written unless everything succeeded. torch and the exporter are imported after
-the arguments are parsed, so ``--help`` answers at once.
+Also runs as ``python -m cvnet.export``. Exit status: 0 written; 1 error (a missing or unreadable
+checkpoint, weights that do not fit, a bad option value, an unwritable output, an export or
+verification failure); 2 bad command line. Nothing is written unless everything succeeded. torch
+and the exporter are imported after the arguments are parsed, so ``--help`` answers at once.
 """
 
 import argparse
@@ -12,13 +12,15 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.errors import CVNetError, ExportError, UnsupportedOperatorError
-from cvnet.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
-from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_alias, add_input_size,
+                            add_json_print, add_output, add_precision, add_seed, add_verbose,
+                            add_verification, setup_logging)
+from cvnet.core.errors import CVNetError
+from cvnet.core.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
+from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 
 if TYPE_CHECKING:  # torch-importing; loaded after parsing
-    from export.pipeline import ExportOptions, ExportResult
+    from cvnet.export.pipeline import ExportOptions, ExportResult
 
 logger = logging.getLogger(__name__)
 
@@ -29,19 +31,6 @@ def _batch_range(text: str) -> Tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected MIN:MAX, e.g. 1:32, got {text!r}") from None
     return low, high
-
-
-def _image_size(text: str) -> Tuple[int, int]:
-    try:
-        parts = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        return parts[0], parts[0]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, e.g. 256 or 256x128, "
-                                     f"got {text!r}")
 
 
 def _json_object(text: str) -> dict:
@@ -61,14 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a cvnet checkpoint to an ONNX file that TensorRT 8.2 (Jetson Nano, "
                     "JetPack 4.6) and newer TensorRT parse, verify it against PyTorch with ONNX "
                     "Runtime, and write the sidecar (<output>.json) that devices read.",
-        epilog="Exit status: 0 written, 1 export or verification failed, 2 bad input. Nothing is "
-               "written unless everything succeeded.")
+        epilog="Exit status: 0 written, 1 error (bad input, export or verification failed), 2 "
+               "usage. Nothing is written unless everything succeeded.")
     parser.add_argument("checkpoint", nargs="?",
                         help="cvnet-train checkpoint or plain state_dict (.pt); loaded with "
                              "torch.load(weights_only=True)")
-    parser.add_argument("-o", "--output", default="cvnet.onnx",
-                        help="ONNX file to write (default: cvnet.onnx); the sidecar is "
-                             "<output>.json")
+    add_output(parser, default="cvnet.onnx",
+               help="ONNX file to write (default: cvnet.onnx); the sidecar is <output>.json")
     model = parser.add_argument_group("model")
     model.add_argument("--arch", metavar="NAME",
                        help="registered model name; needed for plain state_dicts and "
@@ -91,48 +79,47 @@ def build_parser() -> argparse.ArgumentParser:
                        default=DEFAULT_DYNAMIC_BATCH,
                        help="dynamic batch axis (the default); the range is recorded for engine "
                             "profiles (default: %d:%d)" % DEFAULT_DYNAMIC_BATCH)
-    graph.add_argument("--imgsz", type=_image_size, default=None, metavar="SIZE",
-                       help="input size, SIZE or HEIGHTxWIDTH in pixels (default: the size the "
-                            "checkpoint was trained at, else 256); another size than the "
-                            "trained one is exported with a warning")
+    add_input_size(graph, aliases=("--imgsz",),
+                   help="input size, HxW or one size in pixels (default: the size the "
+                        "checkpoint was trained at, else 256); another size than the trained one "
+                        "is exported with a warning")
     graph.add_argument("--preprocess-in-graph", action="store_true",
                        help="the graph takes RGB pixels NHWC at the input size (what "
-                            "cvnet.preprocess.resize_rgb returns) and does the cast, /255, "
+                            "cvnet.core.preprocess.resize_rgb returns) and does the cast, /255, "
                             "mean/std and layout change itself")
     graph.add_argument("--input-dtype", choices=("uint8", "float32"),
                        help="with --preprocess-in-graph: the pixels' type (default: uint8 where "
                             "the target TensorRT takes uint8 inputs, 8.5 and newer; float32 for "
                             "8.2)")
-    graph.add_argument("--half", action="store_true",
-                       help="FP16-typed graph (weights and activations FP16; attention and I/O "
-                            "FP32) for TensorRT 11, whose builder has no FP16 flag")
+    add_precision(graph, choices=("fp32", "fp16"), default="fp32", aliases={"--half": "fp16"},
+                  help="fp16: an FP16-typed graph (weights and activations FP16; attention and "
+                       "I/O FP32) for TensorRT 11, whose builder has no FP16 flag")
     check = parser.add_argument_group("verification")
-    check.add_argument("--no-verify", dest="verify", action="store_false",
-                       help="skip the ONNX Runtime vs PyTorch comparison")
-    check.add_argument("--verify-images", type=int, default=DEFAULT_IMAGE_COUNT, metavar="N",
-                       help="images to verify on (default: %(default)s)")
-    check.add_argument("--seed", type=int, default=0,
-                       help="seed of the verification images and of --random-init weights "
-                            "(default: %(default)s)")
-    parser.add_argument("--engine", action="store_true",
+    add_verification(check, default=DEFAULT_IMAGE_COUNT,
+                     images_help="images to verify on (default: %(default)s)",
+                     skip_help="skip the ONNX Runtime vs PyTorch comparison")
+    add_seed(check, help="seed of the verification images and of --random-init weights "
+                         "(default: %(default)s)")
+    parser.add_argument("--build-engine", action="store_true",
                         help="then build the TensorRT plan (<output>.plan, FP16) with cvnet-build's "
                              "defaults; needs TensorRT and a GPU, i.e. run this on the device")
-    parser.add_argument("--json", action="store_true",
-                        help="print the sidecar as JSON instead of a summary")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_alias(parser, "--engine", dest="build_engine", new="--build-engine", value=True)
+    add_json_print(parser, help="print the sidecar as JSON instead of a summary")
+    add_verbose(parser)
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> "ExportOptions":
     """Translates parsed arguments into :class:`ExportOptions` (the one place that does)."""
-    from export.pipeline import ExportOptions
+    from cvnet.export.pipeline import ExportOptions
 
     return ExportOptions(
         output=args.output, arch=args.arch, model_kwargs=args.model_kwargs,
         random_init=args.random_init, opset=args.opset, trt_version=args.trt_version,
-        batch=args.batch, dynamic_batch=args.dynamic_batch, input_size=args.imgsz,
+        batch=args.batch, dynamic_batch=args.dynamic_batch, input_size=args.input_size,
         preprocess_in_graph=args.preprocess_in_graph, input_dtype=args.input_dtype,
-        half=args.half, verify=args.verify, verify_images=args.verify_images, seed=args.seed)
+        half=args.precision == "fp16", verify=args.verify, verify_images=args.verify_images,
+        seed=args.seed)
 
 
 def format_result(result: "ExportResult") -> str:
@@ -167,10 +154,9 @@ def format_result(result: "ExportResult") -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
+    from cvnet.export.pipeline import export_model
     from cvnet.models.registry import list_models
-    from export.pipeline import export_model
 
     if args.arch is not None and args.arch not in list_models():  # checked here: needs torch
         parser.error("argument --arch: invalid choice: {!r} (choose from {})".format(
@@ -180,28 +166,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        "PyTorch")
     try:
         result = export_model(args.checkpoint, options_from_args(args))
-    except (ExportError, UnsupportedOperatorError) as err:
-        logger.error("%s", err)
-        return 1
     except CVNetError as err:
         logger.error("%s", err)
-        return 2
+        return EXIT_ERROR
     print(json.dumps(result.metadata.to_dict(), indent=2) if args.json else format_result(result))
-    return _build_engine(result.onnx_path) if args.engine else 0
+    return _build_engine(result.onnx_path) if args.build_engine else EXIT_OK
 
 
 def _build_engine(onnx_path: str) -> int:
-    """``--engine``: builds the plan with cvnet-build's builder; 1 when it cannot."""
-    from engines.builder import build_engine  # device-side package; TensorRT imported inside
+    """``--build-engine``: builds the plan with cvnet-build's builder; 1 when it cannot."""
+    from cvnet.engines.builder import build_engine  # device-side package; TensorRT imported inside
 
     try:
         built = build_engine(onnx_path)
     except CVNetError as err:
         logger.error("the ONNX file is written, but no engine was built: %s", err)
         logger.error("build it on the device that will run it: cvnet-build %s", onnx_path)
-        return 1
+        return EXIT_ERROR
     print("wrote {}\n  and {}".format(built.plan_path, built.sidecar_path))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

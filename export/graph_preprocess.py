@@ -1,10 +1,10 @@
 """Preprocessing inside the graph: the device only decodes and resizes.
 
 :class:`InGraphPreprocess` wraps a model so that the exported graph takes what
-:func:`cvnet.preprocess.resize_rgb` returns, stacked: ``(N, H, W, 3)`` RGB pixel values 0-255,
+:func:`cvnet.core.preprocess.resize_rgb` returns, stacked: ``(N, H, W, 3)`` RGB pixel values 0-255,
 as uint8 (TensorRT 8.5 and newer) or float32 (TensorRT 8.2, which has no uint8 inputs). The graph
 casts, scales, standardises and changes the layout with the same float32 arithmetic as
-:func:`cvnet.preprocess.normalize`, so both paths give the same model input.
+:func:`cvnet.core.preprocess.normalize`, so both paths give the same model input.
 """
 
 from typing import Sequence
@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from cvnet.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from cvnet.core.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 class InGraphPreprocess(nn.Module):

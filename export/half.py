@@ -17,7 +17,7 @@ from typing import Any, Tuple, Type
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ExportError
+from cvnet.core.errors import ExportError
 from cvnet.models.dfc import FilterAttention
 
 #: Module types kept in FP32 inside an FP16 graph.
@@ -83,5 +83,6 @@ def half_for_export(model: nn.Module, *,
                 if tensor.dtype == torch.float16 and not torch.isfinite(tensor).all()]
     if overflow:
         raise ExportError(f"{len(overflow)} weight tensor(s) exceed FP16's range (|x| > 65504) and "
-                          f"would become inf: {', '.join(overflow[:5])}; export without --half")
+                          f"would become inf: {', '.join(overflow[:5])}; export with "
+                          "--precision fp32")
     return HalfWithFloatIO(half).eval()

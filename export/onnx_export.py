@@ -4,23 +4,21 @@ TensorRT 8.2 (the Jetson Nano's) parses opsets up to 13 and the Jetson onnxrunti
 15; torch 2.13's dynamo exporter emits opset 18 and cannot convert down to 13, so cvnet exports
 with the TorchScript exporter at opset 13 by default. Every graph is checked with
 ``onnx.checker`` and every node against the target TensorRT version's operator list
-(:mod:`cvnet.tensorrt_ops`), so an operator the device cannot parse fails here, on the host.
+(:mod:`cvnet.core.tensorrt_ops`), so an operator the device cannot parse fails here, on the host.
 """
 
 import io
 import logging
-import os
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import onnx
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ConfigError, ExportError
-from cvnet.fileio import write_bytes_atomic, check_writable
-from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, OperatorSupport, check_nodes,
-                                operator_support, versions_reading_opset)
-from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_OPSET
+from cvnet.core.errors import ConfigError, ExportError
+from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, OperatorSupport, check_nodes,
+                                     operator_support, versions_reading_opset)
+from cvnet.export.defaults import DEFAULT_OPSET
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ def exporter_opsets() -> Tuple[int, int]:
     return int(low), int(high)
 
 
-def check_opset(opset: int, trt_version: str = JETSON_NANO_TENSORRT) -> OperatorSupport:
+def check_export_opset(opset: int, trt_version: str = JETSON_NANO_TENSORRT) -> OperatorSupport:
     """Checks that the exporter can write ``opset`` and TensorRT ``trt_version`` can read it.
 
     Returns:
@@ -86,9 +84,15 @@ def graph_opset(graph: onnx.ModelProto) -> int:
 
 def onnx_from_module(module: nn.Module, *, input_shape: Sequence[int],
                      input_dtype: torch.dtype = torch.float32, opset: int = DEFAULT_OPSET,
-                     dynamic_batch: bool = True, input_name: str = INPUT_NAME,
+                     dynamic_batch: bool = True, trt_version: str = JETSON_NANO_TENSORRT,
+                     input_name: str = INPUT_NAME,
                      output_name: str = OUTPUT_NAME) -> onnx.ModelProto:
     """Exports an eval-mode module with one input and one output, and checks the graph.
+
+    The one export path (:func:`cvnet.export.pipeline.export_model` adds loading, wrapping,
+    verification and the sidecar around it): the opset is checked against the exporter and the
+    target TensorRT first, the graph with ``onnx.checker`` and every node against the target's
+    ONNX operator list after.
 
     Args:
         module: The module; every submodule must be in eval mode.
@@ -98,6 +102,7 @@ def onnx_from_module(module: nn.Module, *, input_shape: Sequence[int],
         input_dtype: dtype of the input (``torch.uint8`` for in-graph preprocessing).
         opset: Default-domain opset to write.
         dynamic_batch: Make the batch axis of input and output symbolic (``"batch"``).
+        trt_version: TensorRT version whose ONNX parser must read the graph (opset, operators).
         input_name: Name of the graph input.
         output_name: Name of the graph output.
 
@@ -105,8 +110,11 @@ def onnx_from_module(module: nn.Module, *, input_shape: Sequence[int],
         The checked ONNX model, in memory.
 
     Raises:
+        ConfigError: The exporter cannot write ``opset``, or ``trt_version`` cannot read it.
         ExportError: A module is in training mode, the exporter failed, or the graph is invalid.
+        UnsupportedOperatorError: A node's operator is not on the target's list (named).
     """
+    support = check_export_opset(opset, trt_version)
     check_eval_mode(module)
     if input_dtype == torch.uint8:
         example = torch.randint(0, 256, tuple(input_shape), dtype=torch.uint8)
@@ -131,6 +139,7 @@ def onnx_from_module(module: nn.Module, *, input_shape: Sequence[int],
     if outputs != [output_name]:
         raise ExportError(f"the graph has outputs {outputs}; cvnet exports exactly one, "
                           f"{output_name!r} (the embedding)")
+    check_tensorrt_support(graph, support)
     return graph
 
 
@@ -150,50 +159,3 @@ def set_metadata_props(graph: onnx.ModelProto, props: Dict[str, str]) -> None:
     for key, value in props.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def export_onnx(model: nn.Module, path: str, *, input_size: Tuple[int, int],
-                opset: int = DEFAULT_OPSET, batch: Optional[int] = None,
-                trt_version: str = JETSON_NANO_TENSORRT,
-                metadata_props: Optional[Dict[str, str]] = None,
-                input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> str:
-    """Exports an eval-mode image model, ``(N, 3, H, W)`` float32 -> ``(N, D)``, to a checked file.
-
-    The narrow library entry point: ``cvnet-export`` adds checkpoint loading, in-graph
-    preprocessing, FP16, verification and the sidecar on top (:mod:`export.pipeline`).
-
-    Args:
-        model: The model, in eval mode.
-        path: Output ``.onnx`` file, written atomically.
-        input_size: (height, width) in pixels.
-        opset: ONNX opset; at most what ``trt_version`` reads.
-        batch: A static batch size, or None for a symbolic batch axis.
-        trt_version: TensorRT version whose operator list every node is checked against.
-        metadata_props: Key -> value strings stored in the file.
-        input_name: Name of the graph input.
-        output_name: Name of the graph output.
-
-    Returns:
-        The absolute path written.
-
-    Raises:
-        ConfigError: ``batch`` < 1, or ``opset`` newer than ``trt_version`` reads.
-        ExportError: See :func:`onnx_from_module`.
-        UnsupportedOperatorError: A node's operator is not on the target's list.
-        OutputPathError: ``path`` cannot be written.
-    """
-    if batch is not None and batch < 1:
-        raise ConfigError(f"batch must be >= 1, got {batch}")
-    support = check_opset(opset, trt_version)
-    check_writable(path)
-    height, width = input_size
-    graph = onnx_from_module(model, input_shape=(batch or 2, 3, height, width), opset=opset,
-                             dynamic_batch=batch is None, input_name=input_name,
-                             output_name=output_name)
-    check_tensorrt_support(graph, support)
-    if metadata_props:
-        set_metadata_props(graph, metadata_props)
-    written = write_bytes_atomic(path, graph.SerializeToString())
-    logger.info("wrote %s (opset %d, %s batch)", os.path.basename(written), opset,
-                "static {}".format(batch) if batch else "dynamic")
-    return written

@@ -27,25 +27,24 @@ import torch
 import torch.nn as nn
 
 import cvnet
-from cvnet.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, sidecar_path,
-                            sidecar_text, to_metadata_props)
-from cvnet.errors import ConfigError, VerificationError
-from cvnet.fileio import write_files_atomic, check_writable, sha256_bytes
+from cvnet.core.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetadata, sidecar_path,
+                                 sidecar_text, to_metadata_props)
+from cvnet.core.errors import ConfigError, VerificationError
+from cvnet.core.fileio import check_writable, sha256_bytes, write_files_atomic
+from cvnet.core.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, verification_images
+from cvnet.core.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
+                                     supports_uint8_input)
+from cvnet.core.threads import configure_torch
+from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
+from cvnet.export.graph_preprocess import InGraphPreprocess
+from cvnet.export.half import half_for_export
+from cvnet.export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_export_opset,
+                                      graph_opset, onnx_from_module, set_metadata_props)
+from cvnet.export.verify import VerificationReport, verification_batches, verify_onnx
 from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
 from cvnet.models.registry import build_model, list_models
 from cvnet.models.summary import param_count
-from cvnet.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
-from cvnet.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
-                                supports_uint8_input)
-from cvnet.threads import configure_torch
-from export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
-from export.graph_preprocess import InGraphPreprocess
-from export.half import half_for_export
-from export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_opset,
-                                check_tensorrt_support, graph_opset, onnx_from_module,
-                                set_metadata_props)
-from export.verify import (FP16_MIN_COSINE, FP32_MIN_COSINE, VerificationReport,
-                           verification_batches, verification_images, verify_onnx)
 
 logger = logging.getLogger(__name__)
 
@@ -150,14 +149,14 @@ def check_options(options: ExportOptions) -> str:
     if not 1 <= low <= high:
         raise ConfigError(f"--dynamic-batch must be MIN:MAX with 1 <= MIN <= MAX, got {low}:{high}")
     if options.input_size is not None and min(options.input_size) < 1:
-        raise ConfigError(f"--imgsz must be positive, got "
+        raise ConfigError(f"--input-size must be positive, got "
                           f"{options.input_size[0]}x{options.input_size[1]}")
     if options.verify and options.verify_images < 2:
         raise ConfigError(f"--verify-images must be >= 2 (retrieval agreement needs a gallery), "
                           f"got {options.verify_images}")
     if options.random_init and options.arch is None:
         raise ConfigError(f"--random-init needs --arch NAME (one of: {', '.join(list_models())})")
-    check_opset(options.opset, options.trt_version)
+    check_export_opset(options.opset, options.trt_version)
     return _resolve_input_dtype(options)
 
 
@@ -207,7 +206,7 @@ def _trained_size(config: Dict[str, Any]) -> Optional[Tuple[int, int]]:
 
 def resolve_input_size(requested: Optional[Tuple[int, int]], trained: Optional[Tuple[int, int]],
                        checkpoint: Optional[str]) -> Tuple[int, int]:
-    """The export size: ``--imgsz`` if given, else the trained size, else 256x256.
+    """The export size: ``--input-size`` if given, else the trained size, else 256x256.
 
     A requested size other than the trained one is allowed, and said out loud: the graph then
     embeds crops at a size the weights never saw, and accuracy usually drops.
@@ -216,14 +215,14 @@ def resolve_input_size(requested: Optional[Tuple[int, int]], trained: Optional[T
         size = trained or DEFAULT_SIZE
         logger.info("input size %dx%d: %s", size[0], size[1],
                     f"the size {checkpoint} was trained at" if trained else
-                    "the default (no training size recorded; pass --imgsz to choose)")
+                    "the default (no training size recorded; pass --input-size to choose)")
         return size
     if trained is not None and tuple(requested) != tuple(trained):
-        logger.warning("--imgsz %dx%d differs from the %dx%d %s was trained at: the graph will "
-                       "embed crops at a size the weights never saw, and accuracy usually drops "
-                       "(compare with cvnet-eval on both files); leave --imgsz out to export at "
-                       "%dx%d", requested[0], requested[1], trained[0], trained[1], checkpoint,
-                       trained[0], trained[1])
+        logger.warning("--input-size %dx%d differs from the %dx%d %s was trained at: the graph "
+                       "will embed crops at a size the weights never saw, and accuracy usually "
+                       "drops (compare with cvnet-eval on both files); leave --input-size out to "
+                       "export at %dx%d", requested[0], requested[1], trained[0], trained[1],
+                       checkpoint, trained[0], trained[1])
     return tuple(requested)
 
 
@@ -238,7 +237,8 @@ def _embedding_dim(model: nn.Module, input_size: Tuple[int, int]) -> int:
     height, width = input_size
     divisor = getattr(model, "input_divisor", 1)
     if height % divisor or width % divisor:
-        raise ConfigError(f"--imgsz {height}x{width} does not fit {type(model).__name__}: height "
+        raise ConfigError(f"--input-size {height}x{width} does not fit {type(model).__name__}: "
+                          "height "
                           f"and width must be multiples of {divisor}")
     with torch.no_grad():
         out = model(torch.zeros(1, 3, height, width))
@@ -318,8 +318,8 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
         input_shape = (options.batch or 2, 3, height, width)
     graph = onnx_from_module(module, input_shape=input_shape,
                              input_dtype=getattr(torch, input_dtype), opset=options.opset,
-                             dynamic_batch=options.batch is None)
-    check_tensorrt_support(graph, check_opset(options.opset, options.trt_version))
+                             dynamic_batch=options.batch is None,
+                             trt_version=options.trt_version)
     export_seconds = time.perf_counter() - started
 
     report = None

@@ -1,10 +1,11 @@
 """Parity of an exported graph with PyTorch: does ONNX Runtime compute the same embeddings?
 
-The same images go through the shared preprocessing (:func:`cvnet.preprocess.preprocess_batch`
-for PyTorch and float graphs, :func:`cvnet.preprocess.resize_rgb` for graphs with preprocessing
+The same images go through the shared preprocessing (:func:`cvnet.core.preprocess.preprocess_batch`
+for PyTorch and float graphs, :func:`cvnet.core.preprocess.resize_rgb` for graphs with preprocessing
 inside) into the FP32 PyTorch model and into ONNX Runtime, at batch 1 and at a larger batch.
-Figures per batch size: per-embedding cosine similarity (min, mean), max absolute difference,
-and retrieval agreement (the share of queries whose top-1 and top-5 neighbours among the other
+Figures per batch size, images and thresholds are :mod:`cvnet.core.parity`'s, which the engine
+builder uses too: per-embedding cosine similarity (min, mean), max absolute difference, and
+retrieval agreement (the share of queries whose top-1 and top-5 neighbours among the other
 images are the same in both).
 
 FP16 graphs run on ONNX Runtime's CPU provider with graph optimisations off: the CPU provider
@@ -20,93 +21,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional, Sequence
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn as nn
 
-from cvnet.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
-from cvnet.synth import sample_images
-from export.defaults import DEFAULT_IMAGE_COUNT
+from cvnet.core.parity import ParityFigures, parity_figures
+from cvnet.core.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
 
 logger = logging.getLogger(__name__)
 
-#: An FP32 export fails when any embedding's cosine similarity to PyTorch's is below this.
-FP32_MIN_COSINE = 0.9999
-#: The same for an FP16-typed export.
-FP16_MIN_COSINE = 0.999
 #: The "larger batch" verification runs at (or the static batch, or the range's maximum).
 LARGER_BATCH = 8
-
-
-def verification_images(count: int = DEFAULT_IMAGE_COUNT, seed: int = 0) -> List[np.ndarray]:
-    """The images every export is verified on: ``count`` BGR uint8 images.
-
-    Half are synthetic vehicle crops in both views (:func:`cvnet.synth.sample_images`, 128x128),
-    so that the retrieval figures compare images a ReID model is meant for; the rest alternate
-    uniform noise with structured images (a colour gradient with random rectangles, ellipses and
-    lines), 48 to 320 pixels on each side with varied aspect ratios, so that resizing is
-    exercised too.
-
-    Args:
-        count: Number of images.
-        seed: Seed of the generators; the same seed gives the same images.
-
-    Returns:
-        ``count`` arrays of shape (H, W, 3), uint8, BGR.
-    """
-    vehicles = sample_images(count // 2, seed=seed, size=128)
-    rng = np.random.RandomState(seed)
-    return vehicles + [_generated_image(rng, noise=i % 2 == 0)
-                       for i in range(count - len(vehicles))]
-
-
-def _generated_image(rng: np.random.RandomState, *, noise: bool) -> np.ndarray:
-    """One noise or drawn-shapes image of random size, (H, W, 3) uint8 BGR."""
-    height, width = (int(v) for v in rng.randint(48, 321, size=2))
-    if noise:
-        return rng.randint(0, 256, size=(height, width, 3), dtype=np.uint8)
-    start, stop = rng.randint(0, 256, size=3), rng.randint(0, 256, size=3)
-    ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]
-    image = np.ascontiguousarray(np.broadcast_to(start + (stop - start) * ramp,
-                                                 (height, width, 3)).astype(np.uint8))
-    for _ in range(rng.randint(2, 7)):
-        colour = tuple(int(c) for c in rng.randint(0, 256, size=3))
-        x0, x1 = sorted(int(v) for v in rng.randint(0, width, size=2))
-        y0, y1 = sorted(int(v) for v in rng.randint(0, height, size=2))
-        shape = rng.randint(3)
-        if shape == 0:
-            cv2.rectangle(image, (x0, y0), (x1, y1), colour, -1)
-        elif shape == 1:
-            axes = (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2))
-            cv2.ellipse(image, ((x0 + x1) // 2, (y0 + y1) // 2), axes, 0, 0, 360, colour, -1)
-        else:
-            cv2.line(image, (x0, y0), (x1, y1), colour, int(rng.randint(1, 6)))
-    return image
-
-
-@dataclass
-class ParityFigures:
-    """Agreement between reference and exported embeddings at one batch size.
-
-    Attributes:
-        batch: Batch size the graph ran at.
-        images: Number of embeddings compared.
-        cosine_min: Smallest per-embedding cosine similarity.
-        cosine_mean: Mean per-embedding cosine similarity.
-        max_abs_diff: Largest absolute difference of any embedding component.
-        top1_agreement: Share of queries whose nearest other image is the same in both.
-        top5_agreement: Share of queries whose 5 nearest other images are the same set in both.
-    """
-
-    batch: int
-    images: int
-    cosine_min: float
-    cosine_mean: float
-    max_abs_diff: float
-    top1_agreement: float
-    top5_agreement: float
 
 
 @dataclass
@@ -132,7 +58,13 @@ class VerificationReport:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The report as the sidecar's ``verification`` object (each case as an object)."""
+        data = asdict(self)
+        data["cases"] = [dict([("batch", case.batch)] + [(key, value) for key, value
+                                                         in case._asdict().items()
+                                                         if key != "batch"])
+                         for case in self.cases]
+        return data
 
     def summary(self) -> str:
         """One line per batch size, for logs and error messages."""
@@ -150,55 +82,6 @@ class VerificationReport:
                          f"{c.max_abs_diff:.2e} | {c.top1_agreement:.0%} | "
                          f"{c.top5_agreement:.0%} |")
         return "\n".join(lines)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two (N, D) arrays, in float64."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    return (a * b).sum(axis=1) / norms
-
-
-def _neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) indices of each row's k most cosine-similar other rows, nearest first."""
-    unit = embeddings.astype(np.float64)
-    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-30)
-    similarity = unit @ unit.T
-    np.fill_diagonal(similarity, -np.inf)
-    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-
-
-def retrieval_agreement(reference: np.ndarray, candidate: np.ndarray, k: int) -> float:
-    """Share of queries whose ``k`` nearest neighbours are the same set in both embeddings.
-
-    Each of the N embeddings is a query against the other N - 1 (leave-one-out gallery).
-
-    Args:
-        reference: (N, D) reference embeddings.
-        candidate: (N, D) embeddings of the same images from the exported graph.
-        k: Neighbours compared; at most N - 1 are used.
-    """
-    count = reference.shape[0]
-    k = min(k, count - 1)
-    if k < 1:
-        return 1.0
-    ref, cand = _neighbours(reference, k), _neighbours(candidate, k)
-    same = [set(ref[i]) == set(cand[i]) for i in range(count)]
-    return float(np.mean(same))
-
-
-def parity_figures(reference: np.ndarray, candidate: np.ndarray, *, batch: int) -> ParityFigures:
-    """Compares (N, D) reference and candidate embeddings of the same images."""
-    if reference.shape != candidate.shape:
-        raise ValueError(f"embedding shapes differ: reference {reference.shape}, "
-                         f"candidate {candidate.shape}")
-    cosine = _cosine(reference, candidate)
-    return ParityFigures(
-        batch=batch, images=int(reference.shape[0]),
-        cosine_min=float(cosine.min()), cosine_mean=float(cosine.mean()),
-        max_abs_diff=float(np.abs(reference.astype(np.float64) - candidate).max()),
-        top1_agreement=retrieval_agreement(reference, candidate, 1),
-        top5_agreement=retrieval_agreement(reference, candidate, 5))
 
 
 def _run_in_batches(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray,

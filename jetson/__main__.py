@@ -1,7 +1,7 @@
-"""``python3 -m jetson``: the device commands (the L4T container's entrypoint)."""
+"""``python3 -m cvnet.jetson``: the device commands (the L4T container's entrypoint)."""
 
 import sys
 
-from jetson.cli import main
+from cvnet.jetson.cli import main
 
 sys.exit(main())

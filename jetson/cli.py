@@ -1,13 +1,12 @@
-"""``python3 -m jetson``: the device commands; ``cvnet-embed`` and ``cvnet-match``.
+"""``python3 -m cvnet.jetson``: the device commands; ``cvnet-embed`` and ``cvnet-match``.
 
 Subcommands: ``embed``, ``match``, ``self-check``; ``build``, ``info``, ``env`` are handed to
-``python3 -m engines`` and ``bench`` to ``python3 -m benchmarks`` (when installed), so the L4T
-container's single entrypoint runs every device command.
+``python3 -m cvnet.engines``, ``bench`` to ``cvnet-bench`` and ``eval`` to ``cvnet-eval``, so the
+L4T container's single entrypoint runs every device command.
 
-Exit status of ``embed``: 0 every file embedded (warnings allowed), 3 finished but some files
-failed (listed in the index and the summary), 1 an error stopped the run (engine, output
-folder, options), 2 bad command line. ``match`` and ``self-check``: 0 ok, 1 error / something
-required is missing, 2 bad command line.
+Exit status (docs/cli.md): 0 ok, 1 an error stopped the command (engine, output folder, option
+values; self-check: something required is missing), 2 bad command line, and for ``embed`` 3:
+finished, but some files failed (listed in the index and the summary).
 """
 
 import argparse
@@ -17,28 +16,36 @@ import logging
 import sys
 from typing import Any, List, Optional
 
-from cvnet.cli_help import ArgumentParser
-from cvnet.errors import CVNetError
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_batch_size,
+                            add_engine, add_output, add_threads, add_verbose, setup_logging)
+from cvnet.core.errors import CVNetError
+from cvnet.jetson.selfcheck import REQUIREMENTS
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
-#: Subcommands handed to other packages' CLIs: name -> module with ``main(argv)``.
-DELEGATED = {"build": "engines.cli", "info": "engines.cli", "env": "engines.cli",
-             "bench": "benchmarks.cli"}
+#: ``embed``'s exit status when it finished but some files failed (a partial failure).
+EXIT_SOME_FAILED = EXIT_PARTIAL
+#: Subcommands handed to other packages' CLIs: name -> (module with ``main(argv)``, the command
+#: it is the same as).
+DELEGATED = {"build": ("cvnet.engines.cli", "cvnet-build"),
+             "info": ("cvnet.engines.cli", "python3 -m cvnet.engines info"),
+             "env": ("cvnet.engines.cli", "python3 -m cvnet.engines env"),
+             "bench": ("cvnet.benchmarks.cli", "cvnet-bench"),
+             "eval": ("cvnet.jetson.eval_cli", "cvnet-eval")}
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``cvnet-embed`` / ``python3 -m jetson embed``."""
-    parser.add_argument("--engine", required=True,
-                        help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime)")
+    """The options of ``cvnet-embed`` / ``python3 -m cvnet.jetson embed``."""
+    add_engine(parser, required=True,
+               help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime); .pt "
+                    "(PyTorch) on the host")
     parser.add_argument("--images", required=True,
                         help="folder (walked recursively by image suffix) or a list file with "
                              "one path per line")
-    parser.add_argument("-o", "--out", required=True,
-                        help="output folder: meta.json, emb-NNNNN.npy, index-NNNNN.csv")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="images per engine call (default: the engine's largest batch)")
+    add_output(parser, required=True, aliases=("--out",),
+               help="output folder: meta.json, emb-NNNNN.npy, index-NNNNN.csv")
+    add_batch_size(parser, aliases=("--batch",),
+                   help="images per engine call (default: the engine's largest batch)")
     parser.add_argument("--chunk-size", type=int, default=512,
                         help="files per committed chunk, the most a kill can cost "
                              "(default: %(default)s)")
@@ -46,29 +53,27 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-normalize", dest="normalize", action="store_false",
                         help="store the raw model output instead of L2-normalised rows")
     parser.add_argument("--resume", action="store_true",
-                        help="continue a killed run in --out: done files are skipped")
+                        help="continue a killed run in --output: done files are skipped")
     parser.add_argument("--min-side", type=int, default=16,
                         help="warn about crops with a shorter side (default: %(default)s px)")
     parser.add_argument("--max-pixels", type=int, default=10000 * 10000,
                         help="refuse larger images before decoding (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
+    add_threads(parser, help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
     parser.add_argument("--log-interval", type=float, default=5.0,
                         help="seconds between progress lines (default: %(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbose(parser)
 
 
 def add_match_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``cvnet-match`` / ``python3 -m jetson match``."""
+    """The options of ``cvnet-match`` / ``python3 -m cvnet.jetson match``."""
     parser.add_argument("--query", required=True, help="cvnet-embed output folder of the queries")
     parser.add_argument("--gallery", required=True,
                         help="cvnet-embed output folder of the gallery")
     parser.add_argument("--topk", type=int, default=10, help="matches per query (default: 10)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="keep only matches with cosine similarity >= T")
-    parser.add_argument("-o", "--out", default=None,
-                        help="matches CSV (query,rank,gallery,similarity,distance); default: "
-                             "print it")
+    add_output(parser, aliases=("--out",),
+               help="matches CSV (query,rank,gallery,similarity,distance); default: print it")
     parser.add_argument("--visualize", default=None, metavar="DIR",
                         help="write one PNG per query: the query crop and its top-k crops")
     parser.add_argument("--visualize-limit", type=int, default=100,
@@ -80,12 +85,12 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                         help="match folders whose model hashes differ where one side has no "
                              "weights hash (e.g. a .plan without its sidecar and its .onnx); "
                              "never other sizes, lengths or weights")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbose(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``python3 -m jetson``'s parser."""
-    parser = ArgumentParser(prog="python3 -m jetson", description=__doc__)
+    """``python3 -m cvnet.jetson``'s parser."""
+    parser = ArgumentParser(prog="python3 -m cvnet.jetson", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="command")
     commands.required = True
     add_embed_arguments(commands.add_parser(
@@ -93,12 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_match_arguments(commands.add_parser("match", help="cosine top-k of queries in a gallery"))
     check = commands.add_parser("self-check", help="versions, GPU, power mode; fail on what is "
                                                    "missing")
-    check.add_argument("--require", choices=("auto", "tensorrt", "onnxruntime", "none"),
+    check.add_argument("--require", choices=REQUIREMENTS,
                        default="auto", help="what must be present (auto: TensorRT on a Jetson, "
                                             "any backend elsewhere)")
-    for name, module in sorted(DELEGATED.items()):
-        commands.add_parser(name, add_help=False, help="see python3 -m {} {} --help".format(
-            module.split(".")[0], name if module == "engines.cli" else ""))
+    add_verbose(check)
+    for name, (_, same_as) in sorted(DELEGATED.items()):
+        commands.add_parser(name, add_help=False, help="the same as {} (see its --help)".format(
+            same_as))
     return parser
 
 
@@ -123,25 +129,20 @@ def match_parser() -> argparse.ArgumentParser:
         "bounded memory."), add_match_arguments)
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-
-
 def _run_embed(args: argparse.Namespace) -> int:
-    from engines import open_engine
-    from jetson.embed import extract, list_images
+    from cvnet.engines import open_engine
+    from cvnet.jetson.embed import extract, list_images
 
     listing = list_images(args.images)  # before the engine loads: no images fails at once
     options = {"threads": args.threads} if args.threads and args.engine.endswith(".onnx") else {}
     with open_engine(args.engine, **options) as runner:
-        summary = extract(runner, args.images, args.out, batch=args.batch,
+        summary = extract(runner, args.images, args.output, batch=args.batch_size,
                           chunk_size=args.chunk_size, fp16_out=args.fp16_out,
                           normalize=args.normalize, resume=args.resume, min_side=args.min_side,
                           max_pixels=args.max_pixels, log_interval=args.log_interval,
                           listing=listing)
     result = summary._asdict()
-    result.update(out=args.out, images_per_s=round(summary.rate, 2),
+    result.update(out=args.output, images_per_s=round(summary.rate, 2),
                   network_images_per_s=round(summary.ok / summary.network_seconds, 2)
                   if summary.network_seconds else None)
     print(json.dumps(result, indent=2, sort_keys=True))
@@ -150,7 +151,7 @@ def _run_embed(args: argparse.Namespace) -> int:
 
 def _write_utf8(stream: Any, text: str) -> None:
     """Writes ``text`` as UTF-8 whatever the locale's encoding (ASCII on Python 3.6 under
-    ``LANG=C``): the escaped names of :mod:`cvnet.filenames` are UTF-8 text."""
+    ``LANG=C``): the escaped names of :mod:`cvnet.core.filenames` are UTF-8 text."""
     binary = getattr(stream, "buffer", None)
     if binary is None:  # a text-only stream (a test's StringIO)
         stream.write(text)
@@ -161,15 +162,15 @@ def _write_utf8(stream: Any, text: str) -> None:
 
 
 def _run_match(args: argparse.Namespace) -> int:
-    from jetson.match import match, matches_csv, visualize, write_matches
-    from jetson.store import read_meta
+    from cvnet.jetson.match import match, matches_csv, visualize, write_matches
+    from cvnet.jetson.store import read_meta
 
     matches = match(args.query, args.gallery, topk=args.topk, threshold=args.threshold,
                     force=args.force, backend=args.backend)
-    if args.out:
-        write_matches(args.out, matches)
+    if args.output:
+        write_matches(args.output, matches)
         logger.info("wrote %d queries x top-%d to %s", len(matches.query_rows), args.topk,
-                    args.out)
+                    args.output)
     else:
         _write_utf8(sys.stdout, matches_csv(matches))
     if args.visualize:
@@ -181,7 +182,7 @@ def _run_match(args: argparse.Namespace) -> int:
 
 
 def _run_self_check(args: argparse.Namespace) -> int:
-    from jetson.selfcheck import self_check
+    from cvnet.jetson.selfcheck import self_check
 
     text, status = self_check(args.require)
     print(text)
@@ -192,7 +193,7 @@ _COMMANDS = {"embed": _run_embed, "match": _run_match, "self-check": _run_self_c
 
 
 def _dispatch(command: str, args: argparse.Namespace) -> int:
-    _setup_logging(getattr(args, "verbose", False))
+    setup_logging(getattr(args, "verbose", False))
     try:
         return _COMMANDS[command](args)
     except (CVNetError, ImportError) as err:
@@ -201,16 +202,16 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python3 -m jetson``; returns the exit status."""
+    """``python3 -m cvnet.jetson``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
-        module = DELEGATED[argv[0]]
+        module = DELEGATED[argv[0]][0]
         try:
             target = importlib.import_module(module)
         except ImportError as err:
             sys.stderr.write("{} is not available in this install ({})\n".format(argv[0], err))
             return EXIT_ERROR
-        return target.main(argv if module == "engines.cli" else argv[1:])
+        return target.main(argv if module == "cvnet.engines.cli" else argv[1:])
     args = build_parser().parse_args(argv)
     return _dispatch(args.command, args)
 

@@ -1,10 +1,11 @@
 """``cvnet-embed``: image files -> embeddings on the device, resumable, losing nothing.
 
-The pipeline: a background thread reads, checks, decodes (:func:`cvnet.preprocess.decode_image`)
-and preprocesses (``runner.prepare``) each file into a bounded queue, so decoding overlaps
+The pipeline: a background thread reads, checks (its header, :mod:`cvnet.core.image_header`),
+decodes (:func:`cvnet.core.preprocess.decode_image`) and preprocesses (``runner.prepare``) each
+file into a bounded queue, so decoding overlaps
 inference and a huge image is held only until it is resized; the calling thread batches the
 preprocessed inputs through the engine and commits every ``chunk_size`` files as one chunk of
-the store (:mod:`jetson.store`). A killed run continues with ``resume=True``: files already in
+the store (:mod:`cvnet.jetson.store`). A killed run continues with ``resume=True``: files already in
 a committed chunk (good or failed) are skipped, an uncommitted chunk is redone.
 
 Every file ends in the index: ``ok`` (with what was done to it: ``grayscale``, ``rgba``,
@@ -17,7 +18,6 @@ import collections
 import logging
 import os
 import queue
-import struct
 import threading
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -25,13 +25,14 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 import cvnet
-from cvnet.errors import ConfigError, CVNetError
-from cvnet.fileio import make_folders, sha256_file
-from cvnet.filenames import NAME_ENCODING, encode_name
-from cvnet.preprocess import ImageDecodeError, decode_image, find_images
-from jetson.progress import Progress
-from jetson.store import (FORMAT, FORMAT_VERSION, IndexRow, StoreError, META_FILE, read_meta,
-                          scan_chunks, write_chunk, write_meta)
+from cvnet.core.errors import ConfigError, CVNetError
+from cvnet.core.fileio import make_folders, sha256_file
+from cvnet.core.filenames import NAME_ENCODING, encode_name
+from cvnet.core.image_header import SUFFIX_FORMATS, read_header
+from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
+from cvnet.core.progress import Progress
+from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, META_FILE, IndexRow, StoreError, read_meta,
+                                scan_chunks, write_chunk, write_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +44,8 @@ DEFAULT_MIN_SIDE = 16
 HUGE_PIXELS = 4096 * 4096
 #: Images above this many pixels are refused before decoding (``too_large``).
 DEFAULT_MAX_PIXELS = 10000 * 10000
-#: The format each image suffix promises.
-SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".bmp": "bmp", ".tif": "tiff",
-                  ".tiff": "tiff", ".webp": "webp", ".ppm": "pnm", ".pgm": "pnm"}
 #: Settings a resumed run must share with the run it continues.
 RESUME_KEYS = ("model_hash", "embedding_dim", "dtype", "normalized", "root")
-
-
-class Header(NamedTuple):
-    """What a file's first bytes say: format, and for PNG/JPEG size, channels and bit depth."""
-
-    format: str
-    width: Optional[int] = None
-    height: Optional[int] = None
-    channels: Optional[int] = None
-    bits: Optional[int] = None
-    complete: bool = True
 
 
 class Checked(NamedTuple):
@@ -75,48 +62,6 @@ class Checked(NamedTuple):
     image: Optional[np.ndarray]
     kinds: Tuple[str, ...]
     message: str
-
-
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
-_JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _jpeg_header(data: bytes) -> Header:
-    position, end = 2, len(data)
-    while position + 4 <= end:
-        if data[position] != 0xFF:
-            position += 1
-            continue
-        marker = data[position + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            position += 2 if marker != 0xFF else 1
-            continue
-        length = struct.unpack(">H", data[position + 2:position + 4])[0]
-        if marker in _JPEG_SOF and position + 10 <= end:
-            bits, height, width, channels = struct.unpack(">BHHB", data[position + 4:position + 10])
-            return Header("jpeg", width, height, channels, bits,
-                          data.rstrip(b"\x00").endswith(b"\xff\xd9"))
-        position += 2 + length
-    return Header("jpeg", complete=False)
-
-
-def read_header(data: bytes) -> Optional[Header]:
-    """Identifies an encoded image from its bytes (None: no image format cvnet knows)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26 and data[12:16] == b"IHDR":
-        width, height, bits, color = struct.unpack(">IIBB", data[16:26])
-        return Header("png", width, height, _PNG_CHANNELS.get(color), bits,
-                      b"IEND" in data[-16:])
-    if data[:3] == b"\xff\xd8\xff":
-        return _jpeg_header(data)
-    if data[:2] == b"BM":
-        return Header("bmp")
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return Header("tiff")
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return Header("webp")
-    if data[:2] in (b"P2", b"P3", b"P5", b"P6"):
-        return Header("pnm")
-    return None
 
 
 def check_image(path: str, root: str = "", *, min_side: int = DEFAULT_MIN_SIDE,
@@ -192,7 +137,7 @@ def list_images(source: str) -> Tuple[str, List[str]]:
     Returns:
         ``(root, paths)``: paths relative to ``root`` (a folder's, sorted) or as written in the
         list (duplicates dropped, first kept), as the operating system names them (``str``
-        that may hold surrogate escapes; :func:`cvnet.filenames.encode_name` writes them).
+        that may hold surrogate escapes; :func:`cvnet.core.filenames.encode_name` writes them).
 
     Raises:
         ConfigError: ``source`` does not exist, or it holds or lists no image.
@@ -337,9 +282,9 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
     """Embeds every image of ``source`` into the folder ``out``.
 
     Args:
-        runner: An active runner from :func:`engines.open_engine`.
+        runner: An active runner from :func:`cvnet.engines.open_engine`.
         source: A folder (walked recursively) or a list file.
-        out: Output folder (created); see :mod:`jetson.store`.
+        out: Output folder (created); see :mod:`cvnet.jetson.store`.
         batch: Images per engine call; the engine's largest batch by default.
         chunk_size: Files per committed chunk.
         fp16_out: Store float16 instead of float32.
@@ -357,7 +302,7 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             range.
     """
     if chunk_size < 1 or (batch is not None and batch < 1):
-        raise ConfigError("--chunk-size and --batch must be >= 1, got {} and {}".format(
+        raise ConfigError("--chunk-size and --batch-size must be >= 1, got {} and {}".format(
             chunk_size, batch))
     batch = batch or runner.spec.batch_max
     root, paths = listing or list_images(source)

@@ -1,14 +1,13 @@
 """``cvnet-match``: exact cosine top-k of query embeddings against a gallery, memory bounded.
 
-Both sides are folders written by ``cvnet-embed`` (:mod:`jetson.store`). The gallery is read one
-memory-mapped chunk at a time and scored in blocks of at most ``block_elements`` similarities,
-keeping a running top-k per query, so memory stays bounded by the queries, one block and the
-top-k lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM).
-Equal scores rank the lower gallery row first (scores of identical rows in different blocks
-can differ in the last bit of float32). Folders whose embeddings cannot be compared (another
-length, input size, architecture or weights) are refused; folders that may come from the same
-model but cannot prove it (an engine without its sidecar) only with ``force``
-(:func:`incompatibilities`).
+Both sides are folders written by ``cvnet-embed`` (:mod:`cvnet.jetson.store`). The gallery is read
+one memory-mapped chunk at a time and scored in blocks of at most ``block_elements`` similarities,
+keeping a running top-k per query, so memory stays bounded by the queries, one block and the top-k
+lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM). Equal
+scores rank the lower gallery row first (scores of identical rows in different blocks can differ in
+the last bit of float32). Folders whose embeddings cannot be compared (another length, input size,
+architecture or weights) are refused; folders that may come from the same model but cannot prove it
+(an engine without its sidecar) only with ``force`` (:func:`incompatibilities`).
 
 For galleries beyond one device (millions of entries), ``backend="faiss"`` uses a FAISS
 ``IndexFlatIP`` on the host (still exact; FAISS is imported only then).
@@ -22,12 +21,12 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from cvnet.errors import ConfigError
-from cvnet.fileio import make_folders, write_bytes_atomic, write_text_atomic
-from cvnet.metrics import cosine_distance
-from cvnet.filenames import native_name
-from jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks, load_embeddings,
-                          read_meta)
+from cvnet.core.errors import ConfigError
+from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
+from cvnet.core.filenames import native_name
+from cvnet.core.metrics import cosine_distance
+from cvnet.jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks,
+                                load_embeddings, read_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,8 @@ def check_compatible(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any],
     if never:
         raise StoreError("query and gallery embeddings cannot be compared: {}. Embed both with "
                          "the same engine (an engine exported at the other side's size, "
-                         "cvnet-export --imgsz, for a size difference)".format("; ".join(never)))
+                         "cvnet-export --input-size, for a size difference)".format(
+                             "; ".join(never)))
     if unproven and not force:
         raise StoreError("query and gallery may come from different models: {}. Embed both with "
                          "the same engine, or pass --force if you know the weights are the same "
@@ -180,7 +180,7 @@ def topk_faiss(queries: np.ndarray, gallery_folder: str, k: int) -> Tuple[np.nda
     except ImportError:
         raise ImportError("--backend faiss needs FAISS, which is not installed: pip install "
                           "faiss-cpu (host only; on the device use the exact backend)")
-    from cvnet.preprocess import l2_normalize
+    from cvnet.core.preprocess import l2_normalize
 
     dim = queries.shape[1]
     index = faiss.IndexFlatIP(dim)
@@ -235,7 +235,7 @@ def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
 def matches_csv(matches: Matches) -> str:
     """CSV text: ``query,rank,gallery,similarity,distance``, one line per kept match.
 
-    ``query`` and ``gallery`` are the index's escaped names (:mod:`cvnet.filenames`):
+    ``query`` and ``gallery`` are the index's escaped names (:mod:`cvnet.core.filenames`):
     ``urllib.parse.unquote_to_bytes`` gives each file's exact name.
     """
     buffer = io.StringIO()
@@ -255,7 +255,7 @@ def write_matches(path: str, matches: Matches) -> str:
 
 
 def _crop(root: str, name: str) -> np.ndarray:
-    from cvnet.preprocess import ImageDecodeError, decode_image
+    from cvnet.core.preprocess import ImageDecodeError, decode_image
 
     try:
         return decode_image(file_path(root, name))
@@ -281,7 +281,8 @@ def visualize(matches: Matches, query_root: str, gallery_root: str, out_dir: str
         The PNG paths written.
     """
     import cv2
-    from cvnet.visualize import ranked_list_row, stack_rows
+
+    from cvnet.core.visualize import ranked_list_row, stack_rows
 
     make_folders(out_dir)
     written = []

@@ -1,4 +1,8 @@
-"""``python3 -m jetson self-check``: what this container sees, and what it lacks, with the fix.
+"""``python3 -m cvnet.jetson self-check``: what this container sees and lacks, with the fix.
+
+The facts come from the machine probe (:mod:`cvnet.engines.machine`); this module judges them:
+what a Jetson (or any machine) needs to run cvnet's device commands, and how to fix what is
+missing.
 
 The most common Jetson failure is a container that cannot see TensorRT: on JetPack 4 the NVIDIA
 container runtime mounts CUDA, cuDNN and TensorRT (with its Python 3.6 bindings) from the host,
@@ -7,17 +11,12 @@ so a container started without ``--runtime nvidia`` has none of them.
 
 import os
 import platform
-import re
-import shutil
-import subprocess
 from typing import List, NamedTuple, Optional, Tuple
 
-from engines.deps import probe
+from cvnet.engines.machine import (JETPACK_OF_L4T, TEGRA_RELEASE, cuda_version, gpu_description,
+                                   jetson_model, l4t_release, power_mode, probe)
 
-#: L4T release -> JetPack release (JetPack 4.6.x, the Nano's last line).
-JETPACK_OF_L4T = {"32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3",
-                  "32.7.4": "4.6.4", "32.7.5": "4.6.5", "32.7.6": "4.6.6"}
-TEGRA_RELEASE = "/etc/nv_tegra_release"
+#: What ``--require`` may ask to be present (see :func:`gather`).
 REQUIREMENTS = ("auto", "tensorrt", "onnxruntime", "none")
 
 FIX_TENSORRT = ("TensorRT is not importable. On a Jetson (JetPack 4) the NVIDIA runtime mounts "
@@ -42,49 +41,6 @@ class Check(NamedTuple):
     problem: Optional[str] = None
 
 
-def l4t_release(path: str = TEGRA_RELEASE) -> Optional[str]:
-    """``"32.7.1"`` from ``/etc/nv_tegra_release``; None off Jetson."""
-    try:
-        with open(path, "r") as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
-    return "{}.{}".format(match.group(1), match.group(2)) if match else None
-
-
-def cuda_version() -> str:
-    """The CUDA toolkit version from ``/usr/local/cuda``, or why it is unknown."""
-    for name in ("version.txt", "version.json"):
-        path = os.path.join("/usr/local/cuda", name)
-        if os.path.exists(path):
-            with open(path, "r") as handle:
-                match = re.search(r"(\d+\.\d+(\.\d+)?)", handle.read())
-            if match:
-                return match.group(1)
-    nvcc = shutil.which("nvcc")
-    return "toolkit not found{}".format(" (nvcc at {})".format(nvcc) if nvcc else "")
-
-
-def _command(args: List[str]) -> Optional[str]:
-    if shutil.which(args[0]) is None:
-        return None
-    try:
-        out = subprocess.check_output(args, stderr=subprocess.STDOUT, timeout=10)
-    except (OSError, subprocess.SubprocessError) as err:
-        return "failed ({})".format(err)
-    return out.decode("utf-8", "replace").strip()
-
-
-def power_mode() -> str:
-    """The nvpmodel power mode (e.g. ``"MAXN"``), or ``"n/a"`` off Jetson."""
-    text = _command(["nvpmodel", "-q"])
-    if text is None:
-        return "n/a (no nvpmodel)"
-    match = re.search(r"NV Power Mode:\s*(\S+)", text)
-    return match.group(1) if match else text.splitlines()[0] if text else "unknown"
-
-
 def gather(require: str = "auto") -> Tuple[List[Check], bool]:
     """Collects the report.
 
@@ -100,7 +56,8 @@ def gather(require: str = "auto") -> Tuple[List[Check], bool]:
     if require == "auto":
         require = "tensorrt" if on_jetson else "any"
     checks = [Check("L4T", l4t or "not a Jetson ({} missing)".format(TEGRA_RELEASE)),
-              Check("JetPack", JETPACK_OF_L4T.get(l4t, "unknown") if l4t else "n/a")]
+              Check("JetPack", JETPACK_OF_L4T.get(l4t, "unknown") if l4t else "n/a"),
+              Check("board", jetson_model() or "n/a")]
     versions = {module: probe(module)
                 for module in ("tensorrt", "pycuda", "onnxruntime", "numpy", "cv2")}
     missing = {module: value.startswith("not importable") for module, value in versions.items()}
@@ -120,20 +77,9 @@ def gather(require: str = "auto") -> Tuple[List[Check], bool]:
     if require == "any" and missing["onnxruntime"] and missing["tensorrt"]:
         ort_problem = "no backend: neither TensorRT nor onnxruntime imports. " + FIX_ORT
     checks.append(Check("onnxruntime", versions["onnxruntime"], ort_problem))
-    checks.append(Check("GPU", _gpu()))
-    checks.append(Check("power mode", power_mode()))
+    checks.append(Check("GPU", gpu_description()))
+    checks.append(Check("power mode", power_mode() or "n/a (no nvpmodel)"))
     return checks, on_jetson
-
-
-def _gpu() -> str:
-    from cvnet.errors import CVNetError
-    from engines.gpu import gpu_info
-
-    try:
-        gpu = gpu_info(0)
-    except CVNetError as err:
-        return "none found ({})".format(err)
-    return "{} (compute capability {})".format(gpu.name, gpu.compute_capability)
 
 
 def report(checks: List[Check]) -> str:
@@ -152,4 +98,5 @@ def self_check(require: str = "auto") -> Tuple[str, int]:
     return report(checks), 1 if any(check.problem for check in checks) else 0
 
 
-__all__ = ["Check", "JETPACK_OF_L4T", "gather", "l4t_release", "report", "self_check"]
+__all__ = ["Check", "JETPACK_OF_L4T", "REQUIREMENTS", "gather", "l4t_release", "report",
+           "self_check"]

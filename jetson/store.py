@@ -8,12 +8,12 @@ An output folder holds::
     emb-00001.npy ...
 
 File names are bytes: ``path`` in the index and ``root``/``source`` in ``meta.json`` are
-escaped text (:func:`cvnet.filenames.encode_name`: UTF-8 as it reads, any other byte and ``%``
+escaped text (:func:`cvnet.core.filenames.encode_name`: UTF-8 as it reads, any other byte and ``%``
 as ``%XX``), so any name the file system allows is stored exactly and reads back as the same
 bytes under any locale; :func:`file_path` turns a row back into a path to open. Format version
 1 (before this escaping) is still read.
 
-Every file is written atomically and durably (:mod:`cvnet.fileio`: temporary file, fsync,
+Every file is written atomically and durably (:mod:`cvnet.core.fileio`: temporary file, fsync,
 ``os.replace``, fsync of the folder). A chunk is written ``.npy``
 first, then its index; **the index is the commit marker**: a chunk counts only when its index
 exists and names as many good rows as its ``.npy`` holds. A run killed between the two leaves
@@ -35,9 +35,9 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.errors import CVNetError
-from cvnet.fileio import write_bytes_atomic, write_text_atomic
-from cvnet.filenames import encode_name, name_from_utf8, native_name
+from cvnet.core.errors import CVNetError
+from cvnet.core.fileio import write_bytes_atomic, write_text_atomic
+from cvnet.core.filenames import encode_name, name_from_utf8, native_name
 
 #: ``meta.json``'s format name and version.
 FORMAT = "cvnet-embeddings"
@@ -58,7 +58,7 @@ class IndexRow(NamedTuple):
 
     Attributes:
         path: The file as listed (relative to ``meta["root"]`` for a walked folder), as escaped
-            text (:func:`cvnet.filenames.encode_name`); :func:`file_path` gives the path to
+            text (:func:`cvnet.core.filenames.encode_name`); :func:`file_path` gives the path to
             open.
         status: ``"ok"`` (it has an embedding) or ``"failed"`` (reported and skipped).
         row: Its row in the concatenated embeddings; -1 when failed.

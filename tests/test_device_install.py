@@ -21,7 +21,7 @@ pytestmark = [
                               "the device install is for Python < 3.9 (make test-device)"),
 ]
 
-DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench")
+DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench", "cvnet-eval")
 #: Not part of the source: the checkout's own venvs and build output, a user's data and runs.
 _NOT_SOURCE_AT_ROOT = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info",
                                              "runs", "data")
@@ -71,8 +71,8 @@ def _installed_modules(site):
 def test_device_install_holds_every_device_module_and_no_torch_code(installed):
     site, _ = installed
     assert _installed_modules(site) == sorted(device_modules())
-    assert os.path.isfile(os.path.join(site, "cvnet", "data", "tensorrt_onnx_ops.json"))
-    assert os.path.isfile(os.path.join(site, "benchmarks", "data", "table2.csv"))
+    assert os.path.isfile(os.path.join(site, "cvnet", "core", "tensorrt_onnx_ops.json"))
+    assert os.path.isfile(os.path.join(site, "cvnet", "benchmarks", "data", "table2.csv"))
 
 
 @pytest.mark.parametrize("command", DEVICE_COMMANDS)

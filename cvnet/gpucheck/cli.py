@@ -14,28 +14,30 @@ import sys
 import time
 from typing import Optional, Sequence
 
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_device,
+                            add_output, add_verbose, doc_summary, setup_logging)
 from cvnet.gpucheck.plan import CheckSettings, replace, smoke_settings
 
 logger = logging.getLogger(__name__)
 
-#: Exit codes: 0 every step passed, 1 a step failed, 2 the check could not start.
-EXIT_FAILED, EXIT_CANNOT_START = 1, 2
+#: Exit codes (docs/cli.md): 0 every step passed, 1 the check could not start (an error),
+#: 3 it ran and a step failed (a partial failure: the report says which).
+EXIT_CANNOT_START, EXIT_FAILED = EXIT_ERROR, EXIT_PARTIAL
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cvnet-gpu-check", description=__doc__.split("\n\n")[0].replace("``", ""),
+    parser = ArgumentParser(
+        prog="cvnet-gpu-check", description=doc_summary(__doc__),
         epilog="Runs the gpu and trt tests, cvnet-bench in FP16 (CVNet and the Table 2 "
                "baselines, CUDA graphs beside eager), a short AMP training of cvnet at 256x256 "
                "on a cvnet-synth set (no NaN, mAP above the untrained model) and cvnet-eval, "
                "each as a process with its log in OUTPUT/logs; writes OUTPUT/gpu-check.md and "
                "gpu-check.json. About 8 minutes on a large GPU. Needs Python >= 3.9 with a "
-               "CUDA build of torch; installs nothing. Exit codes: 0 passed, 1 a step failed, "
-               "2 cannot start here.")
-    parser.add_argument("--output", default="gpu-check",
-                        help="report folder (default: gpu-check)")
-    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                        help="cuda (default); cpu only with --smoke")
+               "CUDA build of torch; installs nothing. Exit codes: 0 passed, 1 cannot start "
+               "here, 2 bad command line, 3 a step failed.")
+    add_output(parser, default="gpu-check", help="report folder (default: gpu-check)")
+    add_device(parser, choices=("cuda", "cpu"), default="cuda",
+               help="cuda (default); cpu only with --smoke")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny settings on any device: proves the orchestration in seconds")
     parser.add_argument("--epochs", type=int, help="training epochs (default 40; smoke 2)")
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time CVNet only (the baselines take most of the benchmark)")
     parser.add_argument("--tests", nargs="+", metavar="PATH",
                         help="pytest paths searched for gpu and trt tests (default: tests)")
+    add_verbose(parser)
     return parser
 
 
@@ -60,7 +63,7 @@ def settings_from_args(args: argparse.Namespace) -> CheckSettings:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.verbose, timestamps=True)
     from cvnet.gpucheck.report import build_report, write_reports
     from cvnet.gpucheck.run import GpuCheckError, preflight, run_check
 
@@ -80,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     markdown, document = write_reports(args.output, report)
     logger.info("gpu-check %s in %.0f s: %s and %s", "passed" if report["passed"] else "FAILED",
                 report["seconds"], markdown, document)
-    return 0 if report["passed"] else EXIT_FAILED
+    return EXIT_OK if report["passed"] else EXIT_FAILED
 
 
 if __name__ == "__main__":

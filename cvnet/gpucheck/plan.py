@@ -135,16 +135,17 @@ def steps(settings: CheckSettings, paths: Paths) -> List[Step]:
     """The check's commands, in order, each with a generous timeout (the whole check takes
     about 8 minutes on a large GPU)."""
     s = settings
-    bench = _module("benchmarks", "--device", s.device, "--precision", s.precision,
+    bench = _module("cvnet.benchmarks", "--device", s.device, "--precision", s.precision,
                     "--arch", s.bench_arch, "--input-size", s.bench_input,
                     "--batch", ",".join(str(b) for b in s.bench_batches),
                     "--backend", ",".join(s.bench_backends), "--e2e",
                     "--warmup", s.bench_warmup, "--min-time", s.bench_min_time,
-                    "--cache-dir", os.path.join(paths.root, "cache"), "--json", paths.bench_json)
+                    "--cache-dir", os.path.join(paths.root, "cache"),
+                    "--json-out", paths.bench_json)
     if s.baselines:
         bench.append("--baselines")
     train = _module("cvnet.training.cli", "--data", paths.synth, "--output", paths.train,
-                    "--arch", s.arch, "--img-size", s.img_size, "--batch-size", s.batch_size,
+                    "--arch", s.arch, "--input-size", s.img_size, "--batch-size", s.batch_size,
                     "--num-instances", s.num_instances, "--epochs", s.epochs, "--lr", s.lr,
                     "--lr-schedule", "cosine", "--warmup-epochs", s.warmup_epochs,
                     "--erase-prob", 0, "--pad", s.pad, "--device", s.device,
@@ -158,13 +159,13 @@ def steps(settings: CheckSettings, paths: Paths) -> List[Step]:
         Step("benchmark", "cvnet-bench, {} on {}".format(s.precision.upper(), s.device), bench,
              900),
         Step("synth", "cvnet-synth set",
-             _module("cvnet.synth", paths.synth, "--ids", s.synth_ids, "--size", s.synth_size,
+             _module("cvnet.core.synth", paths.synth, "--ids", s.synth_ids, "--size", s.synth_size,
                      "--images-per-view", s.images_per_view, "--force"), 300),
         Step("train", "AMP training of {} at {}x{}".format(s.arch, s.img_size, s.img_size)
              if s.device == "cuda" else "training of {} at {}x{} (FP32 on the CPU)".format(
                  s.arch, s.img_size, s.img_size), train, 900, needs=("synth",)),
         Step("eval", "cvnet-eval of the trained model",
-             _module("cvnet.eval_cli", paths.model, "--data", paths.synth, "--json",
+             _module("cvnet.jetson.eval_cli", paths.model, "--data", paths.synth, "--json-out",
                      paths.eval_json, "--device", s.device), 300,
              needs=("train",)),
     ]

@@ -9,8 +9,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from benchmarks.report import BenchRow, markdown_results
-from cvnet.fileio import write_text_atomic
+from cvnet.benchmarks.report import BenchRow, markdown_results
+from cvnet.core.fileio import write_text_atomic
 from cvnet.gpucheck.plan import CheckSettings
 from cvnet.gpucheck.run import StepResult
 

@@ -19,8 +19,9 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from cvnet.errors import CVNetError
-from cvnet.fileio import make_folders
+from cvnet.core.errors import CVNetError
+from cvnet.core.fileio import make_folders
+from cvnet.engines.machine import package_version
 from cvnet.gpucheck.plan import CheckSettings, Paths, Step, steps
 
 logger = logging.getLogger(__name__)
@@ -92,10 +93,7 @@ def probe_environment() -> Dict[str, Any]:
                       "memory_gib": round(props.total_memory / 2 ** 30, 1),
                       "count": torch.cuda.device_count()}
     for module in ("tensorrt", "onnxruntime"):
-        try:
-            env[module] = str(getattr(importlib.import_module(module), "__version__", "?"))
-        except Exception as err:  # a broken install raises anything, not only ImportError
-            env[module] = None if isinstance(err, ImportError) else f"unusable: {err}"
+        env[module] = package_version(module)  # None when missing, "unusable (...)" if broken
     return env
 
 

@@ -37,8 +37,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from cvnet.errors import CheckpointError, ConfigError
-from cvnet.fileio import atomic_path, sha256_bytes
+from cvnet.core.errors import CheckpointError, ConfigError
+from cvnet.core.fileio import atomic_path, sha256_bytes
 from cvnet.models.registry import build_model, list_models
 
 logger = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cvnet.errors import ConfigError
-from cvnet.models.dfc import (MODULES_PER_STAGE, OPS_PER_MODULE, OPS_PER_STAGE, PAPER_OPS,
-                              DFCBlock, parse_ops)
+from cvnet.core.errors import ConfigError
+from cvnet.models.dfc import (MODULES_PER_STAGE, OPS_PER_MODULE, OPS_PER_STAGE, PAPER_OPS, DFCBlock,
+                              parse_ops)
 from cvnet.models.layers import Bottleneck, Transition, init_weights
 from cvnet.models.registry import register_model
 from cvnet.models.stems import MSLStem, ResNetStem

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 from cvnet.models.layers import ConvBnAct, LightConv, channel_mean_max
 from cvnet.models.precision import float32_region, to_dtype, to_float32
 

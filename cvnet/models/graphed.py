@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List
 
 import torch.nn as nn
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 _MODELS: Dict[str, Callable[..., nn.Module]] = {}
 #: Modules whose import registers the built-in models.

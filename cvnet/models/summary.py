@@ -1,9 +1,9 @@
 """Parameters per block and GMACs of a registered model, to check the paper's numbers.
 
-Command: ``cvnet-summary [ARCH] [--imgsz 256] [--num-classes K] [--json]`` (also
-``python -m cvnet.models.summary``; the command line is :mod:`cvnet.models.summary_cli`). MACs are counted with PyTorch's own FLOP counter
-(``torch.utils.flop_counter``, 1 MAC = 2 FLOPs) on an eval-mode forward of one image; it counts
-convolutions and matrix products, not element-wise ops.
+Command: ``cvnet-summary [ARCH] [--input-size 256] [--num-classes K] [--json]`` (also
+``python -m cvnet.models.summary``; the command line is :mod:`cvnet.models.summary_cli`). MACs are
+counted with PyTorch's own FLOP counter (``torch.utils.flop_counter``, 1 MAC = 2 FLOPs) on an
+eval-mode forward of one image; it counts convolutions and matrix products, not element-wise ops.
 
 Blocks are a model's top-level children, with ``stages.i`` and ``transitions.i`` split into
 "stage i+1" and "transition i+1"; CVNet's head children are merged into "head", and every

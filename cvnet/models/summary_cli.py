@@ -6,7 +6,7 @@ parsed, so ``--help`` answers at once.
 Examples::
 
     cvnet-summary                       # the paper's model at 3x256x256
-    cvnet-summary cvnet_tiny --imgsz 128 --json
+    cvnet-summary cvnet_tiny --input-size 128 --json
     cvnet-summary --list
 """
 
@@ -16,7 +16,8 @@ import sys
 from dataclasses import asdict
 from typing import Optional, Sequence
 
-from cvnet.cli_help import ArgumentParser
+from cvnet.core.cli import (EXIT_ERROR, ArgumentParser, add_input_size, add_json_print, add_verbose,
+                            setup_logging)
 
 logger = logging.getLogger(__name__)
 
@@ -28,24 +29,25 @@ def build_parser() -> ArgumentParser:
                     "baseline.")
     parser.add_argument("arch", nargs="?", default="cvnet",
                         help="registered model name (default: cvnet); --list shows them")
-    parser.add_argument("--imgsz", type=int, default=256,
-                        help="square input size in pixels for the MAC count (default: 256)")
+    add_input_size(parser, default=(256, 256), aliases=("--imgsz",),
+                   help="input size for the MAC count, HxW or one size in pixels")
     parser.add_argument("--num-classes", type=int, default=None,
                         help="training identities of the ID classifiers (default: the model's "
                              "own: none for CVNet, CVPair's 391 for the baselines; 0: none)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    add_json_print(parser, help="print JSON instead of Markdown")
     parser.add_argument("--list", action="store_true", help="list the registered models and exit")
+    add_verbose(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     import torch
 
+    from cvnet.core.threads import configure_torch
     from cvnet.models.registry import list_models, model_description
     from cvnet.models.summary import format_summary, summarize
-    from cvnet.threads import configure_torch
 
     configure_torch(torch)
 
@@ -54,10 +56,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     try:
         options = {} if args.num_classes is None else {"num_classes": args.num_classes}
-        summary = summarize(args.arch, input_size=(3, args.imgsz, args.imgsz), **options)
+        summary = summarize(args.arch, input_size=(3,) + tuple(args.input_size), **options)
     except (KeyError, ValueError) as err:
         logger.error("%s", err.args[0] if err.args else err)
-        return 2
+        return EXIT_ERROR
     print(json.dumps(asdict(summary), indent=2) if args.json else format_summary(summary))
     return 0
 

@@ -2,7 +2,7 @@
 
 Examples::
 
-    cvnet-search --data data/synth --epochs 20 --img-size 64 --output runs/search
+    cvnet-search --data data/synth --epochs 20 --input-size 64 -o runs/search
     cvnet-train  --data data/synth --ops runs/search/ops.json          # train the result
     cvnet-search --data data/synth --output runs/search --resume       # continue a killed run
 """
@@ -12,10 +12,10 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.errors import CVNetError
-from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code,
-                                load_training_set, setup_logging)
+from cvnet.core.cli import ArgumentParser, doc_summary
+from cvnet.core.errors import CVNetError
+from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code, load_training_set,
+                                setup_run_logging)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    setup_run_logging(args.verbose)
     try:
         from cvnet.search.config import SearchConfig
         from cvnet.search.searcher import format_weights, search

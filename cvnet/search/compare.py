@@ -7,7 +7,7 @@ skips finished strategies and resumes an interrupted one.
 
 Examples::
 
-    cvnet-compare-ops --data data/synth --ops runs/search/ops.json --epochs 30 --img-size 64
+    cvnet-compare-ops --data data/synth --ops runs/search/ops.json --epochs 30 --input-size 64
     cvnet-compare-ops --data data/synth --strategies paper none gate --epochs 30
 """
 
@@ -20,11 +20,11 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.errors import ConfigError, CVNetError
-from cvnet.fileio import write_text_atomic
+from cvnet.core.cli import ArgumentParser, doc_summary
+from cvnet.core.errors import ConfigError, CVNetError
+from cvnet.core.fileio import write_text_atomic
 from cvnet.training.cli import (add_run_arguments, config_from_args, exit_code, run_training,
-                                setup_logging)
+                                setup_run_logging)
 from cvnet.training.config import TrainConfig, config_differences
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def format_comparison(results: Dict[str, Dict]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    setup_run_logging(args.verbose)
     try:
         from cvnet.models import build_model, parse_ops
 

@@ -33,23 +33,23 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ConfigError
-from cvnet.fileio import make_folders, write_bytes_atomic, write_text_atomic
+from cvnet.core.errors import ConfigError
+from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
+from cvnet.core.progress import progress_bar
+from cvnet.core.threads import adapt_torch_threads, configure_torch
+from cvnet.core.visualize import weights_heatmap
 from cvnet.models.checkpoint import save_checkpoint
+from cvnet.models.device import resolve_device
 from cvnet.models.dfc import SEARCH_SPACE
 from cvnet.search.config import SearchConfig
-from cvnet.search.supernet import (ARCH_PARAMETER, arch_parameters, build_supernet,
-                                   derive_ops, op_weights, position_names, weights_table)
-from cvnet.threads import adapt_torch_threads, configure_torch
+from cvnet.search.supernet import (ARCH_PARAMETER, arch_parameters, build_supernet, derive_ops,
+                                   op_weights, position_names, weights_table)
 from cvnet.training.amp import autocast, grad_scaler, load_scaler_state, resolve_amp
 from cvnet.training.data import build_train_loader
-from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left,
-                                  divergence_hint)
+from cvnet.training.guard import CHECK_EVERY, DivergenceGuard, checkpoints_left, divergence_hint
 from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss
 from cvnet.training.optim import Optimizers
-from cvnet.training.trainer import load_resume_checkpoint, resolve_device
-from cvnet.visualize import weights_heatmap
-from jetson.progress import progress_bar
+from cvnet.training.trainer import load_resume_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 from cvnet.models import build_model
 from cvnet.models.dfc import MIXED, SEARCH_SPACE, FilterMixed
 

@@ -13,7 +13,7 @@ from typing import ContextManager, NamedTuple
 
 import torch
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

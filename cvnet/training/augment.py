@@ -1,9 +1,9 @@
 """Training augmentation on top of the shared preprocessing path (numpy, per-sample RNG).
 
-The order mirrors the paper's recipe: the shared resize (:func:`cvnet.preprocess.resize_rgb`),
+The order mirrors the paper's recipe: the shared resize (:func:`cvnet.core.preprocess.resize_rgb`),
 horizontal flip, 10-pixel zero pad + random crop back to size, the shared normalisation
-(:func:`cvnet.preprocess.normalize`), then random erasing. Without augmentation a sample is
-exactly what :func:`cvnet.preprocess.preprocess_batch` gives at evaluation.
+(:func:`cvnet.core.preprocess.normalize`), then random erasing. Without augmentation a sample is
+exactly what :func:`cvnet.core.preprocess.preprocess_batch` gives at evaluation.
 """
 
 import math
@@ -12,7 +12,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from cvnet.preprocess import PreprocessConfig, normalize, resize_rgb
+from cvnet.core.preprocess import PreprocessConfig, normalize, resize_rgb
 
 
 def random_erase(image: np.ndarray, rng: np.random.Generator, *,

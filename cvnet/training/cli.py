@@ -2,7 +2,7 @@
 
 Examples::
 
-    cvnet-train --data data/synth --arch cvnet_tiny --epochs 30 --img-size 128 --output runs/t
+    cvnet-train --data data/synth --arch cvnet_tiny --epochs 30 --input-size 128 -o runs/t
     cvnet-train --config run.toml --resume
     cvnet-train --data data/synth --ops runs/search/ops.json   # a cvnet-search result
     torchrun --nproc_per_node 2 -m cvnet.training.cli --data ... --device cpu   # DDP (gloo)
@@ -15,12 +15,14 @@ import os
 import sys
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from cvnet.cli_help import ArgumentParser, doc_summary
-from cvnet.datasets import (Dataset, check_images, identity_labels, load_dataset,
-                            standard_protocols)
-from cvnet.errors import CVNetError, DivergenceError
-from cvnet.evaluation import EvaluationReport, evaluate, format_report
-from cvnet.preprocess import PreprocessConfig
+from cvnet.core.cli import (EXIT_ERROR, EXIT_PARTIAL, ArgumentParser, add_batch_size, add_device,
+                            add_input_size, add_output, add_seed, add_verbose, doc_summary,
+                            setup_logging)
+from cvnet.core.datasets import (Dataset, check_images, identity_labels, load_dataset,
+                                 standard_protocols)
+from cvnet.core.errors import CVNetError, DivergenceError
+from cvnet.core.evaluation import EvaluationReport, evaluate, format_report
+from cvnet.core.preprocess import PreprocessConfig
 from cvnet.training.config import TrainConfig, config_from_mapping, load_config
 
 if TYPE_CHECKING:  # torch-importing; loaded lazily below
@@ -28,9 +30,10 @@ if TYPE_CHECKING:  # torch-importing; loaded lazily below
 
 logger = logging.getLogger(__name__)
 
-#: Exit codes of the training commands (cvnet-train, cvnet-search, cvnet-compare-ops).
-EXIT_ERROR = 2  # bad data, configuration or checkpoint
-EXIT_DIVERGED = 3  # the run was stopped at a non-finite loss or weight
+#: Exit code of the training commands (cvnet-train, cvnet-search, cvnet-compare-ops) when the run
+#: was stopped at a non-finite loss or weight: a partial failure (the last good checkpoints are
+#: kept); any other error exits 1 (:data:`cvnet.core.cli.EXIT_ERROR`).
+EXIT_DIVERGED = EXIT_PARTIAL
 
 
 def exit_code(err: CVNetError) -> int:
@@ -53,13 +56,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
                         choices=("auto", "csv", "veri", "vehicleid"),
                         help="dataset layout (default: detect)")
     parser.add_argument("--config", help="TOML file with the config keys (see the README)")
-    parser.add_argument("--output", help=f"run folder (default {defaults.output})")
+    add_output(parser, help=f"run folder (default {defaults.output})")
     parser.add_argument("--arch", help=f"registered model name (default {defaults.arch})")
-    parser.add_argument("--img-size", type=int,
-                        help=f"square input size in pixels (default {defaults.img_size})")
+    add_input_size(parser, square=True, dest="img_size", aliases=("--img-size",),
+                   help=f"square input size, one number of pixels (default "
+                        f"{defaults.img_size}x{defaults.img_size})")
     parser.add_argument("--epochs", type=int, help=f"epochs (default {defaults.epochs})")
-    parser.add_argument("--batch-size", type=int,
-                        help=f"images per batch per process, P x K (default {defaults.batch_size})")
+    add_batch_size(parser, help=f"images per batch per process, P x K (default "
+                                f"{defaults.batch_size})")
     parser.add_argument("--num-instances", type=int,
                         help=f"K: images per identity in a batch "
                              f"(default {defaults.num_instances})")
@@ -70,15 +74,15 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
                         help=f"linear warm-up epochs (default {defaults.warmup_epochs})")
     parser.add_argument("--pad", type=int,
                         help=f"padding before the random crop, pixels (default {defaults.pad}, "
-                             "for 256x256; scale it with --img-size)")
+                             "for 256x256; scale it with --input-size)")
     parser.add_argument("--erase-prob", type=float,
                         help=f"random erasing probability (default {defaults.erase_prob})")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
+    add_device(parser, choices=("auto", "cpu", "cuda"), help="default auto")
     parser.add_argument("--workers", type=int,
                         help=f"data-loading processes (default {defaults.workers})")
     parser.add_argument("--max-steps-per-epoch", type=int,
                         help="cap iterations per epoch (quick runs; default: full epochs)")
-    parser.add_argument("--seed", type=int, help="seed of sampling and augmentation")
+    add_seed(parser, default=None, help="seed of sampling and augmentation")
     parser.add_argument("--no-amp", action="store_true",
                         help="train in FP32 on CUDA too (default: mixed precision on CUDA)")
     parser.add_argument("--amp-dtype", choices=("fp16", "bf16"),
@@ -87,6 +91,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
     if resume:
         parser.add_argument("--resume", action="store_true",
                             help="continue the interrupted run in --output")
+    add_verbose(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cvnet-train", description=doc_summary(__doc__),
         epilog="Defaults are the paper's recipe (350 epochs, SGD lr 0.065, batch 64 = 16 ids x "
                "4 images, 256x256); a --config TOML file may set any of them, and flags given "
-               "here override the file. Exit codes: 2 bad input or settings, 3 the run "
-               "diverged (a NaN or inf loss or weight; the last good checkpoints are kept).")
+               "here override the file. Exit codes: 1 bad input or settings, 2 bad command line, "
+               "3 the run diverged (a NaN or inf loss or weight; the last good checkpoints are "
+               "kept).")
     add_run_arguments(parser, TrainConfig())
     parser.add_argument("--ops", help="filtration ops of the DFC stages: 12 codes like "
                                       "GAGGGGGNGEAA or the ops.json cvnet-search wrote "
@@ -127,15 +133,14 @@ def config_from_args(args: argparse.Namespace, cls: type = TrainConfig) -> Train
     return config
 
 
-def setup_logging() -> None:
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_run_logging(verbose: bool = False) -> None:
+    """The training commands' logging: timestamped, and warnings only on ranks other than 0."""
+    setup_logging(verbose, timestamps=True, quiet=int(os.environ.get("RANK", "0")) != 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    setup_run_logging(args.verbose)
     try:
         config = config_from_args(args)
         checkpoint = run_training(config, resume=args.resume)
@@ -183,8 +188,9 @@ def run_training(config: TrainConfig, resume: bool = False) -> "Optional[Checkpo
     """
     # torch is imported here, after argument parsing, so --help stays fast.
     from cvnet.models.checkpoint import load_checkpoint
-    from cvnet.models.embedder import TorchEmbedder
-    from cvnet.training.trainer import fit, resolve_device
+    from cvnet.models.device import resolve_device
+    from cvnet.models.runner import TorchEmbedder
+    from cvnet.training.trainer import fit
 
     dataset, paths, labels = load_training_set(config)
     protocols = config.protocols or standard_protocols(dataset)

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

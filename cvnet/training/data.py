@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cvnet.preprocess import PreprocessConfig, decode_image
+from cvnet.core.preprocess import PreprocessConfig, decode_image
 from cvnet.training.augment import TrainTransform
 from cvnet.training.config import TrainConfig
 from cvnet.training.sampler import PKSampler
@@ -16,7 +16,7 @@ class TrainDataset(Dataset):
     """Decodes and augments training images; deterministic for a (seed, epoch, index).
 
     Args:
-        paths: Image files, checked beforehand (see ``cvnet.datasets.check_images``).
+        paths: Image files, checked beforehand (see ``cvnet.core.datasets.check_images``).
         labels: Contiguous identity labels 0..C-1, one per path.
         transform: The augmentation on top of the shared preprocessing.
         seed: Base seed of the per-sample augmentation.

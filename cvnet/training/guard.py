@@ -10,7 +10,7 @@ checkpoints. The guard watches without waiting on the GPU at every step:
   the progress bar anyway, and always before a checkpoint is written) also tests every
   floating-point parameter and buffer (BatchNorm running statistics included), reads the flags
   in one transfer (all-reduced over the processes of a distributed run, so every rank stops
-  together) and raises :class:`~cvnet.errors.DivergenceError` naming the epoch and step and
+  together) and raises :class:`~cvnet.core.errors.DivergenceError` naming the epoch and step and
   what to try.
 
 Example:
@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from cvnet.errors import DivergenceError
+from cvnet.core.errors import DivergenceError
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 
 def warmup_cosine_factor(step: int, *, total_steps: int, warmup_steps: int,

@@ -5,7 +5,7 @@ from typing import Dict, Iterator, List, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 
 class PKSampler(Sampler):

@@ -21,19 +21,19 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cvnet.errors import ConfigError
-from cvnet.fileio import make_folders, write_text_atomic
+from cvnet.core.errors import ConfigError
+from cvnet.core.fileio import make_folders, write_text_atomic
+from cvnet.core.progress import progress_bar
+from cvnet.core.threads import adapt_torch_threads, configure_torch
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from cvnet.threads import adapt_torch_threads, configure_torch
+from cvnet.models.device import resolve_device
 from cvnet.training.amp import autocast, grad_scaler, load_scaler_state, resolve_amp
 from cvnet.training.config import TrainConfig, config_differences
 from cvnet.training.data import build_train_loader
-from cvnet.training.guard import (CHECK_EVERY, DivergenceGuard, checkpoints_left,
-                                  divergence_hint)
+from cvnet.training.guard import CHECK_EVERY, DivergenceGuard, checkpoints_left, divergence_hint
 from cvnet.training.losses import ReIDLoss
 from cvnet.training.optim import Optimizers
-from jetson.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +65,6 @@ def init_distributed(device: torch.device) -> Distributed:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA (this process's GPU under torchrun) when available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda, but torch sees no CUDA GPU; use --device cpu")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise ConfigError(f"device must be auto, cpu or cuda, got {name!r}")
-    return torch.device("cpu")
 
 
 def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[int], *,

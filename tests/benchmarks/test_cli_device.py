@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from benchmarks.cli import main
-from benchmarks.run import BenchError, check_batches, check_request, engine_target
+from cvnet.benchmarks.cli import main
+from cvnet.benchmarks.run import BenchError, check_batches, check_request, engine_target
 from tests.fixtures import TINY_ONNX
 
 pytestmark = pytest.mark.device
@@ -19,11 +19,11 @@ QUICK = ["--min-time", "0", "--warmup", "1"]
 
 def test_engine_run_times_network_and_e2e_without_torch(tmp_path):
     out = str(tmp_path / "report.json")
-    script = ("import sys; from benchmarks.cli import main; "
+    script = ("import sys; from cvnet.benchmarks.cli import main; "
               "rc = main(sys.argv[1:]); "
               "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", script, "--engine", TINY_ONNX, "--batch", "1,4",
-                           "--e2e", "--json", out] + QUICK, cwd=ROOT,
+                           "--e2e", "--json-out", out] + QUICK, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     stdout = done.stdout.decode()
@@ -40,7 +40,7 @@ def test_engine_run_times_network_and_e2e_without_torch(tmp_path):
 
 
 def test_missing_engine_is_reported(tmp_path, caplog):
-    assert main(["--engine", str(tmp_path / "gone.onnx")] + QUICK) == 2
+    assert main(["--engine", str(tmp_path / "gone.onnx")] + QUICK) == 1
     assert "no such file" in caplog.text
 
 
@@ -54,7 +54,7 @@ def test_unknown_backend_is_refused(capsys):
 
 
 def test_batch_larger_than_the_engine_allows(caplog, capsys):
-    assert main(["--engine", TINY_ONNX, "--batch", "1,16"] + QUICK) == 2
+    assert main(["--engine", TINY_ONNX, "--batch", "1,16"] + QUICK) == 1
     assert "runs batches 1..8, not 16" in caplog.text
     assert capsys.readouterr().out == ""  # nothing timed, nothing printed
     with pytest.raises(BenchError, match="runs batches 2..4, not 1,8"):
@@ -62,7 +62,7 @@ def test_batch_larger_than_the_engine_allows(caplog, capsys):
 
 
 def test_backend_that_cannot_open_the_file(caplog):
-    assert main(["--engine", TINY_ONNX, "--backend", "tensorrt"] + QUICK) == 2
+    assert main(["--engine", TINY_ONNX, "--backend", "tensorrt"] + QUICK) == 1
     assert "--backend tensorrt cannot run" in caplog.text
     with pytest.raises(BenchError, match="from its suffix"):
         engine_target(os.path.join(ROOT, "README.md"), backend=None, device=None,
@@ -78,13 +78,13 @@ def test_requests_no_backend_runs():
 
 
 def test_baselines_need_the_host(caplog):
-    assert main(["--engine", TINY_ONNX, "--baselines"] + QUICK) == 2
+    assert main(["--engine", TINY_ONNX, "--baselines"] + QUICK) == 1
     assert "run it without --engine" in caplog.text
 
 
 def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, tmp_path):
-    from benchmarks import models
-    from benchmarks.models import PreparedModel
+    from cvnet.benchmarks import models
+    from cvnet.benchmarks.models import PreparedModel
 
     def fake_prepare(arch, input_size, batch_max, half, cache, onnx):
         if arch == "mgn":
@@ -95,7 +95,7 @@ def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, 
     monkeypatch.setattr(models, "prepare_model", fake_prepare)
     out = str(tmp_path / "r.json")
     assert main(["--baselines", "--backend", "onnxruntime", "--batch", "1", "--input-size", "64",
-                 "--json", out] + QUICK) == 0
+                 "--json-out", out] + QUICK) == 0
     with open(out) as handle:
         report = json.load(handle)
     assert [r["model"] for r in report["results"]] == [
@@ -108,7 +108,7 @@ def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, 
 
 
 def test_overload_warning_only_above_the_core_count():
-    from benchmarks.environment import overload_warning
+    from cvnet.engines.machine import overload_warning
 
     assert overload_warning([1.9, 1.0, 0.5], 2) is None
     assert overload_warning([2.0, 1.0, 0.5], 2) is None
@@ -119,7 +119,7 @@ def test_overload_warning_only_above_the_core_count():
 
 def test_a_loaded_machine_is_warned_about_and_the_run_still_happens(monkeypatch, caplog, capsys):
     monkeypatch.setattr("os.getloadavg", lambda: (9.0, 8.0, 7.0))
-    monkeypatch.setattr("benchmarks.cli.usable_cpus", lambda: 4)
+    monkeypatch.setattr("cvnet.benchmarks.cli.usable_cpus", lambda: 4)
     assert main(["--engine", TINY_ONNX, "--batch", "1"] + QUICK) == 0
     assert "the 1-minute load average is 9.0 on 4 CPUs" in caplog.text
     assert "| cvnet_tiny | onnxruntime | cpu | fp32 | 1 | network |" in capsys.readouterr().out

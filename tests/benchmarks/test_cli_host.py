@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmarks.cli import main  # noqa: E402
-from benchmarks.models import cache_dir, prepare_model  # noqa: E402
-from cvnet.artifact import read_sidecar  # noqa: E402
+from cvnet.benchmarks.cli import main  # noqa: E402
+from cvnet.benchmarks.models import cache_dir, prepare_model  # noqa: E402
+from cvnet.core.artifact import read_sidecar  # noqa: E402
 
 QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-time", "0",
          "--warmup", "1"]
@@ -18,7 +18,7 @@ QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-
 @pytest.mark.slow
 def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, caplog):
     cache, out = str(tmp_path / "cache"), str(tmp_path / "r.json")
-    assert main(QUICK + ["--cache-dir", cache, "--json", out, "--csv",
+    assert main(QUICK + ["--cache-dir", cache, "--json-out", out, "--csv",
                          str(tmp_path / "r.csv")]) == 0
     assert "--no-verify" not in caplog.text  # nobody passed it (`make demo` said so)
     text = capsys.readouterr().out
@@ -52,7 +52,7 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 def test_tensorrt_without_an_engine_is_refused(tmp_path, caplog):
     assert main(QUICK + ["--backend", "tensorrt", "--device", "cuda",
-                         "--cache-dir", str(tmp_path)]) == 2
+                         "--cache-dir", str(tmp_path)]) == 1
     assert "cvnet-build" in caplog.text
     assert not os.listdir(str(tmp_path))  # refused before exporting anything
 
@@ -60,8 +60,8 @@ def test_tensorrt_without_an_engine_is_refused(tmp_path, caplog):
 def test_default_run_prepares_for_the_batches_requested(tmp_path):
     """The H200 run asked for batch 64 and was refused ("runs batches 1..32"): the export's
     batch range and the PyTorch runner's now follow the largest batch asked for."""
-    from benchmarks.run import default_targets
-    from engines import open_engine
+    from cvnet.benchmarks.run import default_targets
+    from cvnet.engines import open_engine
 
     targets = default_targets(["cvnet_tiny"], ["torch", "onnxruntime"], device="cpu",
                               precision="fp32", threads=1, input_size=(32, 32), batch_max=64,
@@ -72,12 +72,12 @@ def test_default_run_prepares_for_the_batches_requested(tmp_path):
 
 
 def test_a_torch_only_run_exports_nothing(tmp_path, monkeypatch, capsys):
-    import export.pipeline
+    import cvnet.export.pipeline
 
     def no_export(*args, **kwargs):
         raise AssertionError("a PyTorch-only run exported to ONNX")
 
-    monkeypatch.setattr(export.pipeline, "export_model", no_export)
+    monkeypatch.setattr(cvnet.export.pipeline, "export_model", no_export)
     cache = str(tmp_path / "cache")
     assert main(["--arch", "cvnet_tiny", "--input-size", "32", "--batch", "2", "--min-time", "0",
                  "--warmup", "0", "--backend", "torch,torch-eager", "--cache-dir", cache,
@@ -93,7 +93,7 @@ def test_a_torch_only_run_exports_nothing(tmp_path, monkeypatch, capsys):
 def test_baselines_of_a_torch_only_run_are_not_exported_and_time_end_to_end(monkeypatch):
     """PPLR alone was a 94 MB ONNX file that a --backend torch run never used; and the
     baselines get end-to-end rows like CVNet."""
-    from benchmarks import cli, models
+    from cvnet.benchmarks import cli, models
 
     calls, measured = [], []
 

@@ -1,10 +1,10 @@
-"""benchmarks.fsync_cost: its three modes really differ in the fsyncs that reach the disk."""
+"""cvnet.benchmarks.fsync_cost: its three modes really differ in the fsyncs that reach the disk."""
 
 import json
 
 import pytest
 
-from benchmarks.fsync_cost import main
+from cvnet.benchmarks.fsync_cost import main
 from tests.fixtures import TINY_ONNX
 
 pytestmark = pytest.mark.device

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.metrics_speed import main, make_problem
+from cvnet.benchmarks.metrics_speed import main, make_problem
 
 pytestmark = pytest.mark.device
 

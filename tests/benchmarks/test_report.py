@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from benchmarks.paper import baseline_archs, load_table2, paper_row
-from benchmarks.report import (SCHEMA, BenchRow, build_report, comparison, csv_text,
-                               markdown_report, ratios, row_from_stats, write_csv, write_json,
-                               write_plot)
-from benchmarks.stats import latency_stats
+from cvnet.benchmarks.paper import baseline_archs, load_table2, paper_row
+from cvnet.benchmarks.report import (SCHEMA, BenchRow, build_report, comparison, csv_text,
+                                     markdown_report, ratios, row_from_stats, write_csv, write_json,
+                                     write_plot)
+from cvnet.benchmarks.stats import latency_stats
 
 pytestmark = pytest.mark.device
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from benchmarks.stats import latency_stats, percentile
-from cvnet.errors import ConfigError
+from cvnet.benchmarks.stats import latency_stats, percentile
+from cvnet.core.errors import ConfigError
 
 pytestmark = pytest.mark.device
 

@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.timing import time_calls, time_end_to_end
-from cvnet.errors import ConfigError
-from cvnet.preprocess import PreprocessConfig, preprocess_batch
+from cvnet.benchmarks.timing import time_calls, time_end_to_end
+from cvnet.core.errors import ConfigError
+from cvnet.core.preprocess import PreprocessConfig, preprocess_batch
 
 pytestmark = pytest.mark.device
 

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.errors import ConfigError  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
 from cvnet.models import build_model, list_models  # noqa: E402
 from cvnet.models.baselines import CVPAIR_TRAIN_IDS, TABLE2_PARAMS_M, ReIDOutput  # noqa: E402
 from cvnet.models.baselines.common import stripe_bounds  # noqa: E402
@@ -145,7 +145,7 @@ def test_bad_options_raise_config_errors(name, kwargs, match):
 def test_starnet_exports_to_opset_13_that_tensorrt_8_2_parses_and_onnxruntime_matches():
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from cvnet.tensorrt_ops import check_nodes, operator_support
+    from cvnet.core.tensorrt_ops import check_nodes, operator_support
 
     torch.manual_seed(0)
     model = build_model("starnet_s1").eval()

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.errors import CheckpointError, ConfigError  # noqa: E402
+from cvnet.core.errors import CheckpointError, ConfigError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import (FORMAT, load_checkpoint, model_from_checkpoint,  # noqa: E402
                                      save_checkpoint, state_dict_mismatch, state_dict_sha256)

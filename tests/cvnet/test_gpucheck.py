@@ -45,7 +45,7 @@ def test_smoke_check_runs_every_step_on_the_cpu(tmp_path):
 @pytest.mark.skipif(not NO_GPU, reason="this machine has a CUDA GPU")
 def test_the_full_check_refuses_to_start_without_cuda(tmp_path, caplog):
     out = str(tmp_path / "gc")
-    assert main(["--output", out]) == 2
+    assert main(["--output", out]) == 1
     assert "gpu-check needs a CUDA GPU, and this PyTorch sees none" in caplog.text
     assert "--smoke --device cpu" in caplog.text
     assert not os.path.exists(out)  # nothing ran, nothing written
@@ -67,7 +67,7 @@ def test_a_failed_step_stops_the_steps_that_need_it(tmp_path, caplog):
     def runner(argv, log_path, timeout, env):
         with open(log_path, "w") as log:
             log.write("ran\n")
-        return 1 if "cvnet.synth" in argv else None  # synth fails, the others time out
+        return 1 if "cvnet.core.synth" in argv else None  # synth fails, the others time out
 
     results = run_check(smoke_settings("cpu"), str(tmp_path), runner=runner)
     status = {r.name: r.status for r in results}

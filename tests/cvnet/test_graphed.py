@@ -6,11 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.errors import ConfigError  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
-from cvnet.models.graphed import (GraphedModel, eager_capture,  # noqa: E402
-                                  power_of_two_buckets)
+from cvnet.models.graphed import GraphedModel, eager_capture, power_of_two_buckets  # noqa: E402
 
 SHAPE = (3, 32, 32)
 NO_GPU = not torch.cuda.is_available()
@@ -111,7 +110,7 @@ def test_cuda_graph_replay_equals_eager_on_a_gpu(model):
 @pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
 def test_fast_fp16_runner_matches_eager_fp32_on_a_gpu(tmp_path):
     """The paper's CVNet at 256x256: CUDA graphs in FP16 against eager FP32, per embedding."""
-    from engines import open_engine
+    from cvnet.engines import open_engine
 
     torch.manual_seed(0)
     path = str(tmp_path / "cvnet.pt")

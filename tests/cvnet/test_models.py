@@ -4,8 +4,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.errors import ConfigError  # noqa: E402
-from cvnet.models import CVNetOutput, build_model, list_models, paper_ops, register_model  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
+from cvnet.models import (CVNetOutput, build_model, list_models, paper_ops,  # noqa: E402
+                          register_model)
 from cvnet.models.dfc import (FilterAttention, FilterExchange, FilterGate, FilterNone,  # noqa: E402
                               parse_ops)
 

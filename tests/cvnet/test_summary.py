@@ -46,13 +46,13 @@ def test_command_prints_table_and_json(capsys):
     assert main(["cvnet"]) == 0
     table = capsys.readouterr().out
     assert "| stem | 0.102 |" in table and "(paper: 4.4M)" in table and "GMACs per image" in table
-    assert main(["cvnet_tiny", "--json", "--imgsz", "128"]) == 0
+    assert main(["cvnet_tiny", "--json", "--input-size", "128"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["input_size"] == [3, 128, 128] and data["embedding_dim"] == 96
 
 
 def test_command_rejects_unknown_model(capsys, caplog):
-    assert main(["cvnet_huge"]) == 2
+    assert main(["cvnet_huge"]) == 1
     assert "known models: bot, cvnet," in caplog.text
     assert capsys.readouterr().out == ""
 

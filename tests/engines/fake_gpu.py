@@ -1,4 +1,4 @@
-"""A stand-in CUDA driver (for engines.gpu's ctypes calls) and pycuda, over pretend GPU memory.
+"""A stand-in CUDA driver (for cvnet.engines.gpu's ctypes calls) and pycuda, over pretend memory.
 
 Hand-written from the CUDA driver API's documented behaviour and pycuda's sources
 (inducer/pycuda ``src/cpp/cuda.hpp``: context push/pop/detach, primary contexts), NOT read
@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
 
 class PycudaError(Exception):
     """The stand-in ``pycuda.driver.Error``."""
@@ -275,10 +276,10 @@ class FakeGpu(object):
         self.events.append("release {}".format(device))
 
     def install(self, monkeypatch: Any) -> None:
-        """Makes ``import pycuda.driver`` and engines.gpu's driver calls use this GPU."""
+        """Makes ``import pycuda.driver`` and cvnet.engines.gpu's driver calls use this GPU."""
         import sys
 
-        from engines import gpu as gpu_module
+        from cvnet.engines import gpu as gpu_module
 
         for name, module in self.modules().items():
             monkeypatch.setitem(sys.modules, name, module)
@@ -295,7 +296,7 @@ def _value(argument: Any) -> int:
 
 
 class FakeDriver(object):
-    """The libcuda.so.1 functions engines.gpu calls through ctypes, over a :class:`FakeGpu`."""
+    """The libcuda.so.1 functions cvnet.engines.gpu calls (ctypes), over a :class:`FakeGpu`."""
 
     def __init__(self, gpu: FakeGpu):
         self._gpu = gpu
@@ -307,6 +308,10 @@ class FakeDriver(object):
         _target(text).value = {CUDA_ERROR_INVALID_DEVICE: b"invalid device ordinal",
                                CUDA_ERROR_INVALID_CONTEXT: b"invalid device context"}.get(
                                    result, b"unknown error")
+        return CUDA_SUCCESS
+
+    def cuDeviceGetCount(self, count: Any) -> int:
+        _target(count).value = len(self._gpu.devices)
         return CUDA_SUCCESS
 
     def cuDeviceGet(self, device: Any, ordinal: int) -> int:

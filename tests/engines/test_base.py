@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from cvnet.artifact import read_sidecar
-from cvnet.errors import MetadataError
-from cvnet.preprocess import resize_rgb
-from engines.base import (InputSpec, ModelIO, batch_chunks, check_spec, fit_batch_range,
-                          prepare_images, spec_from_metadata, spec_from_model, validate_images)
-from engines.errors import EngineInputError, EngineLoadError
+from cvnet.core.artifact import read_sidecar
+from cvnet.core.errors import MetadataError
+from cvnet.core.preprocess import resize_rgb
+from cvnet.engines.base import batch_chunks
+from cvnet.engines.errors import EngineInputError, EngineLoadError
+from cvnet.engines.spec import (InputSpec, ModelIO, check_spec, fit_batch_range, prepare_images,
+                                spec_from_metadata, spec_from_model, validate_images)
 from tests.fixtures import TINY_ONNX
 
 pytestmark = pytest.mark.device

@@ -12,16 +12,17 @@ import shutil
 import numpy as np
 import pytest
 
-from cvnet.artifact import read_sidecar
-from cvnet.errors import ConfigError, MetadataError
-from engines import trt_compat
-from engines.builder import (BuildOptions, attention_layers, build_engine, check_opset,
-                             decide_precision, default_batch, parity, parse_batch, profile_shapes,
-                             synthetic_images)
-from engines.calibrator import Int8Calibration, calibration_batches, calibration_files
-from engines.base import spec_from_metadata
-from engines.errors import EngineBuildError, MissingDependencyError
-from engines.trt_compat import LayerSummary
+from cvnet.core.artifact import read_sidecar
+from cvnet.core.errors import ConfigError, MetadataError
+from cvnet.engines import trt_compat
+from cvnet.engines.build_policy import (BuildOptions, attention_layers, check_parser_opset,
+                                        decide_precision, default_batch, parse_batch,
+                                        profile_shapes)
+from cvnet.engines.builder import build_engine, parity_record
+from cvnet.engines.calibrator import Int8Calibration, calibration_batches, calibration_files
+from cvnet.engines.errors import EngineBuildError, MissingDependencyError
+from cvnet.engines.spec import spec_from_metadata
+from cvnet.engines.trt_compat import LayerSummary
 from tests.engines import fake_tensorrt as fake
 from tests.fixtures import TINY_IMAGES, TINY_ONNX, copy_sidecar
 
@@ -78,10 +79,12 @@ def test_default_profile_comes_from_the_sidecar(metadata):
     (trt_compat.FP16_BUILDER_FLAG, True, "fp32", ("fp16", True), None),
     (trt_compat.FP16_BUILDER_FLAG, False, "fp32", ("fp32", False), None),
     (trt_compat.FP16_NOT_FAST, True, "fp32", ("fp32", False), "no fast FP16"),
-    (trt_compat.FP16_FROM_ONNX_TYPES, True, "fp32", ("fp32", False), "cvnet-export --half"),
+    (trt_compat.FP16_FROM_ONNX_TYPES, True, "fp32", ("fp32", False),
+     "cvnet-export --precision fp16"),
     (trt_compat.FP16_FROM_ONNX_TYPES, True, None, ("fp32", False), "precision is unknown"),
     (trt_compat.FP16_FROM_ONNX_TYPES, True, "fp16", ("fp16", False), None),
-    (trt_compat.FP16_FROM_ONNX_TYPES, False, "fp16", ("fp16", False), "--fp32 has no effect"),
+    (trt_compat.FP16_FROM_ONNX_TYPES, False, "fp16", ("fp16", False),
+     "--precision fp32 has no effect"),
 ])
 def test_precision_decision(mode, want, graph, expected, warns):
     precision, set_flag, warning = decide_precision(mode, want, graph)
@@ -141,25 +144,22 @@ def test_keep_fp32_selects_exactly_the_attention_nodes_of_the_real_graph():
 
 
 def test_opset_newer_than_the_parser_reads_is_refused_before_parsing(metadata):
-    check_opset(metadata, "8.2.1.8", TINY_ONNX)  # opset 13: fine
+    check_parser_opset(metadata, "8.2.1.8", TINY_ONNX)  # opset 13: fine
     with pytest.raises(EngineBuildError, match=r"opset 17.*up to 13.*--opset 13"):
-        check_opset(metadata._replace(opset=17), "8.2.1.8", TINY_ONNX)
-    check_opset(metadata._replace(opset=17), "10.3.0", TINY_ONNX)
-
-
-def test_synthetic_images_are_deterministic_bgr():
-    first, second = synthetic_images(3), synthetic_images(3)
-    assert all(a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3 for a in first)
-    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+        check_parser_opset(metadata._replace(opset=17), "8.2.1.8", TINY_ONNX)
+    check_parser_opset(metadata._replace(opset=17), "10.3.0", TINY_ONNX)
 
 
 def test_parity_figures_and_thresholds():
-    reference = np.random.RandomState(0).randn(4, 8).astype(np.float32)
-    same = parity(reference, reference.copy(), "fp32")
+    reference = np.random.RandomState(0).randn(8, 8).astype(np.float32)
+    same = parity_record(reference, reference.copy(), "fp32")
     assert same["passed"] is True and same["min_cosine"] == 1.0
-    noisy = parity(reference, reference + 0.5, "fp16")
+    assert same["top1_agreement"] == same["top5_agreement"] == 1.0  # retrieval agreement too
+    noisy = parity_record(reference, reference + 0.5, "fp16")
     assert noisy["passed"] is False and noisy["min_cosine_required"] == 0.999
-    assert parity(reference, reference, "int8")["passed"] is None  # reported, not judged
+    assert parity_record(reference, reference, "int8")["passed"] is None  # reported, not judged
+    shuffled = parity_record(reference, reference[::-1].copy(), "fp32")
+    assert shuffled["top1_agreement"] < 1.0
 
 
 @pytest.fixture
@@ -205,7 +205,8 @@ def test_int8_is_refused_on_a_nano_like_gpu_before_any_image_is_read(metadata, t
     builder = trt.Builder(trt_compat.make_logger(trt))
     config = builder.create_builder_config()
     options = BuildOptions(int8=True, calib_dir=str(tmp_path / "not-read"))
-    with pytest.raises(EngineBuildError, match=r"--int8 is not possible here: .*Jetson Nano"):
+    with pytest.raises(EngineBuildError,
+                       match=r"--precision int8 is not possible here: .*Jetson Nano"):
         with Int8Calibration(trt, builder, config, options, metadata, "images", (8, 3, 64, 64),
                              str(tmp_path / "calib"), "0" * 64):
             pass

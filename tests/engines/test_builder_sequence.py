@@ -3,7 +3,7 @@
 ``tensorrt`` is replaced by tests/engines/fake_tensorrt.py (derived from the real surfaces of
 8.2.1, 8.6.1, 10.3.0 and 11.4.0.106: a missing attribute or a wrong argument name fails as it
 would on that release), the CUDA driver and pycuda by tests/engines/fake_gpu.py. The builder
-"builds" by returning fixed bytes. These tests prove which calls engines.builder makes, on
+"builds" by returning fixed bytes. These tests prove which calls cvnet.engines.builder makes, on
 which GPU, and what it writes around them (plan, sidecar, timing cache, calibration cache,
 messages). They do not prove that TensorRT builds a working engine: that is
 tests/engines/test_trt_runner.py, on a GPU.
@@ -16,11 +16,12 @@ import shutil
 import numpy as np
 import pytest
 
-from cvnet.artifact import read_sidecar
-from engines import builder as builder_module
-from engines.builder import BuildOptions, build_engine
-from engines.errors import EngineBuildError, EngineError
-from engines.metadata import engine_info
+from cvnet.core.artifact import read_sidecar
+from cvnet.engines import builder as builder_module
+from cvnet.engines.build_policy import BuildOptions
+from cvnet.engines.builder import build_engine
+from cvnet.engines.errors import EngineBuildError, EngineError
+from cvnet.engines.metadata import engine_info
 from tests.engines import fake_gpu
 from tests.engines import fake_tensorrt as fake
 from tests.fixtures import TINY_IMAGES, TINY_ONNX, copy_sidecar
@@ -122,7 +123,7 @@ def test_tensorrt_11_build_says_the_engine_will_be_fp32(onnx_copy, monkeypatch, 
     assert fake.flags(config) == []  # no FP16 flag, no precision constraints exist
     assert trt._log.of("IBuilderConfig.set_memory_pool_limit") == [
         {"pool": trt.MemoryPoolType.WORKSPACE, "pool_size": 512 << 20}]
-    assert "will be FP32" in caplog.text and "cvnet-export --half" in caplog.text
+    assert "will be FP32" in caplog.text and "cvnet-export --precision fp16" in caplog.text
     info = engine_info(read_sidecar(result.plan_path))
     assert info.precision == "fp32" and info.fp32_layers == () and info.timing_cache is None
 

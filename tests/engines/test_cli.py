@@ -1,4 +1,4 @@
-"""``python3 -m engines`` and ``cvnet-build``: help everywhere, clear failures without TensorRT."""
+"""``python3 -m cvnet.engines``, ``cvnet-build``: help anywhere, clear failures without TensorRT."""
 
 import json
 import shutil
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from engines.cli import build_main, main
+from cvnet.engines.cli import build_main, main
 from tests.device_modules import ROOT
 from tests.engines.test_trt_runner import _write_plan
 from tests.fixtures import TINY_ONNX, copy_sidecar
@@ -24,7 +24,7 @@ def _tensorrt_installed():
 
 
 def test_module_help_lists_the_subcommands():
-    result = subprocess.run([sys.executable, "-m", "engines", "--help"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "cvnet.engines", "--help"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
     assert result.returncode == 0, result.stderr
@@ -38,7 +38,7 @@ def test_subcommand_help(argv, capsys):
         main(argv)
     assert caught.value.code == 0
     out = capsys.readouterr().out
-    assert "usage: python3 -m engines " + argv[0] in out
+    assert "usage: python3 -m cvnet.engines " + argv[0] in out
 
 
 def test_cvnet_build_help_says_what_this_machine_has(capsys):
@@ -91,6 +91,19 @@ def test_info_on_a_plan_says_whether_it_runs_here(tmp_path, capsys):
     assert "runs here" in capsys.readouterr().out
 
 
+def test_info_shows_the_build_time_parity_with_retrieval_agreement(tmp_path, capsys):
+    import numpy as np
+
+    from cvnet.engines.builder import parity_record
+
+    reference = np.random.RandomState(0).randn(8, 16)
+    plan = _write_plan(tmp_path, parity=parity_record(reference, reference + 0.01, "fp16"))
+    assert main(["info", plan]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if "parity" in l)
+    assert "vs onnxruntime (CPU provider) on 8 images" in line
+    assert "top-1/top-5 agreement 100%/100%" in line
+
+
 def test_info_on_a_file_without_sidecar_fails_with_the_reason(tmp_path, caplog):
     assert main(["info", str(tmp_path / "x.onnx")]) == 1
     assert "cannot read the sidecar" in caplog.text
@@ -115,7 +128,7 @@ def test_cvnet_build_device_option_builds_on_that_gpu(tmp_path, monkeypatch, cap
     onnx = str(tmp_path / "cvnet.onnx")
     shutil.copy(TINY_ONNX, onnx)
     copy_sidecar(onnx)
-    assert build_main([onnx, "--device", "1", "--verify", "0"]) == 0
+    assert build_main([onnx, "--device", "cuda:1", "--no-verify"]) == 0
     assert fake_gpu.DESKTOP[0] in capsys.readouterr().out
     assert [e for e in gpu.events if e.startswith(("retain", "push"))] == ["retain 1", "push 1"]
     assert gpu.problems() == []

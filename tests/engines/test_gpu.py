@@ -4,8 +4,8 @@ import ctypes
 
 import pytest
 
-from engines.errors import EngineError
-from engines.gpu import gpu_info, primary_context, release_pycuda_context
+from cvnet.engines.errors import EngineError
+from cvnet.engines.gpu import gpu_info, primary_context, release_pycuda_context
 
 pytestmark = pytest.mark.device
 

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from cvnet.artifact import metadata_from_dict, read_sidecar, sidecar_text
-from cvnet.errors import MetadataError
-from engines.errors import EngineCompatibilityError
-from engines.gpu import GpuInfo
-from engines.metadata import (EngineInfo, check_compatible, compatibility_problems, engine_info,
-                              plan_sidecar)
+from cvnet.core.artifact import metadata_from_dict, read_sidecar, sidecar_text
+from cvnet.core.errors import MetadataError
+from cvnet.engines.errors import EngineCompatibilityError
+from cvnet.engines.gpu import GpuInfo
+from cvnet.engines.metadata import (EngineInfo, check_compatible, compatibility_problems,
+                                    engine_info, plan_sidecar)
 from tests.fixtures import TINY_ONNX
 
 pytestmark = pytest.mark.device

@@ -11,17 +11,17 @@ import shutil
 import numpy as np
 import pytest
 
-from cvnet.errors import ConfigError, MetadataError
-from cvnet.preprocess import PreprocessConfig, decode_image, preprocess_batch
-from engines import open_engine
-from engines.errors import EngineError, EngineInputError, EngineLoadError
-from engines.ort_runner import OrtRunner, default_providers
+from cvnet.core.errors import ConfigError, MetadataError
+from cvnet.core.parity import FP32_MIN_COSINE
+from cvnet.core.preprocess import PreprocessConfig, decode_image, preprocess_batch
+from cvnet.engines import open_engine
+from cvnet.engines.errors import EngineError, EngineInputError, EngineLoadError
+from cvnet.engines.ort_runner import OrtRunner, default_providers
 from tests.fixtures import (TINY_ONNX, TINY_SIZE, copy_sidecar, load_expected, row_cosine,
                             tiny_image_paths)
 
 pytestmark = pytest.mark.device
 
-MIN_COSINE = 0.9999
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_embeddings_match_pytorch(images, expected):
         embeddings = runner.embed(images)
         assert runner.last_inference_time > 0
     assert embeddings.shape == (7, 96) and embeddings.dtype == np.float32
-    assert row_cosine(embeddings, expected["embeddings"]).min() >= MIN_COSINE
+    assert row_cosine(embeddings, expected["embeddings"]).min() >= FP32_MIN_COSINE
 
 
 def test_preprocessed_batch_gives_the_same_embeddings(images, expected):
@@ -78,14 +78,14 @@ def test_long_input_is_split_into_batches_with_the_same_result(images, expected)
     with open_engine(TINY_ONNX) as runner:
         out = runner.embed(many)
     assert out.shape == (21, 96)
-    assert row_cosine(out, np.concatenate([expected["embeddings"]] * 3)).min() >= MIN_COSINE
+    assert row_cosine(out, np.concatenate([expected["embeddings"]] * 3)).min() >= FP32_MIN_COSINE
 
 
 def test_static_batch_pads_the_last_batch_and_drops_the_padding(images, expected):
     with open_engine(TINY_ONNX, batch_range=(4, 4)) as runner:
         out = runner.embed(images)  # 7 images: batches of 4 and 3 + 1 padding row
     assert out.shape == (7, 96)
-    assert row_cosine(out, expected["embeddings"]).min() >= MIN_COSINE
+    assert row_cosine(out, expected["embeddings"]).min() >= FP32_MIN_COSINE
 
 
 def test_l2_normalisation_on_request(images):
@@ -101,7 +101,7 @@ def test_without_sidecar_the_metadata_in_the_file_is_used(copy_of_onnx, images, 
         assert runner.spec.source == "metadata_props"
         assert runner.metadata.variant == "cvnet_tiny"
         out = runner.embed(images)
-    assert row_cosine(out, expected["embeddings"]).min() >= MIN_COSINE
+    assert row_cosine(out, expected["embeddings"]).min() >= FP32_MIN_COSINE
 
 
 def test_without_any_metadata_the_input_shape_is_used_with_a_warning(copy_of_onnx, images,
@@ -114,7 +114,7 @@ def test_without_any_metadata_the_input_shape_is_used_with_a_warning(copy_of_onn
         assert (runner.spec.height, runner.spec.width) == (64, 64)
         out = runner.embed(images)
     assert "has no sidecar" in caplog.text and "ImageNet mean/std" in caplog.text
-    assert row_cosine(out, expected["embeddings"]).min() >= MIN_COSINE
+    assert row_cosine(out, expected["embeddings"]).min() >= FP32_MIN_COSINE
 
 
 def test_sidecar_of_another_export_is_refused(copy_of_onnx):

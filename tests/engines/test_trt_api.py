@@ -202,7 +202,7 @@ def test_every_keyword_cvnet_passes_to_a_tensorrt_method_exists():
 
 
 def test_the_keyword_check_sees_execute_async_v2():
-    source = inspect.getsource(__import__("engines.trt_compat", fromlist=["execute"]).execute)
+    source = inspect.getsource(__import__("cvnet.engines.trt_compat", fromlist=["execute"]).execute)
     assert "execute_async_v2(bindings=" in source
 
 

@@ -1,4 +1,4 @@
-"""Which TensorRT calls engines.trt_compat makes on each release's API.
+"""Which TensorRT calls cvnet.engines.trt_compat makes on each release's API.
 
 The objects are stand-ins derived from the real API surfaces of TensorRT 8.2.1 (from NVIDIA's
 sources), 8.6.1, 10.3.0 and 11.4.0.106 (from NVIDIA's wheels) in tests/engines/fake_tensorrt.py:
@@ -14,7 +14,7 @@ import types
 import numpy as np
 import pytest
 
-from engines import trt_compat
+from cvnet.engines import trt_compat
 from tests.engines import fake_tensorrt as fake
 
 pytestmark = pytest.mark.device

@@ -20,14 +20,14 @@ import threading
 import numpy as np
 import pytest
 
-from cvnet.artifact import read_sidecar, sidecar_text
-from cvnet.fileio import sha256_bytes
-from cvnet.preprocess import decode_image
-from engines import open_engine
-from engines.errors import (EngineCompatibilityError, EngineError, EngineLoadError,
-                            MissingDependencyError)
-from engines.metadata import EngineInfo, plan_sidecar
-from engines.trt_runner import TrtRunner
+from cvnet.core.artifact import read_sidecar, sidecar_text
+from cvnet.core.fileio import sha256_bytes
+from cvnet.core.preprocess import decode_image
+from cvnet.engines import open_engine
+from cvnet.engines.errors import (EngineCompatibilityError, EngineError, EngineLoadError,
+                                  MissingDependencyError)
+from cvnet.engines.metadata import EngineInfo, plan_sidecar
+from cvnet.engines.trt_runner import TrtRunner
 from tests.engines import fake_gpu
 from tests.engines import fake_tensorrt as fake
 from tests.fixtures import TINY_ONNX, load_expected, row_cosine, tiny_image_paths
@@ -185,7 +185,7 @@ def test_a_missing_gpu_is_an_error_not_a_leak(monkeypatch, tmp_path, gpu):
 def _require_gpu_stack():
     pytest.importorskip("tensorrt", reason="TensorRT is not installed")
     pytest.importorskip("pycuda.driver", reason="pycuda is not installed")
-    from engines.gpu import gpu_info
+    from cvnet.engines.gpu import gpu_info
 
     try:
         gpu_info(0)
@@ -197,7 +197,8 @@ def _require_gpu_stack():
 def built(tmp_path_factory):
     """FP32 and FP16 plans of the tiny graph, built with the installed TensorRT."""
     _require_gpu_stack()
-    from engines.builder import BuildOptions, build_engine
+    from cvnet.engines.build_policy import BuildOptions
+    from cvnet.engines.builder import build_engine
 
     folder = tmp_path_factory.mktemp("plans")
     plans = {}
@@ -230,7 +231,7 @@ def test_engine_embeddings_match_pytorch(built, images, precision, min_cosine):
 @pytest.mark.trt
 @pytest.mark.gpu
 def test_sidecar_records_the_build(built):
-    from engines.metadata import engine_info
+    from cvnet.engines.metadata import engine_info
 
     info = engine_info(read_sidecar(built["fp16"].plan_path))
     assert info.precision in ("fp16", "fp32")  # fp32 where the GPU/TensorRT gives no FP16

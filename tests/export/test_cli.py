@@ -12,16 +12,16 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from cvnet.artifact import (IN_GRAPH, metadata_fields, metadata_from_props,  # noqa: E402
-                            read_sidecar)
-from cvnet.fileio import sha256_file  # noqa: E402
+from cvnet.core.artifact import (IN_GRAPH, ArtifactMetadata, metadata_from_props,  # noqa: E402
+                                 read_sidecar)
+from cvnet.core.fileio import sha256_file  # noqa: E402
+from cvnet.export import pipeline  # noqa: E402
+from cvnet.export.cli import build_parser, main, options_from_args  # noqa: E402
 from cvnet.models import build_model, list_models  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint, state_dict_sha256  # noqa: E402
-from export import pipeline  # noqa: E402
-from export.cli import build_parser, main, options_from_args  # noqa: E402
 from tests.device_modules import ROOT  # noqa: E402
 
-FAST = ["--imgsz", "32", "--verify-images", "4"]
+FAST = ["--input-size", "32", "--verify-images", "4"]
 QUICK = FAST + ["--no-verify"]  # for tests about something other than verification
 
 
@@ -90,13 +90,14 @@ def test_checkpoint_export_writes_onnx_sidecar_and_metadata(checkpoint, out, cap
     printed = capsys.readouterr().out
     assert "wrote " + onnx_path in printed and "| 8 | 4 |" in printed and "export time" in printed
     with open(onnx_path + ".json") as handle:
-        assert list(json.load(handle)) == list(metadata_fields())  # every contract key, in order
+        keys = list(json.load(handle))
+    assert keys == [f for f in ArtifactMetadata._fields if f != "extra"]  # the contract, in order
 
 
 def test_plain_state_dict_needs_arch(checkpoint, out, caplog):
     path = str(out.parent / "weights.pt")
     torch.save(checkpoint[1].state_dict(), path)
-    assert _export([path] + FAST, out) == 2
+    assert _export([path] + FAST, out) == 1
     assert "plain state_dict" in caplog.text and "--arch" in caplog.text
     assert _files(out) == []
     assert _export([path, "--arch", "cvnet_tiny"] + QUICK, out) == 0
@@ -141,7 +142,7 @@ def test_dynamic_batch_range_is_recorded_and_verified(out):
 
 def test_opset_17_needs_a_newer_tensorrt(out, caplog):
     args = ["--random-init", "--arch", "cvnet_tiny", "--opset", "17"] + QUICK
-    assert _export(args, out) == 2
+    assert _export(args, out) == 1
     assert "pass --trt-version 8.6 (or newer)" in caplog.text and _files(out) == []
     assert _export(args + ["--trt-version", "8.6"], out) == 0
     meta = read_sidecar(str(out / "cvnet.onnx.json"))
@@ -150,7 +151,7 @@ def test_opset_17_needs_a_newer_tensorrt(out, caplog):
 
 def test_opset_the_exporter_cannot_write(out, caplog):
     assert _export(["--random-init", "--arch", "cvnet_tiny", "--opset", "99",
-                    "--trt-version", "10.0"] + FAST, out) == 2
+                    "--trt-version", "10.0"] + FAST, out) == 1
     assert "opset 99 cannot be produced by the installed torch" in caplog.text
     assert _files(out) == []
 
@@ -180,20 +181,21 @@ def test_preprocess_in_graph_takes_uint8_where_tensorrt_can(out):
 @pytest.mark.parametrize("args, message", [
     (["--preprocess-in-graph", "--input-dtype", "uint8"], "TensorRT 8.2 cannot take a uint8 input"),
     (["--input-dtype", "float32"], "needs --preprocess-in-graph"),
-    (["--imgsz", "48"], "multiples of 32"),
+    (["--input-size", "48"], "multiples of 32"),
     (["--dynamic-batch", "8:4"], "1 <= MIN <= MAX"),
     (["--batch", "0"], "--batch must be >= 1"),
     (["--verify-images", "1"], "--verify-images must be >= 2"),
     (["--model-kwargs", '{"widths": [16, 16]}'], "2 DFC stages need 8 filtration ops"),
     (["--model-kwargs", '{"colour": 1}'], "do not fit 'cvnet_tiny'"),
 ])
-def test_contradictory_options_exit_2(out, caplog, args, message):
-    assert _export(["--random-init", "--arch", "cvnet_tiny"] + FAST + args, out) == 2
+def test_contradictory_options_exit_1(out, caplog, args, message):
+    assert _export(["--random-init", "--arch", "cvnet_tiny"] + FAST + args, out) == 1
     assert message in caplog.text and _files(out) == []
 
 
 def test_half_writes_an_fp16_graph_verified_at_fp16_tolerance(out):
-    assert _export(["--random-init", "--arch", "cvnet_tiny", "--half"] + FAST, out) == 0
+    assert _export(["--random-init", "--arch", "cvnet_tiny", "--precision", "fp16"] + FAST,
+                   out) == 0
     meta = read_sidecar(str(out / "cvnet.onnx.json"))
     assert meta.graph_precision == "fp16" and meta.input_dtype == "float32"
     assert meta.verification["min_cosine"] == 0.999 and meta.verification["passed"]
@@ -229,8 +231,8 @@ def _write(path, data):
     (lambda d: _write(d / "half.pt", b"PK\x03\x04" + b"\x00" * 64), "truncated or corrupt"),
     (lambda d: _torch_save(d / "module.pt", torch.nn.Linear(2, 2)), "arbitrary Python objects"),
 ])
-def test_bad_checkpoint_files_exit_2_with_one_message(out, caplog, make, message):
-    assert _export([make(out.parent)] + FAST, out) == 2
+def test_bad_checkpoint_files_exit_1_with_one_message(out, caplog, make, message):
+    assert _export([make(out.parent)] + FAST, out) == 1
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and message in errors[0].getMessage()
     assert _files(out) == []
@@ -245,17 +247,17 @@ def test_an_onnx_file_is_not_a_checkpoint(out, caplog):
     assert _export(["--random-init", "--arch", "cvnet_tiny"] + QUICK, out, name="model.onnx") == 0
     target = out.parent / "again"
     target.mkdir()
-    assert _export([str(out / "model.onnx")] + FAST, target) == 2
+    assert _export([str(out / "model.onnx")] + FAST, target) == 1
     assert "looks like an ONNX model" in caplog.text and _files(target) == []
 
 
 def test_weights_that_do_not_fit_list_the_keys(checkpoint, out, caplog):
-    assert _export([checkpoint[0], "--model-kwargs", '{"part_channels": 8}'] + FAST, out) == 2
+    assert _export([checkpoint[0], "--model-kwargs", '{"part_channels": 8}'] + FAST, out) == 1
     assert "shape mismatches" in caplog.text and "part_conv.weight" in caplog.text
     state = dict(checkpoint[1].state_dict())
     state["head.weight"] = state.pop("part_conv.weight")
     weights = _torch_save(out.parent / "renamed.pt", state)
-    assert _export([weights, "--arch", "cvnet_tiny"] + FAST, out) == 2
+    assert _export([weights, "--arch", "cvnet_tiny"] + FAST, out) == 1
     assert "1 missing keys: part_conv.weight" in caplog.text
     assert "1 unexpected keys: head.weight" in caplog.text
     assert _files(out) == []
@@ -268,29 +270,29 @@ def test_unknown_arch(checkpoint, out, caplog, capsys):
     raw = torch.load(checkpoint[0], weights_only=True)
     raw["arch"] = "cvnet_huge"
     renamed = _torch_save(out.parent / "renamed.pt", raw)
-    assert _export([renamed] + FAST, out) == 2
+    assert _export([renamed] + FAST, out) == 1
     assert "unknown arch 'cvnet_huge'; known models: " in caplog.text
     assert "cvnet_tiny" in caplog.text
 
 
 @pytest.mark.parametrize("where", ["missing_folder", "folder"])
-def test_unwritable_output_exits_2_before_loading(checkpoint, out, caplog, where):
+def test_unwritable_output_exits_1_before_loading(checkpoint, out, caplog, where):
     target = out / "no" / "cvnet.onnx" if where == "missing_folder" else out
-    assert main([checkpoint[0], "-o", str(target)] + FAST) == 2
+    assert main([checkpoint[0], "-o", str(target)] + FAST) == 1
     assert "cannot write" in caplog.text and _files(out) == []
 
 
 def test_checkpoint_and_random_init_exclude_each_other(checkpoint, out, caplog):
-    assert _export([checkpoint[0], "--random-init", "--arch", "cvnet_tiny"] + FAST, out) == 2
+    assert _export([checkpoint[0], "--random-init", "--arch", "cvnet_tiny"] + FAST, out) == 1
     assert "do not also pass a checkpoint" in caplog.text
-    assert _export(["--random-init"] + FAST, out) == 2
+    assert _export(["--random-init"] + FAST, out) == 1
     assert "--random-init needs --arch" in caplog.text
-    assert _export(FAST, out) == 2
+    assert _export(FAST, out) == 1
     assert "no checkpoint given" in caplog.text
 
 
 def test_python_m_export_shows_help():
-    result = subprocess.run([sys.executable, "-m", "export", "--help"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "cvnet.export", "--help"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
     assert result.returncode == 0 and "--preprocess-in-graph" in result.stdout
@@ -319,7 +321,7 @@ def test_defaults_verify_on_16_images_at_the_trained_size_for_tensorrt_8_2():
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", list_models("cvnet*"))
 def test_every_variant_exports_and_verifies(out, arch):
-    assert _export(["--random-init", "--arch", arch, "--imgsz", "64", "--verify-images", "4"],
+    assert _export(["--random-init", "--arch", arch, "--input-size", "64", "--verify-images", "4"],
                    out) == 0
     assert read_sidecar(str(out / "cvnet.onnx.json")).verification["passed"]
 
@@ -332,8 +334,8 @@ def test_engine_flag_without_tensorrt_keeps_the_onnx_and_says_why(tmp_path, capl
     except ImportError:
         pass
     out = str(tmp_path / "tiny.onnx")
-    assert main(["--random-init", "--arch", "cvnet_tiny", "--imgsz", "64", "--no-verify",
-                 "-o", out, "--engine"]) == 1
+    assert main(["--random-init", "--arch", "cvnet_tiny", "--input-size", "64", "--no-verify",
+                 "-o", out, "--build-engine"]) == 1
     assert os.path.exists(out) and os.path.exists(out + ".json")
     assert "no engine was built" in caplog.text and "tensorrt" in caplog.text.lower()
     assert not os.path.exists(str(tmp_path / "tiny.plan"))

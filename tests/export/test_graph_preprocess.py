@@ -6,13 +6,14 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from cvnet.core.parity import verification_images  # noqa: E402
+from cvnet.core.preprocess import (PreprocessConfig, normalize, preprocess_batch,  # noqa: E402
+                                   resize_rgb)
+from cvnet.core.tensorrt_ops import check_nodes, operator_support  # noqa: E402
+from cvnet.export.graph_preprocess import InGraphPreprocess  # noqa: E402
+from cvnet.export.onnx_export import onnx_from_module  # noqa: E402
+from cvnet.export.verify import ort_session  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
-from cvnet.preprocess import (PreprocessConfig, normalize, preprocess_batch,  # noqa: E402
-                              resize_rgb)
-from cvnet.tensorrt_ops import check_nodes, operator_support  # noqa: E402
-from export.graph_preprocess import InGraphPreprocess  # noqa: E402
-from export.onnx_export import onnx_from_module  # noqa: E402
-from export.verify import ort_session, verification_images  # noqa: E402
 
 
 class _Capture(torch.nn.Module):

@@ -6,13 +6,14 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from cvnet.errors import ExportError  # noqa: E402
+from cvnet.core.errors import ExportError  # noqa: E402
+from cvnet.core.parity import FP16_MIN_COSINE, verification_images  # noqa: E402
+from cvnet.core.preprocess import PreprocessConfig  # noqa: E402
+from cvnet.export.half import Float32Island, half_for_export  # noqa: E402
+from cvnet.export.onnx_export import onnx_from_module  # noqa: E402
+from cvnet.export.verify import verify_onnx  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.dfc import FilterAttention  # noqa: E402
-from cvnet.preprocess import PreprocessConfig  # noqa: E402
-from export.half import Float32Island, half_for_export  # noqa: E402
-from export.onnx_export import onnx_from_module  # noqa: E402
-from export.verify import FP16_MIN_COSINE, verification_images, verify_onnx  # noqa: E402
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 

@@ -8,10 +8,10 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from cvnet.artifact import read_sidecar  # noqa: E402
+from cvnet.core.artifact import read_sidecar  # noqa: E402
+from cvnet.export.cli import main  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint  # noqa: E402
-from export.cli import main  # noqa: E402
 
 QUICK = ["--verify-images", "4", "--no-verify"]
 
@@ -39,21 +39,21 @@ def test_a_64x64_checkpoint_exports_a_64x64_graph(trained_at_64, tmp_path, caplo
     assert (meta.input_height, meta.input_width) == (64, 64)
     assert _graph_input(output)[1:] == [3, 64, 64]
     assert "64x64" in caplog.text and not [r for r in caplog.records
-                                           if r.levelno >= logging.WARNING and "imgsz" in
+                                           if r.levelno >= logging.WARNING and "input-size" in
                                            r.getMessage()]
 
 
 def test_another_size_is_allowed_and_said_out_loud(trained_at_64, tmp_path, caplog):
     output = str(tmp_path / "model.onnx")
-    assert main([trained_at_64, "-o", output, "--imgsz", "32"] + QUICK) == 0
+    assert main([trained_at_64, "-o", output, "--input-size", "32"] + QUICK) == 0
     assert _graph_input(output)[1:] == [3, 32, 32]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("--imgsz 32x32 differs from the 64x64" in w and trained_at_64 in w
+    assert any("--input-size 32x32 differs from the 64x64" in w and trained_at_64 in w
                for w in warnings), warnings
 
 
 def test_without_a_recorded_size_the_default_is_256():
-    from export.pipeline import resolve_input_size
+    from cvnet.export.pipeline import resolve_input_size
 
     assert resolve_input_size(None, None, "plain.pt") == (256, 256)
     assert resolve_input_size((128, 64), None, "plain.pt") == (128, 64)

@@ -1,6 +1,9 @@
-"""export_onnx: an opset-13 graph that TensorRT 8.2 parses and ONNX Runtime runs like PyTorch."""
+"""onnx_from_module, the one export path: an opset-13 graph that TensorRT 8.2 parses and ONNX
+Runtime runs like PyTorch, checked before it leaves memory.
 
-import os
+What the files of an export hold, and that a failed export writes nothing, is tested through
+the pipeline (tests/export/test_cli.py).
+"""
 
 import numpy as np
 import pytest
@@ -9,11 +12,11 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from cvnet.errors import ConfigError, ExportError, OutputPathError  # noqa: E402
-from cvnet.errors import UnsupportedOperatorError  # noqa: E402
+from cvnet.core.errors import ConfigError, ExportError, UnsupportedOperatorError  # noqa: E402
+from cvnet.core.tensorrt_ops import check_nodes, operator_support  # noqa: E402
+from cvnet.export.onnx_export import (check_export_opset, exporter_opsets,  # noqa: E402
+                                      onnx_from_module, set_metadata_props)
 from cvnet.models import build_model  # noqa: E402
-from cvnet.tensorrt_ops import check_nodes, operator_support  # noqa: E402
-from export.onnx_export import check_opset, export_onnx, exporter_opsets  # noqa: E402
 
 SIZE = (32, 32)
 
@@ -24,11 +27,16 @@ def model():
     return build_model("cvnet_tiny").eval()
 
 
+def _saved(graph, path):
+    onnx.save(graph, path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
-    export_onnx(model, path, input_size=SIZE, metadata_props={"variant": '"cvnet_tiny"'})
-    return path
+    graph = onnx_from_module(model, input_shape=(2, 3) + SIZE)
+    set_metadata_props(graph, {"variant": '"cvnet_tiny"'})
+    return _saved(graph, str(tmp_path_factory.mktemp("onnx") / "tiny.onnx"))
 
 
 def _cosine(a, b):
@@ -67,7 +75,8 @@ def test_onnxruntime_reproduces_pytorch_embeddings(model, exported, batch):
 
 
 def test_static_batch(model, tmp_path):
-    path = export_onnx(model, str(tmp_path / "b4.onnx"), input_size=SIZE, batch=4)
+    path = _saved(onnx_from_module(model, input_shape=(4, 3) + SIZE, dynamic_batch=False),
+                  str(tmp_path / "b4.onnx"))
     dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_value == 4 and not dims[0].dim_param
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -76,23 +85,20 @@ def test_static_batch(model, tmp_path):
         session.run(None, {"images": np.zeros((2, 3, 32, 32), np.float32)})
 
 
-def test_train_mode_is_refused_and_nothing_written(tmp_path):
+def test_train_mode_is_refused():
     model = build_model("cvnet_tiny").train()
     with pytest.raises(ExportError, match="training mode.*call model.eval"):
-        export_onnx(model, str(tmp_path / "x.onnx"), input_size=SIZE)
-    assert os.listdir(str(tmp_path)) == []
+        onnx_from_module(model, input_shape=(2, 3) + SIZE)
 
 
-def test_opset_must_fit_exporter_and_target_tensorrt(model, tmp_path):
+def test_opset_must_fit_exporter_and_target_tensorrt(model):
     with pytest.raises(ConfigError, match="newer than TensorRT 8.2.*--trt-version 8.6"):
-        export_onnx(model, str(tmp_path / "x.onnx"), input_size=SIZE, opset=17)
+        onnx_from_module(model, input_shape=(2, 3) + SIZE, opset=17)
     low, high = exporter_opsets()
     with pytest.raises(ConfigError, match=f"installed torch .* writes opsets {low} to {high}"):
-        check_opset(high + 1, "10.0")
-    path = export_onnx(model, str(tmp_path / "o17.onnx"), input_size=SIZE, opset=17,
-                       trt_version="8.6")
-    assert [o.version for o in onnx.load(path).opset_import if o.domain == ""] == [17]
-    assert os.listdir(str(tmp_path)) == ["o17.onnx"]
+        check_export_opset(high + 1, "10.0")
+    graph = onnx_from_module(model, input_shape=(2, 3) + SIZE, opset=17, trt_version="8.6")
+    assert [o.version for o in graph.opset_import if o.domain == ""] == [17]
 
 
 class _UsesMod(torch.nn.Module):
@@ -102,13 +108,8 @@ class _UsesMod(torch.nn.Module):
         return torch.fmod(x, 3.0).mean(dim=(2, 3))
 
 
-def test_unsupported_operator_fails_naming_the_node(tmp_path):
+def test_unsupported_operator_fails_naming_the_node():
     with pytest.raises(UnsupportedOperatorError, match=r"/Mod \(Mod\)") as err:
-        export_onnx(_UsesMod().eval(), str(tmp_path / "x.onnx"), input_size=SIZE)
+        onnx_from_module(_UsesMod().eval(), input_shape=(2, 3) + SIZE)
     assert "TensorRT 8.2" in str(err.value)
-    assert os.listdir(str(tmp_path)) == []
-
-
-def test_unwritable_output_is_reported(model, tmp_path):
-    with pytest.raises(OutputPathError, match="does not exist"):
-        export_onnx(model, str(tmp_path / "missing" / "x.onnx"), input_size=SIZE)
+    onnx_from_module(_UsesMod().eval(), input_shape=(2, 3) + SIZE, trt_version="10.0")

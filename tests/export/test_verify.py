@@ -1,56 +1,19 @@
-"""Parity figures: cosine, max difference, retrieval agreement; they catch a bad graph."""
+"""Export verification: batches, padding, and the parity figures catch a graph of other weights.
+
+The figures themselves (cosine, max difference, retrieval agreement) are tested in
+tests/core/test_parity.py.
+"""
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from cvnet.core.parity import FP32_MIN_COSINE, verification_images  # noqa: E402
+from cvnet.core.preprocess import PreprocessConfig  # noqa: E402
+from cvnet.export.onnx_export import onnx_from_module  # noqa: E402
+from cvnet.export.verify import _run_in_batches, verification_batches, verify_onnx  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
-from cvnet.preprocess import PreprocessConfig  # noqa: E402
-from cvnet.synth import sample_images  # noqa: E402
-from export.onnx_export import onnx_from_module  # noqa: E402
-from export.verify import (FP32_MIN_COSINE, _run_in_batches, parity_figures,  # noqa: E402
-                           retrieval_agreement, verification_batches, verification_images,
-                           verify_onnx)
-
-
-def test_verification_images_mix_synthetic_vehicles_and_generated_images():
-    images = verification_images(10, seed=4)
-    assert len(images) == 10
-    assert all(i.dtype == np.uint8 and i.ndim == 3 and i.shape[2] == 3 for i in images)
-    assert all(np.array_equal(a, b) for a, b in zip(images[:5], sample_images(5, seed=4)))
-    assert len({i.shape[:2] for i in images[5:]}) > 3  # varied sizes exercise the resize
-    assert all(np.array_equal(a, b) for a, b in zip(images, verification_images(10, seed=4)))
-    assert not np.array_equal(images[6], verification_images(10, seed=5)[6])
-
-
-def test_identical_embeddings_agree_fully():
-    emb = np.random.RandomState(0).randn(12, 16).astype(np.float32)
-    figures = parity_figures(emb, emb.copy(), batch=4)
-    assert figures.cosine_min == pytest.approx(1.0) and figures.max_abs_diff == 0.0
-    assert figures.top1_agreement == figures.top5_agreement == 1.0
-    assert (figures.batch, figures.images) == (4, 12)
-
-
-def test_retrieval_agreement_counts_changed_neighbours():
-    # Points on a line: each one's nearest neighbour is the next one along.
-    angles = np.linspace(0, 1.5, 8)
-    ref = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    moved = ref.copy()
-    moved[0] = ref[7] * 1.001  # query 0 now sits next to 6 and 7
-    assert retrieval_agreement(ref, ref, 1) == 1.0
-    assert retrieval_agreement(ref, moved, 1) < 1.0
-    assert retrieval_agreement(ref[:1], ref[:1], 5) == 1.0  # no gallery: nothing to disagree on
-
-
-def test_cosine_and_difference_of_a_perturbed_copy():
-    ref = np.ones((3, 4), np.float32)
-    cand = ref.copy()
-    cand[1, 0] = -1.0
-    figures = parity_figures(ref, cand, batch=1)
-    assert figures.cosine_min == pytest.approx(0.5) and figures.max_abs_diff == 2.0
-    with pytest.raises(ValueError, match="shapes differ"):
-        parity_figures(ref, cand[:2], batch=1)
 
 
 def test_batches_and_padding():

@@ -11,7 +11,8 @@ import pytest
 pytestmark = pytest.mark.device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEVICE_SOURCES = {"cvnet/*.py", "cvnet/data/", "engines/", "jetson/", "benchmarks/",
+DEVICE_SOURCES = {"pyproject.toml", "setup.py", "cvnet/__init__.py", "cvnet/core/", "engines/",
+                  "jetson/", "benchmarks/",
                   "docker/wheels/"}
 
 
@@ -87,9 +88,9 @@ def test_smoke_step_and_entrypoint(dockerfile):
     runs = _all(dockerfile, "RUN")
     smoke = [run for run in runs if "compileall" in run]
     assert smoke and "import" in smoke[-1]
-    for module in ("engines", "jetson", "benchmarks"):
+    for module in ("cvnet.engines", "cvnet.jetson", "cvnet.benchmarks"):
         assert module in smoke[-1]
     last_copy = max(i for i, (key, _) in enumerate(dockerfile) if key == "COPY")
     assert dockerfile.index(("RUN", smoke[-1])) > last_copy  # it checks what was copied
-    assert json.loads(_all(dockerfile, "ENTRYPOINT")[-1]) == ["python3", "-m", "jetson"]
+    assert json.loads(_all(dockerfile, "ENTRYPOINT")[-1]) == ["python3", "-m", "cvnet.jetson"]
     assert fnmatch.fnmatch(_all(dockerfile, "CMD")[-1], '*self-check*')

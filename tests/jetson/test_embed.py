@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.synth import sample_images
-from jetson.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
-from jetson.embed import check_image, list_images
-from jetson.store import StoreError, chunk_paths, load_embeddings, scan_chunks
+from cvnet.core.synth import sample_images
+from cvnet.jetson.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
+from cvnet.jetson.embed import check_image, list_images
+from cvnet.jetson.store import StoreError, chunk_paths, load_embeddings, scan_chunks
 
 pytestmark = pytest.mark.device
 
@@ -88,7 +88,7 @@ def test_mixed_folder_every_bad_kind(tmp_path, capsys):
     expected = make_mixed_folder(str(tmp_path / "images"))
     out = str(tmp_path / "out")
     status = main(["embed", "--engine", ENGINE, "--images", str(tmp_path / "images"), "-o", out,
-                   "--chunk-size", "5", "--batch", "4"])
+                   "--chunk-size", "5", "--batch-size", "4"])
     assert status == EXIT_SOME_FAILED
     embeddings, rows, meta = load_embeddings(out)
     assert sorted(row.path for row in rows) == sorted(expected)
@@ -110,7 +110,7 @@ def test_mixed_folder_every_bad_kind(tmp_path, capsys):
 
 
 def test_good_rows_match_the_runner(tmp_path):
-    from engines import open_engine
+    from cvnet.engines import open_engine
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -186,8 +186,9 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     for i, image in enumerate(sample_images(400, seed=5, size=32)):
         _write(str(folder / "{:03d}.png".format(i)), image)
     clean_out, out = str(tmp_path / "clean"), str(tmp_path / "killed")
-    base = [sys.executable, "-m", "jetson", "embed", "--engine", ENGINE, "--images", str(folder),
-            "--chunk-size", "8", "--batch", "4", "--threads", "1"]
+    base = [sys.executable, "-m", "cvnet.jetson", "embed", "--engine", ENGINE, "--images",
+            str(folder),
+            "--chunk-size", "8", "--batch-size", "4", "--threads", "1"]
     env = dict(os.environ, PYTHONPATH=ROOT)
     process = subprocess.Popen(base + ["-o", out], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

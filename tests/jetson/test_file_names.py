@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.synth import sample_images
-from jetson.store import chunk_paths, file_path, load_embeddings, read_meta
+from cvnet.core.synth import sample_images
+from cvnet.jetson.store import chunk_paths, file_path, load_embeddings, read_meta
 
 pytestmark = pytest.mark.device
 
@@ -40,8 +40,8 @@ def _env(locale):
 
 
 def _run(args, locale):
-    """``python -m jetson`` with bytes arguments under ``locale``; returns (status, stdout)."""
-    process = subprocess.Popen([sys.executable.encode(), b"-m", b"jetson"] + args, cwd=ROOT,
+    """``python -m cvnet.jetson`` with bytes arguments under ``locale``: (status, stdout)."""
+    process = subprocess.Popen([sys.executable.encode(), b"-m", b"cvnet.jetson"] + args, cwd=ROOT,
                                env=_env(locale), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     out, err = process.communicate(timeout=120)

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from cvnet.metrics import cosine_distance
-from cvnet.synth import sample_images
-from jetson.cli import main
-from jetson.match import match, topk_exact
-from jetson.store import FORMAT, IndexRow, StoreError, write_chunk, write_meta
+from cvnet.core.metrics import cosine_distance
+from cvnet.core.synth import sample_images
+from cvnet.jetson.cli import main
+from cvnet.jetson.match import match, topk_exact
+from cvnet.jetson.store import FORMAT, IndexRow, StoreError, write_chunk, write_meta
 
 pytestmark = pytest.mark.device
 
@@ -147,20 +147,14 @@ def test_embed_then_match_known_answers(tmp_path):
     csv_path = str(tmp_path / "matches.csv")
     pictures = str(tmp_path / "pictures")
     args = ["match", "--query", str(tmp_path / "q"), "--gallery", str(tmp_path / "g"),
-            "--topk", "3", "-o", csv_path]
-    try:
-        import cvnet.visualize  # noqa: F401  (comes from another branch)
-        args += ["--visualize", pictures]
-    except ImportError:
-        pictures = None
+            "--topk", "3", "-o", csv_path, "--visualize", pictures]
     assert main(args) == 0
     with open(csv_path) as handle:
         rows = list(csv.DictReader(handle))
     top1 = {row["query"]: row["gallery"] for row in rows if row["rank"] == "1"}
     assert top1 == answers
     assert len(rows) == 15
-    if pictures:
-        names = sorted(os.listdir(pictures))
-        assert len(names) == 5 and all(name.endswith(".png") for name in names)
-        picture = cv2.imread(os.path.join(pictures, names[0]))
-        assert picture is not None and picture.shape[1] > 3 * picture.shape[0]
+    names = sorted(os.listdir(pictures))
+    assert len(names) == 5 and all(name.endswith(".png") for name in names)
+    picture = cv2.imread(os.path.join(pictures, names[0]))
+    assert picture is not None and picture.shape[1] > 3 * picture.shape[0]

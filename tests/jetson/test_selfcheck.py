@@ -2,8 +2,8 @@
 
 import pytest
 
-from jetson import selfcheck
-from jetson.cli import main
+from cvnet.jetson import selfcheck
+from cvnet.jetson.cli import main
 
 pytestmark = pytest.mark.device
 
@@ -39,12 +39,12 @@ def test_missing_tensorrt_fails_with_the_fix(monkeypatch, capsys):
 
 
 def test_console_scripts_and_delegation(capsys):
-    from jetson.cli import embed_main, match_main
+    from cvnet.jetson.cli import embed_main, match_main
 
     for entry in (embed_main, match_main):
         with pytest.raises(SystemExit) as exit_info:
             entry(["--help"])
         assert exit_info.value.code == 0
     assert "--resume" in capsys.readouterr().out
-    assert main(["env"]) == 0  # handed to python3 -m engines env
+    assert main(["env"]) == 0  # handed to python3 -m cvnet.engines env
     assert "numpy" in capsys.readouterr().out

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from jetson.store import (FORMAT, IndexRow, StoreError, chunk_paths, file_path, load_embeddings,
-                          read_meta, scan_chunks, write_chunk, write_meta)
+from cvnet.jetson.store import (FORMAT, IndexRow, StoreError, chunk_paths, file_path,
+                                load_embeddings, read_meta, scan_chunks, write_chunk, write_meta)
 
 pytestmark = pytest.mark.device
 

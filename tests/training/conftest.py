@@ -2,7 +2,7 @@
 
 import pytest
 
-from cvnet.synth import generate_dataset
+from cvnet.core.synth import generate_dataset
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.errors import ConfigError  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.cvnet import CVNetOutput  # noqa: E402
 from cvnet.models.dfc import Collaboration, FilterAttention, FilterMixed  # noqa: E402

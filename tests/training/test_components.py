@@ -5,13 +5,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet.errors import ConfigError  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
+from cvnet.core.preprocess import PreprocessConfig, preprocess_batch  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
-from cvnet.preprocess import PreprocessConfig, preprocess_batch  # noqa: E402
 from cvnet.training.augment import TrainTransform, random_erase  # noqa: E402
 from cvnet.training.losses import ReIDLoss, batch_hard_triplet_loss  # noqa: E402
-from cvnet.training.optim import (Optimizers, warmup_cosine_factor,  # noqa: E402
-                                  warmup_step_factor)
+from cvnet.training.optim import Optimizers, warmup_cosine_factor, warmup_step_factor  # noqa: E402
 from cvnet.training.sampler import PKSampler  # noqa: E402
 
 

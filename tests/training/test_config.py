@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from cvnet.errors import ConfigError  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
 from cvnet.training.config import (TrainConfig, config_differences,  # noqa: E402
                                    config_from_mapping, load_config)
 

@@ -11,15 +11,15 @@ torch = pytest.importorskip("torch")
 
 import torch.nn as nn  # noqa: E402
 
-from cvnet.errors import CheckpointError, DivergenceError  # noqa: E402
+from cvnet.core.errors import CheckpointError, DivergenceError  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from cvnet.search import cli as search_cli  # noqa: E402
 from cvnet.search import searcher  # noqa: E402
 from cvnet.training import cli as train_cli  # noqa: E402
 from cvnet.training import trainer  # noqa: E402
-from cvnet.training.guard import (DivergenceGuard, checkpoints_left,  # noqa: E402
-                                  divergence_hint, non_finite_tensors)
+from cvnet.training.guard import (DivergenceGuard, checkpoints_left, divergence_hint,  # noqa: E402
+                                  non_finite_tensors)
 from cvnet.training.losses import ReIDLoss  # noqa: E402
 
 STEPS = 3  # --max-steps-per-epoch of the end-to-end runs
@@ -126,7 +126,7 @@ def test_a_checkpoint_with_non_finite_values_is_never_written(tmp_path):
 
 def _run_args(data, output, epochs):
     """The flags cvnet-train and cvnet-search share, for a tiny CPU run of STEPS per epoch."""
-    return ["--data", data, "--output", output, "--arch", "cvnet_tiny", "--img-size", "32",
+    return ["--data", data, "--output", output, "--arch", "cvnet_tiny", "--input-size", "32",
             "--epochs", str(epochs), "--batch-size", "6", "--num-instances", "2",
             "--warmup-epochs", "0", "--workers", "0", "--device", "cpu",
             "--max-steps-per-epoch", str(STEPS)]

@@ -14,8 +14,9 @@ torch = pytest.importorskip("torch")
 
 import cv2  # noqa: E402
 
-from cvnet.artifact import read_sidecar  # noqa: E402
-from cvnet.errors import ConfigError  # noqa: E402
+from cvnet.core.artifact import read_sidecar  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
+from cvnet.export import cli as export_cli  # noqa: E402
 from cvnet.models import build_model  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cvnet.models.dfc import SEARCH_SPACE, FilterMixed, make_filter, parse_ops  # noqa: E402
@@ -29,7 +30,6 @@ from cvnet.training import cli as train_cli  # noqa: E402
 from cvnet.training.config import config_from_mapping  # noqa: E402
 from cvnet.training.losses import ReIDLoss  # noqa: E402
 from cvnet.training.optim import Optimizers  # noqa: E402
-from export import cli as export_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def synth(synthetic_set):
 
 
 def _search_args(data, output, epochs=1):
-    return ["--data", data, "--output", output, "--arch", "cvnet_tiny", "--img-size", "32",
+    return ["--data", data, "--output", output, "--arch", "cvnet_tiny", "--input-size", "32",
             "--epochs", str(epochs), "--batch-size", "6", "--num-instances", "2",
             "--warmup-epochs", "0", "--workers", "0", "--device", "cpu",
             "--max-steps-per-epoch", "3"]
@@ -211,7 +211,7 @@ def test_tiny_search_end_to_end_then_train_the_result(synth, tmp_path, capsys):
     # search -> train: cvnet-train takes the ops.json and records the codes themselves
     trained = str(tmp_path / "train")
     assert train_cli.main(["--data", synth, "--output", trained, "--arch", "cvnet_tiny",
-                           "--ops", os.path.join(run, "ops.json"), "--img-size", "32",
+                           "--ops", os.path.join(run, "ops.json"), "--input-size", "32",
                            "--epochs", "1", "--batch-size", "6", "--num-instances", "2",
                            "--warmup-epochs", "0", "--workers", "0", "--device", "cpu"]) == 0
     checkpoint = load_checkpoint(os.path.join(trained, "model.pt"))
@@ -222,7 +222,7 @@ def test_tiny_search_end_to_end_then_train_the_result(synth, tmp_path, capsys):
     # ... -> export: the searched model exports and its ONNX matches PyTorch
     pytest.importorskip("onnxruntime")
     onnx_path = str(tmp_path / "searched.onnx")
-    assert export_cli.main([os.path.join(trained, "model.pt"), "--imgsz", "32",
+    assert export_cli.main([os.path.join(trained, "model.pt"), "--input-size", "32",
                             "--verify-images", "2", "-o", onnx_path]) == 0
     assert read_sidecar(onnx_path + ".json").verification["passed"]
 
@@ -237,9 +237,9 @@ def test_interrupted_search_resumes_and_refuses_other_settings(synth, tmp_path, 
     assert "after epoch 1" in caplog.text
     history = json.load(open(os.path.join(run, "history.json")))
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
-    assert search_cli.main(_search_args(synth, run, epochs=3) + ["--resume", "--seed", "5"]) == 2
+    assert search_cli.main(_search_args(synth, run, epochs=3) + ["--resume", "--seed", "5"]) == 1
     assert "resume with the original settings" in caplog.text
-    assert search_cli.main(_search_args(synth, str(tmp_path / "new"), 1) + ["--resume"]) == 2
+    assert search_cli.main(_search_args(synth, str(tmp_path / "new"), 1) + ["--resume"]) == 1
     assert "no search_last.pt" in caplog.text
 
 
@@ -258,7 +258,7 @@ def test_a_corrupt_training_image_is_reported_and_left_out(synth, tmp_path, capl
 def test_compare_ops_trains_each_strategy_once(synth, tmp_path, capsys, caplog):
     caplog.set_level(logging.INFO)
     out = str(tmp_path / "fig5")
-    args = ["--data", synth, "--output", out, "--arch", "cvnet_tiny", "--img-size", "32",
+    args = ["--data", synth, "--output", out, "--arch", "cvnet_tiny", "--input-size", "32",
             "--epochs", "1", "--batch-size", "6", "--num-instances", "2", "--warmup-epochs",
             "0", "--workers", "0", "--device", "cpu", "--ops", "GAGGGGGNGEAA",
             "--strategies", "searched", "none"]
@@ -271,7 +271,7 @@ def test_compare_ops_trains_each_strategy_once(synth, tmp_path, capsys, caplog):
     assert load_checkpoint(os.path.join(out, "none", "model.pt")).model_kwargs["ops"] == "N" * 12
     assert compare_cli.main(args) == 0  # finished strategies are not trained again
     assert caplog.text.count("already trained") == 2
-    assert compare_cli.main(args + ["--lr", "0.5"]) == 2  # not the same budget: refused
+    assert compare_cli.main(args + ["--lr", "0.5"]) == 1  # not the same budget: refused
     assert "was trained with other settings (lr 0.065 there, 0.5 now)" in caplog.text
 
 

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cvnet import eval_cli  # noqa: E402
+from cvnet.jetson import eval_cli  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint  # noqa: E402
 from cvnet.training import cli as train_cli  # noqa: E402
 
@@ -24,7 +24,7 @@ def synth(synthetic_set):
 
 
 def _train_args(data, output, epochs=1):
-    return ["--data", data, "--output", output, "--arch", "cvnet_tiny", "--img-size", "64",
+    return ["--data", data, "--output", output, "--arch", "cvnet_tiny", "--input-size", "64",
             "--epochs", str(epochs), "--batch-size", "8", "--num-instances", "2",
             "--warmup-epochs", "1", "--workers", "0", "--device", "cpu", "--eval-every", "1"]
 
@@ -46,7 +46,7 @@ def test_synth_train_eval_path(synth, tmp_path, capsys):
     assert set(checkpoint.extra["initial_metrics"]) == {"A2G", "G2A"}
 
     report, picture = str(tmp_path / "eval.json"), str(tmp_path / "ranks.png")
-    assert eval_cli.main([os.path.join(run, "model.pt"), "--data", synth, "--json", report,
+    assert eval_cli.main([os.path.join(run, "model.pt"), "--data", synth, "--json-out", report,
                           "--visualize", picture, "--num-queries", "3", "--topk", "4",
                           "--device", "cpu"]) == 0
     metrics = json.load(open(report))["metrics"]
@@ -69,11 +69,11 @@ def test_interrupted_run_resumes_from_last_checkpoint(synth, tmp_path, caplog):
 
 
 def test_cli_errors_are_one_clear_line(synth, tmp_path, caplog):
-    assert train_cli.main(["--epochs", "1"]) == 2
+    assert train_cli.main(["--epochs", "1"]) == 1
     assert "no dataset: pass --data PATH" in caplog.text
-    assert train_cli.main(_train_args(synth, str(tmp_path / "fresh")) + ["--resume"]) == 2
+    assert train_cli.main(_train_args(synth, str(tmp_path / "fresh")) + ["--resume"]) == 1
     assert "no last.pt in" in caplog.text
-    assert eval_cli.main([str(tmp_path / "missing.pt"), "--data", synth]) == 2
+    assert eval_cli.main([str(tmp_path / "missing.pt"), "--data", synth]) == 1
     assert "missing.pt does not exist" in caplog.text
 
 
@@ -90,16 +90,16 @@ def test_two_process_ddp_on_gloo(synth, tmp_path):
 
 
 def test_exported_onnx_scores_like_its_checkpoint(synth, tmp_path):
-    from export import cli as export_cli
+    from cvnet.export import cli as export_cli
 
     run = str(tmp_path / "run")
     assert train_cli.main(_train_args(synth, run, epochs=1)) == 0
     checkpoint, onnx_path = os.path.join(run, "model.pt"), str(tmp_path / "tiny.onnx")
-    assert export_cli.main([checkpoint, "-o", onnx_path, "--imgsz", "64"]) == 0
+    assert export_cli.main([checkpoint, "-o", onnx_path, "--input-size", "64"]) == 0
     scores = {}
     for path in (checkpoint, onnx_path):
         out = str(tmp_path / (os.path.basename(path) + ".json"))
-        assert eval_cli.main([path, "--data", synth, "--json", out, "--device", "cpu"]) == 0
+        assert eval_cli.main([path, "--data", synth, "--json-out", out, "--device", "cpu"]) == 0
         scores[path] = json.load(open(out))["metrics"]
     for protocol in ("A2G", "G2A"):
         assert scores[onnx_path][protocol]["mAP"] == pytest.approx(

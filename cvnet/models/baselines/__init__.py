@@ -1,8 +1,8 @@
 """The eight Table 2 baselines of the CVNet paper, registered as ``pplr``, ``mgn``, ``bot``,
 ``transreid``, ``starnet_s1``, ``mobileone_s1``, ``sbcformer_xs``, ``fasternet_t1``."""
 
-from cvnet.models.baselines import (bot, fasternet, mgn, mobileone, pplr,  # noqa: F401
-                                    sbcformer, starnet, transreid)
+from cvnet.models.baselines import (bot, fasternet, mgn, mobileone, pplr, sbcformer,  # noqa: F401
+                                    starnet, transreid)
 from cvnet.models.baselines.common import CVPAIR_TRAIN_IDS, ReIDOutput
 
 #: Parameter counts (millions) of Table 2, the paper's figures the baselines are checked against.

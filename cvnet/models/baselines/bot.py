@@ -11,7 +11,7 @@ Parameters: ResNet-50 without its FC 23,508,032 + BNNeck 4,096 + classifier 2048
 
 import torch
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 from cvnet.models.baselines.common import CVPAIR_TRAIN_IDS, BNNeck, ReIDOutput, check_num_classes
 from cvnet.models.baselines.resnet import RESNET50_WIDTHS, ResNet50Backbone
 from cvnet.models.registry import register_model

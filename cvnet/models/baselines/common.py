@@ -14,7 +14,7 @@ from typing import NamedTuple, Tuple
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 
 #: Training identities of CVPair v1.0: "The training set comprises 391 identities" (paper,
 #: section 3, Split). The default classifier size of every baseline.

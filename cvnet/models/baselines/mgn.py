@@ -19,7 +19,7 @@ with 391 classes; the paper lists 70.4M (-1.1%), the count with Market-1501's 75
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 from cvnet.models.baselines.common import (CVPAIR_TRAIN_IDS, ReIDOutput, StripePool,
                                            check_input_size, check_num_classes, global_pool,
                                            to_pair)

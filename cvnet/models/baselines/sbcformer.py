@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 from cvnet.models.baselines.common import (CVPAIR_TRAIN_IDS, IMAGENET_CLASSES, ClassifiedBackbone,
                                            check_input_size, to_pair, trunc_normal_init)
 from cvnet.models.layers import ConvBnAct

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from cvnet.errors import ConfigError
+from cvnet.core.errors import ConfigError
 from cvnet.models.baselines.common import (CVPAIR_TRAIN_IDS, BNNeck, ReIDOutput, check_input_size,
                                            check_num_classes, to_pair, trunc_normal_init)
 from cvnet.models.registry import register_model

@@ -1,0 +1,378 @@
+"""The command-line glossary every cvnet command shares, its ``--help`` layout and its logging.
+
+One spelling per meaning, across all commands (docs/cli.md is the table):
+
+- ``--input-size HxW`` or one integer: the model's input size (was ``--imgsz``, ``--img-size``);
+- ``-o/--output``: what the command writes (was ``--out``);
+- ``--json-out FILE`` writes JSON; ``--json`` prints it instead of the human output;
+- ``--precision fp32|fp16|int8`` where a command chooses precision (was ``--half``, ``--fp32``,
+  ``--int8``);
+- ``--engine MODEL``: always a model file (cvnet-export's build switch is ``--build-engine``);
+- ``--verify-images N`` and ``--no-verify``: the parity check of cvnet-export and cvnet-build;
+- ``--batch-size N``: images per call at run time; ``--batch``: the batch a model is exported,
+  built or timed with;
+- ``--threads N``, ``--device``, ``--seed N``, ``-v/--verbose``;
+- exit status 0 ok, 1 error (any refused input or failure), 2 usage (argparse), 3 partial failure
+  (cvnet-embed: some files failed; training: stopped at a non-finite loss; gpu-check: a step
+  failed).
+
+Old spellings stay for one release as hidden aliases (:func:`add_alias`) that log a deprecation
+warning naming the new spelling. :func:`setup_logging` is the one logging set-up of every
+command.
+
+Descriptions come from module docstrings, which are reStructuredText (````cvnet-eval````,
+``:func:`x```); :class:`HelpFormatter` prints them as plain text, wraps lines without splitting
+hyphenated names (``cvnet-export``, ``index-NNNNN.csv``), keeps the blank lines between
+paragraphs (an indented block, such as examples, line by line), and appends ``(default: X)`` to
+an option's help only when X is a real default that the help does not already state (never
+``None``, ``False`` or a flag's implicit value). Every command builds its parser with
+:class:`ArgumentParser`, whose subparsers inherit the formatter. Device-side: standard library
+only, Python 3.6.
+"""
+
+import argparse
+import logging
+import re
+import textwrap
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+logger = logging.getLogger(__name__)
+
+#: Exit statuses of every command.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+#: Precisions a command may offer with ``--precision``.
+PRECISIONS = ("fp32", "fp16", "int8")
+_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`cvnet.engines.open_engine` -> its text
+_LITERAL = re.compile(r"``([^`]+)``")  # ``cvnet-eval`` -> cvnet-eval
+_LITERAL_BLOCK = re.compile(r"::$", re.MULTILINE)  # "Examples::" -> "Examples:"
+_PARAGRAPHS = re.compile(r"\n\s*\n")
+#: A help text that states its default itself ("(default 10)", "default: print it", "%(default)s").
+_STATES_DEFAULT = re.compile(r"\(default\b|\bdefault:|%\(default\)", re.IGNORECASE)
+
+
+def plain_text(text: str) -> str:
+    """reStructuredText inline markup removed: roles and literals keep their text only."""
+    return _LITERAL_BLOCK.sub(":", _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text)))
+
+
+def doc_summary(doc: str) -> str:
+    """The first paragraph of a module docstring, as plain text (a parser's description)."""
+    return plain_text(_PARAGRAPHS.split(doc.strip(), 1)[0]).strip()
+
+
+def _worth_showing(action: argparse.Action) -> bool:
+    """Whether an option's default says something: not None, empty, a flag's or SUPPRESS."""
+    default = action.default
+    if default is None or default is argparse.SUPPRESS or isinstance(default, bool):
+        return False
+    if isinstance(default, (str, list, tuple, dict)) and not default:
+        return False
+    return bool(action.option_strings) and action.nargs != 0
+
+
+def _shown_default(value) -> str:
+    """A default as a user would type it: ``1,8`` for a list, the value itself otherwise."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, with plain-text help and only the defaults worth showing.
+
+    Pass it as ``formatter_class`` to every parser and subparser of a cvnet command.
+    """
+
+    def _split_lines(self, text, width):
+        text = " ".join(plain_text(text).split())
+        return textwrap.wrap(text, width, break_on_hyphens=False)
+
+    def _fill_text(self, text, width, indent):
+        blocks = []
+        for part in _PARAGRAPHS.split(text.strip("\n")):
+            if part[:1].isspace():  # an indented block (examples): line by line, as written
+                blocks.append("\n".join(indent + line for line in plain_text(part).splitlines()))
+            elif part.strip():
+                blocks.append(textwrap.fill(" ".join(plain_text(part).split()), width,
+                                            initial_indent=indent, subsequent_indent=indent,
+                                            break_on_hyphens=False))
+        return "\n\n".join(blocks)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if _STATES_DEFAULT.search(text) or not _worth_showing(action):
+            return text
+        return "{} (default: {})".format(text, _shown_default(action.default).replace("%", "%%"))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with :class:`HelpFormatter`; its subparsers inherit both.
+
+    It also enforces the options that are required but have a deprecated alias (argparse's own
+    ``required`` would not count the alias): :func:`add_output` registers them.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.required_with_aliases = []  # type: list
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's parsing, then the required options that have aliases (usage error 2)."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        missing = [shown for dest, shown in self.required_with_aliases
+                   if getattr(namespace, dest, None) is None]
+        if missing:
+            self.error("the following arguments are required: {}".format(", ".join(missing)))
+        return namespace, extras
+
+
+# ---------------------------------------------------------------------------------- logging
+
+
+def setup_logging(verbose: bool = False, *, timestamps: bool = False, quiet: bool = False) -> None:
+    """Configures logging for a command, once: INFO (DEBUG with ``verbose``) to standard error.
+
+    Args:
+        verbose: Debug messages too (``-v/--verbose``).
+        timestamps: Prefix every line with the time (long runs: training, gpu-check).
+        quiet: Warnings and errors only (e.g. ranks other than 0 of a distributed run).
+    """
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level,
+                        format=("%(asctime)s " if timestamps else "") + _LOG_FORMAT)
+
+
+# ---------------------------------------------------------------------------------- values
+
+
+def input_size(text: str) -> Tuple[int, int]:
+    """``"256"`` -> (256, 256), ``"256x128"`` -> (256, 128): ``--input-size``'s value, pixels."""
+    parts = str(text).lower().split("x")
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected HxW or one size in pixels, e.g. 256x128 or "
+                                         "256, got {!r}".format(text))
+    return values[0], values[-1]
+
+
+def square_size(text: str) -> int:
+    """``--input-size`` of a command that takes square inputs only: one integer (or NxN)."""
+    height, width = input_size(text)
+    if height != width:
+        raise argparse.ArgumentTypeError("this command takes square inputs: give one size, "
+                                         "e.g. 256, got {!r}".format(text))
+    return height
+
+
+def positive_int(text: str) -> int:
+    """A count of at least 1 (``--threads``, ``--batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a whole number >= 1, got {!r}".format(text))
+    return value
+
+
+def count(text: str) -> int:
+    """A count of at least 0 (``--verify-images``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected a whole number >= 0, got {!r}".format(text))
+    return value
+
+
+def cuda_device(text: str) -> int:
+    """A GPU: ``cuda:N``, ``cuda`` (GPU 0) or ``N`` -> the CUDA device ordinal."""
+    value = str(text).lower()
+    if value == "cuda":
+        return 0
+    number = value[len("cuda:"):] if value.startswith("cuda:") else value
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError("expected a GPU as cuda:N (or N), e.g. cuda:0, got "
+                                         "{!r}".format(text))
+    return int(number)
+
+
+# ---------------------------------------------------------------------------------- aliases
+
+#: ``add_alias(..., value=TAKES_VALUE)``: the old option takes a value, like the new one.
+TAKES_VALUE = object()
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling kept for one release: hidden, sets the new option, warns with its name.
+
+    Args:
+        new: The new spelling, shown in the warning (``--input-size``, ``--precision fp16``).
+        value: The constant the old flag stands for, or :data:`TAKES_VALUE` when the old option
+            takes a value as the new one does.
+    """
+
+    def __init__(self, option_strings, dest, new: str = "", value: Any = TAKES_VALUE,
+                 type: Optional[Callable[[str], Any]] = None, **kwargs):
+        takes_value = value is TAKES_VALUE
+        super(DeprecatedAlias, self).__init__(
+            option_strings, dest, nargs=None if takes_value else 0, type=type,
+            const=None if takes_value else value, default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        logger.warning("%s is deprecated and will be removed in the next release: use %s",
+                       option_string, self.new)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_alias(parser: argparse.ArgumentParser, old: str, *, dest: str, new: str,
+              value: Any = TAKES_VALUE, type: Optional[Callable[[str], Any]] = None,
+              metavar: Optional[str] = None) -> None:
+    """Keeps ``old`` working as a hidden, deprecated spelling of the option whose dest is
+    ``dest``.
+
+    Args:
+        parser: The command's parser (or group).
+        old: The old option string, e.g. ``"--imgsz"``.
+        dest: The new option's dest; the old one stores there.
+        new: The new spelling for the warning, e.g. ``"--input-size"`` or ``"--precision fp16"``.
+        value: What a flag alias stands for (``"fp16"`` for ``--half``); by default the old
+            option takes a value, converted by ``type``.
+        type: Converts an old option's value (the new option's type, for the same result).
+        metavar: For messages about a bad value.
+    """
+    parser.add_argument(old, action=DeprecatedAlias, dest=dest, new=new, value=value, type=type,
+                        metavar=metavar)
+
+
+# ---------------------------------------------------------------------------------- options
+
+
+def _aliases(parser: argparse.ArgumentParser, olds: Sequence[str], dest: str, new: str,
+             type: Optional[Callable[[str], Any]] = None) -> None:
+    for old in olds:
+        add_alias(parser, old, dest=dest, new=new, type=type)
+
+
+def add_input_size(parser: argparse.ArgumentParser, *, help: str,
+                   default: Optional[Tuple[int, int]] = None, square: bool = False,
+                   dest: str = "input_size", aliases: Sequence[str] = ()) -> None:
+    """``--input-size HxW`` (or one integer for a square size): the model input, pixels.
+
+    Args:
+        parser: The parser.
+        help: What the size is for.
+        default: (height, width), stated in the help as HxW; None when the command decides.
+        square: The command takes square inputs only: the value is one int (``NxN`` allowed).
+        dest: Where the value goes (a config field, for the training commands).
+        aliases: Old spellings kept hidden for one release (``--imgsz``).
+    """
+    kind = square_size if square else input_size
+    if default is not None:
+        help = "{} (default: {}x{})".format(help, default[0], default[1])
+        default = default[0] if square else tuple(default)
+    parser.add_argument("--input-size", type=kind, default=default, dest=dest, metavar="HxW",
+                        help=help)
+    _aliases(parser, aliases, dest, "--input-size", kind)
+
+
+def add_output(parser: argparse.ArgumentParser, *, help: str, default: Optional[str] = None,
+               required: bool = False, metavar: Optional[str] = None,
+               aliases: Sequence[str] = ()) -> None:
+    """``-o/--output``: the file or folder the command writes.
+
+    A required output with aliases is checked by :class:`ArgumentParser` after parsing, so that
+    the old spelling counts.
+    """
+    check_later = required and bool(aliases)
+    if check_later:
+        parser.required_with_aliases.append(("output", "-o/--output"))
+        help += " (required)"
+    parser.add_argument("-o", "--output", default=default, required=required and not check_later,
+                        metavar=metavar, help=help)
+    _aliases(parser, aliases, "output", "-o/--output")
+
+
+def add_json_out(parser: argparse.ArgumentParser, *, help: str,
+                 aliases: Sequence[str] = ()) -> None:
+    """``--json-out FILE``: also write the result as JSON, atomically."""
+    parser.add_argument("--json-out", metavar="FILE", help=help)
+    _aliases(parser, aliases, "json_out", "--json-out")
+
+
+def add_json_print(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """``--json``: print JSON instead of the human-readable result."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_precision(parser: argparse.ArgumentParser, *, choices: Sequence[str], default: str,
+                  help: str, aliases: Optional[dict] = None) -> None:
+    """``--precision {fp32,fp16,int8}`` (the ones the command offers).
+
+    Args:
+        aliases: Old flags and the precision each stood for, e.g. ``{"--half": "fp16"}``.
+    """
+    unknown = [choice for choice in choices if choice not in PRECISIONS]
+    if unknown or default not in choices:
+        raise ValueError("precisions must come from {}, default among them; got {} / "
+                         "{}".format(PRECISIONS, choices, default))
+    parser.add_argument("--precision", choices=tuple(choices), default=default, help=help)
+    for old, value in sorted((aliases or {}).items()):
+        add_alias(parser, old, dest="precision", new="--precision " + value, value=value)
+
+
+def add_engine(parser: argparse.ArgumentParser, *, help: str, required: bool = False) -> None:
+    """``--engine MODEL``: a model file (.plan/.engine, .onnx or .pt)."""
+    parser.add_argument("--engine", metavar="MODEL", required=required, help=help)
+
+
+def add_verification(parser: argparse.ArgumentParser, *, default: int, images_help: str,
+                     skip_help: str, aliases: Sequence[str] = ()) -> None:
+    """``--verify-images N`` and ``--no-verify``: the parity check after a conversion."""
+    parser.add_argument("--verify-images", type=count, default=default, metavar="N",
+                        help=images_help)
+    parser.add_argument("--no-verify", dest="verify", action="store_false", help=skip_help)
+    _aliases(parser, aliases, "verify_images", "--verify-images", count)
+
+
+def add_batch_size(parser: argparse.ArgumentParser, *, help: str, default: Optional[int] = None,
+                   dest: str = "batch_size", aliases: Sequence[str] = ()) -> None:
+    """``--batch-size N``: images per call at run time."""
+    parser.add_argument("--batch-size", type=positive_int, default=default, dest=dest,
+                        metavar="N", help=help)
+    _aliases(parser, aliases, dest, "--batch-size", positive_int)
+
+
+def add_threads(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """``--threads N``: CPU threads of the backend (default: the backend's own choice)."""
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help=help)
+
+
+def add_device(parser: argparse.ArgumentParser, *, help: str,
+               choices: Optional[Sequence[str]] = None, default: Any = None,
+               gpu: bool = False) -> None:
+    """``--device``: where to run (``cpu``, ``cuda``, ``auto``...); ``gpu``: a GPU, ``cuda:N``."""
+    if gpu:
+        parser.add_argument("--device", type=cuda_device, default=default, metavar="cuda:N",
+                            help=help)
+    else:
+        parser.add_argument("--device", choices=tuple(choices or ()), default=default, help=help)
+
+
+def add_seed(parser: argparse.ArgumentParser, *, help: str, default: Optional[int] = 0) -> None:
+    """``--seed N``: the seed that makes a run repeatable."""
+    parser.add_argument("--seed", type=int, default=default, metavar="N", help=help)
+
+
+def add_verbose(parser: argparse.ArgumentParser, help: str = "debug messages too") -> None:
+    """``-v/--verbose``."""
+    parser.add_argument("-v", "--verbose", action="store_true", help=help)

@@ -1,0 +1,66 @@
+"""cvnet-bench's host ability: an untrained model as a checkpoint and an ONNX export (torch).
+
+The device-safe benchmark (:mod:`cvnet.benchmarks`) never imports this module: the host install
+registers :func:`prepare_model` as the entry point ``prepare_model`` of the group ``cvnet.bench``
+(pyproject.toml), and :func:`cvnet.benchmarks.models.prepare_model` finds it there. The cache's
+format (folder, ``bench.json``, what a cached model must answer) is the benchmark's, in
+:mod:`cvnet.benchmarks.models`; this module only makes the files.
+"""
+
+import logging
+import os
+from typing import Optional, Tuple
+
+import torch
+
+from cvnet.benchmarks.models import (CHECKPOINT_FILE, ONNX_FILE, PreparedModel, bench_request,
+                                     cached, model_folder, write_bench_info)
+from cvnet.core.artifact import sidecar_path
+from cvnet.core.fileio import make_folders
+from cvnet.export import pipeline
+from cvnet.models import build_model
+from cvnet.models.checkpoint import save_checkpoint
+from cvnet.models.summary import count_macs, param_count
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_max: int = 32,
+                  half: bool = False, onnx: bool = True,
+                  cache: Optional[str] = None) -> PreparedModel:
+    """The host half of :func:`cvnet.benchmarks.models.prepare_model` (its arguments): makes an
+    untrained ``arch`` as ``model.pt`` (seed 0), counts its parameters and GMACs and, with
+    ``onnx``, exports it unverified for batches 1..``batch_max``; a cached model that answers the
+    request is returned as it is.
+
+    Raises:
+        ConfigError, ExportError: The model cannot be built or exported.
+    """
+    height, width = int(input_size[0]), int(input_size[1])
+    request = bench_request(arch, (height, width), batch_max, half)
+    folder = model_folder(arch, (height, width), half, cache)
+    found = cached(folder, request, onnx)
+    if found is not None:
+        logger.info("%s: using the cached model in %s", arch, folder)
+        return found
+    make_folders(folder)
+    onnx_path = os.path.join(folder, ONNX_FILE)
+    for stale in (onnx_path, sidecar_path(onnx_path)):  # from an older cache layout or model
+        if os.path.exists(stale):
+            os.remove(stale)
+    logger.info("%s: building an untrained model in %s", arch, folder)
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    checkpoint = save_checkpoint(os.path.join(folder, CHECKPOINT_FILE), model, arch=arch)
+    gmacs = round(count_macs(model, (3, height, width)).get("", 0) / 1e9, 4)
+    params = param_count(model)
+    del model
+    if onnx:
+        logger.info("%s: exporting to ONNX for batches 1..%d (not verified: timing does not "
+                    "depend on the weights)", arch, batch_max)
+        onnx_path = pipeline.export_model(checkpoint, pipeline.ExportOptions(
+            output=onnx_path, arch=arch, input_size=(height, width),
+            dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False)).onnx_path
+    write_bench_info(folder, request, params=params, gmacs=gmacs)
+    return PreparedModel(arch=arch, checkpoint=checkpoint, onnx=onnx_path if onnx else None,
+                         params=params, gmacs=gmacs, input_size=(height, width))
