@@ -25,14 +25,15 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 import cvnet
+from cvnet.core.datasets.records import VIEWS
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.fileio import make_folders, sha256_file
 from cvnet.core.filenames import NAME_ENCODING, encode_name
 from cvnet.core.image_header import SUFFIX_FORMATS, read_header
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
-from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, META_FILE, IndexRow, StoreError, read_meta,
-                                scan_chunks, write_chunk, write_meta)
+from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, IndexRow, StoreError,
+                                StoreWriter, read_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +57,14 @@ class Checked(NamedTuple):
         image: (H, W, 3) uint8 BGR, or None when it failed.
         kinds: What was found (see the module docstring).
         message: The reason or the warnings, in words.
+        mtime: The file's modification time, seconds since the epoch; None when unreadable.
     """
 
     path: str
     image: Optional[np.ndarray]
     kinds: Tuple[str, ...]
     message: str
+    mtime: Optional[float] = None
 
 
 def check_image(path: str, root: str = "", *, min_side: int = DEFAULT_MIN_SIDE,
@@ -78,8 +81,15 @@ def check_image(path: str, root: str = "", *, min_side: int = DEFAULT_MIN_SIDE,
     try:
         with open(full, "rb") as handle:
             data = handle.read()
+            mtime = os.fstat(handle.fileno()).st_mtime
     except OSError as err:
         return Checked(path, None, ("unreadable",), "cannot read: {}".format(err.strerror or err))
+    checked = _check_data(path, data, min_side, max_pixels)
+    return checked._replace(mtime=mtime)
+
+
+def _check_data(path: str, data: bytes, min_side: int, max_pixels: int) -> Checked:
+    """:func:`check_image` on a file's bytes."""
     if not data:
         return Checked(path, None, ("empty",), "file is empty (0 bytes)")
     header = read_header(data)
@@ -214,33 +224,30 @@ def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
     }
 
 
-def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int, set]:
-    """Prepares ``out``; returns (next chunk number, next row, escaped paths already recorded)."""
+def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> StoreWriter:
+    """Prepares ``out``: a new store, or the one a killed run left (``resume``)."""
     make_folders(out)
     has_meta = os.path.exists(os.path.join(out, META_FILE))
     if not resume:
-        if has_meta or any(name.endswith((".npy", ".csv")) for name in os.listdir(out)):
+        if has_meta or any(name.endswith((".npy", ".csv")) or name == INDEX_FILE
+                           for name in os.listdir(out)):
             raise StoreError("{} already holds embeddings: pass --resume to continue that run, "
                              "or choose an empty folder".format(out))
-        write_meta(out, meta)
-        return 0, 0, set()
+        return StoreWriter.create(out, meta)
     if not has_meta:
-        write_meta(out, meta)
+        return StoreWriter.create(out, meta)
     old = read_meta(out)
     if old.get("format_version", 1) != meta["format_version"]:
         raise StoreError("cannot resume {}: an older cvnet-embed wrote it (store format {}, this "
-                         "one writes {}); finish it with that version, or embed into a new "
-                         "folder".format(out, old.get("format_version", 1),
-                                         meta["format_version"]))
+                         "one writes {}); migrate it first (python3 -m cvnet.jetson "
+                         "migrate-store {}), or embed into a new folder".format(
+                             out, old.get("format_version", 1), meta["format_version"], out))
     changed = ["{} {!r} -> {!r}".format(key, old.get(key), meta[key]) for key in RESUME_KEYS
                if old.get(key) != meta[key]]
     if changed:
         raise StoreError("cannot resume {}: it was written with other settings ({}); use the same "
                          "engine and options, or another folder".format(out, "; ".join(changed)))
-    chunks = scan_chunks(out, repair=True)
-    done = set(row.path for chunk in chunks for row in chunk.rows)
-    rows = sum(1 for chunk in chunks for row in chunk.rows if row.status == "ok")
-    return len(chunks), rows, done
+    return StoreWriter(out)
 
 
 _END = object()
@@ -278,7 +285,7 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             chunk_size: int = DEFAULT_CHUNK_SIZE, fp16_out: bool = False,
             normalize: bool = True, resume: bool = False, min_side: int = DEFAULT_MIN_SIDE,
             max_pixels: int = DEFAULT_MAX_PIXELS, log_interval: float = 5.0,
-            listing: Optional[Tuple[str, List[str]]] = None) -> Summary:
+            listing: Optional[Tuple[str, List[str]]] = None, view: str = "") -> Summary:
     """Embeds every image of ``source`` into the folder ``out``.
 
     Args:
@@ -295,6 +302,8 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
         log_interval: Seconds between progress lines.
         listing: ``list_images(source)`` when the caller has it already (it lists before
             loading the engine, so that an empty folder fails fast).
+        view: The view of every image of this run, recorded per file: ``"A"`` (aerial),
+            ``"G"`` (ground) or ``""`` (unknown).
 
     Raises:
         StoreError: ``out`` holds another run (without ``resume``) or one with other settings.
@@ -304,20 +313,37 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
     if chunk_size < 1 or (batch is not None and batch < 1):
         raise ConfigError("--chunk-size and --batch-size must be >= 1, got {} and {}".format(
             chunk_size, batch))
+    if view not in VIEWS:
+        raise ConfigError("--view {!r}: expected A (aerial), G (ground) or nothing (unknown)"
+                          .format(view))
     batch = batch or runner.spec.batch_max
     root, paths = listing or list_images(source)
     dtype = "float16" if fp16_out else "float32"
     meta = store_meta(runner, root, source, dtype, normalize)
-    number, next_row, done = _open_output(out, meta, resume)
+    writer = _open_output(out, meta, resume)
+    try:
+        return _extract(runner, writer, root, paths, batch, chunk_size, dtype, normalize, resume,
+                        {"min_side": min_side, "max_pixels": max_pixels}, log_interval, view)
+    finally:
+        writer.close()
+
+
+def _extract(runner: Any, writer: StoreWriter, root: str, paths: List[str], batch: int,
+             chunk_size: int, dtype: str, normalize: bool, resume: bool,
+             options: Dict[str, Any], log_interval: float, view: str) -> Summary:
+    """:func:`extract` once its store is open."""
+    out = writer.folder
+    done = writer.known_paths([encode_name(path) for path in paths]) if resume else set()
     todo = [path for path in paths if encode_name(path) not in done]
+    next_row = writer.next_row
     if resume:
         logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,
-                    len(paths) - len(todo), len(paths), len(todo), number)
+                    len(paths) - len(todo), len(paths), len(todo), writer.next_number)
     started = time.perf_counter()
     items = queue.Queue(maxsize=max(2 * batch, 8))
     stop = threading.Event()
     worker = threading.Thread(target=_decode_worker, name="cvnet-decode", daemon=True, args=(
-        todo, root, runner, items, stop, {"min_side": min_side, "max_pixels": max_pixels}))
+        todo, root, runner, items, stop, options))
     worker.start()
     kinds = collections.Counter()
     progress = Progress(len(todo), logger, "images", log_interval)
@@ -333,13 +359,14 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             del inputs[:]
 
     def commit():
-        nonlocal number, chunks
+        nonlocal chunks
         run_batch()
         dim = runner.spec.embedding_dim or (outputs[0].shape[1] if outputs else 0)
         embeddings = np.concatenate(outputs) if outputs else np.zeros((0, dim), dtype)
-        write_chunk(out, number, embeddings, rows)
-        logger.debug("chunk %d: %d files, %d embeddings", number, len(rows), len(embeddings))
-        number, chunks = number + 1, chunks + 1
+        record = writer.commit(embeddings, rows)
+        logger.debug("chunk %d: %d files, %d embeddings", record.number, len(rows),
+                     len(embeddings))
+        chunks += 1
         del rows[:], outputs[:]
 
     try:
@@ -353,12 +380,12 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             name = encode_name(checked.path)
             if model_input is None:
                 rows.append(IndexRow(name, "failed", -1, ";".join(checked.kinds),
-                                     checked.message))
+                                     checked.message, view, checked.mtime))
                 logger.warning("skipped %s: %s", name, checked.message)
                 kinds["failed"] += 1
             else:
                 rows.append(IndexRow(name, "ok", next_row, ";".join(checked.kinds),
-                                     checked.message))
+                                     checked.message, view, checked.mtime))
                 if checked.kinds:
                     logger.info("%s: %s", name, checked.message)
                 next_row += 1
