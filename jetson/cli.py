@@ -87,10 +87,9 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write one PNG per query: the query crop and its top-k crops")
     parser.add_argument("--visualize-limit", type=int, default=100,
                         help="draw at most this many queries (default: %(default)s)")
-    parser.add_argument("--backend", choices=("auto", "exact", "faiss"), default="auto",
-                        help="exact search: numpy (any device), faiss (FAISS per block, the "
-                             "same lists; pip install faiss-cpu), auto: faiss where it is "
-                             "installed (default: auto)")
+    parser.add_argument("--backend", choices=("exact", "faiss"), default="exact",
+                        help="exact search with numpy (any device), or with FAISS per block "
+                             "(the same lists; pip install faiss-cpu) (default: exact)")
     parser.add_argument("--block-rows", type=positive_int, default=4096, metavar="N",
                         help="gallery rows scored per block: memory is N x D floats "
                              "(default: %(default)s)")

@@ -42,15 +42,6 @@ def require_faiss(purpose: str) -> Any:
     return require("faiss", purpose, FAISS_HINT)
 
 
-def faiss_available() -> bool:
-    """Whether FAISS imports here."""
-    try:
-        require_faiss("")
-    except ImportError:
-        return False
-    return True
-
-
 def normalize_rows(rows: np.ndarray) -> np.ndarray:
     """(n, D) float32 rows scaled to unit length in place (rows of zeros stay zero)."""
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
@@ -83,24 +74,23 @@ class TopK:
         """Merges a block of scores.
 
         Args:
-            scores: (q, n) float32: queries ``first_query..first_query+q`` against gallery rows
-                ``first_row..first_row+n``.
+            scores: (n, q) float32, gallery-major (what ``block.dot(queries.T)`` gives): gallery
+                rows ``first_row..first_row+n`` against queries ``first_query..first_query+q``.
             first_row: The block's first gallery row.
             first_query: The block's first query.
         """
-        count, width = scores.shape
-        queries = slice(first_query, first_query + count)
-        kth = self.similarities[queries, self.k - 1]
-        beats = scores >= kth[:, None]  # an equal score may still win on a lower row
-        if np.count_nonzero(beats) > 4 * self.k * count and width > self.k:
+        width, count = scores.shape
+        kth = self.similarities[first_query:first_query + count, self.k - 1]
+        beats = scores >= kth[None, :]  # an equal score may still win on a lower row
+        if width > self.k and np.count_nonzero(beats) > 4 * self.k * count:
             # A dense block (the first ones): keep each query's k best of the block, ties at
             # the k-th place included, before merging.
-            block_kth = np.partition(scores, width - self.k, axis=1)[:, width - self.k]
-            beats &= scores >= block_kth[:, None]
-        query, column = np.nonzero(beats)
+            block_kth = np.partition(scores, width - self.k, axis=0)[width - self.k]
+            beats &= scores >= block_kth[None, :]
+        column, query = np.nonzero(beats)
         if len(query):
             self._merge(query + first_query, column.astype(np.int64) + first_row,
-                        scores[query, column])
+                        scores[column, query])
 
     def push_lists(self, indices: np.ndarray, similarities: np.ndarray) -> None:
         """Merges candidate lists: (count, m) gallery rows (-1: none) and their scores."""
@@ -148,7 +138,7 @@ def topk_exact(queries: np.ndarray, store: Any, k: int, block_rows: int = DEFAUL
     for first_row, block in store.blocks(block_rows, start, stop):
         normalize_rows(block)
         for first_query in range(0, len(queries), step):
-            scores = queries[first_query:first_query + step].dot(block.T)
+            scores = block.dot(queries[first_query:first_query + step].T)  # (n, q)
             top.push(scores, first_row, first_query)
     return top.indices, top.similarities
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cvnet.jetson.cli import main
-from cvnet.jetson.match import choose_backend, match
+from cvnet.jetson.match import match
 from cvnet.jetson.store import IndexRow, StoreError, write_chunk
 from cvnet.jetson.topk import normalize_rows
 from tests.jetson.stores import make_store
@@ -85,9 +85,8 @@ def test_an_index_refuses_another_gallery_or_model(folders):
     assert main(["match", "--query", queries, "--gallery", other, "--index", path]) == 1
 
 
-def test_without_faiss_auto_falls_back_and_faiss_says_how_to_install(tmp_path, monkeypatch):
+def test_without_faiss_exact_search_runs_and_faiss_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss fails
-    assert choose_backend("auto") == "exact"
     rng = np.random.RandomState(1)
     gallery = make_store(str(tmp_path / "g"), rng.randn(20, 8).astype(np.float32))
     queries = make_store(str(tmp_path / "q"), rng.randn(2, 8).astype(np.float32))

@@ -30,7 +30,7 @@ def test_the_heap_merge_equals_brute_force_with_ties_at_the_kth_place():
         for width in (1, 7, 64, 130):
             top = TopK(len(scores), k)
             for start in range(0, scores.shape[1], width):
-                top.push(scores[:, start:start + width], start)
+                top.push(np.ascontiguousarray(scores[:, start:start + width].T), start)
             indices, values = brute_force(scores, k)
             np.testing.assert_array_equal(top.indices, indices, err_msg="k={} block={}".format(
                 k, width))
@@ -42,8 +42,8 @@ def test_blocks_in_any_order_and_query_slices_merge_the_same():
     scores = rng.randint(0, 4, size=(6, 40)).astype(np.float32)
     top = TopK(6, 5)
     for start in (30, 0, 20, 10):  # out of order
-        top.push(scores[:3, start:start + 10], start, first_query=0)
-        top.push(scores[3:, start:start + 10], start, first_query=3)
+        top.push(scores[:3, start:start + 10].T, start, first_query=0)
+        top.push(scores[3:, start:start + 10].T, start, first_query=3)
     np.testing.assert_array_equal(top.indices, brute_force(scores, 5)[0])
     lists = np.array([[4, 2, -1], [1, 0, 3]])
     values = np.array([[0.5, 0.5, 9.0], [0.1, 0.2, 0.2]], np.float32)
