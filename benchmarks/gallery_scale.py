@@ -145,8 +145,8 @@ def _ensure_store(folder: str, args: argparse.Namespace, rows: int, dtype: str,
     if os.path.exists(folder):
         shutil.rmtree(folder)
     started = time.perf_counter()
-    command = [sys.executable, os.path.abspath(__file__), "--write-store", folder, "--workdir",
-               os.path.dirname(folder),
+    command = _python(checkout, os.path.abspath(__file__)) + [
+               "--write-store", folder, "--workdir", os.path.dirname(folder),
                "--rows", str(rows), "--dim", str(args.dim), "--data", args.data, "--seed",
                str(args.seed), "--dtype", dtype, "--chunk-size", str(args.chunk_size),
                "--queries", str(queries), "--gallery-size", str(args.gallery_size or rows)]
@@ -164,11 +164,30 @@ def _env(checkout: Optional[str]) -> Dict[str, str]:
     return dict(os.environ, PYTHONPATH=root)
 
 
+#: Runs a module (``-m``) or a file with only the checkout on PYTHONPATH providing cvnet: an
+#: editable install's import hook (it sits before the checkout's own finder) is dropped.
+_ISOLATED = ("import runpy, sys; "
+             "sys.meta_path[:] = [f for f in sys.meta_path "
+             "if '__editable__' not in getattr(f, '__module__', '') "
+             "and '__editable__' not in type(f).__module__]; "
+             "target = sys.argv.pop(1); "
+             "runpy.run_module(target[3:], run_name='__main__', alter_sys=True) "
+             "if target.startswith('-m:') else runpy.run_path(target, run_name='__main__')")
+
+
+def _python(checkout: Optional[str], target: str) -> List[str]:
+    """The command line start that runs ``target`` (``-m:module`` or a file) with the cvnet of
+    ``checkout`` (this one by default)."""
+    if checkout is None:
+        return [sys.executable] + (["-m", target[3:]] if target.startswith("-m:") else [target])
+    return [sys.executable, "-c", _ISOLATED, target]
+
+
 def run_match(query: str, gallery: str, out: str, options: List[str],
               checkout: Optional[str] = None) -> Dict[str, Any]:
     """One ``python3 -m cvnet.jetson match`` in a child process: wall time, peak RSS."""
-    command = [sys.executable, "-m", "cvnet.jetson", "match", "--query", query, "--gallery",
-               gallery, "-o", out] + options
+    command = _python(checkout, "-m:cvnet.jetson") + [
+        "match", "--query", query, "--gallery", gallery, "-o", out] + options
     return run_child(command, checkout)
 
 
@@ -242,6 +261,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="sizes the baseline runs at (default: every --rows)")
     parser.add_argument("--baseline-backends", default="exact",
                         help="the baseline's backends (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of every run, interleaved; the median time is reported "
+                             "(default: %(default)s)")
     parser.add_argument("--fp16", action="store_true",
                         help="also float16 galleries, matched and compared with float32")
     parser.add_argument("--ivf-rows", type=int, default=0, metavar="N",
@@ -277,46 +299,54 @@ def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                               queries=args.queries)
         outputs = os.path.join(root, tag, "out")
         os.makedirs(outputs, exist_ok=True)
-        exact_csv = None
-        runs = []  # (label, csv, measurement)
+        topk = ["--topk", str(args.topk)]
+        jobs = []  # (label, query, gallery, csv, options, checkout)
         for backend in args.backends.split(","):
-            out = os.path.join(outputs, "new-{}.csv".format(backend))
-            runs.append(("new " + backend, out, run_match(
-                query, gallery, out, ["--topk", str(args.topk), "--backend", backend])))
-            if backend == "exact":
-                exact_csv = out
+            jobs.append(("new " + backend, query, gallery,
+                         os.path.join(outputs, "new-{}.csv".format(backend)),
+                         topk + ["--backend", backend], None))
+        exact_csv = next((job[3] for job in jobs if job[0] == "new exact"), None)
         if args.baseline_checkout and rows in baseline_sizes:
             old = _ensure_store(os.path.join(root, tag, "g32-old"), args, rows, "float32",
                                 checkout=args.baseline_checkout)
             old_query = _ensure_store(os.path.join(root, tag, "q-old"), args, rows, "float32",
                                       checkout=args.baseline_checkout, queries=args.queries)
             for backend in args.baseline_backends.split(","):
-                out = os.path.join(outputs, "old-{}.csv".format(backend))
-                runs.append(("baseline " + backend, out, run_match(
-                    old_query, old, out, ["--topk", str(args.topk), "--backend", backend],
-                    checkout=args.baseline_checkout)))
+                jobs.append(("baseline " + backend, old_query, old,
+                             os.path.join(outputs, "old-{}.csv".format(backend)),
+                             topk + ["--backend", backend], args.baseline_checkout))
         if args.fp16:
             half = _ensure_store(os.path.join(root, tag, "g16"), args, rows, "float16")
-            out = os.path.join(outputs, "new-exact-fp16.csv")
-            runs.append(("new exact, float16 gallery", out, run_match(
-                query, half, out, ["--topk", str(args.topk), "--backend", "exact"])))
+            jobs.append(("new exact, float16 gallery", query, half,
+                         os.path.join(outputs, "new-exact-fp16.csv"),
+                         topk + ["--backend", "exact"], None))
         if args.ivf_rows == rows:
             index = os.path.join(root, tag, "ivf-pq.faiss")
-            build = run_child([sys.executable, "-m", "cvnet.jetson", "match", "--gallery",
-                               gallery, "--query", query, "--build-index", "-o", index,
-                               "--block-rows", "16384"] + args.ivf_options.split())
-            report = json.loads(build["stdout"])
+            build = run_child(_python(None, "-m:cvnet.jetson") + [
+                "match", "--gallery", gallery, "--query", query, "--build-index", "-o", index,
+                "--block-rows", "16384"] + args.ivf_options.split())
             results["runs"].append({"rows": rows, "label": "IVF-PQ build",
                                     "seconds": build["seconds"],
                                     "peak_rss_mib": build["peak_rss_mib"],
-                                    "report": report})
-            out = os.path.join(outputs, "new-ivf.csv")
-            runs.append(("new IVF-PQ index", out, run_match(
-                query, gallery, out, ["--topk", str(args.topk), "--index", index])))
+                                    "report": json.loads(build["stdout"])})
+            jobs.append(("new IVF-PQ index", query, gallery,
+                         os.path.join(outputs, "new-ivf.csv"), topk + ["--index", index], None))
+        measured = {}  # label -> [measurements], rounds interleaved: load falls on all alike
+        for _ in range(args.repeats):
+            for label, job_query, job_gallery, out, options, checkout in jobs:
+                measured.setdefault(label, []).append(run_match(
+                    job_query, job_gallery, out, options, checkout))
+        runs = []
+        for label, _, _, out, _, _ in jobs:
+            times = sorted(m["seconds"] for m in measured[label])
+            runs.append((label, out, {"seconds": times[len(times) // 2], "all_seconds": times,
+                                      "peak_rss_mib": max(m["peak_rss_mib"]
+                                                          for m in measured[label])}))
         reference = read_lists(exact_csv) if exact_csv else None
         for label, out, measured in runs:
             entry = {"rows": rows, "label": label, "seconds": measured["seconds"],
-                     "peak_rss_mib": measured["peak_rss_mib"]}
+                     "all_seconds": measured["all_seconds"],
+                     "peak_rss_mib": measured["peak_rss_mib"], "load": os.getloadavg()[0]}
             if reference is not None:
                 entry.update(agreement(reference, read_lists(out)))
             results["runs"].append(entry)
@@ -347,11 +377,12 @@ def _machine() -> Dict[str, Any]:
 
 def format_table(results: Dict[str, Any]) -> str:
     """The runs as a Markdown table."""
-    lines = ["| gallery | run | time (s) | peak RSS (MiB) | identical top-k lists | recall@k |",
-             "|---:|---|---:|---:|---:|---:|"]
+    lines = ["| gallery | run | time (s), median (all) | peak RSS (MiB) | identical top-k "
+             "lists | recall@k |", "|---:|---|---:|---:|---:|---:|"]
     for run in results["runs"]:
-        lines.append("| {:,} | {} | {} | {} | {} | {} |".format(
-            run["rows"], run["label"], run["seconds"], run["peak_rss_mib"],
+        lines.append("| {:,} | {} | {} ({}) | {} | {} | {} |".format(
+            run["rows"], run["label"], run["seconds"],
+            ", ".join(str(t) for t in run.get("all_seconds", [])), run["peak_rss_mib"],
             run.get("identical_lists", ""), run.get("recall", "")))
     return "\n".join(lines)
 

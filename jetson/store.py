@@ -51,7 +51,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Se
 
 import numpy as np
 
-from cvnet.core.fileio import write_bytes_atomic, write_text_atomic
+from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.core.filenames import encode_name, name_from_utf8, native_name
 from cvnet.jetson.store_index import (INDEX_FILE, ChunkRecord, IndexRow, SqliteIndex, StoreError,
                                       create_index)
@@ -413,7 +413,8 @@ class StoreWriter:
 
     @classmethod
     def create(cls, folder: str, meta: Dict[str, Any]) -> "StoreWriter":
-        """Starts a new store in an existing empty folder: ``meta.json``, then the index."""
+        """Starts a new store in an empty folder (created): ``meta.json``, then the index."""
+        make_folders(folder)
         write_meta(folder, dict(meta, format=FORMAT, format_version=FORMAT_VERSION))
         create_index(folder)
         return cls(folder)

@@ -38,6 +38,8 @@ SCHEMA_VERSION = 1
 _LOOKUP_BATCH = 500
 #: ``PRAGMA synchronous`` values: FULL = 2, EXTRA = 3.
 _SYNC_FULL, _SYNC_EXTRA = 2, 3
+#: What writers ask SQLite for; ``benchmarks/fsync_cost.py`` lowers it to measure the cost.
+SYNCHRONOUS = "EXTRA"
 _SCHEMA = (
     "CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE chunks (number INTEGER PRIMARY KEY, first_row INTEGER NOT NULL, "
@@ -186,8 +188,8 @@ class SqliteIndex:
     def _durable(self) -> None:
         """Rollback journal, synced on every commit (the folder too where SQLite can)."""
         self._db.execute("PRAGMA journal_mode=DELETE")
-        self._db.execute("PRAGMA synchronous=EXTRA")
-        if self.synchronous != _SYNC_EXTRA:  # SQLite < 3.12 has no EXTRA
+        self._db.execute("PRAGMA synchronous={}".format(SYNCHRONOUS))
+        if SYNCHRONOUS == "EXTRA" and self.synchronous != _SYNC_EXTRA:  # SQLite < 3.12
             self._db.execute("PRAGMA synchronous=FULL")
             logger.warning("%s: SQLite %s has no synchronous=EXTRA; using FULL (a commit just "
                            "before a power loss may be rolled back, never torn)", self.path,
