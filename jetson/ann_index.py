@@ -44,6 +44,9 @@ IDENTITY_KEYS = ("model_hash", "weights_sha256", "embedding_dim", "input_size", 
 TRAIN_ROWS_PER_LIST = 64
 DEFAULT_RERANK = 100
 RECALL_K = 10
+#: Rows handed to FAISS's ``add`` at once: IVF-PQ encodes them with a distance table of
+#: rows x 256 x pq_m float32 (64 MiB for 1,024 rows at pq_m 64; 1 GiB for 16,384).
+ADD_ROWS = 1024
 #: Queries re-scored at once (their candidates' rows are read together).
 _RERANK_QUERIES = 64
 
@@ -265,7 +268,9 @@ def build_index(gallery: Store, path: str, *, kind: str = "ivf-pq", nlist: Optio
     del sample
     trained = time.perf_counter()
     for first_row, block in gallery.blocks(block_rows):
-        index.add(normalize_rows(block))
+        normalize_rows(block)
+        for start in range(0, len(block), ADD_ROWS):  # FAISS's PQ encoding holds a distance
+            index.add(block[start:start + ADD_ROWS])  # table of rows x 256 x pq_m floats
         logger.debug("added rows %d..%d", first_row, first_row + len(block))
     added = time.perf_counter()
     meta = {key: gallery.meta.get(key) for key in IDENTITY_KEYS}
