@@ -27,6 +27,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import write_files_atomic
 from cvnet.jetson.store import Store, StoreError
 from cvnet.jetson.topk import (DEFAULT_BLOCK_ROWS, TopK, normalize_rows, order_lists,
@@ -236,8 +237,6 @@ def build_index(gallery: Store, path: str, *, kind: str = "ivf-pq", nlist: Optio
         MissingDependencyError: FAISS is not installed.
         StoreError: An empty gallery.
     """
-    from cvnet.core.errors import ConfigError
-
     faiss = require_faiss("cvnet-match --build-index")
     if kind not in KINDS:
         raise ConfigError("--index-type {!r}: expected one of {}".format(kind, KINDS))

@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, List
 
 import numpy as np
 
+from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import atomic_path
 from cvnet.jetson.store import IndexRow, Store, StoreError
 
@@ -93,8 +94,6 @@ def export_parquet(folder: str, path: str, *, id_offset: int = 0,
         StoreError: The store is invalid or empty.
         ConfigError: A bad ``vector_dtype``.
     """
-    from cvnet.core.errors import ConfigError
-
     if vector_dtype not in VECTOR_DTYPES:
         raise ConfigError("--vector-dtype {!r}: expected one of {}".format(vector_dtype,
                                                                           VECTOR_DTYPES))

@@ -4,8 +4,9 @@ Before format 3 each chunk's index rows lived in ``index-NNNNN.csv`` beside its
 ``emb-NNNNN.npy`` (``path,status,row,kind,message``; format 1 wrote names as plain text, format 2
 escapes them). :class:`CsvIndex` reads such a folder with the interface of
 :class:`cvnet.jetson.store_index.SqliteIndex`, one chunk's CSV at a time (memory bounded by a
-chunk, time by the whole index); :func:`cvnet.jetson.store.migrate_store` turns the folder into format 3 in place
-(``python3 -m cvnet.jetson migrate-store DIR``), after which matching reads only the rows it needs.
+chunk, time by the whole index); :func:`cvnet.jetson.store.migrate_store` turns the folder into
+format 3 in place (``python3 -m cvnet.jetson migrate-store DIR``), after which matching reads
+only the rows it needs.
 """
 
 import bisect

@@ -213,3 +213,16 @@ def test_readers_materialise_only_the_rows_they_ask_for(tmp_path, monkeypatch):
         "EXPLAIN QUERY PLAN SELECT path FROM files WHERE emb_row IN (1, 2)"))
     connection.close()
     assert "files_emb_row" in plan  # an indexed look-up, not a scan
+
+
+def test_migrate_store_command(tmp_path, caplog):
+    from cvnet.jetson.cli import main
+
+    folders = [_csv_store(str(tmp_path / name), 2, [(np.ones((1, 2), np.float32),
+                                                      "{}.png,ok,0,,\n".format(name))])
+               for name in ("a", "b")]
+    with caplog.at_level(logging.INFO):
+        assert main(["migrate-store"] + folders) == 0
+    assert "format 2 -> 3, 1 chunks, 1 embeddings, 1 files" in caplog.text
+    assert all(read_meta(folder)["format_version"] == 3 for folder in folders)
+    assert main(["migrate-store", str(tmp_path / "missing")]) == 1

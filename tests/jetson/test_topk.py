@@ -107,3 +107,24 @@ def test_float16_storage_matches_like_float32(tmp_path):
     np.testing.assert_allclose(half.similarities, full.similarities, atol=2e-3)
     with Store(str(tmp_path / "g16")) as store:
         assert store.chunks[0].dtype == "float16"
+
+
+def test_float16_storage_in_the_faiss_backend_and_an_index(tmp_path):
+    pytest.importorskip("faiss")
+    from cvnet.jetson.ann_index import build_index
+
+    rng = np.random.RandomState(6)
+    gallery = normalize_rows(rng.randn(600, 32).astype(np.float32)).astype(np.float16)
+    make_store(str(tmp_path / "g16"), gallery, chunk=50)
+    make_store(str(tmp_path / "q"), gallery[:12])
+    exact = match(str(tmp_path / "q"), str(tmp_path / "g16"), topk=5, backend="exact")
+    fast = match(str(tmp_path / "q"), str(tmp_path / "g16"), topk=5, backend="faiss")
+    np.testing.assert_array_equal(fast.indices, exact.indices)
+    assert (exact.indices[:, 0] == np.arange(12)).all()
+    index = str(tmp_path / "g16.faiss")
+    with Store(str(tmp_path / "g16")) as store:
+        # every list visited and every row re-scored: the float16 rows read back exactly
+        report = build_index(store, index, nlist=4, rerank=600, recall_queries=50)
+    assert report["recall_at_10"] == 1.0
+    found = match(str(tmp_path / "q"), str(tmp_path / "g16"), topk=5, index=index, nprobe=4)
+    np.testing.assert_array_equal(found.indices, exact.indices)
