@@ -55,7 +55,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
     parser.add_argument("--format", dest="data_format",
                         choices=("auto", "csv", "veri", "vehicleid"),
                         help="dataset layout (default: detect)")
-    parser.add_argument("--config", help="TOML file with the config keys (see the README)")
+    parser.add_argument("--config",
+                        help="TOML file with the config keys (docs/training.md#configuration)")
     add_output(parser, help=f"run folder (default {defaults.output})")
     parser.add_argument("--arch", help=f"registered model name (default {defaults.arch})")
     add_input_size(parser, square=True, dest="img_size", aliases=("--img-size",),
