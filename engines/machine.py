@@ -26,7 +26,7 @@ import resource
 import shutil
 import subprocess
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from cvnet.core.errors import CVNetError
 from cvnet.core.threads import physical_cores, read_system_file, usable_cpus
@@ -106,30 +106,54 @@ def overload_warning(load: Optional[Sequence[float]], cpus: int) -> Optional[str
 # -- packages --------------------------------------------------------------------------------
 
 
-def probe(module: str) -> str:
-    """One line about an optional package: its version, or why it cannot be imported.
+#: :class:`Probe` statuses: imported; not installed (ImportError); installed but broken.
+OK, MISSING, UNUSABLE = "ok", "missing", "unusable"
+
+
+class Probe(NamedTuple):
+    """What importing an optional package found.
+
+    Attributes:
+        status: :data:`OK`, :data:`MISSING` (``ImportError``: not installed, or a dependency
+            of it is not) or :data:`UNUSABLE` (installed, but importing it raised something
+            else: a missing CUDA library's ``OSError``, an ABI mismatch...).
+        text: One line for a report: the version, or why it cannot be used.
+    """
+
+    status: str
+    text: str
+
+
+def probe(module: str, importer: Callable[[str], Any] = importlib.import_module) -> Probe:
+    """Imports an optional package and says what was found.
 
     Importing is the only honest test (a package can be present and fail to load), so this
     imports it; call it from commands that report the machine, not from library code paths.
+
+    Args:
+        module: The import name (``"tensorrt"``, ``"cv2"``...).
+        importer: Imports a module by name (a test's stand-in).
     """
     try:
-        imported = importlib.import_module(module)
+        imported = importer(module)
     except ImportError as err:
-        return "not importable ({})".format(err)
+        return Probe(MISSING, "not importable ({})".format(err))
     except Exception as err:  # a broken install (missing CUDA libraries) raises anything
-        return "unusable ({}: {})".format(type(err).__name__, err)
-    return str(getattr(imported, "__version__", getattr(imported, "VERSION", "installed")))
+        return Probe(UNUSABLE, "unusable ({}: {})".format(type(err).__name__, err))
+    return Probe(OK, str(getattr(imported, "__version__", getattr(imported, "VERSION",
+                                                                  "installed"))))
 
 
 def package_version(module: str) -> Optional[str]:
-    """A package's version for a report: None when it is not importable here.
+    """A package's version for a report: None when it is not installed here, the reason when it
+    is installed but unusable.
 
     torch is reported only when already imported (the device side never imports it).
     """
     if module == "torch" and "torch" not in sys.modules:
         return None
     found = probe(module)
-    return None if found.startswith("not importable") else found
+    return None if found.status == MISSING else found.text
 
 
 # -- GPUs ------------------------------------------------------------------------------------
