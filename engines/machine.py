@@ -11,7 +11,7 @@ Where each fact comes from, so that it works on a Jetson, which has no ``nvidia-
   only when the driver library cannot be loaded;
 - the Jetson's model: ``/proc/device-tree/model``; its L4T release: ``/etc/nv_tegra_release``
   (and so the JetPack release); its power mode: ``nvpmodel -q``; clocks from ``/sys``;
-- CPU model and cores: ``/proc/cpuinfo`` (:mod:`cvnet.core.threads`); load: ``os.getloadavg``.
+- CPU model and cores: ``/proc/cpuinfo`` (:mod:`cvnet.core.cpu`); load: ``os.getloadavg``.
 
 Files are read through a ``read(path) -> text or None`` and tools run through a
 ``run(argv) -> stdout or None``, both injectable, so tests give fake ``/proc`` files and tools.
@@ -29,7 +29,7 @@ import sys
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from cvnet.core.errors import CVNetError
-from cvnet.core.threads import physical_cores, read_system_file, usable_cpus
+from cvnet.core.cpu import load_average, physical_cores, read_system_file, usable_cpus
 
 #: ``read(path)``: a file's text, or None when it cannot be read.
 Reader = Callable[[str], Optional[str]]
@@ -78,14 +78,6 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / 1024.0 if sys.platform != "darwin" else peak / 1048576.0, 1)
-
-
-def load_average() -> Optional[List[float]]:
-    """1, 5 and 15 minute load averages, or None."""
-    try:
-        return [round(value, 2) for value in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def overload_warning(load: Optional[Sequence[float]], cpus: int) -> Optional[str]:

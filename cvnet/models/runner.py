@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.preprocess import DEFAULT_SIZE, PreprocessConfig, preprocess_batch
-from cvnet.core.threads import adapt_torch_threads, configure_torch
+from cvnet.models.threads import adapt_torch_threads, configure_torch
 from cvnet.engines import host_runner_fix
 from cvnet.engines.base import Runner
 from cvnet.engines.errors import EngineInputError
@@ -99,7 +99,7 @@ class TorchRunner(Runner):
             overflow-prone channel attention still computes in FP32 inside.
         cuda_graphs: On CUDA, replay CUDA graphs (with channels-last and cuDNN autotuning);
             default on for CUDA devices. False runs eager. Not available on the CPU.
-        threads: CPU threads; None lets :func:`cvnet.core.threads.configure_torch` decide.
+        threads: CPU threads; None lets :func:`cvnet.models.threads.configure_torch` decide.
         **kwargs: See :class:`cvnet.engines.base.Runner` (``normalize``, ``batch_range``).
 
     Raises:

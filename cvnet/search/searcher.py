@@ -36,7 +36,7 @@ import torch.nn as nn
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.core.progress import progress_bar
-from cvnet.core.threads import adapt_torch_threads, configure_torch
+from cvnet.models.threads import adapt_torch_threads, configure_torch
 from cvnet.core.visualize import weights_heatmap
 from cvnet.models.checkpoint import save_checkpoint
 from cvnet.models.device import resolve_device

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_text_atomic
 from cvnet.core.progress import progress_bar
-from cvnet.core.threads import adapt_torch_threads, configure_torch
+from cvnet.models.threads import adapt_torch_threads, configure_torch
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cvnet.models.device import resolve_device

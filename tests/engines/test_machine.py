@@ -52,7 +52,7 @@ def _tools(outputs, calls=None):
 
 
 def test_cpuinfo_gives_model_and_physical_cores(monkeypatch):
-    monkeypatch.setattr("cvnet.core.threads.usable_cpus", lambda: 3)
+    monkeypatch.setattr("cvnet.core.cpu.usable_cpus", lambda: 3)
     assert cpu_model(CPUINFO) == "Test CPU @ 2.0GHz"
     assert physical_cores(CPUINFO) == 2  # two hyper-threads share core 0
     assert physical_cores("Hardware\t: BCM2835\n") == 3  # no core ids: logical CPUs

@@ -1,16 +1,15 @@
-"""The torch thread decision: free physical cores, explicit requests first, followed during a run."""
+"""The torch thread decision: free physical cores, explicit requests first, followed during a run.
 
-import subprocess
-import sys
+The CPU facts it decides from are tested in tests/core/test_cpu.py.
+"""
 
 import pytest
 
-from cvnet.core import threads
-from cvnet.core.threads import (CpuSnapshot, ThreadChoice, adapt_torch_threads, choose_threads,
-                                configure_torch, configured, cpu_snapshot, decide_threads,
-                                others_between, others_busy_cores)
-
-pytestmark = pytest.mark.device
+from cvnet.core import cpu
+from cvnet.core.cpu import CpuSnapshot
+from cvnet.models import threads
+from cvnet.models.threads import (ThreadChoice, adapt_torch_threads, choose_threads,
+                                  configure_torch, configured, decide_threads)
 
 
 class FakeTorch(object):
@@ -58,8 +57,9 @@ def machine(monkeypatch):
     fake = FakeMachine()
     fake.others = 0.0
     monkeypatch.setattr(threads, "physical_cores", lambda: 2)
-    monkeypatch.setattr(threads, "cpu_snapshot", fake.snapshot)
-    monkeypatch.setattr(threads, "time", fake)  # the module's clock and sleep only
+    for module in (threads, cpu):  # the modules' clock, sleep and snapshots only
+        monkeypatch.setattr(module, "cpu_snapshot", fake.snapshot)
+        monkeypatch.setattr(module, "time", fake)
     return fake
 
 
@@ -76,25 +76,6 @@ def test_threads_leave_the_busy_cores_to_the_other_processes(cores, others, expe
     assert decide_threads(cores, others) == expected
 
 
-def test_the_load_of_others_excludes_this_process():
-    start = CpuSnapshot(machine=1000.0, own=5.0, wall=100.0)
-    assert others_between(start, CpuSnapshot(1001.5, 5.5, 101.0)) == pytest.approx(1.0)
-    assert others_between(start, CpuSnapshot(1001.0, 6.0, 101.0)) == 0.0  # all of it was ours
-    assert others_between(start, start) is None
-
-
-def test_a_busy_process_is_seen():
-    if cpu_snapshot() is None:
-        pytest.skip("no /proc/stat here")
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        others = others_busy_cores(0.5)
-    finally:
-        busy.kill()
-        busy.wait()
-    assert others >= 0.5  # the busy process alone keeps a core busy (or its share of one)
-
-
 def test_an_explicit_request_then_omp_num_threads_decide_before_the_measurement(monkeypatch):
     monkeypatch.setattr(threads, "others_busy_cores", lambda *a: pytest.fail("measured"))
     assert choose_threads(3).threads == 3
@@ -105,7 +86,7 @@ def test_an_explicit_request_then_omp_num_threads_decide_before_the_measurement(
 def test_the_start_is_measured_once_and_applied_to_torch(machine, caplog):
     machine.others = 1.0
     torch = FakeTorch(2)
-    with caplog.at_level("INFO", logger="cvnet.core.threads"):
+    with caplog.at_level("INFO", logger="cvnet.models.threads"):
         first = configure_torch(torch)
         torch.set_num_threads(2)  # something changed it meanwhile
         second = configure_torch(torch)
@@ -124,7 +105,7 @@ def test_contention_that_arrives_later_lowers_the_threads_and_its_end_raises_the
     adapt_torch_threads()  # too soon to look again
     assert torch.threads == 2
     machine.run(6.0, others=1.0, own=1.0)
-    with caplog.at_level("WARNING", logger="cvnet.core.threads"):
+    with caplog.at_level("WARNING", logger="cvnet.models.threads"):
         adapt_torch_threads()
     assert torch.threads == 1 and configured().threads == 1
     assert "other processes now keep 1.0 cores busy: PyTorch CPU threads 2 -> 1" in caplog.text

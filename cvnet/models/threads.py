@@ -1,4 +1,4 @@
-"""How many CPU threads PyTorch runs with: decided here, once, for every torch path.
+"""How many CPU threads PyTorch runs with: decided here, once, for every torch path (host side).
 
 PyTorch's CPU wheels parallelise each operator with GNU OpenMP (libgomp) over as many threads as
 there are cores, and split the work evenly between them. When another process holds one of those
@@ -14,16 +14,18 @@ every :data:`RECHECK_SECONDS` it measures the other processes again over the int
 last check and changes the threads when the answer changes. An explicit request wins
 (``cvnet-bench --threads N``), then ``OMP_NUM_THREADS``; either fixes the count for the run
 (bit-reproducible CPU training needs that: a changed thread count changes the order of
-floating-point sums). Every decision is logged. Device-side module: standard library only; the
-caller passes its ``torch`` module in.
+floating-point sums). Every decision is logged. The CPU facts it decides from are torch-free,
+in :mod:`cvnet.core.cpu`; this policy is host-side.
 """
 
 import logging
 import math
 import os
-import resource
 import time
 from typing import Any, NamedTuple, Optional
+
+from cvnet.core.cpu import (CpuSnapshot, cpu_snapshot, others_between, others_busy_cores,
+                            physical_cores)
 
 logger = logging.getLogger(__name__)
 
@@ -51,97 +53,6 @@ class ThreadChoice(NamedTuple):
     reason: str
     cores: int
     others_busy: Optional[float] = None
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity), else os.cpu_count()."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def read_system_file(path: str) -> Optional[str]:
-    """The text of a /proc or /sys file, or None when it cannot be read."""
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def physical_cores(cpuinfo: Optional[str] = None) -> int:
-    """Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo, else os.cpu_count.
-
-    The affinity mask caps the answer, so a container limited to 2 CPUs reports at most 2.
-    """
-    text = cpuinfo if cpuinfo is not None else read_system_file("/proc/cpuinfo") or ""
-    cores = set()
-    physical, core = None, None
-    for line in text.splitlines() + [""]:
-        name, _, value = line.partition(":")
-        name = name.strip()
-        if name == "physical id":
-            physical = value.strip()
-        elif name == "core id":
-            core = value.strip()
-        elif not name:
-            if core is not None:
-                cores.add((physical, core))
-            physical, core = None, None
-    logical = usable_cpus()
-    return max(1, min(len(cores), logical)) if cores else logical
-
-
-def _busy_seconds(stat: str) -> Optional[float]:
-    """CPU seconds all processes have run, from the ``cpu`` line of /proc/stat."""
-    for line in stat.splitlines():
-        fields = line.split()
-        if fields and fields[0] == "cpu":
-            ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait ...
-            busy = sum(ticks) - ticks[3] - ticks[4]
-            return busy / float(os.sysconf("SC_CLK_TCK"))
-    return None
-
-
-class CpuSnapshot(NamedTuple):
-    """CPU seconds run by the whole machine and by this process, at one wall-clock time."""
-
-    machine: float
-    own: float
-    wall: float
-
-
-def cpu_snapshot() -> Optional[CpuSnapshot]:
-    """The machine's and this process's CPU time now; None where /proc/stat cannot be read."""
-    text = read_system_file("/proc/stat")
-    machine = _busy_seconds(text) if text is not None else None
-    if machine is None:
-        return None
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return CpuSnapshot(machine, usage.ru_utime + usage.ru_stime, time.perf_counter())
-
-
-def others_between(before: CpuSnapshot, after: CpuSnapshot) -> Optional[float]:
-    """Cores' worth of CPU other processes used between two snapshots.
-
-    The machine's busy time minus this process's own CPU time (all its threads), per wall
-    second; None for an empty interval.
-    """
-    elapsed = after.wall - before.wall
-    if elapsed <= 0:
-        return None
-    return max(0.0, ((after.machine - before.machine) - (after.own - before.own)) / elapsed)
-
-
-def others_busy_cores(seconds: float = SAMPLE_SECONDS) -> Optional[float]:
-    """Cores' worth of CPU that other processes use now, measured over ``seconds``."""
-    before = cpu_snapshot()
-    if before is None:
-        return None
-    time.sleep(seconds)
-    after = cpu_snapshot()
-    return others_between(before, after) if after is not None else None
 
 
 def decide_threads(cores: int, others_busy: Optional[float]) -> int:
@@ -190,7 +101,7 @@ def choose_threads(requested: Optional[int] = None) -> ThreadChoice:
     from_env = _from_environment()
     if from_env is not None:
         return ThreadChoice(from_env, "OMP_NUM_THREADS", cores)
-    return _measured(cores, others_busy_cores())
+    return _measured(cores, others_busy_cores(SAMPLE_SECONDS))
 
 
 class _State(object):
@@ -207,7 +118,11 @@ _STATE = _State()
 
 
 def configured() -> Optional[ThreadChoice]:
-    """The choice in force in this process, or None before :func:`configure_torch`."""
+    """The choice in force in this process, or None before :func:`configure_torch`.
+
+    ``cvnet-bench`` (device-side) reads it through the ``cvnet.bench`` plugin ``torch_threads``
+    for its report.
+    """
     return _STATE.choice
 
 
@@ -219,7 +134,7 @@ def configure_torch(torch: Any, requested: Optional[int] = None) -> ThreadChoice
     explicit ``requested`` count decides again.
 
     Args:
-        torch: The imported ``torch`` module (this module never imports it).
+        torch: The imported ``torch`` module (a test's stand-in).
         requested: An explicit thread count, e.g. ``cvnet-bench --threads``.
 
     Returns:
