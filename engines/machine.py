@@ -22,7 +22,6 @@ import importlib
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -74,8 +73,12 @@ def cpu_model(cpuinfo: Optional[str] = None) -> Optional[str]:
     return platform.processor() or None
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+def peak_rss_mb() -> Optional[float]:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB); None off POSIX."""
+    try:
+        import resource  # POSIX only: not importable on Windows
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / 1024.0 if sys.platform != "darwin" else peak / 1048576.0, 1)
 
@@ -251,7 +254,7 @@ def probe_machine(read: Reader = read_system_file, run: ToolRunner = run_tool,
         "python": platform.python_version(),
         "cpu": cpu_model(cpuinfo or ""),
         "cpu_count": usable_cpus(),
-        "physical_cores": physical_cores(cpuinfo),
+        "physical_cores": physical_cores(cpuinfo, read),
         "load_average": load_average(),
         "gpus": gpu_names(query, run),
         "numpy": package_version("numpy"),

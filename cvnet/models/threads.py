@@ -7,15 +7,16 @@ cores, every operator waits for the thread that is not running, while the others
 with one thread (docs/threads.md has the measurements). ONNX Runtime's pool does not suffer this.
 
 So a torch path asks :func:`configure_torch` for its threads: the physical cores this process
-may use minus the cores other processes keep busy (at least one thread), measured from
-``/proc/stat`` over a short window when the command starts. Contention that arrives later is
-caught by :func:`adapt_torch_threads`, which the inference and training loops call often: at most
-every :data:`RECHECK_SECONDS` it measures the other processes again over the interval since the
-last check and changes the threads when the answer changes. An explicit request wins
-(``cvnet-bench --threads N``), then ``OMP_NUM_THREADS``; either fixes the count for the run
-(bit-reproducible CPU training needs that: a changed thread count changes the order of
-floating-point sums). Every decision is logged. The CPU facts it decides from are torch-free,
-in :mod:`cvnet.core.cpu`; this policy is host-side.
+may use (its affinity mask, capped by a cgroup CPU quota) that other processes leave idle (at
+least one thread), measured on this process's CPUs over a short window when the command starts
+(:mod:`cvnet.core.cpu`). Contention that arrives later is caught by :func:`adapt_torch_threads`,
+which the inference and training loops call often: at most every :data:`RECHECK_SECONDS` it
+measures the other processes again over the interval since the last check and changes the
+threads when the answer changes. An explicit request wins (``cvnet-bench --threads N``), then
+``OMP_NUM_THREADS``; either fixes the count for the run (bit-reproducible CPU training needs
+that: a changed thread count changes the order of floating-point sums). Every decision is
+logged. The CPU facts it decides from are torch-free, in :mod:`cvnet.core.cpu`; this policy is
+host-side.
 """
 
 import logging
@@ -24,16 +25,13 @@ import os
 import time
 from typing import Any, NamedTuple, Optional
 
-from cvnet.core.cpu import (CpuSnapshot, cpu_snapshot, others_between, others_busy_cores,
-                            physical_cores)
+from cvnet.core.cpu import (CpuLoad, CpuSnapshot, cpu_snapshot, others_between,
+                            others_busy_cores, physical_cores)
 
 logger = logging.getLogger(__name__)
 
 #: Seconds over which other processes' CPU use is measured at start-up.
 SAMPLE_SECONDS = 0.25
-#: CPU use of other processes (in cores) below which a core still counts as free: background
-#: noise (a shell, a logger) must not halve the threads of an idle machine.
-NOISE_CORES = 0.15
 #: Seconds between two checks of the other processes' CPU use during a run.
 RECHECK_SECONDS = 10.0
 
@@ -45,8 +43,8 @@ class ThreadChoice(NamedTuple):
         threads: Intra-op threads (``torch.set_num_threads``).
         reason: What decided it, for the log and the benchmark report.
         cores: Physical cores this process may use.
-        others_busy: Cores' worth of CPU other processes used while measured (None when it was
-            not measured or could not be read).
+        others_busy: Cores' worth of CPU other processes used on this process's CPUs while
+            measured (None when it was not measured or could not be read).
     """
 
     threads: int
@@ -55,21 +53,23 @@ class ThreadChoice(NamedTuple):
     others_busy: Optional[float] = None
 
 
-def decide_threads(cores: int, others_busy: Optional[float]) -> int:
-    """Threads that leave the cores other processes use to them: at least 1, at most ``cores``.
+def decide_threads(cores: int, load: Optional[CpuLoad]) -> int:
+    """Threads that run on CPUs other processes leave idle: at least 1, at most ``cores``.
 
     Args:
         cores: Physical cores this process may use.
-        others_busy: Cores' worth of CPU other processes use (None: unknown, all cores).
+        load: What other processes used of this process's CPUs (None: unknown, all cores).
 
     Returns:
-        ``cores`` minus the other processes' use rounded up (use under :data:`NOISE_CORES` is
-        ignored), never below 1.
+        The sampled CPUs other processes leave idle, rounded down (use under the reading's
+        noise, :attr:`cvnet.core.cpu.CpuLoad.noise`, does not count), capped at ``cores``,
+        never below 1. When the CPUs are the cores, that is ``cores`` minus the other
+        processes' use rounded up (a process busy 30% of the time takes a core).
     """
-    if others_busy is None:
+    if load is None:
         return max(1, cores)
-    taken = max(0, int(math.ceil(others_busy - NOISE_CORES)))
-    return max(1, min(cores, cores - taken))
+    idle = load.cpus - max(0.0, load.others - load.noise)
+    return max(1, min(cores, int(math.floor(idle + 1e-9))))
 
 
 def _from_environment() -> Optional[int]:
@@ -81,12 +81,13 @@ def _from_environment() -> Optional[int]:
     return number if number >= 1 else None
 
 
-def _measured(cores: int, others: Optional[float]) -> ThreadChoice:
-    if others is None:
+def _measured(cores: int, load: Optional[CpuLoad]) -> ThreadChoice:
+    if load is None:
         return ThreadChoice(cores, "physical cores; the load of other processes is unknown "
                                    "here", cores)
-    return ThreadChoice(decide_threads(cores, others), "{} physical cores, other processes "
-                        "busy on {:.1f}".format(cores, others), cores, round(others, 2))
+    return ThreadChoice(decide_threads(cores, load), "{} physical cores, other processes "
+                        "busy on {:.1f} of {} CPUs".format(cores, load.others, load.cpus),
+                        cores, round(load.others, 2))
 
 
 def choose_threads(requested: Optional[int] = None) -> ThreadChoice:
@@ -163,10 +164,10 @@ def adapt_torch_threads() -> None:
     if state.checked is None or time.perf_counter() - state.checked.wall < RECHECK_SECONDS:
         return
     now = cpu_snapshot()
-    others = others_between(state.checked, now) if now is not None else None
-    if others is None:
+    load = others_between(state.checked, now) if now is not None else None
+    if load is None:
         return
-    choice = _measured(state.choice.cores, others)
+    choice = _measured(state.choice.cores, load)
     state.checked = now
     if choice.threads != state.choice.threads:
         logger.warning("other processes now keep %.1f cores busy: PyTorch CPU threads %d -> %d",

@@ -6,7 +6,7 @@ The CPU facts it decides from are tested in tests/core/test_cpu.py.
 import pytest
 
 from cvnet.core import cpu
-from cvnet.core.cpu import CpuSnapshot
+from cvnet.core.cpu import CpuLoad, CpuSnapshot
 from cvnet.models import threads
 from cvnet.models.threads import (ThreadChoice, adapt_torch_threads, choose_threads,
                                   configure_torch, configured, decide_threads)
@@ -36,7 +36,7 @@ class FakeMachine(object):
         self.own += own * seconds
 
     def snapshot(self):
-        return CpuSnapshot(self.machine, self.own, self.wall)
+        return CpuSnapshot(self.machine, self.own, self.wall, 2)
 
     def perf_counter(self):
         return self.wall
@@ -63,17 +63,23 @@ def machine(monkeypatch):
     return fake
 
 
-@pytest.mark.parametrize("cores, others, expected", [
-    (2, 0.0, 2),    # idle: every core
-    (2, 0.1, 2),    # background noise does not count
-    (2, 0.3, 1),    # a process that is busy part of the time takes a core
-    (2, 1.0, 1),    # one busy process: the 2-core case the issue measured
-    (2, 3.5, 1),    # never fewer than one thread
-    (4, 1.2, 2),
-    (4, None, 4),   # unknown load: all cores
+@pytest.mark.parametrize("cores, others, cpus, expected", [
+    (2, 0.0, 2, 2),     # idle: every core
+    (2, 0.1, 2, 2),     # background noise does not count
+    (2, 0.3, 2, 1),     # a process that is busy part of the time takes a core
+    (2, 1.0, 2, 1),     # one busy process: the 2-core case the issue measured
+    (2, 3.5, 2, 1),     # never fewer than one thread
+    (4, 1.4, 4, 2),
+    (4, None, 4, 4),    # unknown load: all cores
+    (2, 1.0, 4, 2),     # 2 cores with 2 hyper-threads each: 3 CPUs idle, both cores run
+    (2, 10.0, 16, 2),   # a --cpus 2 quota on 16 CPUs that others keep 10 busy: 6 idle
+    (8, 10.0, 16, 6),   # no quota there: the 6 idle CPUs
+    (64, 2.4, 64, 64),  # 64 CPUs read over 0.25 s: +-2.56 cores of tick resolution alone
+    (64, 4.0, 64, 62),
 ])
-def test_threads_leave_the_busy_cores_to_the_other_processes(cores, others, expected):
-    assert decide_threads(cores, others) == expected
+def test_threads_run_on_the_cpus_other_processes_leave_idle(cores, others, cpus, expected):
+    load = None if others is None else CpuLoad(others, cpus, 0.25)
+    assert decide_threads(cores, load) == expected
 
 
 def test_an_explicit_request_then_omp_num_threads_decide_before_the_measurement(monkeypatch):
@@ -92,7 +98,7 @@ def test_the_start_is_measured_once_and_applied_to_torch(machine, caplog):
         second = configure_torch(torch)
     assert first == second and first.threads == 1 and torch.threads == 1
     assert caplog.text.count("PyTorch CPU threads: 1 (2 physical cores, other processes busy "
-                             "on 1.0)") == 1
+                             "on 1.0 of 2 CPUs)") == 1
     assert configured() == first
     assert configure_torch(torch, requested=2).threads == 2 and torch.threads == 2
 
