@@ -8,15 +8,17 @@ with one thread (docs/threads.md has the measurements). ONNX Runtime's pool does
 
 So a torch path asks :func:`configure_torch` for its threads: the physical cores this process
 may use (its affinity mask, capped by a cgroup CPU quota) that other processes leave idle (at
-least one thread), measured on this process's CPUs over a short window when the command starts
-(:mod:`cvnet.core.cpu`). Contention that arrives later is caught by :func:`adapt_torch_threads`,
-which the inference and training loops call often: at most every :data:`RECHECK_SECONDS` it
-measures the other processes again over the interval since the last check and changes the
-threads when the answer changes. An explicit request wins (``cvnet-bench --threads N``), then
-``OMP_NUM_THREADS``; either fixes the count for the run (bit-reproducible CPU training needs
-that: a changed thread count changes the order of floating-point sums). Every decision is
-logged. The CPU facts it decides from are torch-free, in :mod:`cvnet.core.cpu`; this policy is
-host-side.
+least one thread), measured on this process's CPUs when the command starts
+(:mod:`cvnet.core.cpu`, the torch-free facts). An explicit request wins (``cvnet-bench
+--threads N``), then ``OMP_NUM_THREADS``; either fixes the count for the run.
+
+Training and search decide once, at their start (``adaptive=False``): their own DataLoader
+workers are other processes to /proc/stat, so a count that followed the load would follow the
+run itself, and a changed count changes the order of floating-point sums between two runs of
+the same ``--seed``. Inference follows contention that arrives later: the ``.pt`` runner calls
+:func:`adapt_torch_threads` every batch, which at most every :data:`RECHECK_SECONDS` measures the
+other processes again over the interval since the last check and changes the threads when the
+answer changes. Every decision is logged.
 """
 
 import logging
@@ -32,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 #: Seconds over which other processes' CPU use is measured at start-up.
 SAMPLE_SECONDS = 0.25
-#: Seconds between two checks of the other processes' CPU use during a run.
+#: Seconds between two checks of the other processes' CPU use during inference.
 RECHECK_SECONDS = 10.0
 
 
@@ -127,7 +129,8 @@ def configured() -> Optional[ThreadChoice]:
     return _STATE.choice
 
 
-def configure_torch(torch: Any, requested: Optional[int] = None) -> ThreadChoice:
+def configure_torch(torch: Any, requested: Optional[int] = None,
+                    adaptive: bool = True) -> ThreadChoice:
     """Sets ``torch``'s intra-op threads as :func:`choose_threads` decides.
 
     Every torch path calls this before its first operator. The decision (and the short
@@ -137,6 +140,9 @@ def configure_torch(torch: Any, requested: Optional[int] = None) -> ThreadChoice
     Args:
         torch: The imported ``torch`` module (a test's stand-in).
         requested: An explicit thread count, e.g. ``cvnet-bench --threads``.
+        adaptive: Let :func:`adapt_torch_threads` follow contention later (inference). False
+            fixes a measured count for the process (training and search: see the module
+            docstring); the first call decides.
 
     Returns:
         The choice applied.
@@ -144,9 +150,10 @@ def configure_torch(torch: Any, requested: Optional[int] = None) -> ThreadChoice
     state = _STATE
     if state.choice is None or requested != state.requested:
         state.choice, state.requested = choose_threads(requested), requested
-        adaptive = requested is None and _from_environment() is None
-        state.checked = cpu_snapshot() if adaptive else None
-        logger.info("PyTorch CPU threads: %d (%s)", state.choice.threads, state.choice.reason)
+        measured = requested is None and _from_environment() is None
+        state.checked = cpu_snapshot() if measured and adaptive else None
+        logger.info("PyTorch CPU threads: %d (%s)%s", state.choice.threads, state.choice.reason,
+                    ", fixed for this run" if measured and not adaptive else "")
     state.torch = torch
     if torch.get_num_threads() != state.choice.threads:
         torch.set_num_threads(state.choice.threads)
@@ -154,11 +161,11 @@ def configure_torch(torch: Any, requested: Optional[int] = None) -> ThreadChoice
 
 
 def adapt_torch_threads() -> None:
-    """Follows the other processes' CPU use during a run; cheap enough to call every batch.
+    """Follows the other processes' CPU use during inference; cheap enough to call every batch.
 
-    At most every :data:`RECHECK_SECONDS`, and only when the count was measured rather than
-    requested: the other processes' use since the last check decides the threads again, and a
-    change is applied and logged.
+    At most every :data:`RECHECK_SECONDS`, and only when the count was measured for an
+    adaptive path rather than requested or fixed: the other processes' use since the last check
+    decides the threads again, and a change is applied and logged.
     """
     state = _STATE
     if state.checked is None or time.perf_counter() - state.checked.wall < RECHECK_SECONDS:

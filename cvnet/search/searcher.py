@@ -36,7 +36,7 @@ import torch.nn as nn
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.core.progress import progress_bar
-from cvnet.models.threads import adapt_torch_threads, configure_torch
+from cvnet.models.threads import configure_torch
 from cvnet.core.visualize import weights_heatmap
 from cvnet.models.checkpoint import save_checkpoint
 from cvnet.models.device import resolve_device
@@ -144,7 +144,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         ConfigError: Bad split, layout or resume state.
     """
     device = resolve_device(config.device)
-    configure_torch(torch)
+    configure_torch(torch, adaptive=False)  # decided once: see cvnet.models.threads
     torch.manual_seed(config.seed)
     weight_ids, arch_ids = split_identities(labels, config.split_ratio, config.seed)
     weight_data = build_train_loader(config, *_subset(paths, labels, weight_ids),
@@ -190,7 +190,6 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         for step, (images, targets) in enumerate(weight_data.loader):
             if step >= steps:
                 break
-            adapt_torch_threads()
             arch_images, arch_targets = next(arch_batches)
             with autocast(amp, device):
                 arch_output = model(arch_images.to(device))

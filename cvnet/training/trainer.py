@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_text_atomic
 from cvnet.core.progress import progress_bar
-from cvnet.models.threads import adapt_torch_threads, configure_torch
+from cvnet.models.threads import configure_torch
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cvnet.models.device import resolve_device
@@ -87,7 +87,7 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         ops = "".join(parse_ops(config.model_kwargs["ops"]))
         config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "ops": ops})
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
-    configure_torch(torch)
+    configure_torch(torch, adaptive=False)  # decided once: see cvnet.models.threads
     world = init_distributed(device)
     torch.manual_seed(config.seed)
     num_classes = len(set(int(label) for label in train_labels))
@@ -139,7 +139,6 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         for step, (images, labels) in enumerate(data.loader):
             if step >= steps_per_epoch:
                 break
-            adapt_torch_threads()
             images, labels = images.to(device, non_blocking=True), labels.to(device)
             with autocast(amp, device):
                 output = net(images)

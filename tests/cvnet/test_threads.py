@@ -126,3 +126,21 @@ def test_a_requested_count_is_kept_whatever_the_load(machine):
     machine.run(60.0, others=2.0)
     adapt_torch_threads()
     assert torch.threads == 2
+
+
+def test_a_fixed_count_does_not_follow_the_load(machine, caplog):
+    """Training and search (``adaptive=False``): measured once, logged as fixed, then kept
+    whatever the load does, their own DataLoader workers included."""
+    torch = FakeTorch(2)
+    with caplog.at_level("INFO", logger="cvnet.models.threads"):
+        assert configure_torch(torch, adaptive=False).threads == 2
+    assert ("PyTorch CPU threads: 2 (2 physical cores, other processes busy on 0.0 of 2 CPUs), "
+            "fixed for this run") in caplog.text
+    machine.run(60.0, others=2.0)
+    adapt_torch_threads()
+    assert torch.threads == 2 and configured().threads == 2
+    assert configure_torch(torch).threads == 2  # a later adaptive call: the first decided
+    machine.run(60.0, others=2.0)
+    adapt_torch_threads()
+    assert torch.threads == 2
+
