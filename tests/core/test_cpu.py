@@ -4,6 +4,7 @@ them (the PyTorch policy that uses them is tested in tests/cvnet/test_threads.py
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -25,6 +26,35 @@ def test_a_busy_process_is_seen():
         busy.kill()
         busy.wait()
     assert others >= 0.5  # the busy process alone keeps a core busy (or its share of one)
+
+
+def test_this_process_busy_is_not_counted_as_others():
+    """The converse: while this process keeps a core busy, the other processes' use stays what
+    it was just before (this process's own time is subtracted); counted, it would rise by about
+    that core. The machine is shared, so the reading is compared with one taken just before,
+    and a few tries are allowed for the others' load to hold still."""
+    if cpu_snapshot() is None:
+        pytest.skip("no /proc/stat here")
+    tries = []
+    for _ in range(5):
+        baseline = others_busy_cores(0.3).others
+        before = cpu_snapshot()
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:  # this process busy on one core
+            pass
+        after = cpu_snapshot()
+        load = others_between(before, after)
+        own = (after.own - before.own) / load.seconds
+        if own < 0.5:
+            continue  # it barely ran: too busy a machine to tell
+        tries.append("others {:.2f} before, {:.2f} while this process used {:.2f}".format(
+            baseline, load.others, own))
+        if load.others < baseline + own / 2:
+            return
+    if not tries:
+        pytest.skip("this process never got half a core in 5 tries: the machine is too busy")
+    pytest.fail("this process's own CPU time was counted as other processes':\n  " +
+                "\n  ".join(tries))
 
 
 def test_the_load_of_others_excludes_this_process():
