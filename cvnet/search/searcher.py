@@ -16,7 +16,8 @@ The search runs on one process, with mixed precision on CUDA like training (``--
 ``--amp-dtype``): the architecture logits, their softmax and the mixture of the op outputs stay
 in FP32 (:class:`~cvnet.models.dfc.FilterMixed`), and FP16 runs scale both losses, each with its
 own gradient scaler, so the logits' small gradients do not underflow. A divergence guard
-(:mod:`cvnet.training.guard`) stops the search at its first non-finite loss or weight, before
+(:mod:`cvnet.training.guard`) stops the search at its first non-finite loss, weight or
+optimiser state, or when an FP16 gradient scaler keeps skipping steps, before
 ``search_last.pt`` is written. After every epoch it logs the softmax weights per position,
 writes ``history.json`` and ``weights.png`` and saves ``search_last.pt`` for ``--resume``; at
 the end it writes the derived sequence to ``ops.json``.
@@ -173,6 +174,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         start_epoch, history = _restore(config, model, optimizers, arch_optimizer, scalers)
     guard = DivergenceGuard(
         model, steps_per_epoch=steps, hint=divergence_hint(lr=config.lr, amp=amp.name),
+        scalers=list(scalers.values()), optimizers=optimizers.optimizers + [arch_optimizer],
         saved=lambda: checkpoints_left([os.path.join(config.output, RESUME_FILE)],
                                        history[-1]["epoch"] if history else None))
     logger.info("searching %d positions of %s: %d weight identities (%d images), %d "
@@ -214,7 +216,8 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
                 guard.check(epoch, step)
                 progress.set_postfix(loss=f"{loss.item():.3f}", arch=f"{arch_loss.item():.3f}")
         progress.close()
-        guard.check(epoch, steps - 1)  # before anything of this epoch is written
+        # before anything of this epoch is written (the optimiser state goes into the checkpoint)
+        guard.check(epoch, steps - 1, optimizer_state=True)
         weights = op_weights(model)
         mean_losses = (totals / max(1, steps)).tolist()
         history.append({"epoch": epoch + 1, "ops": derive_ops(model),
