@@ -22,8 +22,9 @@ from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add
                             add_input_size, add_json_out, add_precision, add_threads, add_verbose,
                             doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
-from cvnet.core.threads import configured, physical_cores
-from cvnet.engines.machine import load_average, overload_warning, probe_machine, usable_cpus
+from cvnet.core.cpu import load_average, physical_cores, usable_cpus
+from cvnet.core.plugins import BENCH, load_plugin
+from cvnet.engines.machine import overload_warning, probe_machine
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
                                 min_time=args.min_time, e2e=args.e2e)
         except (CVNetError, RuntimeError) as err:
             logger.error("baseline %s failed, skipped: %s", arch, err)
-    torch_threads = configured()
+    configured = load_plugin(BENCH, "torch_threads")  # the host's PyTorch thread policy
+    torch_threads = configured() if configured is not None else None
     if torch_threads is not None:
         settings["torch_threads"] = torch_threads._asdict()
     report = build_report(rows, load_table2(), probe_machine(),

@@ -27,7 +27,7 @@ import numpy as np
 import cvnet
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.fileio import make_folders, sha256_file
-from cvnet.core.filenames import NAME_ENCODING, encode_name
+from cvnet.core.filenames import NAME_ENCODING, decode_name, encode_name
 from cvnet.core.image_header import SUFFIX_FORMATS, read_header
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
@@ -46,6 +46,8 @@ HUGE_PIXELS = 4096 * 4096
 DEFAULT_MAX_PIXELS = 10000 * 10000
 #: Settings a resumed run must share with the run it continues.
 RESUME_KEYS = ("model_hash", "embedding_dim", "dtype", "normalized", "root")
+#: Those of them that are escaped file names: compared as bytes (:func:`_same_setting`).
+NAME_KEYS = ("root",)
 
 
 class Checked(NamedTuple):
@@ -214,8 +216,17 @@ def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
     }
 
 
+def _same_setting(key: str, old: Any, new: Any) -> bool:
+    """Whether a resumed run's setting is the recorded one; names compare by their bytes, since
+    another cvnet may have escaped the same name differently (:mod:`cvnet.core.filenames`)."""
+    if key in NAME_KEYS and isinstance(old, str) and isinstance(new, str):
+        return decode_name(old) == decode_name(new)
+    return old == new
+
+
 def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int, set]:
-    """Prepares ``out``; returns (next chunk number, next row, escaped paths already recorded)."""
+    """Prepares ``out``; returns (next chunk number, next row, the bytes of the paths already
+    recorded)."""
     make_folders(out)
     has_meta = os.path.exists(os.path.join(out, META_FILE))
     if not resume:
@@ -233,12 +244,12 @@ def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int
                          "folder".format(out, old.get("format_version", 1),
                                          meta["format_version"]))
     changed = ["{} {!r} -> {!r}".format(key, old.get(key), meta[key]) for key in RESUME_KEYS
-               if old.get(key) != meta[key]]
+               if not _same_setting(key, old.get(key), meta[key])]
     if changed:
         raise StoreError("cannot resume {}: it was written with other settings ({}); use the same "
                          "engine and options, or another folder".format(out, "; ".join(changed)))
     chunks = scan_chunks(out, repair=True)
-    done = set(row.path for chunk in chunks for row in chunk.rows)
+    done = set(decode_name(row.path) for chunk in chunks for row in chunk.rows)
     rows = sum(1 for chunk in chunks for row in chunk.rows if row.status == "ok")
     return len(chunks), rows, done
 
@@ -309,7 +320,7 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
     dtype = "float16" if fp16_out else "float32"
     meta = store_meta(runner, root, source, dtype, normalize)
     number, next_row, done = _open_output(out, meta, resume)
-    todo = [path for path in paths if encode_name(path) not in done]
+    todo = [path for path in paths if os.fsencode(path) not in done]
     if resume:
         logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,
                     len(paths) - len(todo), len(paths), len(todo), number)
