@@ -19,9 +19,10 @@ the query x gallery pairs of an evaluation protocol:
   points with straight segments (a tie's diagonal included); its threshold is the lower end of
   the segment that crosses.
 - **TPR at a target FPR** (:func:`tpr_at_fpr`): the highest TPR of the thresholds whose FPR
-  does not exceed the target, and the strictest threshold that reaches it. A target below 1 / negatives cannot be resolved: no false positive
-  at all is then allowed, so the point is the strictest threshold that accepts no negative,
-  reported with ``resolved: false`` and the number of negatives it would need.
+  does not exceed the target, and the strictest threshold that reaches it. A target below
+  1 / negatives cannot be resolved: no false positive at all is then allowed, so the point is
+  the strictest threshold that accepts no negative, reported with ``resolved: false`` and the
+  number of negatives it would need.
 
 Everything is torch-free and exact (float64 counts of float32 scores); ``numpy`` only.
 
