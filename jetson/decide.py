@@ -71,7 +71,7 @@ def resolve_threshold(query_folder: str, gallery_folder: str, *, fpr: float,
     elif query_meta.get(SIDECAR_KEY) not in (None, block):
         logger.warning("the query and gallery stores carry different thresholds (measured "
                        "separately); using the gallery's (%s)", gallery_folder)
-    if block is None:
+    if block is None and query_folder != gallery_folder:
         source = "neither {} nor {}".format(query_folder, gallery_folder)
     threshold = select_threshold(block, direction=direction, fpr=fpr,
                                  model_hash=gallery_meta.get("model_hash"), source=source)
