@@ -65,6 +65,9 @@ def roc_plot(path: str, pairs: Dict[str, PairScores], points: Dict[str, Dict[str
         chosen = [p for p in points[protocol]["points"] if p["resolved"]]
         axes.scatter([max(p["fpr"], floor) for p in chosen], [p["tpr"] for p in chosen],
                      color=line.get_color(), s=18, zorder=3)
+    chance = np.logspace(-7, 0, 200)
+    axes.plot(chance, chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
+    axes.set_xlim(left=0.5 / max(len(scores.negatives) for scores in pairs.values()))
     axes.set_xscale("log")
     axes.set_xlabel("false-positive rate (log scale)")
     axes.set_ylabel("true-positive rate")
@@ -80,18 +83,21 @@ def score_histograms(path: str, pairs: Dict[str, PairScores],
     """``scores.png``: positive and negative similarity histograms, thresholds as lines."""
     plt = require_matplotlib()
     figure, axes = plt.subplots(len(pairs), 1, figsize=(6.5, 2.8 * len(pairs)), squeeze=False)
-    bins = np.linspace(-1.0, 1.0, 101)
     for row, (protocol, scores) in enumerate(pairs.items()):
         ax = axes[row][0]
+        both = np.r_[scores.positives, scores.negatives]
+        bins = np.linspace(both.min(), max(both.max(), both.min() + 1e-6), 81)
         ax.hist(scores.negatives, bins=bins, density=True, alpha=0.5,
                 label="different vehicles ({})".format(len(scores.negatives)))
         ax.hist(scores.positives, bins=bins, density=True, alpha=0.5,
                 label="same vehicle ({})".format(len(scores.positives)))
-        for point in points[protocol]["points"]:
+        top = ax.get_ylim()[1]
+        for number, point in enumerate(points[protocol]["points"]):
             ax.axvline(point["threshold"], color="k", linestyle=":" if not point["resolved"]
                        else "--", linewidth=0.8)
             ax.annotate("FPR {}".format(format_fpr(point["fpr_target"])),
-                        (point["threshold"], ax.get_ylim()[1] * 0.9), fontsize=7, rotation=90)
+                        (point["threshold"], top * (0.92 - 0.12 * number)), fontsize=7,
+                        ha="right")
         ax.set_title("{}: cosine similarity of query x gallery pairs".format(protocol),
                      fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
@@ -115,6 +121,9 @@ def sweep_plot(path: str, sweep: Dict[str, Any]) -> str:
                        linestyle="--", linewidth=0.8)
         if kind == "scale":
             ax.set_xscale("log", base=2)  # matplotlib >= 3.3, as cvnet[plot] requires
+            ax.minorticks_off()
+        ax.set_xticks(sweep["levels"][kind])
+        ax.set_xticklabels([str(level) for level in sweep["levels"][kind]], fontsize=7)
         if kind in ("scale", "jpeg"):
             ax.invert_xaxis()  # worse to the right
         ax.set_xlabel(sweep["units"][kind])
