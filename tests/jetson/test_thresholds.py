@@ -197,3 +197,16 @@ def test_selection_and_validation():
                             (dict(block, directions={"A2G": {"points": [{}]}}), "no valid")):
         with pytest.raises(ThresholdError, match=message):
             check_block(broken, "meta.json")
+
+
+def test_thresholds_of_an_onnx_travel_on_to_the_plan_built_from_it(flow):
+    from cvnet.core.artifact import metadata_from_dict, sidecar_text
+    from cvnet.engines.metadata import plan_sidecar
+    from tests.engines.test_metadata import INFO
+
+    onnx = read_sidecar(flow["model"])
+    plan = metadata_from_dict(json.loads(sidecar_text(plan_sidecar(onnx, "cvnet_tiny.plan",
+                                                                   INFO))))
+    block = read_thresholds(str(flow["root"] / "cvnet_tiny.plan"), plan)
+    assert block == onnx.extra[SIDECAR_KEY]
+    assert carried_thresholds("cvnet_tiny.plan", plan, plan.weights_sha256) == block
