@@ -25,8 +25,8 @@ the query x gallery pairs of an evaluation protocol:
   number of negatives it would need.
 
 Everything is torch-free and exact (integer counts of the float32 scores); ``numpy`` only. The
-memory beyond the pairs' scores is one sorted copy and the distinct values, which keeps a
-VeRi-776-sized evaluation (19M pairs) within a few hundred MB on a Jetson.
+memory beyond the pairs' scores is one sorted copy of the negatives and O(positives): a
+VeRi-776-sized split (19.4M pairs) peaked at 314 MiB, distance matrix included (docs/results.md).
 
 Example:
     >>> scores = pair_scores(distmat, **split.rank_labels())   # positives, negatives
@@ -66,15 +66,22 @@ class PairScores(NamedTuple):
 
 
 class Roc(NamedTuple):
-    """The ROC at every distinct score, strictest first.
+    """The ROC's corners, strictest first.
+
+    Between two distinct positive scores only negatives are accepted, so the curve runs
+    horizontally there and its inner points add nothing to its shape: the ROC is kept as its
+    corners (before and after each distinct positive score, and the end), at most 2P + 2 points
+    whatever the number of negatives, with exact counts.
 
     Attributes:
-        thresholds: (K+1,) float64, descending: point 0 accepts nothing (the smallest float32
+        thresholds: (K,) float64, descending: point 0 accepts nothing (the smallest float32
             above every score), point i >= 1 accepts the pairs scoring >= ``thresholds[i]``.
-        true_positives: (K+1,) int64 accepted positives.
-        false_positives: (K+1,) int64 accepted negatives.
+        true_positives: (K,) int64 accepted positives.
+        false_positives: (K,) int64 accepted negatives.
         num_positives: P.
         num_negatives: N.
+        negatives: (N,) the negative scores, sorted ascending (thresholds inside a horizontal
+            run, :func:`equal_error_rate`).
     """
 
     thresholds: np.ndarray
@@ -82,15 +89,16 @@ class Roc(NamedTuple):
     false_positives: np.ndarray
     num_positives: int
     num_negatives: int
+    negatives: np.ndarray
 
     @property
     def tpr(self) -> np.ndarray:
-        """(K+1,) true-positive rates."""
+        """(K,) true-positive rates."""
         return self.true_positives / float(self.num_positives)
 
     @property
     def fpr(self) -> np.ndarray:
-        """(K+1,) false-positive rates."""
+        """(K,) false-positive rates."""
         return self.false_positives / float(self.num_negatives)
 
 
@@ -136,38 +144,50 @@ def pair_scores(distmat: np.ndarray, q_ids: Sequence, g_ids: Sequence,
 
 
 def roc_curve(positives: np.ndarray, negatives: np.ndarray) -> Roc:
-    """The exact ROC of "match when score >= threshold" (see the module docstring).
+    """The exact ROC of "match when score >= threshold", as its corners (see :class:`Roc`).
 
-    Memory is one copy of the scores (sorted in place) plus the distinct values: no labels or
-    sort indices are kept, since the accepted positives at a threshold are found by a binary
-    search in the sorted positives. Scores keep their dtype (float32 from :func:`pair_scores`).
+    Memory is one sorted copy of the negatives plus O(P): a VeRi-776-sized split (19M pairs)
+    needs no per-pair labels, indices or counts.
 
     Args:
         positives: (P,) scores of same-identity pairs, P >= 1.
         negatives: (N,) scores of different-identity pairs, N >= 1.
 
     Raises:
-        ConfigError: No positive or no negative pair, or a non-finite score.
+        ConfigError: No positive or no negative pair, or a score that is not a finite number.
     """
     positives = np.sort(np.asarray(positives).ravel())
-    negatives = np.asarray(negatives).ravel()
+    negatives = np.sort(np.asarray(negatives).ravel())
     if len(positives) == 0 or len(negatives) == 0:
         raise ConfigError("an ROC needs positive and negative pairs, got {} and {}".format(
             len(positives), len(negatives)))
-    scores = np.concatenate([positives, negatives])
-    if scores.dtype.kind != "f" or not np.isfinite(scores).all():
-        raise ConfigError("scores must be finite real numbers, got dtype {} with {} non-finite"
-                          .format(scores.dtype, int((~np.isfinite(scores)).sum())
-                                  if scores.dtype.kind == "f" else "?"))
-    scores.sort()
-    scores = scores[::-1]  # descending (a view)
-    ends = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), len(scores) - 1]  # last of a value
-    thresholds = scores[ends].astype(np.float64)
-    true_positives = len(positives) - np.searchsorted(positives, scores[ends], side="left")
-    false_positives = ends + 1 - true_positives
-    top = float(np.nextafter(np.float32(scores[0]), np.float32(np.inf)))
-    return Roc(np.r_[top, thresholds], np.r_[0, true_positives].astype(np.int64),
-               np.r_[0, false_positives].astype(np.int64), len(positives), len(negatives))
+    for scores in (positives, negatives):
+        if scores.dtype.kind != "f" or not (np.isfinite(scores[0]) and np.isfinite(scores[-1])):
+            raise ConfigError("scores must be finite real numbers (NaN sorts last, infinities "
+                              "first or last), got dtype {} from {} to {}".format(
+                                  scores.dtype, scores[0], scores[-1]))
+    count_p, count_n = len(positives), len(negatives)
+    values = np.unique(positives)[::-1]  # distinct positive scores, descending
+    # The corner before each value accepts every pair scoring above it; its threshold is the
+    # smallest score above it. The corner at the value accepts it and its ties.
+    above_p = np.searchsorted(positives, values, side="right")
+    above_n = np.searchsorted(negatives, values, side="right")
+    next_p = np.where(above_p < count_p, positives[np.minimum(above_p, count_p - 1)], np.inf)
+    next_n = np.where(above_n < count_n, negatives[np.minimum(above_n, count_n - 1)], np.inf)
+    corners = np.empty((len(values), 2, 3), np.float64)  # (value, before/at, thr/tp/fp)
+    corners[:, 0] = np.c_[np.minimum(next_p, next_n), count_p - above_p, count_n - above_n]
+    corners[:, 1] = np.c_[values, count_p - np.searchsorted(positives, values, side="left"),
+                          count_n - np.searchsorted(negatives, values, side="left")]
+    top = float(np.nextafter(np.float32(max(positives[-1], negatives[-1])),
+                             np.float32(np.inf)))
+    bottom = float(min(positives[0], negatives[0]))
+    points = np.concatenate([[[top, 0, 0]], corners.reshape(-1, 3),
+                             [[bottom, count_p, count_n]]])
+    counts = points[:, 1:]
+    keep = np.r_[True, (counts[1:] != counts[:-1]).any(axis=1)]  # the strictest of equals
+    points = points[keep]
+    return Roc(points[:, 0], points[:, 1].astype(np.int64), points[:, 2].astype(np.int64),
+               count_p, count_n, negatives)
 
 
 def area_under_curve(roc: Roc) -> float:
@@ -180,17 +200,23 @@ def equal_error_rate(roc: Roc) -> Dict[str, float]:
     """The equal error rate: where FPR = FNR on the ROC's straight segments.
 
     Returns:
-        ``{"eer": rate, "threshold": the lower end of the crossing segment}``.
+        ``{"eer": rate, "threshold": the threshold of the first ROC point at or past the
+        crossing}`` (inside a horizontal run, the negative score that reaches it).
     """
     fpr, fnr = roc.fpr, 1.0 - roc.tpr
     gap = fpr - fnr  # -1 at point 0, rising to +1 at the last point
-    after = int(np.argmax(gap >= 0))  # the first point at or past the crossing (never 0)
+    after = int(np.argmax(gap >= 0))  # the first corner at or past the crossing (never 0)
     if gap[after] == 0:
         return {"eer": float(fpr[after]), "threshold": float(roc.thresholds[after])}
     before = after - 1
     weight = -gap[before] / (gap[after] - gap[before])
     eer = fpr[before] + weight * (fpr[after] - fpr[before])
-    return {"eer": float(eer), "threshold": float(roc.thresholds[after])}
+    threshold = roc.thresholds[after]
+    if roc.true_positives[after] == roc.true_positives[before]:  # horizontal: negatives only
+        needed = int(math.ceil(fnr[before] * roc.num_negatives - 1e-9))  # FPR reaches FNR
+        if roc.false_positives[before] < needed < roc.false_positives[after]:
+            threshold = roc.negatives[roc.num_negatives - needed]
+    return {"eer": float(eer), "threshold": float(threshold)}
 
 
 def tpr_at_fpr(roc: Roc, target: float) -> Dict[str, Any]:

@@ -35,9 +35,10 @@ def test_fully_overlapping_scores():
 def test_a_small_set_worked_out_by_hand():
     # Descending: 0.9 P, 0.8 N, 0.7 P, 0.6 N, 0.4 P, 0.3 N, 0.2 N (3 positives, 4 negatives).
     roc = roc_curve([0.9, 0.7, 0.4], [0.8, 0.6, 0.3, 0.2])
-    assert roc.true_positives.tolist() == [0, 1, 1, 2, 2, 3, 3, 3]
-    assert roc.false_positives.tolist() == [0, 0, 1, 1, 2, 2, 3, 4]
-    np.testing.assert_allclose(roc.thresholds[1:], [0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2])
+    # The corners: 0.3 (between 0.4 and the end, negatives only) lies on the last run.
+    assert roc.true_positives.tolist() == [0, 1, 1, 2, 2, 3, 3]
+    assert roc.false_positives.tolist() == [0, 0, 1, 1, 2, 2, 4]
+    np.testing.assert_allclose(roc.thresholds[1:], [0.9, 0.8, 0.7, 0.6, 0.4, 0.2])
     # FPR = FNR between (1/4, 2/3) and (2/4, 2/3): FNR stays 1/3, FPR reaches it a third in.
     assert equal_error_rate(roc)["eer"] == pytest.approx(1 / 3)
     assert equal_error_rate(roc)["threshold"] == pytest.approx(0.6)
@@ -71,11 +72,11 @@ def _brute_force(positives, negatives, target):
     return best
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_against_a_brute_force_count(seed):
+@pytest.mark.parametrize("seed, decimals", [(seed, 2) for seed in range(5)] + [(5, 4), (6, 6)])
+def test_against_a_brute_force_count(seed, decimals):
     rng = np.random.RandomState(seed)
-    positives = np.round(rng.normal(0.6, 0.15, 300), 2)  # rounded: many ties
-    negatives = np.round(rng.normal(0.3, 0.15, 2000), 2)
+    positives = np.round(rng.normal(0.6, 0.15, 300), decimals)  # 2 decimals: many ties
+    negatives = np.round(rng.normal(0.3, 0.15, 2000), decimals)
     roc = roc_curve(positives, negatives)
     for point in range(1, len(roc.thresholds)):
         threshold = roc.thresholds[point]
@@ -87,6 +88,11 @@ def test_against_a_brute_force_count(seed):
         assert point["tpr"] == pytest.approx(tpr)
         if tpr > 0:
             assert point["threshold"] == pytest.approx(threshold)
+    # The EER's threshold against the full curve (every distinct score a point): the first
+    # point at or past FPR = FNR.
+    full = np.unique(np.r_[positives, negatives])[::-1]
+    gaps = [np.mean(negatives >= t) - np.mean(positives < t) for t in full]
+    assert equal_error_rate(roc)["threshold"] == full[np.argmax(np.array(gaps) >= 0)]
     # The EER against a fine sweep of the same straight-segment curve.
     eer = equal_error_rate(roc)["eer"]
     weights = np.linspace(0, 1, 2001)[:, None]
