@@ -317,7 +317,7 @@ def format_operating_points(points: Dict[str, Dict[str, Any]]) -> str:
         for point in summary["points"]:
             mark = "" if point["resolved"] else "*"
             unresolved = unresolved or not point["resolved"]
-            cells.append("{:.1f}{} ({:.4f})".format(100 * point["tpr"], mark,
+            cells.append("{:.1f}{} ({:.6f})".format(100 * point["tpr"], mark,
                                                     point["threshold"]))
         lines.append("| {} | {} | {} | {:.2f} | {:.4f} | {} |".format(
             protocol, summary["positives"], summary["negatives"], 100 * summary["eer"],

@@ -91,8 +91,8 @@ class Threshold(NamedTuple):
     source: str
 
     def describe(self) -> str:
-        """``"A2G threshold 0.7412 (FPR 1e-03, TPR 62.0% measured)"``."""
-        return "{} threshold {:.4f} (FPR {}, TPR {:.1f}% measured{})".format(
+        """``"A2G threshold 0.741200 (FPR 1e-03, TPR 62.0% measured)"``."""
+        return "{} threshold {:.6f} (FPR {}, TPR {:.1f}% measured{})".format(
             self.direction, self.threshold, format_fpr(self.fpr), 100 * self.tpr,
             "" if self.resolved else "; too few negatives to resolve this FPR")
 
@@ -324,7 +324,7 @@ def summary_lines(block: Dict[str, Any]) -> List[str]:
     lines = []
     for direction, summary in sorted(block["directions"].items()):
         for point in summary["points"]:
-            lines.append("{} FPR {}: threshold {:.4f}, TPR {:.1f}%{}".format(
+            lines.append("{} FPR {}: threshold {:.6f}, TPR {:.1f}%{}".format(
                 direction, format_fpr(point["fpr_target"]), point["threshold"],
                 100 * point.get("tpr", float("nan")),
                 "" if point.get("resolved", True) else " (unresolved: too few negatives)"))

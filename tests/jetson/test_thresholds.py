@@ -80,7 +80,7 @@ def test_match_auto_decides_with_the_directions_threshold(flow, tmp_path, caplog
                      "--threshold", "auto", "--fpr", "1e-1", "-o", out,
                      "--json-out", answers]) == 0
     point = read_sidecar(flow["model"]).extra[SIDECAR_KEY]["directions"][direction]["points"][0]
-    assert "--threshold auto: {} threshold {:.4f} (FPR 0.1".format(
+    assert "--threshold auto: {} threshold {:.6f} (FPR 0.1".format(
         direction, point["threshold"]) in caplog.text
     with open(out) as handle:
         rows = list(csv.DictReader(handle))
@@ -190,7 +190,7 @@ def test_selection_and_validation():
                              dataset="d")
     chosen = select_threshold(block, direction="A2G", fpr=0.1, model_hash="a" * 64, source="s")
     assert (chosen.threshold, chosen.tpr, chosen.resolved) == (0.5, 0.7, True)
-    assert chosen.describe() == "A2G threshold 0.5000 (FPR 0.1, TPR 70.0% measured)"
+    assert chosen.describe() == "A2G threshold 0.500000 (FPR 0.1, TPR 70.0% measured)"
     assert direction_of("A", "G") == "A2G" and direction_of("G", None) is None
     for broken, message in (({"format": "x"}, "format"), (dict(block, version=9), "version"),
                             (dict(block, directions={"up": {}}), "unknown direction"),
