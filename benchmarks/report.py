@@ -210,6 +210,10 @@ def markdown_report(report: Dict[str, Any]) -> str:
     if report["ratios"]:
         parts += ["", "### Ratios", ""]
         parts += ["- {}: {:.2f}".format(k, v) for k, v in report["ratios"].items()]
+    if report.get("plan"):  # cvnet-bench --target-fps
+        from cvnet.benchmarks.planner import markdown_plan
+
+        parts += ["", markdown_plan(report["plan"])]
     return "\n".join(parts) + "\n"
 
 

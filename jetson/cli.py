@@ -18,9 +18,10 @@ import sys
 from typing import Any, List, Optional
 
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_batch_size,
-                            add_engine, add_output, add_seed, add_threads, add_verbose,
-                            positive_int, setup_logging)
+                            add_engine, add_fpr, add_json_out, add_output, add_seed,
+                            add_threads, add_verbose, positive_int, setup_logging)
 from cvnet.core.errors import CVNetError
+from cvnet.core.thresholds import DIRECTIONS
 from cvnet.jetson.selfcheck import REQUIREMENTS
 
 logger = logging.getLogger(__name__)
@@ -54,9 +55,6 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp16-out", action="store_true",
                         help="store float16 embeddings (half the disk and read time; matched in "
                              "float32, docs/gallery.md has its recall)")
-    parser.add_argument("--view", choices=("A", "G"), default="",
-                        help="the view of every image of this run, recorded per file: A "
-                             "(aerial) or G (ground); default: unknown")
     parser.add_argument("--no-normalize", dest="normalize", action="store_false",
                         help="store the raw model output instead of L2-normalised rows")
     parser.add_argument("--resume", action="store_true",
@@ -66,6 +64,11 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=10000 * 10000,
                         help="refuse larger images before decoding (default: %(default)s)")
     add_threads(parser, help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
+    parser.add_argument("--view", choices=("A", "G"), default=None,
+                        help="the images' view, A (aerial) or G (ground), recorded in meta.json "
+                             "and per file in the index (default: unknown): "
+                             "cvnet-match --threshold auto picks the threshold of the "
+                             "query-to-gallery view direction from it")
     parser.add_argument("--log-interval", type=float, default=5.0,
                         help="seconds between progress lines (default: %(default)s)")
     add_verbose(parser)
@@ -78,11 +81,24 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gallery", required=True,
                         help="cvnet-embed output folder of the gallery")
     parser.add_argument("--topk", type=int, default=10, help="matches per query (default: 10)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="keep only matches with cosine similarity >= T")
+    parser.add_argument("--threshold", type=_threshold, default=None, metavar="T|auto",
+                        help="T: keep only matches with cosine similarity >= T. auto: keep the "
+                             "top-k and answer match / no-match with the threshold the stores "
+                             "carry for the query-to-gallery view direction and --fpr "
+                             "(cvnet-eval --write-thresholds, then cvnet-embed)")
+    add_fpr(parser, default=1e-3,
+            help="with --threshold auto: the false-positive rate whose threshold decides "
+                 "(one the evaluation recorded; default: 1e-3)")
+    parser.add_argument("--direction", choices=DIRECTIONS, default=None,
+                        help="with --threshold auto: the view direction whose threshold to use "
+                             "(default: from the stores' views, e.g. A2G for aerial queries "
+                             "and a ground gallery)")
     add_output(parser, aliases=("--out",),
-               help="matches CSV (query,rank,gallery,similarity,distance); default: print it. "
+               help="matches CSV (query,rank,gallery,similarity,distance, and with "
+                    "--threshold auto decision,threshold,direction,fpr); default: print it. "
                     "With --build-index: the index file (default: GALLERY/ivf-pq.faiss)")
+    add_json_out(parser, help="with --threshold auto: also write each query's answer and the "
+                              "threshold used as JSON")
     parser.add_argument("--visualize", default=None, metavar="DIR",
                         help="write one PNG per query: the query crop and its top-k crops")
     parser.add_argument("--visualize-limit", type=int, default=100,
@@ -145,6 +161,17 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vector-dtype", choices=("float32", "float16"), default="float32",
                         help="the vectors' type (default: %(default)s)")
     add_verbose(parser)
+
+
+def _threshold(text: str) -> Any:
+    """``--threshold``: a cosine similarity, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a cosine similarity such as 0.6, or auto; got "
+                                         "{!r}".format(text))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,15 +262,29 @@ def _run_match(args: argparse.Namespace) -> int:
     if not args.query:
         raise ConfigError("--query is required (the queries' cvnet-embed folder), except with "
                           "--build-index")
-    matches = match(args.query, args.gallery, topk=args.topk, threshold=args.threshold,
-                    force=args.force, backend=args.backend, block_rows=args.block_rows,
-                    index=args.index, nprobe=args.nprobe, rerank=args.rerank)
+    auto = args.threshold == "auto"
+    if (args.json_out or args.direction) and not auto:
+        raise CVNetError("--json-out and --direction go with --threshold auto")
+    threshold = columns = None
+    if auto:
+        from cvnet.jetson.decide import csv_columns, resolve_threshold
+
+        threshold = resolve_threshold(args.query, args.gallery, fpr=args.fpr,
+                                      direction=args.direction)
+        logger.info("--threshold auto: %s, from %s", threshold.describe(), threshold.source)
+        columns = csv_columns(threshold)
+    matches = match(args.query, args.gallery, topk=args.topk,
+                    threshold=None if auto else args.threshold, force=args.force,
+                    backend=args.backend, block_rows=args.block_rows, index=args.index,
+                    nprobe=args.nprobe, rerank=args.rerank)
+    if auto:
+        _write_answers(args, matches, threshold)
     if args.output:
-        write_matches(args.output, matches)
+        write_matches(args.output, matches, columns)
         logger.info("wrote %d queries x top-%d to %s", len(matches.query_rows), args.topk,
                     args.output)
     else:
-        _write_utf8(sys.stdout, matches_csv(matches))
+        _write_utf8(sys.stdout, matches_csv(matches, columns))
     if args.visualize:
         written = visualize(matches, read_meta(args.query)["root"],
                             read_meta(args.gallery)["root"], args.visualize,
@@ -291,6 +332,19 @@ def _run_export(args: argparse.Namespace) -> int:
                             vector_dtype=args.vector_dtype)
     print(json.dumps(report, indent=2, sort_keys=True))
     return EXIT_OK
+
+
+def _write_answers(args: argparse.Namespace, matches: Any, threshold: Any) -> None:
+    """Logs the answers of ``--threshold auto`` and writes them with ``--json-out``."""
+    from cvnet.core.fileio import write_text_atomic
+    from cvnet.jetson.decide import answers_json, decide
+
+    result = answers_json(decide(matches, threshold), threshold)
+    logger.info("%d of %d queries match (%s)", result["counts"]["match"],
+                len(matches.query_rows), threshold.describe())
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps(result, indent=2) + "\n")
+        logger.info("wrote the answers to %s", args.json_out)
 
 
 def _run_self_check(args: argparse.Namespace) -> int:

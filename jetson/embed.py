@@ -28,10 +28,11 @@ import cvnet
 from cvnet.core.datasets.records import VIEWS
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.fileio import make_folders, sha256_file
-from cvnet.core.filenames import NAME_ENCODING, encode_name
+from cvnet.core.filenames import NAME_ENCODING, decode_name, encode_name
 from cvnet.core.image_header import SUFFIX_FORMATS, read_header
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
+from cvnet.core.thresholds import SIDECAR_KEY, carried_thresholds, model_hash
 from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, IndexRow, StoreError,
                                 StoreWriter, read_meta)
 
@@ -46,7 +47,9 @@ HUGE_PIXELS = 4096 * 4096
 #: Images above this many pixels are refused before decoding (``too_large``).
 DEFAULT_MAX_PIXELS = 10000 * 10000
 #: Settings a resumed run must share with the run it continues.
-RESUME_KEYS = ("model_hash", "embedding_dim", "dtype", "normalized", "root")
+RESUME_KEYS = ("model_hash", "embedding_dim", "dtype", "normalized", "root", "view")
+#: Those of them that are escaped file names: compared as bytes (:func:`_same_setting`).
+NAME_KEYS = ("root",)
 
 
 class Checked(NamedTuple):
@@ -200,15 +203,18 @@ class Summary(NamedTuple):
         return (self.ok + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
-               ) -> Dict[str, Any]:
-    """``meta.json`` for an active runner: the model hash, dim and normalisation travel here."""
+def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool,
+               view: Optional[str] = None) -> Dict[str, Any]:
+    """``meta.json`` for an active runner: the model hash, dim and normalisation travel here,
+    with the images' view (``A``/``G``, None when unknown) and the model's recorded thresholds
+    (:mod:`cvnet.core.thresholds`)."""
     metadata = runner.metadata
     engine_hash = sha256_file(runner.path)
     weights = getattr(metadata, "weights_sha256", None)
+    store_hash = model_hash(runner.path, metadata, engine_hash)
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "model_hash": weights or engine_hash,
+        "model_hash": store_hash,
         "weights_sha256": weights,
         "onnx_sha256": getattr(metadata, "onnx_sha256", None),
         "engine": encode_name(os.path.basename(runner.path)), "engine_sha256": engine_hash,
@@ -221,7 +227,17 @@ def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
         "name_encoding": NAME_ENCODING,
         "cvnet_version": cvnet.__version__,
         "engine_metadata": metadata.to_dict() if metadata is not None else None,
+        "view": view,
+        SIDECAR_KEY: carried_thresholds(runner.path, metadata, store_hash),
     }
+
+
+def _same_setting(key: str, old: Any, new: Any) -> bool:
+    """Whether a resumed run's setting is the recorded one; names compare by their bytes, since
+    another cvnet may have escaped the same name differently (:mod:`cvnet.core.filenames`)."""
+    if key in NAME_KEYS and isinstance(old, str) and isinstance(new, str):
+        return decode_name(old) == decode_name(new)
+    return old == new
 
 
 def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> StoreWriter:
@@ -243,7 +259,7 @@ def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> StoreWriter:
                          "migrate-store {}), or embed into a new folder".format(
                              out, old.get("format_version", 1), meta["format_version"], out))
     changed = ["{} {!r} -> {!r}".format(key, old.get(key), meta[key]) for key in RESUME_KEYS
-               if old.get(key) != meta[key]]
+               if not _same_setting(key, old.get(key), meta[key])]
     if changed:
         raise StoreError("cannot resume {}: it was written with other settings ({}); use the same "
                          "engine and options, or another folder".format(out, "; ".join(changed)))
@@ -285,7 +301,8 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             chunk_size: int = DEFAULT_CHUNK_SIZE, fp16_out: bool = False,
             normalize: bool = True, resume: bool = False, min_side: int = DEFAULT_MIN_SIDE,
             max_pixels: int = DEFAULT_MAX_PIXELS, log_interval: float = 5.0,
-            listing: Optional[Tuple[str, List[str]]] = None, view: str = "") -> Summary:
+            listing: Optional[Tuple[str, List[str]]] = None,
+            view: Optional[str] = None) -> Summary:
     """Embeds every image of ``source`` into the folder ``out``.
 
     Args:
@@ -302,8 +319,9 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
         log_interval: Seconds between progress lines.
         listing: ``list_images(source)`` when the caller has it already (it lists before
             loading the engine, so that an empty folder fails fast).
-        view: The view of every image of this run, recorded per file: ``"A"`` (aerial),
-            ``"G"`` (ground) or ``""`` (unknown).
+        view: The images' view, ``A`` (aerial) or ``G`` (ground), recorded in ``meta.json``
+            for ``cvnet-match --threshold auto`` and per file in the index (``""`` there);
+            None when unknown or mixed.
 
     Raises:
         StoreError: ``out`` holds another run (without ``resume``) or one with other settings.
@@ -313,17 +331,18 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
     if chunk_size < 1 or (batch is not None and batch < 1):
         raise ConfigError("--chunk-size and --batch-size must be >= 1, got {} and {}".format(
             chunk_size, batch))
-    if view not in VIEWS:
+    if view is not None and view not in VIEWS:
         raise ConfigError("--view {!r}: expected A (aerial), G (ground) or nothing (unknown)"
                           .format(view))
     batch = batch or runner.spec.batch_max
     root, paths = listing or list_images(source)
     dtype = "float16" if fp16_out else "float32"
-    meta = store_meta(runner, root, source, dtype, normalize)
+    meta = store_meta(runner, root, source, dtype, normalize, view)
     writer = _open_output(out, meta, resume)
     try:
         return _extract(runner, writer, root, paths, batch, chunk_size, dtype, normalize, resume,
-                        {"min_side": min_side, "max_pixels": max_pixels}, log_interval, view)
+                        {"min_side": min_side, "max_pixels": max_pixels}, log_interval,
+                        view or "")
     finally:
         writer.close()
 
@@ -331,10 +350,10 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
 def _extract(runner: Any, writer: StoreWriter, root: str, paths: List[str], batch: int,
              chunk_size: int, dtype: str, normalize: bool, resume: bool,
              options: Dict[str, Any], log_interval: float, view: str) -> Summary:
-    """:func:`extract` once its store is open."""
+    """:func:`extract` once its store is open; ``view`` the per-file view (``""``: unknown)."""
     out = writer.folder
-    done = writer.known_paths([encode_name(path) for path in paths]) if resume else set()
-    todo = [path for path in paths if encode_name(path) not in done]
+    done = writer.known_paths() if resume else set()
+    todo = [path for path in paths if os.fsencode(path) not in done]
     next_row = writer.next_row
     if resume:
         logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,

@@ -52,7 +52,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Se
 import numpy as np
 
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
-from cvnet.core.filenames import encode_name, name_from_utf8, native_name
+from cvnet.core.filenames import decode_name, encode_name, name_from_utf8, native_name
 from cvnet.jetson.store_index import (INDEX_FILE, ChunkRecord, IndexRow, SqliteIndex, StoreError,
                                       create_index)
 from cvnet.jetson.store_legacy import (CsvIndex, chunk_numbers, chunk_paths, remove_csv_index,
@@ -429,9 +429,13 @@ class StoreWriter:
         """Closes the index."""
         self.index.close()
 
-    def known_paths(self, paths: Sequence[str]) -> set:
-        """Those of ``paths`` (escaped names) already committed."""
-        return self.index.known_paths(paths)
+    def known_paths(self) -> set:
+        """The bytes of every file name already committed (a resumed run skips them).
+
+        Names compare as bytes: another cvnet may have escaped the same name differently
+        (:mod:`cvnet.core.filenames`). One set entry per committed file, read once on resume.
+        """
+        return set(decode_name(row.path) for row in self.index.iter_rows())
 
     def commit(self, embeddings: np.ndarray, rows: Sequence[IndexRow]) -> ChunkRecord:
         """Commits one chunk: the ``.npy`` (fsynced, renamed, folder fsynced), then its rows.

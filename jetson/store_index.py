@@ -249,15 +249,6 @@ class SqliteIndex:
                                                                                    limit)):
             yield _row(line)
 
-    def known_paths(self, paths: Sequence[str]) -> set:
-        """Those of ``paths`` already in the index (a resumed run skips them)."""
-        found = set()
-        for start in range(0, len(paths), _LOOKUP_BATCH):
-            batch = list(paths[start:start + _LOOKUP_BATCH])
-            query = "SELECT path FROM files WHERE path IN ({})".format(",".join("?" * len(batch)))
-            found.update(line[0] for line in self._db.execute(query, batch))
-        return found
-
     def close(self) -> None:
         """Closes the connection."""
         self._db.close()

@@ -126,11 +126,6 @@ class CsvIndex:
             for line in read_index_csv(chunk_paths(self.folder, chunk.number)[1], self.version):
                 yield line
 
-    def known_paths(self, paths: Sequence[str]) -> set:
-        """Those of ``paths`` in the index."""
-        wanted = set(paths)
-        return set(row.path for row in self.iter_rows() if row.path in wanted)
-
     def close(self) -> None:
         """Nothing to close: each CSV is closed after reading."""
 
