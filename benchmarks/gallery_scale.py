@@ -13,7 +13,8 @@ Optional parts:
   whose ``cvnet-match`` is run the same way, on the same rows written by *its* store writer, so
   old and new are measured side by side in one run.
 - ``--ivf-rows N``: an IVF-PQ index of the N-row gallery (``cvnet-match --build-index``), its
-  build time and memory, and its recall@k against exact over the queries.
+  build time and memory, and its recall@k against exact over the queries; ``--ivf-search``
+  searches it with other ``nprobe:rerank`` settings too.
 - ``--fp16``: the same galleries stored as float16 (``cvnet-embed --fp16-out``), matched, and
   their recall@k against the float32 lists.
 
@@ -42,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -75,7 +76,12 @@ def _identity_centres(ids: np.ndarray, dim: int, seed: int) -> np.ndarray:
 
 
 def gallery_rows(data: str, start: int, count: int, dim: int, seed: int) -> np.ndarray:
-    """Gallery rows ``start..start+count`` (float32, unit), the same whatever the chunking."""
+    """Gallery rows ``start..start+count`` (float32, unit).
+
+    Random rows are the same whatever the chunking; clustered rows have the same identities
+    whatever the chunking, and their image noise is drawn per call (the same for the same
+    chunking: a float32 and a float16 store of one run hold the same rows).
+    """
     if data == "random":
         block = 1 << 12  # fixed generation blocks: any store size is a prefix of a larger one
         out = np.empty((count, dim), np.float32)
@@ -270,6 +276,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="build an IVF-PQ index of the N-row gallery and measure it")
     parser.add_argument("--ivf-options", default="",
                         help="extra --build-index options, e.g. '--nlist 1024 --nprobe 32'")
+    parser.add_argument("--ivf-search", default="", metavar="NPROBE:RERANK,...",
+                        help="with --ivf-rows: also search the index with these settings, "
+                             "e.g. '8:300,31:200,31:500' (default: only the index's own)")
     add_seed(parser, help="seed of the synthetic rows (default: 0)")
     add_json_out(parser, help="write every figure as JSON")
     add_verbose(parser)
@@ -282,6 +291,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _sizes(text: str) -> List[int]:
     return [int(value) for value in text.split(",") if value.strip()]
+
+
+def _search_settings(text: str) -> List[Tuple[int, int]]:
+    """``--ivf-search``: ``"8:300,31:200"`` -> ``[(8, 300), (31, 200)]``."""
+    settings = []
+    for item in text.split(","):
+        if item.strip():
+            nprobe, _, rerank = item.partition(":")
+            settings.append((int(nprobe), int(rerank)))
+    return settings
 
 
 def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
@@ -331,6 +350,12 @@ def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                                     "report": json.loads(build["stdout"])})
             jobs.append(("new IVF-PQ index", query, gallery,
                          os.path.join(outputs, "new-ivf.csv"), topk + ["--index", index], None))
+            for nprobe, rerank in _search_settings(args.ivf_search):
+                jobs.append(("new IVF-PQ index, nprobe {} rerank {}".format(nprobe, rerank),
+                             query, gallery, os.path.join(
+                                 outputs, "new-ivf-{}-{}.csv".format(nprobe, rerank)),
+                             topk + ["--index", index, "--nprobe", str(nprobe), "--rerank",
+                                     str(rerank)], None))
         measured = {}  # label -> [measurements], rounds interleaved: load falls on all alike
         for _ in range(args.repeats):
             for label, job_query, job_gallery, out, options, checkout in jobs:

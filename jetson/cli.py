@@ -122,7 +122,8 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                      help="lists an index search visits (default: the index's)")
     ann.add_argument("--rerank", type=int, metavar="N",
                      help="candidates per query re-scored exactly from the gallery's files; 0: "
-                          "the index's compressed scores (default: the index's)")
+                          "the index's compressed scores (default: the index's; --build-index "
+                          "records 300)")
     ann.add_argument("--build-index", action="store_true",
                      help="build an index of --gallery into -o and report its recall@10 "
                           "against exact search (on --query's rows if given, else on gallery "
