@@ -116,8 +116,9 @@ def write_store(folder: str, rows: int, dim: int, data: str, seed: int, dtype: s
     instead of gallery rows.
     """
     import cvnet.jetson.store as store
+    from cvnet.core.fileio import make_folders  # the checkout's own (bb9014b has it too)
 
-    os.makedirs(folder)
+    make_folders(folder)
     meta = {"format": store.FORMAT, "format_version": store.FORMAT_VERSION,
             "model_hash": "synthetic-{}-{}".format(data, seed), "embedding_dim": dim,
             "dtype": dtype, "normalized": True, "root": folder, "engine": "synthetic",
@@ -145,6 +146,8 @@ def _ensure_store(folder: str, args: argparse.Namespace, rows: int, dtype: str,
                   checkout: Optional[str] = None, queries: int = 0) -> str:
     """The store at ``folder``, written (in a child process for another checkout) unless a
     complete one with the same settings is there."""
+    from cvnet.core.fileio import write_bytes_atomic
+
     done = os.path.join(folder, ".complete")
     if os.path.exists(done):
         return folder
@@ -157,7 +160,7 @@ def _ensure_store(folder: str, args: argparse.Namespace, rows: int, dtype: str,
                str(args.seed), "--dtype", dtype, "--chunk-size", str(args.chunk_size),
                "--queries", str(queries), "--gallery-size", str(args.gallery_size or rows)]
     subprocess.check_call(command, env=_env(checkout))
-    open(done, "w").close()  # a marker for --keep, not part of the store
+    write_bytes_atomic(done, b"")  # a marker for --keep, not part of the store
     logger.info("wrote %s (%d rows, %s%s) in %.1f s", folder, queries or rows, dtype,
                 ", with {}'s writer".format(checkout) if checkout else "",
                 time.perf_counter() - started)
@@ -305,6 +308,8 @@ def _search_settings(text: str) -> List[Tuple[int, int]]:
 
 def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     """Every measurement of one run; see the module docstring."""
+    from cvnet.core.fileio import make_folders
+
     results = {"machine": _machine(), "args": {key: value for key, value in vars(args).items()
                                                if key not in ("write_store", "verbose")},
                "runs": []}
@@ -317,7 +322,7 @@ def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
         query = _ensure_store(os.path.join(root, tag, "q"), args, rows, "float32",
                               queries=args.queries)
         outputs = os.path.join(root, tag, "out")
-        os.makedirs(outputs, exist_ok=True)
+        make_folders(outputs)
         topk = ["--topk", str(args.topk)]
         jobs = []  # (label, query, gallery, csv, options, checkout)
         for backend in args.backends.split(","):
