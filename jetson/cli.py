@@ -25,8 +25,6 @@ from cvnet.jetson.selfcheck import REQUIREMENTS
 
 logger = logging.getLogger(__name__)
 
-#: ``embed``'s exit status when it finished but some files failed (a partial failure).
-EXIT_SOME_FAILED = EXIT_PARTIAL
 #: Subcommands handed to other packages' CLIs: name -> (module with ``main(argv)``, the command
 #: it is the same as).
 DELEGATED = {"build": ("cvnet.engines.cli", "cvnet-build"),
@@ -176,7 +174,7 @@ def _run_embed(args: argparse.Namespace) -> int:
                   network_images_per_s=round(summary.ok / summary.network_seconds, 2)
                   if summary.network_seconds else None)
     print(json.dumps(result, indent=2, sort_keys=True))
-    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+    return EXIT_PARTIAL if summary.failed else EXIT_OK
 
 
 def _write_utf8(stream: Any, text: str) -> None:

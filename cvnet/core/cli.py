@@ -40,7 +40,9 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
-#: Exit statuses of every command.
+#: Exit statuses of every command, one name each (docs/cli.md): done, an error (refused input or a
+#: failure), a bad command line (argparse), a partial failure (cvnet-embed: some files failed;
+#: the training commands: the run diverged; cvnet-gpu-check: a step failed).
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 #: Precisions a command may offer with ``--precision``.
 PRECISIONS = ("fp32", "fp16", "int8")
