@@ -124,12 +124,20 @@ class ArgumentParser(argparse.ArgumentParser):
         self.required_with_aliases = []  # type: list
 
     def parse_known_args(self, args=None, namespace=None):
-        """argparse's parsing, then the required options that have aliases (usage error 2)."""
+        """argparse's parsing, then the required options that have aliases (usage error 2).
+
+        Deprecation warnings of old spellings are logged here when logging is already set up,
+        else by :func:`setup_logging`, which every command calls after parsing: logged before,
+        they would bypass the command's log format (Python's last-resort handler prints the bare
+        message).
+        """
         namespace, extras = super().parse_known_args(args, namespace)
         missing = [shown for dest, shown in self.required_with_aliases
                    if getattr(namespace, dest, None) is None]
         if missing:
             self.error("the following arguments are required: {}".format(", ".join(missing)))
+        if logging.getLogger().handlers:
+            _log_deprecations()
         return namespace, extras
 
 
@@ -147,6 +155,18 @@ def setup_logging(verbose: bool = False, *, timestamps: bool = False, quiet: boo
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level,
                         format=("%(asctime)s " if timestamps else "") + _LOG_FORMAT)
+    _log_deprecations()
+
+
+#: Deprecation warnings of the old spellings parsed before logging was set up: (format, args).
+_PENDING_DEPRECATIONS = []  # type: list
+
+
+def _log_deprecations() -> None:
+    """Logs (once) the deprecation warnings :class:`DeprecatedAlias` held back."""
+    while _PENDING_DEPRECATIONS:
+        message, args = _PENDING_DEPRECATIONS.pop(0)
+        logger.warning(message, *args)
 
 
 # ---------------------------------------------------------------------------------- values
@@ -253,8 +273,9 @@ class DeprecatedAlias(argparse.Action):
         self.new = new
 
     def __call__(self, parser, namespace, values, option_string=None):
-        logger.warning("%s is deprecated and will be removed in the next release: use %s",
-                       option_string, self.new)
+        # Held until logging is set up (ArgumentParser.parse_known_args, setup_logging).
+        _PENDING_DEPRECATIONS.append(("%s is deprecated and will be removed in the next release: "
+                                      "use %s", (option_string, self.new)))
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
