@@ -24,7 +24,7 @@ from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add
                             doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.core.cpu import load_average, physical_cores, usable_cpus
-from cvnet.core.plugins import BENCH, load_plugin
+from cvnet.core.plugins import BENCH, PluginError, load_plugin
 from cvnet.engines.machine import overload_warning, probe_machine
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,11 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
                                 min_time=args.min_time, e2e=args.e2e)
         except (CVNetError, RuntimeError) as err:
             logger.error("baseline %s failed, skipped: %s", arch, err)
-    configured = load_plugin(BENCH, "torch_threads")  # the host's PyTorch thread policy
+    try:
+        configured = load_plugin(BENCH, "torch_threads")  # the host's PyTorch thread policy
+    except PluginError as err:  # a broken host install costs the report a field, not the run
+        logger.warning("the report has no PyTorch thread settings: %s", err)
+        configured = None
     torch_threads = configured() if configured is not None else None
     if torch_threads is not None:
         settings["torch_threads"] = torch_threads._asdict()
