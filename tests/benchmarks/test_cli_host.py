@@ -109,3 +109,35 @@ def test_baselines_of_a_torch_only_run_are_not_exported_and_time_end_to_end(monk
     assert main(["--baselines", "--backend", "torch", "--e2e", "--min-time", "0"]) == 0
     assert len(calls) == 9 and not any(onnx for _, onnx in calls)
     assert measured == [True] * 9
+
+
+@pytest.fixture(scope="module")
+def trained_at_64(tmp_path_factory):
+    """A cvnet_tiny checkpoint as cvnet-train writes it after a 64x64 run."""
+    from cvnet.models import build_model
+    from cvnet.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("run") / "model.pt")
+    save_checkpoint(path, build_model("cvnet_tiny", num_classes=4), arch="cvnet_tiny",
+                    model_kwargs={"num_classes": 4}, epoch=1, config={"img_size": 64})
+    return path
+
+
+def _timed_input(argv):
+    """The (height, width) cvnet-bench's command line would time its --engine .pt file at."""
+    from cvnet.benchmarks.cli import build_parser, plan_targets
+    from cvnet.engines import open_engine
+
+    (target,), _ = plan_targets(build_parser().parse_args(argv), threads=1)
+    with open_engine(target.path, **target.options) as runner:
+        return runner.spec.batch_shape(1)[2:]
+
+
+def test_a_checkpoint_is_timed_at_the_size_it_was_trained_at(trained_at_64, caplog):
+    assert _timed_input(["--engine", trained_at_64]) == (64, 64)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert _timed_input(["--engine", trained_at_64, "--input-size", "32"]) == (32, 32)
+    assert any("--input-size 32x32 differs from the 64x64" in r.getMessage() and
+               trained_at_64 in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")
