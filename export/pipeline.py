@@ -31,7 +31,7 @@ from cvnet.core.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetad
                                  sidecar_text, to_metadata_props)
 from cvnet.core.errors import ConfigError, VerificationError
 from cvnet.core.fileio import check_writable, sha256_bytes, write_files_atomic
-from cvnet.core.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, verification_images
+from cvnet.core.parity import verification_images
 from cvnet.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                      supports_uint8_input)
@@ -299,9 +299,8 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
             config=PreprocessConfig(height, width, mean, std),
             batches=verification_batches(static_batch=options.batch,
                                          batch_range=options.dynamic_batch),
-            min_cosine=FP16_MIN_COSINE if options.half else FP32_MIN_COSINE,
-            preprocess_in_graph=options.preprocess_in_graph, input_dtype=input_dtype,
-            fp16=options.half)
+            precision="fp16" if options.half else "fp32",
+            preprocess_in_graph=options.preprocess_in_graph, input_dtype=input_dtype)
         if not report.passed:
             raise VerificationError(f"the exported graph does not reproduce PyTorch's embeddings "
                                     f"(cosine must be >= {report.min_cosine}): {report.summary()}; "
