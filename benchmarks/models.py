@@ -19,7 +19,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from cvnet.core.artifact import read_sidecar, sidecar_path
 from cvnet.core.errors import CVNetError
-from cvnet.core.fileio import write_text_atomic
+from cvnet.core.fileio import folder_lock, make_folders, write_text_atomic
 from cvnet.core.plugins import BENCH, INSTALL_HINT, PluginError, load_plugin
 from cvnet.engines.errors import MissingDependencyError
 
@@ -155,5 +155,9 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
                                      "which is not here: no cvnet.bench plugin is "
                                      "registered; install it with {}".format(_NEEDS_HOST,
                                                                             INSTALL_HINT))
-    return prepare(arch, input_size=input_size, batch_max=batch_max, half=half, onnx=onnx,
-                   cache=cache)
+    folder = make_folders(model_folder(arch, input_size, half, cache))
+    with folder_lock(folder, what="cvnet-bench preparing this model", wait=True):
+        # One preparer at a time: another benchmark exporting the same model would otherwise
+        # remove or replace the files this one is writing or about to time.
+        return prepare(arch, input_size=input_size, batch_max=batch_max, half=half, onnx=onnx,
+                       cache=cache)

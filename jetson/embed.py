@@ -26,7 +26,7 @@ import numpy as np
 
 import cvnet
 from cvnet.core.errors import ConfigError, CVNetError
-from cvnet.core.fileio import make_folders, sha256_file
+from cvnet.core.fileio import folder_lock, make_folders, sha256_file
 from cvnet.core.filenames import NAME_ENCODING, decode_name, encode_name
 from cvnet.core.image_header import SUFFIX_FORMATS, read_header
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
@@ -291,7 +291,23 @@ def _decode_worker(paths: Sequence[str], root: str, runner: Any, items: "queue.Q
         put(err)
 
 
-def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
+def extract(runner: Any, source: str, out: str, **options: Any) -> Summary:
+    """Embeds every image of ``source`` into the folder ``out``, which it locks meanwhile.
+
+    Arguments as :func:`_extract`'s. Two runs writing one folder would interleave their chunks;
+    the second is refused while the first holds the folder's lock
+    (:func:`cvnet.core.fileio.folder_lock`; the lock goes with the process, so a killed run
+    leaves none to clear before ``--resume``).
+
+    Raises:
+        OutputPathError: Another process is writing ``out`` (the message names it).
+        StoreError, ConfigError: See :func:`_extract`.
+    """
+    with folder_lock(make_folders(out), what="cvnet-embed"):
+        return _extract(runner, source, out, **options)
+
+
+def _extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             chunk_size: int = DEFAULT_CHUNK_SIZE, fp16_out: bool = False,
             normalize: bool = True, resume: bool = False, min_side: int = DEFAULT_MIN_SIDE,
             max_pixels: int = DEFAULT_MAX_PIXELS, log_interval: float = 5.0,

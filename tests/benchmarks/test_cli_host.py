@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 from cvnet.benchmarks.cli import main  # noqa: E402
 from cvnet.benchmarks.models import cache_dir, prepare_model  # noqa: E402
 from cvnet.core.artifact import read_sidecar  # noqa: E402
+from cvnet.core.fileio import LOCK_FILE  # noqa: E402
 
 QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-time", "0",
          "--warmup", "1"]
@@ -33,8 +34,8 @@ def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, cap
     assert report["settings"]["torch_threads"]["threads"] >= 1  # what PyTorch ran with, and why
     assert report["settings"]["torch_threads"]["reason"]
     folder = os.path.join(cache, "cvnet_tiny-64x64")
-    assert sorted(os.listdir(folder)) == ["bench.json", "model.onnx", "model.onnx.json",
-                                          "model.pt"]
+    assert sorted(os.listdir(folder)) == [LOCK_FILE, "bench.json", "model.onnx",
+                                          "model.onnx.json", "model.pt"]
     stamp = os.path.getmtime(os.path.join(folder, "model.onnx"))
     prepared = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=2, cache=cache)
     assert os.path.getmtime(prepared.onnx) == stamp  # reused, not exported again
@@ -82,8 +83,8 @@ def test_a_torch_only_run_exports_nothing(tmp_path, monkeypatch, capsys):
     assert main(["--arch", "cvnet_tiny", "--input-size", "32", "--batch", "2", "--min-time", "0",
                  "--warmup", "0", "--backend", "torch,torch-eager", "--cache-dir", cache,
                  "--threads", "1"]) == 0
-    assert sorted(os.listdir(os.path.join(cache, "cvnet_tiny-32x32"))) == ["bench.json",
-                                                                          "model.pt"]
+    assert sorted(os.listdir(os.path.join(cache, "cvnet_tiny-32x32"))) == [
+        LOCK_FILE, "bench.json", "model.pt"]
     text = capsys.readouterr().out
     assert "| cvnet_tiny | pytorch | cpu | fp32 | 2 | network |" in text  # both eager on a CPU
     prepared = prepare_model("cvnet_tiny", input_size=(32, 32), onnx=False, cache=cache)
