@@ -115,7 +115,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` with :class:`HelpFormatter`; its subparsers inherit both.
 
     It also enforces the options that are required but have a deprecated alias (argparse's own
-    ``required`` would not count the alias): :func:`add_output` registers them.
+    ``required`` would not count the alias): :func:`add_output` registers them, and the usage
+    line shows them as required (no brackets), as argparse shows its own required options.
     """
 
     def __init__(self, *args, **kwargs):
@@ -132,13 +133,32 @@ class ArgumentParser(argparse.ArgumentParser):
         message).
         """
         namespace, extras = super().parse_known_args(args, namespace)
-        missing = [shown for dest, shown in self.required_with_aliases
+        missing = [shown for dest, shown, _ in self.required_with_aliases
                    if getattr(namespace, dest, None) is None]
         if missing:
             self.error("the following arguments are required: {}".format(", ".join(missing)))
         if logging.getLogger().handlers:
             _log_deprecations()
         return namespace, extras
+
+    def _formatted(self, format_text: Callable[[], str]) -> str:
+        """``format_text()`` with the options :func:`add_output` checks itself shown as required."""
+        actions = [action for _, _, action in self.required_with_aliases]
+        for action in actions:
+            action.required = True
+        try:
+            return format_text()
+        finally:
+            for action in actions:
+                action.required = False
+
+    def format_usage(self) -> str:
+        """The usage line; required options with aliases without brackets."""
+        return self._formatted(super().format_usage)
+
+    def format_help(self) -> str:
+        """The help; required options with aliases without brackets in its usage line."""
+        return self._formatted(super().format_help)
 
 
 # ---------------------------------------------------------------------------------- logging
@@ -340,10 +360,12 @@ def add_output(parser: argparse.ArgumentParser, *, help: str, default: Optional[
     """
     check_later = required and bool(aliases)
     if check_later:
-        parser.required_with_aliases.append(("output", "-o/--output"))
         help += " (required)"
-    parser.add_argument("-o", "--output", default=default, required=required and not check_later,
-                        metavar=metavar, help=help)
+    action = parser.add_argument("-o", "--output", default=default,
+                                 required=required and not check_later, metavar=metavar,
+                                 help=help)
+    if check_later:
+        parser.required_with_aliases.append(("output", "-o/--output", action))
     _aliases(parser, aliases, "output", "-o/--output")
 
 

@@ -83,3 +83,18 @@ def test_deprecation_warnings_use_the_commands_log_format(tmp_path):
     assert done.returncode == 1, done.stderr
     assert ("WARNING cvnet.core.cli: --out is deprecated and will be removed in the next "
             "release: use -o/--output") in done.stderr.splitlines()
+
+
+def test_a_required_output_with_an_old_spelling_shows_as_required():
+    """cvnet-embed's -o is required (checked after parsing, so that --out counts): its usage line
+    must not show it in brackets as if it were optional."""
+    from cvnet.core.cli import add_output
+
+    parser = ArgumentParser(prog="cvnet-demo")
+    add_output(parser, help="output folder", required=True, aliases=("--out",))
+    usage = " ".join(parser.format_usage().split())
+    assert "-o OUTPUT" in usage and "[-o OUTPUT]" not in usage
+    assert "[-o OUTPUT]" not in " ".join(parser.format_help().split())
+    assert parser.parse_args(["--out", "x"]).output == "x"  # the old spelling still counts
+    output = next(action for action in parser._actions if "-o" in action.option_strings)
+    assert output.required is False  # argparse itself does not check it
