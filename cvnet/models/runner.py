@@ -30,6 +30,7 @@ from cvnet.models.threads import adapt_torch_threads, configure_torch
 from cvnet.engines import host_runner_fix
 from cvnet.engines.base import Runner
 from cvnet.engines.errors import EngineInputError
+from cvnet.engines.gpu import device_ordinal
 from cvnet.engines.spec import InputSpec, ModelIO
 from cvnet.models.checkpoint import model_from_checkpoint, resolve_input_size, trained_input_size
 from cvnet.models.device import resolve_device
@@ -94,8 +95,9 @@ class TorchRunner(Runner):
         input_size: (height, width) in pixels; by default the ``img_size`` a cvnet-train
             checkpoint records, else 256x256. Another size than the recorded one runs, with a
             warning (:func:`cvnet.models.checkpoint.resolve_input_size`).
-        device: ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or
-            a torch device string such as ``"cuda:1"``.
+        device: ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"``
+            (GPU 0), ``"cuda:N"``, or the GPU number ``N`` as int or str
+            (:func:`cvnet.engines.gpu.device_ordinal`).
         half: Run the model in FP16 (inputs are cast on the device; a GPU option). The
             overflow-prone channel attention still computes in FP32 inside.
         cuda_graphs: On CUDA, replay CUDA graphs (with channels-last and cuDNN autotuning);
@@ -119,6 +121,8 @@ class TorchRunner(Runner):
         super().__init__(path, **kwargs)
         if device == "auto":
             device = str(resolve_device(device))
+        ordinal = device_ordinal(device)  # 1, "1", "cuda:1" alike, as the TensorRT runner reads it
+        device = "cpu" if ordinal is None else f"cuda:{ordinal}"
         on_cuda = str(device).startswith("cuda")
         if cuda_graphs and not on_cuda:
             raise EngineInputError("cuda_graphs needs a CUDA device, got device {!r}; leave it "
