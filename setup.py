@@ -115,9 +115,16 @@ def chosen_distribution(environ=None, version=None):
 def device_distclass():
     """A ``Distribution`` that leaves ``pyproject.toml`` out of the configuration, or None where
     setuptools does not read it (< 61, Python 3.6's)."""
+    import setuptools
     from setuptools.dist import Distribution
 
     if not hasattr(Distribution, "_get_project_config_files"):
+        if int(setuptools.__version__.split(".")[0]) >= 61:  # reads [project], no way around it
+            raise SystemExit("setup.py: setuptools {} has no hook to leave pyproject.toml's "
+                             "[project] out, so CVNET_DIST=device would build the host "
+                             "distribution (torch); use a setuptools that has it (61 to 84 "
+                             "do), or run from the checkout (PYTHONPATH=<checkout>)".format(
+                                 setuptools.__version__))
         return None
 
     class DeviceDistribution(Distribution):
