@@ -1,4 +1,5 @@
-"""The device install for Python < 3.9 (a Jetson Nano's Python 3.6): ``pip3 install .``.
+"""The device install: ``pip3 install .`` on Python < 3.9 (a Jetson Nano's 3.6), or wherever
+``CVNET_DIST=device`` says so (JetPack 6's Python 3.10).
 
 Python 3.9 and newer build cvnet from ``pyproject.toml`` (its ``[project]`` table, setuptools >=
 77): the host install, with torch. setuptools for Python 3.6 (59.6 at most) predates that table,
@@ -7,6 +8,12 @@ this file describes the device distribution instead: ``cvnet-device``, the torch
 ``cvnet/core``, the device packages, and the device commands. The commands' targets
 are read from ``[project.scripts]``, so each command is declared once. docs/install.md explains
 both installs.
+
+Which distribution is built: ``CVNET_DIST=device`` or ``CVNET_DIST=host`` in the environment,
+else by the Python version as above (:func:`chosen_distribution`). A device build on Python 3.9+
+(setuptools >= 61, which would apply ``[project]``: the host's name, torch among its
+dependencies) uses :func:`device_distclass`, which leaves ``pyproject.toml`` out of the
+configuration.
 """
 
 import os
@@ -87,7 +94,55 @@ def device_distribution():
     )
 
 
-if sys.version_info >= (3, 9):
+def chosen_distribution(environ=None, version=None):
+    """``"device"`` or ``"host"``: ``$CVNET_DIST``, else by the Python version (< 3.9: device).
+
+    Raises:
+        SystemExit: ``CVNET_DIST`` is neither, or asks for the host below Python 3.9.
+    """
+    environ = os.environ if environ is None else environ
+    version = sys.version_info if version is None else version
+    value = environ.get("CVNET_DIST", "").strip().lower()
+    if value in ("", "auto"):
+        return "host" if tuple(version[:2]) >= (3, 9) else "device"
+    if value not in ("device", "host"):
+        raise SystemExit("setup.py: CVNET_DIST={!r}: expected device (the torch-free device "
+                         "commands) or host (PyTorch, training, export), or leave it unset to "
+                         "choose by the Python version".format(value))
+    if value == "host" and tuple(version[:2]) < (3, 9):
+        raise SystemExit("setup.py: CVNET_DIST=host needs Python >= 3.9 (torch), this is "
+                         "{}.{}; unset CVNET_DIST to install the device distribution".format(
+                             *version[:2]))
+    return value
+
+
+def device_distclass():
+    """A ``Distribution`` that leaves ``pyproject.toml`` out of the configuration, or None where
+    setuptools does not read it (< 61, Python 3.6's)."""
+    import setuptools
+    from setuptools.dist import Distribution
+
+    if not hasattr(Distribution, "_get_project_config_files"):
+        if int(setuptools.__version__.split(".")[0]) >= 61:  # reads [project], no way around it
+            raise SystemExit("setup.py: setuptools {} has no hook to leave pyproject.toml's "
+                             "[project] out, so CVNET_DIST=device would build the host "
+                             "distribution (torch); use a setuptools that has it (61 to 84 "
+                             "do), or run from the checkout (PYTHONPATH=<checkout>)".format(
+                                 setuptools.__version__))
+        return None
+
+    class DeviceDistribution(Distribution):
+        """The device distribution on setuptools >= 61: without the host's ``[project]``."""
+
+        def _get_project_config_files(self, filenames):
+            inifiles, _ = super()._get_project_config_files(filenames)
+            return inifiles, []
+
+    return DeviceDistribution
+
+
+if chosen_distribution() == "host":
     setup()  # everything comes from pyproject.toml
 else:
-    setup(**device_distribution())
+    distclass = device_distclass()
+    setup(**dict(device_distribution(), **({"distclass": distclass} if distclass else {})))

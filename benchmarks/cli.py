@@ -24,7 +24,8 @@ from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add
                             doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.core.cpu import load_average, physical_cores, usable_cpus
-from cvnet.core.plugins import BENCH, load_plugin
+from cvnet.core.plugins import BENCH, PluginError, load_plugin
+from cvnet.core.preprocess import DEFAULT_SIZE
 from cvnet.engines.machine import overload_warning, probe_machine
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ def _fps(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="cvnet-bench", description=doc_summary(__doc__))
     add_engine(parser, help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
-                            "(PyTorch); default: export the untrained paper CVNet")
+                            "(PyTorch, host install only); default: export the untrained paper "
+                            "CVNet and time it (host install only: on a device, pass a .plan "
+                            "or .onnx)")
     parser.add_argument("--backend", type=_backends,
                         metavar="torch|torch-eager|onnxruntime|tensorrt",
                         help="backend(s), comma-separated; default: torch,onnxruntime, or the "
@@ -96,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also time the eight Table 2 baselines on the same backends")
     parser.add_argument("--arch", default="cvnet",
                         help="registered model of a default run (cvnet_tiny for a quick check)")
-    add_input_size(parser, default=(256, 256), help="input size of a default run or a .pt file")
+    add_input_size(parser, help="input size of a default run (default: 256x256) or a .pt file "
+                                "(default: the size it was trained at, else 256x256; another "
+                                "size is warned about); .plan and .onnx files fix their own")
     add_threads(parser, help="CPU threads for ONNX Runtime and PyTorch (default: physical cores "
                              "for ONNX Runtime; for PyTorch, the physical cores other processes "
                              "leave free, see docs/threads.md)")
@@ -128,7 +133,8 @@ def plan_targets(args: argparse.Namespace, threads: int
                               arch=args.arch if args.arch != "cvnet" else None,
                               batch_max=max(args.batch), torch_threads=args.threads)], {}
     options = dict(backends=args.backend or list(DEFAULT_BACKENDS), device=args.device or "cpu",
-                   precision=args.precision, threads=threads, input_size=args.input_size,
+                   precision=args.precision, threads=threads,
+                   input_size=args.input_size or DEFAULT_SIZE,
                    batch_max=max(args.batch), cache=args.cache_dir, torch_threads=args.threads)
     return default_targets([args.arch], **options), options
 
@@ -159,7 +165,11 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
                                 min_time=args.min_time, e2e=args.e2e)
         except (CVNetError, RuntimeError) as err:
             logger.error("baseline %s failed, skipped: %s", arch, err)
-    configured = load_plugin(BENCH, "torch_threads")  # the host's PyTorch thread policy
+    try:
+        configured = load_plugin(BENCH, "torch_threads")  # the host's PyTorch thread policy
+    except PluginError as err:  # a broken host install costs the report a field, not the run
+        logger.warning("the report has no PyTorch thread settings: %s", err)
+        configured = None
     torch_threads = configured() if configured is not None else None
     if torch_threads is not None:
         settings["torch_threads"] = torch_threads._asdict()

@@ -19,8 +19,8 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from cvnet.core.artifact import read_sidecar, sidecar_path
 from cvnet.core.errors import CVNetError
-from cvnet.core.fileio import write_text_atomic
-from cvnet.core.plugins import BENCH, load_plugin
+from cvnet.core.fileio import folder_lock, make_folders, write_text_atomic
+from cvnet.core.plugins import BENCH, INSTALL_HINT, PluginError, load_plugin
 from cvnet.engines.errors import MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -144,14 +144,20 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
     """
     try:
         prepare = load_plugin(BENCH, "prepare_model")
-    except ImportError as err:
-        raise MissingDependencyError("{} needs torch, which cannot be imported here ({}: {}). "
-                                     "PyTorch is for the host: use cvnet's host install (make "
-                                     ".venv/.installed).".format(_NEEDS_HOST,
-                                                                type(err).__name__, err))
+    except PluginError as err:
+        if err.stale:
+            raise MissingDependencyError("{}: {}".format(_NEEDS_HOST, err))
+        raise MissingDependencyError("{} needs torch, which cannot be imported here ({}). "
+                                     "PyTorch is for the host: use cvnet's host install "
+                                     "({}).".format(_NEEDS_HOST, err, INSTALL_HINT))
     if prepare is None:
         raise MissingDependencyError("{} needs cvnet's host install (PyTorch and the exporter), "
                                      "which is not here: no cvnet.bench plugin is "
-                                     "registered".format(_NEEDS_HOST))
-    return prepare(arch, input_size=input_size, batch_max=batch_max, half=half, onnx=onnx,
-                   cache=cache)
+                                     "registered; install it with {}".format(_NEEDS_HOST,
+                                                                            INSTALL_HINT))
+    folder = make_folders(model_folder(arch, input_size, half, cache))
+    with folder_lock(folder, what="cvnet-bench preparing this model", wait=True):
+        # One preparer at a time: another benchmark exporting the same model would otherwise
+        # remove or replace the files this one is writing or about to time.
+        return prepare(arch, input_size=input_size, batch_max=batch_max, half=half, onnx=onnx,
+                       cache=cache)

@@ -86,7 +86,7 @@ def backend_of_path(path: str) -> str:
 
 
 def runner_options(backend: str, device: str, precision: str, threads: int,
-                   input_size: Tuple[int, int], arch: Optional[str] = None,
+                   input_size: Optional[Tuple[int, int]], arch: Optional[str] = None,
                    batch_max: Optional[int] = None,
                    torch_threads: Optional[int] = None) -> Dict[str, Any]:
     """Options for :func:`cvnet.engines.open_engine` on ``backend``.
@@ -209,11 +209,13 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
 
 
 def engine_target(path: str, *, backend: Optional[str], device: Optional[str], precision: str,
-                  threads: int, input_size: Tuple[int, int], arch: Optional[str],
+                  threads: int, input_size: Optional[Tuple[int, int]], arch: Optional[str],
                   batch_max: int, torch_threads: Optional[int] = None) -> Target:
     """The target for a file given with ``--engine``.
 
     Args:
+        input_size: A ``.pt`` file's input size; None: the size it was trained at (the
+            runner decides, :func:`cvnet.models.checkpoint.resolve_input_size`).
         batch_max: The largest batch the run asks for (a ``.pt`` file runs any).
 
     Raises:

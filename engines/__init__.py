@@ -22,7 +22,7 @@ import os
 from typing import Any, Optional
 
 from cvnet.core.errors import ConfigError
-from cvnet.core.plugins import RUNNERS, load_plugin
+from cvnet.core.plugins import INSTALL_HINT, RUNNERS, PluginError, load_plugin
 from cvnet.engines.base import Runner
 from cvnet.engines.errors import MissingDependencyError
 from cvnet.engines.metadata import EngineInfo, engine_info
@@ -61,18 +61,22 @@ def _host_runner(path: str) -> type:
     """The runner class the host install registers for ``path``'s suffix.
 
     Raises:
-        MissingDependencyError: None is registered (the device), or it does not import.
+        MissingDependencyError: None is registered (the device, or no host install: the message
+            says how to install it), or one is registered and does not load (torch missing or
+            broken, or a stale install: the message says which).
     """
     suffix = _suffix(path)
     try:
         runner = load_plugin(RUNNERS, suffix[1:])  # type: Optional[type]
-    except ImportError as err:
-        raise MissingDependencyError(host_runner_refusal(path, "{}: {}".format(
-            type(err).__name__, err)))
+    except PluginError as err:
+        if err.stale:
+            raise MissingDependencyError("{}: cannot open {}: {}".format(
+                path, HOST_SUFFIXES[suffix], err))
+        raise MissingDependencyError(host_runner_refusal(path, str(err)))
     if runner is None:
         raise MissingDependencyError(host_runner_refusal(
-            path, "no runner for {} files is registered in this install: cvnet's host install "
-                  "registers it".format(suffix)))
+            path, "no runner for {} files is registered in this install: cvnet's host package "
+                  "registers it ({})".format(suffix, INSTALL_HINT)))
     return runner
 
 

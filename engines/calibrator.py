@@ -8,10 +8,14 @@ images are decoded and preprocessed by the same path as inference
 whole batches through one pycuda device buffer. Images left over after the last whole batch are left
 out: padding a batch with zeros would add a spike at 0 to every activation histogram the calibrator
 builds. The resulting scales are cached next to the plan with a sidecar (``<cache>.json``) naming
-the model they belong to (the ONNX's sha256 and input shape), so a rebuild of the same model skips
-calibration and a cache from another model is never used.
+what they were made from: the model (the ONNX's sha256 and input shape), the calibration images
+(a sha256 over the files' names and sizes, in the order they were fed) and the preprocessing
+(layout, dtype, mean and std). A rebuild with all of these the same skips calibration; a cache
+from another model, another calibration set or another normalisation is never used (it is
+calibrated again and replaced).
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -74,9 +78,36 @@ def calibration_batches(files: Sequence[str], spec: InputSpec, batch: int) -> It
 
 
 def cache_record(onnx_sha256: str, input_shape: Sequence[int]) -> Dict[str, Any]:
-    """What a calibration cache's sidecar records: the model it was made for."""
+    """What a calibration cache's sidecar records of the model it was made for."""
     return {"calibrator": CALIBRATOR, "onnx_sha256": onnx_sha256,
             "input_shape": [int(d) for d in input_shape]}
+
+
+def calibration_record(files: Sequence[str], folder: str, spec: InputSpec) -> Dict[str, Any]:
+    """What a calibration cache's sidecar records of the data it was made from.
+
+    Args:
+        files: The calibration files, in the order they are fed (:func:`calibration_files`).
+        folder: The ``--calib`` folder (names are recorded relative to it, so a moved folder
+            still matches).
+        spec: The input spec the images are preprocessed for (its mean/std, layout, dtype).
+
+    Returns:
+        ``calibration_set``: sha256 over each file's relative name and size in bytes;
+        ``calibration_files``: how many; ``preprocess``: layout, dtype, mean and std (None
+        where the graph normalises: then they are part of the ONNX and its sha256).
+    """
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(os.fsencode(os.path.relpath(path, folder)) + b"\0")
+        digest.update("{}\n".format(os.path.getsize(path)).encode("ascii"))
+    preprocess = spec.preprocess
+    return {"calibration_set": digest.hexdigest(), "calibration_files": len(files),
+            "preprocess": {"layout": spec.layout, "dtype": spec.dtype,
+                           "mean": None if preprocess is None else [float(v) for v in
+                                                                    preprocess.mean],
+                           "std": None if preprocess is None else [float(v) for v in
+                                                                   preprocess.std]}}
 
 
 def cache_sidecar(cache_path: str) -> str:
@@ -94,8 +125,8 @@ def cache_mismatch(cache_path: str, record: Dict[str, Any]) -> Optional[str]:
                "unknown".format(os.path.basename(cache_sidecar(cache_path)), err)
     differing = [key for key in sorted(record) if recorded.get(key) != record[key]]
     if differing:
-        return "it was made for another model ({} differ{})".format(
-            ", ".join(differing), "s" if len(differing) == 1 else "")
+        return "it was made for another model, calibration set or preprocessing ({} differ{})" \
+            .format(", ".join(differing), "s" if len(differing) == 1 else "")
     return None
 
 
@@ -111,7 +142,8 @@ def entropy_calibrator(trt: Any, cuda: Any, batches: Iterator[np.ndarray],
         batch_shape: Input shape of one batch.
         dtype: Input dtype.
         cache_path: Calibration cache, read when its sidecar matches ``record``, written after.
-        record: :func:`cache_record` of this model.
+        record: :func:`cache_record` of this model with :func:`calibration_record` of its
+            calibration data.
     """
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -145,7 +177,8 @@ def entropy_calibrator(trt: Any, cuda: Any, batches: Iterator[np.ndarray],
                 logger.warning("not using calibration cache %s: %s; calibrating again (the "
                                "cache is replaced afterwards)", cache_path, mismatch)
                 return None
-            logger.info("using calibration cache %s (made for this model)", cache_path)
+            logger.info("using calibration cache %s (made for this model, calibration set and "
+                        "preprocessing)", cache_path)
             self.cache_used = True
             with open(cache_path, "rb") as handle:
                 return handle.read()
@@ -181,8 +214,8 @@ class Int8Calibration(object):
         metadata: The ONNX sidecar (input size, mean/std), or None.
         input_name: The network input.
         batch_shape: Input shape of one calibration batch.
-        cache_path: Calibration cache file (read if its sidecar names this model, written after
-            calibrating).
+        cache_path: Calibration cache file (read if its sidecar names this model, calibration
+            set and preprocessing; written after calibrating).
         onnx_sha256: SHA-256 of the ONNX file, recorded with the cache.
 
     Raises:
@@ -226,6 +259,7 @@ class Int8Calibration(object):
         else:
             spec = spec_from_model(ModelIO(self._input_name, self._batch_shape, "float32", "",
                                            ()), self._input_name)
+        self._record.update(calibration_record(self._files, self._options.calib_dir, spec))
         cuda.init()
         context = cuda.Device(self._options.device).retain_primary_context()
         context.push()

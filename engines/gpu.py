@@ -16,9 +16,33 @@ stand-in driver (tests/engines/fake_gpu.py), never on a GPU.
 """
 
 import ctypes
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, List, NamedTuple, Optional, Union
 
+from cvnet.core.errors import ConfigError
 from cvnet.engines.errors import EngineError
+
+
+def device_ordinal(device: Union[int, str, None]) -> Optional[int]:
+    """The CUDA device a runner's ``device`` option names, in any spelling it is given.
+
+    One reading for every runner (:func:`cvnet.engines.open_engine`'s ``device=``): an int ``N``,
+    ``"N"``, ``"cuda:N"`` -> ``N``; ``"cuda"`` -> 0; ``"cpu"`` or None -> None (no GPU).
+
+    Raises:
+        ConfigError: Anything else, naming the accepted spellings.
+    """
+    if device is None:
+        return None
+    text = "" if isinstance(device, bool) else str(device).strip().lower()
+    if text == "cpu":
+        return None
+    if text == "cuda":
+        return 0
+    number = text[len("cuda:"):] if text.startswith("cuda:") else text
+    if not number.isdigit():
+        raise ConfigError("device {!r}: expected cpu, cuda, cuda:N or a GPU number N >= 0".format(
+            device))
+    return int(number)
 
 _LIBRARIES = ("libcuda.so.1", "libcuda.so")
 #: CUdevice_attribute values from cuda.h (stable since CUDA 4).

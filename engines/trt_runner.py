@@ -22,17 +22,18 @@ Binding API on TensorRT 8.x, tensor API where present (:mod:`cvnet.engines.trt_c
 """
 
 import logging
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Union
 
 import numpy as np
 
+from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import sha256_bytes
 from cvnet.engines import trt_compat
 from cvnet.engines.base import Runner
 from cvnet.engines.deps import INSTALL_HINTS
 from cvnet.engines.errors import (EngineCompatibilityError, EngineError, EngineInputError,
                                   EngineLoadError)
-from cvnet.engines.gpu import GpuInfo, gpu_info, release_pycuda_context
+from cvnet.engines.gpu import GpuInfo, device_ordinal, gpu_info, release_pycuda_context
 from cvnet.engines.metadata import check_compatible, engine_info
 from cvnet.engines.spec import ModelIO
 
@@ -48,7 +49,8 @@ class TrtRunner(Runner):
 
     Args:
         path: The ``.plan`` (or ``.engine``) file.
-        device: CUDA device ordinal.
+        device: The GPU: ``N``, ``"N"``, ``"cuda:N"`` or ``"cuda"`` (GPU 0)
+            (:func:`cvnet.engines.gpu.device_ordinal`).
         allow_other_gpu: Accept a GPU whose name differs from the one recorded, when its compute
             capability is the same (TensorRT loads such a plan with a warning).
         check_hash: Check the file against the sidecar's ``plan_sha256`` before loading.
@@ -61,10 +63,14 @@ class TrtRunner(Runner):
     kind = "a TensorRT engine"
     gpu_thread = True
 
-    def __init__(self, path: str, *, device: int = 0, allow_other_gpu: bool = False,
+    def __init__(self, path: str, *, device: Union[int, str] = 0, allow_other_gpu: bool = False,
                  check_hash: bool = True, verbose: bool = False, **kwargs: Any):
         super(TrtRunner, self).__init__(path, **kwargs)
-        self._device = int(device)
+        ordinal = device_ordinal(device)
+        if ordinal is None:
+            raise ConfigError("{}: a TensorRT engine runs on a GPU, not on device {!r}; give "
+                              "cuda:N (or N)".format(path, device))
+        self._device = ordinal
         self._allow_other_gpu = allow_other_gpu
         self._check_hash = check_hash
         self._verbose = verbose

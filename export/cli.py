@@ -101,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed(check, help="seed of the verification images and of --random-init weights "
                          "(default: %(default)s)")
     parser.add_argument("--build-engine", action="store_true",
-                        help="then build the TensorRT plan (<output>.plan, FP16) with cvnet-build's "
-                             "defaults; needs TensorRT and a GPU, i.e. run this on the device")
+                        help="then build the TensorRT plan (<output>.plan) with cvnet-build's "
+                             "defaults: FP16 where the GPU has fast FP16 (else FP32, said in the "
+                             "log; an FP16 graph from --precision fp16 on TensorRT 11); needs "
+                             "TensorRT and a GPU, i.e. run this on the device")
     add_alias(parser, "--engine", dest="build_engine", new="--build-engine", value=True)
     add_json_print(parser, help="print the sidecar as JSON instead of a summary")
     add_verbose(parser)

@@ -31,8 +31,8 @@ from cvnet.core.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetad
                                  sidecar_text, to_metadata_props)
 from cvnet.core.errors import ConfigError, VerificationError
 from cvnet.core.fileio import check_writable, sha256_bytes, write_files_atomic
-from cvnet.core.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, verification_images
-from cvnet.core.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from cvnet.core.parity import verification_images
+from cvnet.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                      supports_uint8_input)
 from cvnet.models.threads import configure_torch
@@ -42,7 +42,8 @@ from cvnet.export.half import half_for_export
 from cvnet.export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_export_opset,
                                       graph_opset, onnx_from_module, set_metadata_props)
 from cvnet.export.verify import VerificationReport, verification_batches, verify_onnx
-from cvnet.models.checkpoint import model_from_checkpoint, state_dict_sha256
+from cvnet.models.checkpoint import (model_from_checkpoint, resolve_input_size, state_dict_sha256,
+                                    trained_input_size)
 from cvnet.models.registry import build_model, list_models
 from cvnet.models.summary import param_count
 
@@ -188,42 +189,10 @@ def load_model(checkpoint: Optional[str],
     model, loaded = model_from_checkpoint(checkpoint, arch=options.arch,
                                           model_kwargs=options.model_kwargs)
     return model, {"variant": loaded.arch, "model_kwargs": loaded.model_kwargs, "untrained": False,
-                   "trained_size": _trained_size(loaded.config),
+                   "trained_size": trained_input_size(loaded.config),
                    "source_checkpoint": os.path.basename(loaded.path),
                    "checkpoint_sha256": loaded.sha256, "checkpoint_epoch": loaded.epoch,
                    "checkpoint_metrics": _json_safe(loaded.metrics) or None}
-
-
-def _trained_size(config: Dict[str, Any]) -> Optional[Tuple[int, int]]:
-    """(height, width) a cvnet-train checkpoint was trained at (``img_size``), if recorded."""
-    size = config.get("img_size")
-    if isinstance(size, int) and size > 0:
-        return size, size
-    if isinstance(size, (list, tuple)) and len(size) == 2:
-        return int(size[0]), int(size[1])
-    return None
-
-
-def resolve_input_size(requested: Optional[Tuple[int, int]], trained: Optional[Tuple[int, int]],
-                       checkpoint: Optional[str]) -> Tuple[int, int]:
-    """The export size: ``--input-size`` if given, else the trained size, else 256x256.
-
-    A requested size other than the trained one is allowed, and said out loud: the graph then
-    embeds crops at a size the weights never saw, and accuracy usually drops.
-    """
-    if requested is None:
-        size = trained or DEFAULT_SIZE
-        logger.info("input size %dx%d: %s", size[0], size[1],
-                    f"the size {checkpoint} was trained at" if trained else
-                    "the default (no training size recorded; pass --input-size to choose)")
-        return size
-    if trained is not None and tuple(requested) != tuple(trained):
-        logger.warning("--input-size %dx%d differs from the %dx%d %s was trained at: the graph "
-                       "will embed crops at a size the weights never saw, and accuracy usually "
-                       "drops (compare with cvnet-eval on both files); leave --input-size out to "
-                       "export at %dx%d", requested[0], requested[1], trained[0], trained[1],
-                       checkpoint, trained[0], trained[1])
-    return tuple(requested)
 
 
 def _json_safe(value: Any) -> Any:
@@ -330,9 +299,8 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
             config=PreprocessConfig(height, width, mean, std),
             batches=verification_batches(static_batch=options.batch,
                                          batch_range=options.dynamic_batch),
-            min_cosine=FP16_MIN_COSINE if options.half else FP32_MIN_COSINE,
-            preprocess_in_graph=options.preprocess_in_graph, input_dtype=input_dtype,
-            fp16=options.half)
+            precision="fp16" if options.half else "fp32",
+            preprocess_in_graph=options.preprocess_in_graph, input_dtype=input_dtype)
         if not report.passed:
             raise VerificationError(f"the exported graph does not reproduce PyTorch's embeddings "
                                     f"(cosine must be >= {report.min_cosine}): {report.summary()}; "

@@ -26,7 +26,7 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 
-from cvnet.core.parity import ParityFigures, parity_figures
+from cvnet.core.parity import MIN_COSINE, ParityFigures, parity_figures, passed
 from cvnet.core.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
 
 logger = logging.getLogger(__name__)
@@ -115,9 +115,9 @@ def ort_session(onnx_bytes: bytes, *, fp16: bool = False):
 
 
 def verify_onnx(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray], *,
-                config: PreprocessConfig, batches: Sequence[int], min_cosine: float,
+                config: PreprocessConfig, batches: Sequence[int], precision: str = "fp32",
                 preprocess_in_graph: bool = False, input_dtype: str = "float32",
-                fp16: bool = False, input_name: str = "images",
+                input_name: str = "images",
                 output_name: str = "embeddings") -> VerificationReport:
     """Runs the graph in ONNX Runtime and the FP32 model in PyTorch on the same images.
 
@@ -127,16 +127,18 @@ def verify_onnx(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray
         images: BGR uint8 images of any size (:func:`verification_images`).
         config: Input size and mean/std of the shared preprocessing.
         batches: Batch sizes to run the graph at (each over all images).
-        min_cosine: Pass threshold for the smallest per-embedding cosine similarity.
+        precision: The graph's precision, ``"fp32"`` or ``"fp16"`` (FP16-typed: run without
+            ORT graph optimisations); it sets the pass threshold on the smallest per-embedding
+            cosine similarity (:data:`cvnet.core.parity.MIN_COSINE`, the builder's too).
         preprocess_in_graph: The graph takes ``(N, H, W, 3)`` RGB pixels (``resize_rgb``).
         input_dtype: With ``preprocess_in_graph``: ``"uint8"`` or ``"float32"`` pixels.
-        fp16: The graph is FP16-typed (run without ORT graph optimisations).
         input_name: The graph's input name.
         output_name: The graph's output name.
 
     Returns:
-        The report; ``passed`` is False when any batch size falls below ``min_cosine``.
+        The report; ``passed`` is False when any batch size falls below the threshold.
     """
+    fp16 = precision == "fp16"
     start = time.perf_counter()
     session = ort_session(onnx_bytes, fp16=fp16)
     float_inputs = preprocess_batch(list(images), config)  # (N, 3, H, W) float32
@@ -159,7 +161,7 @@ def verify_onnx(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray
         candidate = _run_in_batches(run_graph, graph_inputs, batch)
         cases.append(parity_figures(reference, candidate, batch=batch))
     report = VerificationReport(
-        passed=all(c.cosine_min >= min_cosine for c in cases), min_cosine=min_cosine,
+        passed=all(passed(c, precision) for c in cases), min_cosine=MIN_COSINE[precision],
         reference=f"PyTorch {torch.__version__} FP32, eval mode, shared preprocess_batch",
         backend=(f"onnxruntime {ort.__version__} CPUExecutionProvider"
                  + (", graph optimisations off (FP16 activations rounded per operator)"

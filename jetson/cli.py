@@ -14,20 +14,19 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_batch_size,
-                            add_engine, add_fpr, add_json_out, add_output, add_seed,
-                            add_threads, add_verbose, positive_int, setup_logging)
-from cvnet.core.errors import CVNetError
+                            add_device, add_engine, add_fpr, add_json_out, add_output,
+                            add_seed, add_threads, add_verbose, positive_int, setup_logging)
+from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.thresholds import DIRECTIONS
 from cvnet.jetson.selfcheck import REQUIREMENTS
 
 logger = logging.getLogger(__name__)
 
-#: ``embed``'s exit status when it finished but some files failed (a partial failure).
-EXIT_SOME_FAILED = EXIT_PARTIAL
 #: Subcommands handed to other packages' CLIs: name -> (module with ``main(argv)``, the command
 #: it is the same as).
 DELEGATED = {"build": ("cvnet.engines.cli", "cvnet-build"),
@@ -64,6 +63,10 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=10000 * 10000,
                         help="refuse larger images before decoding (default: %(default)s)")
     add_threads(parser, help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
+    add_device(parser, choices=("auto", "cpu", "cuda"),
+               help="PyTorch device of a .pt engine (host install only; default: auto, a GPU "
+                    "when torch sees one); a .plan runs on its GPU and an .onnx with ONNX "
+                    "Runtime, so they refuse it")
     parser.add_argument("--view", choices=("A", "G"), default=None,
                         help="the images' view, A (aerial) or G (ground), recorded in meta.json "
                              "and per file in the index (default: unknown): "
@@ -221,12 +224,25 @@ def match_parser() -> argparse.ArgumentParser:
         add_match_arguments)
 
 
+def _embed_device(engine: str, device: Optional[str]) -> Dict[str, str]:
+    """``cvnet-embed --device``'s runner option: for a ``.pt`` engine only (default auto)."""
+    from cvnet.engines import HOST_SUFFIXES
+
+    if os.path.splitext(engine)[1].lower() in HOST_SUFFIXES:
+        return {"device": device or "auto"}
+    if device is not None:
+        raise ConfigError("--device {} applies to a .pt engine (the PyTorch device); {} runs "
+                          "where its backend does: drop --device".format(device, engine))
+    return {}
+
+
 def _run_embed(args: argparse.Namespace) -> int:
     from cvnet.engines import open_engine
     from cvnet.jetson.embed import extract, list_images
 
     listing = list_images(args.images)  # before the engine loads: no images fails at once
     options = {"threads": args.threads} if args.threads and args.engine.endswith(".onnx") else {}
+    options.update(_embed_device(args.engine, args.device))
     with open_engine(args.engine, **options) as runner:
         summary = extract(runner, args.images, args.output, batch=args.batch_size,
                           chunk_size=args.chunk_size, fp16_out=args.fp16_out,
@@ -238,7 +254,7 @@ def _run_embed(args: argparse.Namespace) -> int:
                   network_images_per_s=round(summary.ok / summary.network_seconds, 2)
                   if summary.network_seconds else None)
     print(json.dumps(result, indent=2, sort_keys=True))
-    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+    return EXIT_PARTIAL if summary.failed else EXIT_OK
 
 
 def _write_utf8(stream: Any, text: str) -> None:
@@ -254,7 +270,6 @@ def _write_utf8(stream: Any, text: str) -> None:
 
 
 def _run_match(args: argparse.Namespace) -> int:
-    from cvnet.core.errors import ConfigError
     from cvnet.jetson.match import match, matches_csv, visualize, write_matches
     from cvnet.jetson.store import read_meta
 

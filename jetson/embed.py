@@ -27,9 +27,9 @@ import numpy as np
 import cvnet
 from cvnet.core.datasets.records import VIEWS
 from cvnet.core.errors import ConfigError, CVNetError
-from cvnet.core.fileio import make_folders, sha256_file
+from cvnet.core.fileio import folder_lock, make_folders, sha256_file
 from cvnet.core.filenames import NAME_ENCODING, decode_name, encode_name
-from cvnet.core.image_header import SUFFIX_FORMATS, read_header
+from cvnet.core.image_header import SUFFIX_FORMATS, read_file_header, read_header
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
 from cvnet.core.thresholds import SIDECAR_KEY, carried_thresholds, model_hash
@@ -78,37 +78,42 @@ def check_image(path: str, root: str = "", *, min_side: int = DEFAULT_MIN_SIDE,
         path: The file as listed; relative paths are taken from ``root``.
         root: Folder of relative paths.
         min_side: Shorter sides are warned as ``tiny``.
-        max_pixels: Larger images are refused as ``too_large`` before decoding.
+        max_pixels: Larger images are refused as ``too_large`` from their header, before the
+            rest of the file is read or decoded.
     """
     full = os.path.join(root, path)
     try:
         with open(full, "rb") as handle:
-            data = handle.read()
+            data, header = read_file_header(handle)
+            pixels = (header.width * header.height if header is not None
+                      and header.width is not None and header.height is not None else 0)
+            if header is not None and pixels <= max_pixels:
+                data += handle.read()
+                header = read_header(data)  # now with the end: is the file complete?
             mtime = os.fstat(handle.fileno()).st_mtime
     except OSError as err:
         return Checked(path, None, ("unreadable",), "cannot read: {}".format(err.strerror or err))
-    checked = _check_data(path, data, min_side, max_pixels)
+    checked = _check_data(path, data, header, pixels, min_side, max_pixels)
     return checked._replace(mtime=mtime)
 
 
-def _check_data(path: str, data: bytes, min_side: int, max_pixels: int) -> Checked:
-    """:func:`check_image` on a file's bytes."""
+def _check_data(path: str, data: bytes, header: Any, pixels: int, min_side: int,
+                max_pixels: int) -> Checked:
+    """:func:`check_image` on a file's bytes (only its header's when ``too_large``): ``header``
+    is :func:`cvnet.core.image_header.read_header`'s answer, ``pixels`` its width x height."""
     if not data:
         return Checked(path, None, ("empty",), "file is empty (0 bytes)")
-    header = read_header(data)
     if header is None:
         return Checked(path, None, ("not_image",), "not an image: the first bytes {!r} match no "
                        "image format".format(data[:8]))
     kinds, notes = [], []
+    if pixels > max_pixels:
+        return Checked(path, None, ("too_large",), "{}x{} pixels exceeds --max-pixels {}; "
+                       "raise it to embed this image".format(header.width, header.height,
+                                                             max_pixels))
     if not header.complete:
         return Checked(path, None, ("truncated",), "truncated {} ({} bytes): the end-of-image "
                        "marker is missing".format(header.format, len(data)))
-    if header.width is not None and header.height is not None:
-        pixels = header.width * header.height
-        if pixels > max_pixels:
-            return Checked(path, None, ("too_large",), "{}x{} pixels exceeds --max-pixels {}; "
-                           "raise it to embed this image".format(header.width, header.height,
-                                                                 max_pixels))
     expected = SUFFIX_FORMATS.get(os.path.splitext(path)[1].lower())
     if expected != header.format:
         kinds.append("suffix")
@@ -297,7 +302,23 @@ def _decode_worker(paths: Sequence[str], root: str, runner: Any, items: "queue.Q
         put(err)
 
 
-def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
+def extract(runner: Any, source: str, out: str, **options: Any) -> Summary:
+    """Embeds every image of ``source`` into the folder ``out``, which it locks meanwhile.
+
+    Arguments as :func:`_extract`'s. Two runs writing one folder would interleave their chunks;
+    the second is refused while the first holds the folder's lock
+    (:func:`cvnet.core.fileio.folder_lock`; the lock goes with the process, so a killed run
+    leaves none to clear before ``--resume``).
+
+    Raises:
+        OutputPathError: Another process is writing ``out`` (the message names it).
+        StoreError, ConfigError: See :func:`_extract`.
+    """
+    with folder_lock(make_folders(out), what="cvnet-embed"):
+        return _extract(runner, source, out, **options)
+
+
+def _extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             chunk_size: int = DEFAULT_CHUNK_SIZE, fp16_out: bool = False,
             normalize: bool = True, resume: bool = False, min_side: int = DEFAULT_MIN_SIDE,
             max_pixels: int = DEFAULT_MAX_PIXELS, log_interval: float = 5.0,
@@ -340,17 +361,17 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
     meta = store_meta(runner, root, source, dtype, normalize, view)
     writer = _open_output(out, meta, resume)
     try:
-        return _extract(runner, writer, root, paths, batch, chunk_size, dtype, normalize, resume,
-                        {"min_side": min_side, "max_pixels": max_pixels}, log_interval,
-                        view or "")
+        return _embed_into(writer, runner, root, paths, batch, chunk_size, dtype, normalize,
+                           resume, {"min_side": min_side, "max_pixels": max_pixels},
+                           log_interval, view or "")
     finally:
         writer.close()
 
 
-def _extract(runner: Any, writer: StoreWriter, root: str, paths: List[str], batch: int,
-             chunk_size: int, dtype: str, normalize: bool, resume: bool,
-             options: Dict[str, Any], log_interval: float, view: str) -> Summary:
-    """:func:`extract` once its store is open; ``view`` the per-file view (``""``: unknown)."""
+def _embed_into(writer: StoreWriter, runner: Any, root: str, paths: List[str], batch: int,
+                chunk_size: int, dtype: str, normalize: bool, resume: bool,
+                options: Dict[str, Any], log_interval: float, view: str) -> Summary:
+    """:func:`_extract` once its store is open; ``view`` the per-file view (``""``: unknown)."""
     out = writer.folder
     done = writer.known_paths() if resume else set()
     todo = [path for path in paths if os.fsencode(path) not in done]

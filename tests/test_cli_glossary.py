@@ -187,13 +187,3 @@ def test_old_spellings_still_parse_to_the_same_values(command, needed, old, new,
         warning = next(r.getMessage() for r in caplog.records
                        if "{} is deprecated".format(old[0]) in r.getMessage())
         assert new[0] in warning.split("use ", 1)[1]
-
-
-def test_exit_statuses_are_one_table():
-    assert (cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_PARTIAL) == (0, 1, 2, 3)
-    from cvnet.gpucheck.cli import EXIT_CANNOT_START, EXIT_FAILED
-    from cvnet.jetson.cli import EXIT_SOME_FAILED
-    from cvnet.training.cli import EXIT_DIVERGED
-
-    assert EXIT_SOME_FAILED == EXIT_DIVERGED == EXIT_FAILED == cli.EXIT_PARTIAL
-    assert EXIT_CANNOT_START == cli.EXIT_ERROR

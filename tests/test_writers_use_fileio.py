@@ -30,6 +30,10 @@ ALLOWED = {
     ("cvnet/core/fileio.py", "open(path, \"wb\")"): "the helper itself",
     ("cvnet/core/fileio.py", "os.replace("): "the helper itself",
     ("cvnet/core/fileio.py", "os.mkdir("): "the helper itself",
+    ("cvnet/core/fileio.py", "os.open(tmp, os.O_WRONLY | os.O_CREAT"): "the helper itself: "
+                                                                    "the temporary file",
+    ("cvnet/core/fileio.py", "os.open(path, os.O_RDWR | os.O_CREAT"): "the helper itself: "
+                                                                   "folder_lock's lock file",
     ("cvnet/models/checkpoint.py", "torch.save("): "into atomic_path's temporary file",
     ("benchmarks/report.py", ".savefig("): "into atomic_path's temporary file",
     ("jetson/store.py", "np.save("): "into a BytesIO, then write_bytes_atomic",

@@ -40,7 +40,9 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
-#: Exit statuses of every command.
+#: Exit statuses of every command, one name each (docs/cli.md): done, an error (refused input or a
+#: failure), a bad command line (argparse), a partial failure (cvnet-embed: some files failed;
+#: the training commands: the run diverged; cvnet-gpu-check: a step failed).
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 #: Precisions a command may offer with ``--precision``.
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -113,7 +115,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` with :class:`HelpFormatter`; its subparsers inherit both.
 
     It also enforces the options that are required but have a deprecated alias (argparse's own
-    ``required`` would not count the alias): :func:`add_output` registers them.
+    ``required`` would not count the alias): :func:`add_output` registers them, and the usage
+    line shows them as required (no brackets), as argparse shows its own required options.
     """
 
     def __init__(self, *args, **kwargs):
@@ -122,13 +125,40 @@ class ArgumentParser(argparse.ArgumentParser):
         self.required_with_aliases = []  # type: list
 
     def parse_known_args(self, args=None, namespace=None):
-        """argparse's parsing, then the required options that have aliases (usage error 2)."""
+        """argparse's parsing, then the required options that have aliases (usage error 2).
+
+        Deprecation warnings of old spellings are logged here when logging is already set up,
+        else by :func:`setup_logging`, which every command calls after parsing: logged before,
+        they would bypass the command's log format (Python's last-resort handler prints the bare
+        message).
+        """
         namespace, extras = super().parse_known_args(args, namespace)
-        missing = [shown for dest, shown in self.required_with_aliases
+        missing = [shown for dest, shown, _ in self.required_with_aliases
                    if getattr(namespace, dest, None) is None]
         if missing:
             self.error("the following arguments are required: {}".format(", ".join(missing)))
+        if logging.getLogger().handlers:
+            _log_deprecations()
         return namespace, extras
+
+    def _formatted(self, format_text: Callable[[], str]) -> str:
+        """``format_text()`` with the options :func:`add_output` checks itself shown as required."""
+        actions = [action for _, _, action in self.required_with_aliases]
+        for action in actions:
+            action.required = True
+        try:
+            return format_text()
+        finally:
+            for action in actions:
+                action.required = False
+
+    def format_usage(self) -> str:
+        """The usage line; required options with aliases without brackets."""
+        return self._formatted(super().format_usage)
+
+    def format_help(self) -> str:
+        """The help; required options with aliases without brackets in its usage line."""
+        return self._formatted(super().format_help)
 
 
 # ---------------------------------------------------------------------------------- logging
@@ -145,6 +175,18 @@ def setup_logging(verbose: bool = False, *, timestamps: bool = False, quiet: boo
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level,
                         format=("%(asctime)s " if timestamps else "") + _LOG_FORMAT)
+    _log_deprecations()
+
+
+#: Deprecation warnings of the old spellings parsed before logging was set up: (format, args).
+_PENDING_DEPRECATIONS = []  # type: list
+
+
+def _log_deprecations() -> None:
+    """Logs (once) the deprecation warnings :class:`DeprecatedAlias` held back."""
+    while _PENDING_DEPRECATIONS:
+        message, args = _PENDING_DEPRECATIONS.pop(0)
+        logger.warning(message, *args)
 
 
 # ---------------------------------------------------------------------------------- values
@@ -251,8 +293,9 @@ class DeprecatedAlias(argparse.Action):
         self.new = new
 
     def __call__(self, parser, namespace, values, option_string=None):
-        logger.warning("%s is deprecated and will be removed in the next release: use %s",
-                       option_string, self.new)
+        # Held until logging is set up (ArgumentParser.parse_known_args, setup_logging).
+        _PENDING_DEPRECATIONS.append(("%s is deprecated and will be removed in the next release: "
+                                      "use %s", (option_string, self.new)))
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
@@ -317,10 +360,12 @@ def add_output(parser: argparse.ArgumentParser, *, help: str, default: Optional[
     """
     check_later = required and bool(aliases)
     if check_later:
-        parser.required_with_aliases.append(("output", "-o/--output"))
         help += " (required)"
-    parser.add_argument("-o", "--output", default=default, required=required and not check_later,
-                        metavar=metavar, help=help)
+    action = parser.add_argument("-o", "--output", default=default,
+                                 required=required and not check_later, metavar=metavar,
+                                 help=help)
+    if check_later:
+        parser.required_with_aliases.append(("output", "-o/--output", action))
     _aliases(parser, aliases, "output", "-o/--output")
 
 

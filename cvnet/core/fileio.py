@@ -19,10 +19,10 @@ Example:
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
-import tempfile
 from typing import Dict, Iterator, List, Union
 
 from cvnet.core.errors import OutputPathError
@@ -33,13 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: errno values of an fsync the file system does not support (as opposed to an I/O error).
 _FSYNC_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF)
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def check_writable(path: PathLike) -> str:
@@ -122,23 +115,29 @@ def make_folders(path: PathLike) -> str:
 
 
 def _temporary(path: str) -> str:
-    """Creates an empty temporary file next to ``path`` (``.NAME.XXXXXXXX.tmp``)."""
+    """Creates an empty temporary file next to ``path`` (``.NAME.XXXXXXXX.tmp``).
+
+    It is created with mode ``0o666``, which the kernel reduces by the umask as it creates it:
+    the permissions any new file gets, not ``mkstemp``'s ``0o600``. The umask is never read by
+    setting it (``os.umask`` has no getter), which would race with another thread creating a
+    file meanwhile (the decoding thread of cvnet-embed, a training data loader).
+    """
     folder, name = os.path.split(path)
-    try:
-        handle, tmp = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise OutputPathError("cannot write {}: {}".format(path, err.strerror or err))
-    os.close(handle)
-    return tmp
+    for _ in range(100):
+        tmp = os.path.join(folder, ".{}.{}.tmp".format(name, os.urandom(4).hex()))
+        try:
+            handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise OutputPathError("cannot write {}: {}".format(path, err.strerror or err))
+        os.close(handle)
+        return tmp
+    raise OutputPathError("cannot write {}: no free temporary name in {}".format(path, folder))
 
 
 def _seal(tmp: str) -> None:
-    """Gives a complete temporary file a new file's permissions and puts its data on the disk.
-
-    The permissions are those a newly created file would get (``0o666`` minus the umask), not
-    ``mkstemp``'s ``0o600``.
-    """
-    os.chmod(tmp, 0o666 & ~_umask())
+    """Puts a complete temporary file's data on the disk."""
     fsync_path(tmp)
 
 
@@ -274,3 +273,54 @@ def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: The lock file :func:`folder_lock` takes in a folder.
+LOCK_FILE = ".cvnet.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: PathLike, *, what: str, wait: bool = False) -> Iterator[str]:
+    """Holds an exclusive lock on ``folder`` (``fcntl.flock`` of its :data:`LOCK_FILE`).
+
+    Two processes writing one folder (two ``cvnet-embed`` runs into one output, two benchmarks
+    preparing one cached model) would interleave their files; with the lock the second waits or
+    is refused. The lock goes with the process (a killed run holds none); the file stays, holding
+    the last holder's process id for the message.
+
+    Args:
+        folder: An existing folder.
+        what: The writer, for the messages (``"cvnet-embed"``).
+        wait: Wait for the holder to finish instead of refusing.
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        OutputPathError: The folder is locked by another process (``wait`` False; the message
+            names the folder and the holder's process id), or the lock file cannot be created.
+    """
+    path = os.path.join(os.fspath(folder), LOCK_FILE)
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise OutputPathError("cannot lock {}: {}".format(folder, err.strerror or err))
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise OutputPathError("cannot lock {}: {}".format(folder, err.strerror or err))
+            holder = os.pread(handle, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            if not wait:
+                raise OutputPathError(
+                    "{} is in use by another {} (process {}); wait for it to finish, or write to "
+                    "another folder".format(folder, what, holder))
+            logger.info("waiting for another %s (process %s) to finish with %s", what, holder,
+                        folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, "{}\n".format(os.getpid()).encode("ascii"), 0)
+        yield path
+    finally:
+        os.close(handle)  # releases the lock

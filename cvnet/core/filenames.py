@@ -10,12 +10,16 @@ Latin-1 camera, a Windows share) holds surrogates that no UTF-8 file can store.
 cvnet therefore writes names as **escaped text** (:func:`encode_name`): the name's bytes read as
 UTF-8, with ``%XX`` (RFC 3986 percent-encoding, upper-case hex) for every byte that is not
 part of a valid UTF-8 character, for the UTF-8 bytes of the characters that break a line or a
-CSV field (:data:`ESCAPED`: C0 and C1 controls, DEL, U+2028, U+2029) and for ``%`` itself::
+CSV field (:data:`ESCAPED`: C0 and C1 controls, DEL, U+2028, U+2029), of the invisible ones
+that make a name show as another (zero-width and directional marks U+200B..U+200F, the bidi
+embeddings, overrides and isolates U+202A..U+202E and U+2066..U+2069, the BOM U+FEFF: with a
+right-to-left override ``car<U+202E>gpj.exe`` shows as ``carexe.jpg``) and for ``%`` itself::
 
     b"cars/v\\xc3\\xa9hicule.jpg"   ->  "cars/véhicule.jpg"      (valid UTF-8: as it reads)
     b"cars/v\\xe9hicule.jpg"        ->  "cars/v%E9hicule.jpg"    (Latin-1 byte 0xE9)
     b"100%.jpg"                    ->  "100%25.jpg"
     b"two\\nlines.jpg"              ->  "two%0Alines.jpg"        (control characters)
+    "car\\u202egpj.exe".encode()   ->  "car%E2%80%AEgpj.exe"    (a bidi override)
 
 The rule is fixed: it does not ask the interpreter's Unicode database (``str.isprintable``),
 which changes with the Python version (U+1FAE0 is unassigned in Python 3.6's Unicode 10 and
@@ -42,9 +46,13 @@ from typing import Union
 NAME_ENCODING = "utf-8, other bytes and '%' as %XX"
 
 #: The characters :func:`encode_name` escapes: C0 controls, DEL, C1 controls, the line and
-#: paragraph separators, ``%``, and the surrogates U+DC80..U+DCFF that ``surrogateescape``
-#: holds bytes that are not UTF-8 in. A fixed set: no Unicode database is asked.
-ESCAPED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029%\udc80-\udcff]")
+#: paragraph separators, the zero-width and bidi formatting characters (U+200B..U+200F,
+#: U+202A..U+202E, U+2066..U+2069, U+FEFF), ``%``, and the surrogates U+DC80..U+DCFF that
+#: ``surrogateescape`` holds bytes that are not UTF-8 in. A fixed set: no Unicode database is
+#: asked. Names written before the formatting characters joined it hold them as they are, and
+#: decode to the same bytes (stores written then still resume).
+ESCAPED = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff%"
+                     "\udc80-\udcff]")
 
 
 def _escape(match) -> str:

@@ -8,7 +8,7 @@ before :func:`cvnet.core.preprocess.decode_image`. Pure Python, Python 3.6.
 
 import collections
 import struct
-from typing import NamedTuple, Optional
+from typing import IO, NamedTuple, Optional, Tuple
 
 #: The image file suffixes cvnet reads (walking a folder takes these), and the format each promises.
 SUFFIX_FORMATS = collections.OrderedDict([
@@ -26,6 +26,11 @@ class Header(NamedTuple):
     bits: Optional[int] = None
     complete: bool = True
 
+
+#: Bytes :func:`read_file_header` reads first: a PNG states its size in its first 26, a JPEG in
+#: its frame header, which follows the EXIF and other application blocks (almost always within
+#: 64 KiB; a later one costs further reads, doubling).
+HEADER_BYTES = 64 * 1024
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 _JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -67,3 +72,29 @@ def read_header(data: bytes) -> Optional[Header]:
     if data[:2] in (b"P2", b"P3", b"P5", b"P6"):
         return Header("pnm")
     return None
+
+
+def read_file_header(handle: IO[bytes]) -> Tuple[bytes, Optional[Header]]:
+    """Reads the first bytes of an open image file, as many as it takes to learn its size.
+
+    So that an image too large to decode is refused without reading the rest of it: the pixel
+    data of a PNG or JPEG comes after the header that states its size. Reads
+    :data:`HEADER_BYTES`, and for a JPEG whose frame header lies further, more (doubling) until
+    it is found or the file ends.
+
+    Args:
+        handle: The file, opened in binary mode at its start.
+
+    Returns:
+        (the bytes read, :func:`read_header` of them). The header's ``complete`` says nothing
+        yet: read the rest and call :func:`read_header` on the whole file for it.
+    """
+    data = handle.read(HEADER_BYTES)
+    header = read_header(data)
+    while header is not None and header.format == "jpeg" and header.width is None:
+        more = handle.read(len(data))
+        if not more:
+            break
+        data += more
+        header = read_header(data)
+    return data, header

@@ -11,10 +11,17 @@ device-side code finds it here by group and name::
 Entry points are read with :mod:`importlib.metadata` (Python 3.8+). Python 3.6, the Jetson
 Nano's, has no such module, and the device install declares no entry point: there, every
 lookup finds nothing and the caller refuses with its own message naming the file and the fix.
+
+Two failures are told apart: no plugin registered (:func:`load_plugin` returns None: the host
+package is not installed, ``pip install -e .``), and a plugin registered that does not load
+(:class:`PluginError`: torch is missing or broken, or the install that registered it is stale
+and names a module that has moved).
 """
 
 import logging
 from typing import Any, Dict, Optional
+
+from cvnet.core.errors import CVNetError
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +29,26 @@ logger = logging.getLogger(__name__)
 RUNNERS = "cvnet.runners"
 #: cvnet-bench's host abilities (``prepare_model``: an untrained model exported for a default run).
 BENCH = "cvnet.bench"
+
+
+#: How to (re)install the host package that registers the plugins, from a checkout.
+INSTALL_HINT = "pip install -e . (or make .venv/.installed) in the cvnet checkout"
+
+
+class PluginError(CVNetError, ImportError):
+    """A plugin is registered but does not load here; the message says why and what to do.
+
+    An ImportError too, so a caller that refuses when a host ability cannot be imported keeps
+    working.
+
+    Attributes:
+        stale: The registration names a cvnet module that does not exist (an old install's
+            metadata, e.g. a leftover ``.egg-info`` after a module moved).
+    """
+
+    def __init__(self, message: str, stale: bool = False):
+        super(PluginError, self).__init__(message)
+        self.stale = stale
 
 
 def entry_points(group: str) -> Dict[str, Any]:
@@ -36,14 +63,34 @@ def entry_points(group: str) -> Dict[str, Any]:
 
 
 def load_plugin(group: str, name: str) -> Optional[Any]:
-    """The object the entry point ``name`` of ``group`` names, or None when none is installed.
+    """The object the entry point ``name`` of ``group`` names, or None when none is registered.
 
     Raises:
-        ImportError: The plugin is installed but cannot be imported here (e.g. torch is
-            missing); the caller turns it into its refusal.
+        PluginError: The plugin is registered but does not load here: torch is missing or
+            fails to import, or (``stale``) the registration is an old install's and names a
+            module that moved. Any exception of the import is turned into it, so that a broken
+            host install gives the caller's refusal, never a traceback.
     """
     point = entry_points(group).get(name)
     if point is None:
         return None
     logger.debug("loading %s plugin %s = %s", group, name, point.value)
-    return point.load()
+    try:
+        return point.load()
+    except Exception as err:  # noqa: BLE001 - any import-time failure of host code
+        module = point.value.split(":", 1)[0].strip()
+        missing = getattr(err, "name", None) if isinstance(err, ImportError) else None
+        stale = (missing is not None and missing.split(".")[0] == "cvnet"
+                 and module.startswith(missing))
+        if stale:
+            why = ("the install that registered it is stale: {} does not exist (it moved); "
+                   "reinstall cvnet's host package: {}".format(missing, INSTALL_HINT))
+        elif isinstance(err, AttributeError):
+            why = ("the install that registered it is stale: {} has no {} (it moved); "
+                   "reinstall cvnet's host package: {}".format(module, point.value.split(":")[-1],
+                                                               INSTALL_HINT))
+            stale = True
+        else:
+            why = "importing it failed with {}: {}".format(type(err).__name__, err)
+        raise PluginError("the {} plugin {!r} ({}) is registered but does not load: {}".format(
+            group, name, point.value, why), stale=stale)

@@ -20,9 +20,8 @@ from cvnet.gpucheck.plan import CheckSettings, replace, smoke_settings
 
 logger = logging.getLogger(__name__)
 
-#: Exit codes (docs/cli.md): 0 every step passed, 1 the check could not start (an error),
-#: 3 it ran and a step failed (a partial failure: the report says which).
-EXIT_CANNOT_START, EXIT_FAILED = EXIT_ERROR, EXIT_PARTIAL
+# Exit codes (docs/cli.md): 0 every step passed, 1 the check could not start (EXIT_ERROR),
+# 3 it ran and a step failed (EXIT_PARTIAL: the report says which).
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         environment = preflight(settings)
     except GpuCheckError as err:
         logger.error("%s", err)
-        return EXIT_CANNOT_START
+        return EXIT_ERROR
     started = time.monotonic()
     results = run_check(settings, args.output)
     report = build_report(settings, environment, results,
@@ -83,7 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     markdown, document = write_reports(args.output, report)
     logger.info("gpu-check %s in %.0f s: %s and %s", "passed" if report["passed"] else "FAILED",
                 report["seconds"], markdown, document)
-    return EXIT_OK if report["passed"] else EXIT_FAILED
+    return EXIT_OK if report["passed"] else EXIT_PARTIAL
 
 
 if __name__ == "__main__":

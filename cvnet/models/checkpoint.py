@@ -39,6 +39,7 @@ import torch.nn as nn
 
 from cvnet.core.errors import CheckpointError, ConfigError
 from cvnet.core.fileio import atomic_path, sha256_bytes
+from cvnet.core.preprocess import DEFAULT_SIZE
 from cvnet.models.registry import build_model, list_models
 
 logger = logging.getLogger(__name__)
@@ -378,3 +379,43 @@ def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel()
                       else b"")
     return digest.hexdigest()
+
+
+def trained_input_size(config: Mapping[str, Any]) -> Optional[Tuple[int, int]]:
+    """(height, width) in pixels a cvnet-train checkpoint was trained at (its config's
+    ``img_size``: one int or a pair), or None when it records none (a plain state_dict)."""
+    size = config.get("img_size")
+    if isinstance(size, int) and size > 0:
+        return size, size
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    return None
+
+
+def resolve_input_size(requested: Optional[Tuple[int, int]], trained: Optional[Tuple[int, int]],
+                       checkpoint: Optional[str]) -> Tuple[int, int]:
+    """The input size to run or export a checkpoint at: ``--input-size`` if given, else the size
+    it was trained at, else 256x256 (:data:`cvnet.core.preprocess.DEFAULT_SIZE`).
+
+    The one rule of cvnet-export and the ``.pt`` runner (cvnet-eval, cvnet-embed, cvnet-bench).
+    A requested size other than the trained one is allowed, and said out loud: crops are then
+    embedded at a size the weights never saw, and accuracy usually drops.
+
+    Args:
+        requested: (height, width) in pixels the user asked for, or None.
+        trained: What :func:`trained_input_size` found, or None.
+        checkpoint: The file, for the messages.
+    """
+    if requested is None:
+        size = trained or DEFAULT_SIZE
+        logger.info("input size %dx%d: %s", size[0], size[1],
+                    f"the size {checkpoint} was trained at" if trained else
+                    "the default (no training size recorded; pass --input-size to choose)")
+        return tuple(size)
+    if trained is not None and tuple(requested) != tuple(trained):
+        logger.warning("--input-size %dx%d differs from the %dx%d %s was trained at: crops will "
+                       "be embedded at a size the weights never saw, and accuracy usually drops "
+                       "(compare with cvnet-eval at both sizes); leave --input-size out to use "
+                       "%dx%d", requested[0], requested[1], trained[0], trained[1], checkpoint,
+                       trained[0], trained[1])
+    return tuple(requested)

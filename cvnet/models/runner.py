@@ -25,13 +25,14 @@ import torch
 import torch.nn as nn
 
 from cvnet.core.errors import ConfigError
-from cvnet.core.preprocess import DEFAULT_SIZE, PreprocessConfig, preprocess_batch
+from cvnet.core.preprocess import PreprocessConfig, preprocess_batch
 from cvnet.models.threads import adapt_torch_threads, configure_torch
 from cvnet.engines import host_runner_fix
 from cvnet.engines.base import Runner
 from cvnet.engines.errors import EngineInputError
+from cvnet.engines.gpu import device_ordinal
 from cvnet.engines.spec import InputSpec, ModelIO
-from cvnet.models.checkpoint import model_from_checkpoint
+from cvnet.models.checkpoint import model_from_checkpoint, resolve_input_size, trained_input_size
 from cvnet.models.device import resolve_device
 from cvnet.models.graphed import GraphedModel
 
@@ -92,9 +93,11 @@ class TorchRunner(Runner):
         arch: Registered model name; required for a plain state_dict.
         model_kwargs: Constructor options on top of the checkpoint's.
         input_size: (height, width) in pixels; by default the ``img_size`` a cvnet-train
-            checkpoint records, else 256x256.
-        device: ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or
-            a torch device string such as ``"cuda:1"``.
+            checkpoint records, else 256x256. Another size than the recorded one runs, with a
+            warning (:func:`cvnet.models.checkpoint.resolve_input_size`).
+        device: ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"``
+            (GPU 0), ``"cuda:N"``, or the GPU number ``N`` as int or str
+            (:func:`cvnet.engines.gpu.device_ordinal`).
         half: Run the model in FP16 (inputs are cast on the device; a GPU option). The
             overflow-prone channel attention still computes in FP32 inside.
         cuda_graphs: On CUDA, replay CUDA graphs (with channels-last and cuDNN autotuning);
@@ -118,6 +121,8 @@ class TorchRunner(Runner):
         super().__init__(path, **kwargs)
         if device == "auto":
             device = str(resolve_device(device))
+        ordinal = device_ordinal(device)  # 1, "1", "cuda:1" alike, as the TensorRT runner reads it
+        device = "cpu" if ordinal is None else f"cuda:{ordinal}"
         on_cuda = str(device).startswith("cuda")
         if cuda_graphs and not on_cuda:
             raise EngineInputError("cuda_graphs needs a CUDA device, got device {!r}; leave it "
@@ -165,9 +170,8 @@ class TorchRunner(Runner):
         if self._gpu() is not None:
             torch.cuda.reset_peak_memory_stats(self._gpu())
         self._model = model
-        if self._input_size is None:
-            trained = checkpoint.config.get("img_size")
-            self._input_size = (int(trained), int(trained)) if trained else DEFAULT_SIZE
+        self._input_size = resolve_input_size(self._input_size,
+                                              trained_input_size(checkpoint.config), self.path)
         height, width = self._input_size
         return ModelIO(input_name=INPUT_NAME, input_shape=(None, 3, height, width),
                        input_dtype="float32", output_name=OUTPUT_NAME,

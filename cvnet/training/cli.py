@@ -30,15 +30,12 @@ if TYPE_CHECKING:  # torch-importing; loaded lazily below
 
 logger = logging.getLogger(__name__)
 
-#: Exit code of the training commands (cvnet-train, cvnet-search, cvnet-compare-ops) when the run
-#: was stopped at a non-finite loss or weight: a partial failure (the last good checkpoints are
-#: kept); any other error exits 1 (:data:`cvnet.core.cli.EXIT_ERROR`).
-EXIT_DIVERGED = EXIT_PARTIAL
-
-
 def exit_code(err: CVNetError) -> int:
-    """The exit code of a training command that failed with ``err``."""
-    return EXIT_DIVERGED if isinstance(err, DivergenceError) else EXIT_ERROR
+    """The exit code of a training command (cvnet-train, cvnet-search, cvnet-compare-ops) that
+    failed with ``err``: :data:`cvnet.core.cli.EXIT_PARTIAL` when the run was stopped at a
+    non-finite loss or weight (the last good checkpoints are kept), else
+    :data:`cvnet.core.cli.EXIT_ERROR`."""
+    return EXIT_PARTIAL if isinstance(err, DivergenceError) else EXIT_ERROR
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,

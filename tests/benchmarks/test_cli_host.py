@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 from cvnet.benchmarks.cli import main  # noqa: E402
 from cvnet.benchmarks.models import cache_dir, prepare_model  # noqa: E402
 from cvnet.core.artifact import read_sidecar  # noqa: E402
+from cvnet.core.fileio import LOCK_FILE  # noqa: E402
 
 QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-time", "0",
          "--warmup", "1"]
@@ -33,8 +34,8 @@ def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, cap
     assert report["settings"]["torch_threads"]["threads"] >= 1  # what PyTorch ran with, and why
     assert report["settings"]["torch_threads"]["reason"]
     folder = os.path.join(cache, "cvnet_tiny-64x64")
-    assert sorted(os.listdir(folder)) == ["bench.json", "model.onnx", "model.onnx.json",
-                                          "model.pt"]
+    assert sorted(os.listdir(folder)) == [LOCK_FILE, "bench.json", "model.onnx",
+                                          "model.onnx.json", "model.pt"]
     stamp = os.path.getmtime(os.path.join(folder, "model.onnx"))
     prepared = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=2, cache=cache)
     assert os.path.getmtime(prepared.onnx) == stamp  # reused, not exported again
@@ -82,8 +83,8 @@ def test_a_torch_only_run_exports_nothing(tmp_path, monkeypatch, capsys):
     assert main(["--arch", "cvnet_tiny", "--input-size", "32", "--batch", "2", "--min-time", "0",
                  "--warmup", "0", "--backend", "torch,torch-eager", "--cache-dir", cache,
                  "--threads", "1"]) == 0
-    assert sorted(os.listdir(os.path.join(cache, "cvnet_tiny-32x32"))) == ["bench.json",
-                                                                          "model.pt"]
+    assert sorted(os.listdir(os.path.join(cache, "cvnet_tiny-32x32"))) == [
+        LOCK_FILE, "bench.json", "model.pt"]
     text = capsys.readouterr().out
     assert "| cvnet_tiny | pytorch | cpu | fp32 | 2 | network |" in text  # both eager on a CPU
     prepared = prepare_model("cvnet_tiny", input_size=(32, 32), onnx=False, cache=cache)
@@ -109,3 +110,35 @@ def test_baselines_of_a_torch_only_run_are_not_exported_and_time_end_to_end(monk
     assert main(["--baselines", "--backend", "torch", "--e2e", "--min-time", "0"]) == 0
     assert len(calls) == 9 and not any(onnx for _, onnx in calls)
     assert measured == [True] * 9
+
+
+@pytest.fixture(scope="module")
+def trained_at_64(tmp_path_factory):
+    """A cvnet_tiny checkpoint as cvnet-train writes it after a 64x64 run."""
+    from cvnet.models import build_model
+    from cvnet.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("run") / "model.pt")
+    save_checkpoint(path, build_model("cvnet_tiny", num_classes=4), arch="cvnet_tiny",
+                    model_kwargs={"num_classes": 4}, epoch=1, config={"img_size": 64})
+    return path
+
+
+def _timed_input(argv):
+    """The (height, width) cvnet-bench's command line would time its --engine .pt file at."""
+    from cvnet.benchmarks.cli import build_parser, plan_targets
+    from cvnet.engines import open_engine
+
+    (target,), _ = plan_targets(build_parser().parse_args(argv), threads=1)
+    with open_engine(target.path, **target.options) as runner:
+        return runner.spec.batch_shape(1)[2:]
+
+
+def test_a_checkpoint_is_timed_at_the_size_it_was_trained_at(trained_at_64, caplog):
+    assert _timed_input(["--engine", trained_at_64]) == (64, 64)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert _timed_input(["--engine", trained_at_64, "--input-size", "32"]) == (32, 32)
+    assert any("--input-size 32x32 differs from the 64x64" in r.getMessage() and
+               trained_at_64 in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")

@@ -1,10 +1,16 @@
 """The shared --help formatter: plain text, defaults shown only when they say something."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from cvnet.core.cli import ArgumentParser, doc_summary, plain_text
 
 pytestmark = pytest.mark.device
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DOC = """``cvnet-demo``: does a thing with :func:`cvnet.engines.open_engine`.
 
@@ -63,3 +69,32 @@ def test_subparsers_inherit_the_formatter():
     text = _help(sub)
     assert "images per call (default: 8)" in text and "``" not in text
     assert "(default: None)" not in text
+
+
+def test_deprecation_warnings_use_the_commands_log_format(tmp_path):
+    """An old spelling's warning is parsed before the command sets up logging; it must still come
+    out in the one log format (``LEVEL logger: message``), not as a bare last-resort line."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "cvnet.jetson", "match", "--query", str(tmp_path / "q"),
+         "--gallery", str(tmp_path / "g"), "--out", str(tmp_path / "m.csv")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert ("WARNING cvnet.core.cli: --out is deprecated and will be removed in the next "
+            "release: use -o/--output") in done.stderr.splitlines()
+
+
+def test_a_required_output_with_an_old_spelling_shows_as_required():
+    """cvnet-embed's -o is required (checked after parsing, so that --out counts): its usage line
+    must not show it in brackets as if it were optional."""
+    from cvnet.core.cli import add_output
+
+    parser = ArgumentParser(prog="cvnet-demo")
+    add_output(parser, help="output folder", required=True, aliases=("--out",))
+    usage = " ".join(parser.format_usage().split())
+    assert "-o OUTPUT" in usage and "[-o OUTPUT]" not in usage
+    assert "[-o OUTPUT]" not in " ".join(parser.format_help().split())
+    assert parser.parse_args(["--out", "x"]).output == "x"  # the old spelling still counts
+    output = next(action for action in parser._actions if "-o" in action.option_strings)
+    assert output.required is False  # argparse itself does not check it

@@ -238,3 +238,24 @@ def test_an_output_error_from_inside_the_block_names_its_own_file(tmp_path):
             write_bytes_atomic(missing, b"")
     assert str(caught.value) == str(inner.value)
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_new_files_get_the_umask_without_the_umask_being_changed(tmp_path, monkeypatch):
+    """Reading the umask by setting it (os.umask has no getter) races with any other thread
+    creating a file meanwhile, which would get the temporary mask: a file's mode must come
+    from the kernel applying the umask at creation instead."""
+    old = os.umask(0o027)
+    try:
+        def no_umask_calls(mask):
+            raise AssertionError("os.umask({:o}) called while writing".format(mask))
+
+        monkeypatch.setattr(os, "umask", no_umask_calls)
+        path = write_text_atomic(str(tmp_path / "out.json"), "{}")
+        with atomic_path(str(tmp_path / "model.pt")) as tmp:
+            with open(tmp, "wb") as handle:
+                handle.write(b"x")
+        monkeypatch.undo()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(str(tmp_path / "model.pt")).st_mode) == 0o640

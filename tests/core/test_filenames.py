@@ -24,6 +24,11 @@ NAMES = [
     (b"two\nlines,\"q\".jpg", "two%0Alines,\"q\".jpg"),  # control characters
     (b"\xed\xa0\x80.png", "%ED%A0%80.png"),  # an encoded surrogate is not UTF-8 either
     (b"\xe8\xbb\x8a \xf0\x9f\x9a\x97.png", "\u8eca \U0001f697.png"),
+    # invisible formatting characters that make a name show as another: escaped
+    ("car\u202egpj.exe".encode("utf-8"), "car%E2%80%AEgpj.exe"),  # shows as "carexe.jpg"
+    ("a\u200bb\u200fc\u202ad\u2066e\u2069f\ufeff.jpg".encode("utf-8"),
+     "a%E2%80%8Bb%E2%80%8Fc%E2%80%AAd%E2%81%A6e%E2%81%A9f%EF%BB%BF.jpg"),
+    ("\u200a\u2010\u202f\u2065.jpg".encode("utf-8"), "\u200a\u2010\u202f\u2065.jpg"),  # kept
 ]
 
 
@@ -59,6 +64,10 @@ def test_texts_of_the_older_rule_decode_to_the_same_bytes():
     data = "car\u00a0\ue000.jpg".encode("utf-8")
     assert decode_name("car%C2%A0%EE%80%80.jpg") == data
     assert encode_name(data) == "car\u00a0\ue000.jpg"
+    # ... and those written before the zero-width and bidi characters were escaped held them
+    # as they are: the same bytes, so a store written then resumes (names compare as bytes).
+    data = "car\u202e\u200b\ufeff.jpg".encode("utf-8")
+    assert decode_name("car\u202e\u200b\ufeff.jpg") == data == decode_name(encode_name(data))
 
 
 def test_every_byte_round_trips():

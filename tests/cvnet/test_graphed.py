@@ -1,5 +1,6 @@
-"""CUDA-graph replay: the per-batch-size bookkeeping on the CPU (a stand-in capture), the real
-capture and the fast PyTorch runner on a GPU (marked ``gpu``, skipped without one)."""
+"""CUDA-graph replay: the per-batch-size bookkeeping on the CPU (a stand-in capture that keeps a
+graph's rules and counts replays), the real capture and the fast PyTorch runner, compared with
+eager PyTorch, on a GPU (marked ``gpu``, skipped without one)."""
 
 import contextlib
 import types
@@ -39,14 +40,36 @@ def counting(capture):
     return wrapped
 
 
+def graph_like(model, static_input):
+    """A CPU stand-in for a CUDA graph that holds its model to a graph's rules: a replay reads
+    the very buffer captured (same storage: a graph knows addresses, not tensors) and writes the
+    captured output buffer in place. It records every replay, so a caller that skipped the
+    graph (ran the model on its batch directly, which would pass any comparison with eager on
+    the CPU yet replay nothing on a GPU) is caught."""
+    address = static_input.data_ptr()
+    captured = eager_capture(model, static_input)
+
+    def replay():
+        assert static_input.data_ptr() == address, "the static input buffer was replaced"
+        graph_like.replays.append(static_input[:, 0, 0, 0].clone())
+        captured.replay()
+
+    return captured._replace(replay=replay)
+
+
 def test_buckets_are_powers_of_two_up_to_the_largest_batch():
     assert power_of_two_buckets(1) == (1,)
     assert power_of_two_buckets(8) == (1, 2, 4, 8)
     assert power_of_two_buckets(40) == (1, 2, 4, 8, 16, 32, 40)
 
 
-def test_each_bucket_is_captured_once_and_outputs_equal_eager(model):
-    capture = counting(eager_capture)
+def test_every_batch_is_a_replay_of_its_bucket_and_comes_back_row_for_row(model):
+    """The bookkeeping a CUDA graph relies on, on the CPU: one capture per bucket, each batch
+    copied into its bucket's static buffer (padding zeroed) and replayed, its rows sliced out
+    and copied. The numerics of a real graph are compared with eager on a GPU
+    (test_cuda_graph_replay_equals_eager_on_a_gpu)."""
+    graph_like.replays = []
+    capture = counting(graph_like)
     graphed = GraphedModel(model, sample_shape=SHAPE, max_batch=8, device="cpu",
                            channels_last=True, capture=capture)
     generator = torch.Generator().manual_seed(1)
@@ -58,6 +81,11 @@ def test_each_bucket_is_captured_once_and_outputs_equal_eager(model):
             expected = model(batch)
             torch.testing.assert_close(outputs[-1], expected, rtol=1e-4, atol=1e-5)
     assert capture.sizes == [1, 4, 8] and graphed.captured == [1, 4, 8]
+    # one replay per batch, each on that batch's values followed by zero padding
+    assert len(graph_like.replays) == len(batches)
+    for batch, seen in zip(batches, graph_like.replays):
+        assert torch.equal(seen[:len(batch)], batch[:, 0, 0, 0])
+        assert torch.all(seen[len(batch):] == 0)
     # every result is its own tensor: later replays did not overwrite the first one
     with torch.no_grad():
         torch.testing.assert_close(outputs[0], model(batches[0]), rtol=1e-4, atol=1e-5)

@@ -94,3 +94,27 @@ def test_the_host_install_hands_its_abilities_to_device_code_as_plugins():
     assert load_plugin(RUNNERS, "pt") is TorchRunner and load_plugin(RUNNERS, "pth") is TorchRunner
     assert load_plugin(BENCH, "prepare_model") is prepare_model
     assert load_plugin(RUNNERS, "tflite") is None
+
+
+def test_pt_runner_takes_a_gpu_number_as_the_tensorrt_runner_does(checkpoint):
+    assert TorchRunner(checkpoint, device=1)._device == "cuda:1"
+    assert TorchRunner(checkpoint, device="1")._device == "cuda:1"
+    assert TorchRunner(checkpoint, device="cuda")._device == "cuda:0"
+    assert TorchRunner(checkpoint, device="cpu")._device == "cpu"
+
+
+def test_cvnet_embed_device_runs_a_pt_engine_there_and_is_refused_for_others(
+        checkpoint, tmp_path, caplog):
+    import shutil
+
+    from cvnet.jetson.cli import main
+    from tests.fixtures import TINY_IMAGES
+
+    images = str(tmp_path / "images")
+    shutil.copytree(TINY_IMAGES, images)
+    out = str(tmp_path / "out")
+    assert main(["embed", "--engine", checkpoint, "--images", images, "-o", out,
+                 "--device", "cpu"]) == 0
+    assert main(["embed", "--engine", TINY_ONNX, "--images", images, "-o",
+                 str(tmp_path / "out2"), "--device", "cpu"]) == 1
+    assert "--device cpu applies to a .pt engine" in caplog.text

@@ -11,6 +11,7 @@ tests/engines/test_trt_runner.py, on a GPU.
 
 import json
 import logging
+import os
 import shutil
 import weakref
 
@@ -320,4 +321,30 @@ def test_int8_is_refused_on_tensorrt_11(onnx_copy, calib_dir, monkeypatch, gpu):
     _use(monkeypatch, gpu, "11.4.0.106")
     with pytest.raises(EngineBuildError, match="no INT8 calibrators"):
         _int8(onnx_copy, calib_dir)
+    assert gpu.problems() == []
+
+
+def test_calibration_cache_is_not_reused_for_other_images_or_normalisation(
+        onnx_copy, calib_dir, monkeypatch, gpu, caplog):
+    """The cache's scales come from the calibration images as preprocessed: another set of
+    images, or another mean/std, calibrates again instead of reusing them."""
+    _use(monkeypatch, gpu, "10.3.0")
+    _int8(onnx_copy, calib_dir)
+    trt = _use(monkeypatch, gpu, "10.3.0")
+    assert _int8(onnx_copy, calib_dir).info.int8_calibration["cache_reused"] is True
+
+    os.remove(os.path.join(calib_dir, sorted(os.listdir(calib_dir))[0]))  # another set
+    trt = _use(monkeypatch, gpu, "10.3.0")
+    with caplog.at_level(logging.WARNING):
+        _int8(onnx_copy, calib_dir)
+    assert "calibration_set" in caplog.text and "not using calibration cache" in caplog.text
+    assert not trt._log.of("calibrated")[0]["from_cache"]
+
+    caplog.clear()
+    copy_sidecar(onnx_copy, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])  # another normalisation
+    trt = _use(monkeypatch, gpu, "10.3.0")
+    with caplog.at_level(logging.WARNING):
+        _int8(onnx_copy, calib_dir)
+    assert "preprocess differs" in caplog.text
+    assert not trt._log.of("calibrated")[0]["from_cache"]
     assert gpu.problems() == []

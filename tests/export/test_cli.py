@@ -14,8 +14,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from cvnet.core.artifact import (IN_GRAPH, ArtifactMetadata, metadata_from_props,  # noqa: E402
                                  read_sidecar)
+from cvnet.core import parity  # noqa: E402
 from cvnet.core.fileio import sha256_file  # noqa: E402
-from cvnet.export import pipeline  # noqa: E402
 from cvnet.export.cli import build_parser, main, options_from_args  # noqa: E402
 from cvnet.models import build_model, list_models  # noqa: E402
 from cvnet.models.checkpoint import save_checkpoint, state_dict_sha256  # noqa: E402
@@ -212,7 +212,7 @@ def test_no_verify_records_no_figures(out, caplog):
 def test_failed_verification_writes_nothing_and_keeps_the_old_export(out, caplog, monkeypatch):
     assert _export(["--random-init", "--arch", "cvnet_tiny"] + QUICK, out) == 0
     before = {name: sha256_file(str(out / name)) for name in _files(out)}
-    monkeypatch.setattr(pipeline, "FP32_MIN_COSINE", 1.5)  # unreachable
+    monkeypatch.setitem(parity.MIN_COSINE, "fp32", 1.5)  # unreachable
     assert _export(["--random-init", "--arch", "cvnet_tiny", "--seed", "1"] + FAST, out) == 1
     assert "does not reproduce PyTorch's embeddings" in caplog.text
     assert "nothing was written" in caplog.text

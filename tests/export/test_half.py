@@ -70,8 +70,9 @@ def test_fp16_graph_passes_verification_at_fp16_tolerance(model):
     graph = onnx_from_module(half_for_export(model), input_shape=(2, 3, 32, 32))
     report = verify_onnx(graph.SerializeToString(), model, verification_images(8),
                          config=PreprocessConfig(32, 32), batches=[1, 4],
-                         min_cosine=FP16_MIN_COSINE, fp16=True)
+                         precision="fp16")
     assert report.passed, report.summary()
+    assert report.min_cosine == FP16_MIN_COSINE  # the threshold comes from the precision
     assert "graph optimisations off" in report.backend
     # FP16 rounding is visible: the graph is not secretly FP32.
     assert max(c.max_abs_diff for c in report.cases) > 1e-5

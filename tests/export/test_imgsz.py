@@ -53,7 +53,7 @@ def test_another_size_is_allowed_and_said_out_loud(trained_at_64, tmp_path, capl
 
 
 def test_without_a_recorded_size_the_default_is_256():
-    from cvnet.export.pipeline import resolve_input_size
+    from cvnet.models.checkpoint import resolve_input_size
 
     assert resolve_input_size(None, None, "plain.pt") == (256, 256)
     assert resolve_input_size((128, 64), None, "plain.pt") == (128, 64)

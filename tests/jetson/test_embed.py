@@ -14,7 +14,8 @@ import pytest
 
 from cvnet.core.filenames import decode_name
 from cvnet.core.synth import sample_images
-from cvnet.jetson.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
+from cvnet.core.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from cvnet.jetson.cli import main
 from cvnet.jetson.embed import check_image, list_images
 from cvnet.jetson.store import (INDEX_FILE, Store, chunk_paths, load_embeddings, read_meta,
                                 write_meta)
@@ -89,7 +90,7 @@ def test_mixed_folder_every_bad_kind(tmp_path, capsys):
     out = str(tmp_path / "out")
     status = main(["embed", "--engine", ENGINE, "--images", str(tmp_path / "images"), "-o", out,
                    "--chunk-size", "5", "--batch-size", "4"])
-    assert status == EXIT_SOME_FAILED
+    assert status == EXIT_PARTIAL
     embeddings, rows, meta = load_embeddings(out)
     assert sorted(row.path for row in rows) == sorted(expected)
     for row in rows:
