@@ -10,6 +10,9 @@ TORCH_SPEC ?= torch==2.13.0
 PY36 ?= $(shell pyenv root 2>/dev/null)/versions/3.6.15/bin/python
 DEVICE_VENV ?= .venv-device
 DEVICE_PINS = numpy==1.19.5 onnxruntime==1.10.0 opencv-python-headless==4.6.0.66 pytest==7.0.1
+# Optional on the device, installed so that the FAISS tests run under Python 3.6 too: the last
+# FAISS with cp36 wheels (x86_64, aarch64), which keeps numpy 1.19.5.
+DEVICE_OPTIONAL = faiss-cpu==1.7.2
 # Device-side code: cvnet/__init__.py, the torch-free core (cvnet/core) and the device packages.
 DEVICE_SOURCES = cvnet/__init__.py cvnet/core $(wildcard engines jetson benchmarks)
 
@@ -41,6 +44,7 @@ $(DEVICE_VENV)/.installed:
 	$(PY36) -m venv $(DEVICE_VENV)
 	$(DEVICE_VENV)/bin/python -m pip install -q pip==21.3.1
 	$(DEVICE_VENV)/bin/python -m pip install -q $(DEVICE_PINS)
+	$(DEVICE_VENV)/bin/python -m pip install -q $(DEVICE_OPTIONAL) numpy==1.19.5
 	touch $@
 
 test-device: $(DEVICE_VENV)/.installed

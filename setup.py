@@ -35,6 +35,9 @@ DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench", "
 #: ONNX Runtime, TensorRT and pycuda come from JetPack or the Jetson Zoo: `python3 -m cvnet.jetson
 #: self-check` says which are missing.
 DEVICE_REQUIRES = ["numpy>=1.19"]
+#: ``pip3 install .[faiss]``: FAISS for cvnet-match (1.7.2 is the last release with Python 3.6
+#: wheels, x86_64 and aarch64; it installs beside numpy 1.19.5).
+DEVICE_EXTRAS = {"faiss": ["faiss-cpu==1.7.2"]}
 
 
 def pyproject_table(name, text):
@@ -85,6 +88,7 @@ def device_distribution():
         package_dir={name: folder for name, folder in folders.items() if name in DEVICE_ROOTS},
         package_data=DEVICE_PACKAGE_DATA,
         install_requires=DEVICE_REQUIRES,
+        extras_require=DEVICE_EXTRAS,
         entry_points={"console_scripts": ["{} = {}".format(command, scripts[command])
                                           for command in DEVICE_COMMANDS]},
     )

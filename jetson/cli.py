@@ -1,6 +1,7 @@
 """``python3 -m cvnet.jetson``: the device commands; ``cvnet-embed`` and ``cvnet-match``.
 
-Subcommands: ``embed``, ``match``, ``self-check``; ``build``, ``info``, ``env`` are handed to
+Subcommands: ``embed``, ``match``, ``self-check``, ``migrate-store``, ``export-store``; ``build``,
+``info``, ``env`` are handed to
 ``python3 -m cvnet.engines``, ``bench`` to ``cvnet-bench`` and ``eval`` to ``cvnet-eval``, so the
 L4T container's single entrypoint runs every device command.
 
@@ -19,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_batch_size,
                             add_device, add_engine, add_fpr, add_json_out, add_output,
-                            add_threads, add_verbose, setup_logging)
+                            add_seed, add_threads, add_verbose, positive_int, setup_logging)
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.thresholds import DIRECTIONS
 from cvnet.jetson.selfcheck import REQUIREMENTS
@@ -50,7 +51,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-size", type=int, default=512,
                         help="files per committed chunk, the most a kill can cost "
                              "(default: %(default)s)")
-    parser.add_argument("--fp16-out", action="store_true", help="store float16 embeddings")
+    parser.add_argument("--fp16-out", action="store_true",
+                        help="store float16 embeddings (half the disk and read time; matched in "
+                             "float32, docs/gallery.md has its recall)")
     parser.add_argument("--no-normalize", dest="normalize", action="store_false",
                         help="store the raw model output instead of L2-normalised rows")
     parser.add_argument("--resume", action="store_true",
@@ -65,7 +68,8 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
                     "when torch sees one); a .plan runs on its GPU and an .onnx with ONNX "
                     "Runtime, so they refuse it")
     parser.add_argument("--view", choices=("A", "G"), default=None,
-                        help="the images' view, A (aerial) or G (ground), recorded in meta.json: "
+                        help="the images' view, A (aerial) or G (ground), recorded in meta.json "
+                             "and per file in the index (default: unknown): "
                              "cvnet-match --threshold auto picks the threshold of the "
                              "query-to-gallery view direction from it")
     parser.add_argument("--log-interval", type=float, default=5.0,
@@ -75,7 +79,8 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_match_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``cvnet-match`` / ``python3 -m cvnet.jetson match``."""
-    parser.add_argument("--query", required=True, help="cvnet-embed output folder of the queries")
+    parser.add_argument("--query", help="cvnet-embed output folder of the queries (required, "
+                                        "except with --build-index)")
     parser.add_argument("--gallery", required=True,
                         help="cvnet-embed output folder of the gallery")
     parser.add_argument("--topk", type=int, default=10, help="matches per query (default: 10)")
@@ -93,7 +98,8 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                              "and a ground gallery)")
     add_output(parser, aliases=("--out",),
                help="matches CSV (query,rank,gallery,similarity,distance, and with "
-                    "--threshold auto decision,threshold,direction,fpr); default: print it")
+                    "--threshold auto decision,threshold,direction,fpr); default: print it. "
+                    "With --build-index: the index file (default: GALLERY/ivf-pq.faiss)")
     add_json_out(parser, help="with --threshold auto: also write each query's answer and the "
                               "threshold used as JSON")
     parser.add_argument("--visualize", default=None, metavar="DIR",
@@ -101,12 +107,63 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visualize-limit", type=int, default=100,
                         help="draw at most this many queries (default: %(default)s)")
     parser.add_argument("--backend", choices=("exact", "faiss"), default="exact",
-                        help="exact: chunked numpy, bounded memory (device); faiss: FAISS "
-                             "IndexFlatIP for very large galleries (host, pip install faiss-cpu)")
+                        help="exact search with numpy (any device), or with FAISS per block "
+                             "(the same lists; pip install faiss-cpu) (default: exact)")
+    parser.add_argument("--block-rows", type=positive_int, default=4096, metavar="N",
+                        help="gallery rows scored per block: memory is N x D floats "
+                             "(default: %(default)s)")
     parser.add_argument("--force", action="store_true",
                         help="match folders whose model hashes differ where one side has no "
                              "weights hash (e.g. a .plan without its sidecar and its .onnx); "
                              "never other sizes, lengths or weights")
+    ann = parser.add_argument_group(
+        "IVF indexes (approximate search for galleries past memory; needs FAISS)")
+    ann.add_argument("--index", metavar="FILE",
+                     help="search this index of the gallery (built with --build-index) "
+                          "instead of every row")
+    ann.add_argument("--nprobe", type=positive_int, metavar="N",
+                     help="lists an index search visits (default: the index's)")
+    ann.add_argument("--rerank", type=int, metavar="N",
+                     help="candidates per query re-scored exactly from the gallery's files; 0: "
+                          "the index's compressed scores (default: the index's; --build-index "
+                          "records 300)")
+    ann.add_argument("--build-index", action="store_true",
+                     help="build an index of --gallery into -o and report its recall@10 "
+                          "against exact search (on --query's rows if given, else on gallery "
+                          "rows), instead of matching")
+    ann.add_argument("--index-type", choices=("ivf-pq", "ivf-flat"), default="ivf-pq",
+                     help="ivf-pq: rows compressed to --pq-m bytes; ivf-flat: rows kept whole "
+                          "(default: %(default)s)")
+    ann.add_argument("--nlist", type=positive_int, metavar="N",
+                     help="inverted lists (default: about sqrt(gallery rows))")
+    ann.add_argument("--pq-m", type=positive_int, metavar="M",
+                     help="bytes per row of ivf-pq, dividing the embedding length "
+                          "(default: length / 16)")
+    ann.add_argument("--train-rows", type=positive_int, metavar="N",
+                     help="rows the lists are trained on (default: 64 per list)")
+    ann.add_argument("--recall-queries", type=positive_int, default=1000, metavar="N",
+                     help="queries of the recall measurement (default: %(default)s)")
+    add_seed(ann, help="seed of the training and recall samples (default: 0)")
+    add_verbose(parser)
+
+
+def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python3 -m cvnet.jetson migrate-store``."""
+    parser.add_argument("folder", nargs="+", metavar="FOLDER",
+                        help="cvnet-embed output folder(s) of store format 1 or 2")
+    add_verbose(parser)
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python3 -m cvnet.jetson export-store``."""
+    parser.add_argument("folder", metavar="FOLDER", help="cvnet-embed output folder")
+    add_output(parser, required=True, metavar="FILE",
+               help="the Parquet file (docs/gallery.md: its columns, loading it into LanceDB)")
+    parser.add_argument("--id-offset", type=int, default=0, metavar="N",
+                        help="added to every row number in the id column, for distinct ids "
+                             "across stores (default: 0)")
+    parser.add_argument("--vector-dtype", choices=("float32", "float16"), default="float32",
+                        help="the vectors' type (default: %(default)s)")
     add_verbose(parser)
 
 
@@ -129,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_embed_arguments(commands.add_parser(
         "embed", help="images -> embeddings (resumable, bad files reported)"))
     add_match_arguments(commands.add_parser("match", help="cosine top-k of queries in a gallery"))
+    add_migrate_arguments(commands.add_parser(
+        "migrate-store", help="move a store of format 1-2 to format 3 (its index into SQLite)"))
+    add_export_arguments(commands.add_parser(
+        "export-store", help="write a store as Parquet, for a vector database (needs pyarrow)"))
     check = commands.add_parser("self-check", help="versions, GPU, power mode; fail on what is "
                                                    "missing")
     check.add_argument("--require", choices=REQUIREMENTS,
@@ -158,8 +219,9 @@ def embed_parser() -> argparse.ArgumentParser:
 def match_parser() -> argparse.ArgumentParser:
     """``cvnet-match``'s parser."""
     return _command_parser("cvnet-match", (
-        "Exact cosine top-k of query embeddings in a gallery (both cvnet-embed folders), in "
-        "bounded memory."), add_match_arguments)
+        "Cosine top-k of query embeddings in a gallery (both cvnet-embed folders), in bounded "
+        "memory: exact (numpy or FAISS), or through an IVF index built with --build-index."),
+        add_match_arguments)
 
 
 def _embed_device(engine: str, device: Optional[str]) -> Dict[str, str]:
@@ -211,6 +273,11 @@ def _run_match(args: argparse.Namespace) -> int:
     from cvnet.jetson.match import match, matches_csv, visualize, write_matches
     from cvnet.jetson.store import read_meta
 
+    if args.build_index:
+        return _build_index(args)
+    if not args.query:
+        raise ConfigError("--query is required (the queries' cvnet-embed folder), except with "
+                          "--build-index")
     auto = args.threshold == "auto"
     if (args.json_out or args.direction) and not auto:
         raise CVNetError("--json-out and --direction go with --threshold auto")
@@ -224,7 +291,8 @@ def _run_match(args: argparse.Namespace) -> int:
         columns = csv_columns(threshold)
     matches = match(args.query, args.gallery, topk=args.topk,
                     threshold=None if auto else args.threshold, force=args.force,
-                    backend=args.backend)
+                    backend=args.backend, block_rows=args.block_rows, index=args.index,
+                    nprobe=args.nprobe, rerank=args.rerank)
     if auto:
         _write_answers(args, matches, threshold)
     if args.output:
@@ -238,6 +306,47 @@ def _run_match(args: argparse.Namespace) -> int:
                             read_meta(args.gallery)["root"], args.visualize,
                             limit=args.visualize_limit)
         logger.info("wrote %d pictures to %s", len(written), args.visualize)
+    return EXIT_OK
+
+
+def _build_index(args: argparse.Namespace) -> int:
+    from cvnet.jetson.ann_index import DEFAULT_RERANK, build_index, index_path_default
+    from cvnet.jetson.match import check_compatible, read_queries
+    from cvnet.jetson.store import Store, read_meta
+
+    queries = None
+    if args.query:
+        check_compatible(read_meta(args.query), read_meta(args.gallery), args.force)
+        queries = read_queries(args.query)[0]
+    path = args.output or index_path_default(args.gallery, args.index_type)
+    with Store(args.gallery) as gallery:
+        report = build_index(gallery, path, kind=args.index_type, nlist=args.nlist,
+                             pq_m=args.pq_m, nprobe=args.nprobe,
+                             rerank=DEFAULT_RERANK if args.rerank is None else args.rerank,
+                             train_rows=args.train_rows, seed=args.seed,
+                             recall_queries=args.recall_queries, queries=queries,
+                             block_rows=args.block_rows)
+    report["path"] = path
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def _run_migrate(args: argparse.Namespace) -> int:
+    from cvnet.jetson.store import migrate_store
+
+    for folder in args.folder:
+        report = migrate_store(folder)
+        logger.info("%s: format %d -> 3, %d chunks, %d embeddings, %d files", folder,
+                    report["from_version"], report["chunks"], report["rows"], report["files"])
+    return EXIT_OK
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from cvnet.jetson.export_parquet import export_parquet
+
+    report = export_parquet(args.folder, args.output, id_offset=args.id_offset,
+                            vector_dtype=args.vector_dtype)
+    print(json.dumps(report, indent=2, sort_keys=True))
     return EXIT_OK
 
 
@@ -262,7 +371,8 @@ def _run_self_check(args: argparse.Namespace) -> int:
     return status
 
 
-_COMMANDS = {"embed": _run_embed, "match": _run_match, "self-check": _run_self_check}
+_COMMANDS = {"embed": _run_embed, "match": _run_match, "self-check": _run_self_check,
+             "migrate-store": _run_migrate, "export-store": _run_export}
 
 
 def _dispatch(command: str, args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 import cvnet
+from cvnet.core.datasets.records import VIEWS
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.fileio import folder_lock, make_folders, sha256_file
 from cvnet.core.filenames import NAME_ENCODING, decode_name, encode_name
@@ -32,8 +33,8 @@ from cvnet.core.image_header import SUFFIX_FORMATS, read_file_header, read_heade
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
 from cvnet.core.thresholds import SIDECAR_KEY, carried_thresholds, model_hash
-from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, META_FILE, IndexRow, StoreError, read_meta,
-                                scan_chunks, write_chunk, write_meta)
+from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, IndexRow, StoreError,
+                                StoreWriter, read_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,14 @@ class Checked(NamedTuple):
         image: (H, W, 3) uint8 BGR, or None when it failed.
         kinds: What was found (see the module docstring).
         message: The reason or the warnings, in words.
+        mtime: The file's modification time, seconds since the epoch; None when unreadable.
     """
 
     path: str
     image: Optional[np.ndarray]
     kinds: Tuple[str, ...]
     message: str
+    mtime: Optional[float] = None
 
 
 def check_image(path: str, root: str = "", *, min_side: int = DEFAULT_MIN_SIDE,
@@ -87,8 +90,17 @@ def check_image(path: str, root: str = "", *, min_side: int = DEFAULT_MIN_SIDE,
             if header is not None and pixels <= max_pixels:
                 data += handle.read()
                 header = read_header(data)  # now with the end: is the file complete?
+            mtime = os.fstat(handle.fileno()).st_mtime
     except OSError as err:
         return Checked(path, None, ("unreadable",), "cannot read: {}".format(err.strerror or err))
+    checked = _check_data(path, data, header, pixels, min_side, max_pixels)
+    return checked._replace(mtime=mtime)
+
+
+def _check_data(path: str, data: bytes, header: Any, pixels: int, min_side: int,
+                max_pixels: int) -> Checked:
+    """:func:`check_image` on a file's bytes (only its header's when ``too_large``): ``header``
+    is :func:`cvnet.core.image_header.read_header`'s answer, ``pixels`` its width x height."""
     if not data:
         return Checked(path, None, ("empty",), "file is empty (0 bytes)")
     if header is None:
@@ -233,34 +245,30 @@ def _same_setting(key: str, old: Any, new: Any) -> bool:
     return old == new
 
 
-def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int, set]:
-    """Prepares ``out``; returns (next chunk number, next row, the bytes of the paths already
-    recorded)."""
+def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> StoreWriter:
+    """Prepares ``out``: a new store, or the one a killed run left (``resume``)."""
     make_folders(out)
     has_meta = os.path.exists(os.path.join(out, META_FILE))
     if not resume:
-        if has_meta or any(name.endswith((".npy", ".csv")) for name in os.listdir(out)):
+        if has_meta or any(name.endswith((".npy", ".csv")) or name == INDEX_FILE
+                           for name in os.listdir(out)):
             raise StoreError("{} already holds embeddings: pass --resume to continue that run, "
                              "or choose an empty folder".format(out))
-        write_meta(out, meta)
-        return 0, 0, set()
+        return StoreWriter.create(out, meta)
     if not has_meta:
-        write_meta(out, meta)
+        return StoreWriter.create(out, meta)
     old = read_meta(out)
     if old.get("format_version", 1) != meta["format_version"]:
         raise StoreError("cannot resume {}: an older cvnet-embed wrote it (store format {}, this "
-                         "one writes {}); finish it with that version, or embed into a new "
-                         "folder".format(out, old.get("format_version", 1),
-                                         meta["format_version"]))
+                         "one writes {}); migrate it first (python3 -m cvnet.jetson "
+                         "migrate-store {}), or embed into a new folder".format(
+                             out, old.get("format_version", 1), meta["format_version"], out))
     changed = ["{} {!r} -> {!r}".format(key, old.get(key), meta[key]) for key in RESUME_KEYS
                if not _same_setting(key, old.get(key), meta[key])]
     if changed:
         raise StoreError("cannot resume {}: it was written with other settings ({}); use the same "
                          "engine and options, or another folder".format(out, "; ".join(changed)))
-    chunks = scan_chunks(out, repair=True)
-    done = set(decode_name(row.path) for chunk in chunks for row in chunk.rows)
-    rows = sum(1 for chunk in chunks for row in chunk.rows if row.status == "ok")
-    return len(chunks), rows, done
+    return StoreWriter(out)
 
 
 _END = object()
@@ -333,7 +341,8 @@ def _extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
         listing: ``list_images(source)`` when the caller has it already (it lists before
             loading the engine, so that an empty folder fails fast).
         view: The images' view, ``A`` (aerial) or ``G`` (ground), recorded in ``meta.json``
-            for ``cvnet-match --threshold auto``; None when unknown or mixed.
+            for ``cvnet-match --threshold auto`` and per file in the index (``""`` there);
+            None when unknown or mixed.
 
     Raises:
         StoreError: ``out`` holds another run (without ``resume``) or one with other settings.
@@ -343,20 +352,38 @@ def _extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
     if chunk_size < 1 or (batch is not None and batch < 1):
         raise ConfigError("--chunk-size and --batch-size must be >= 1, got {} and {}".format(
             chunk_size, batch))
+    if view is not None and view not in VIEWS:
+        raise ConfigError("--view {!r}: expected A (aerial), G (ground) or nothing (unknown)"
+                          .format(view))
     batch = batch or runner.spec.batch_max
     root, paths = listing or list_images(source)
     dtype = "float16" if fp16_out else "float32"
     meta = store_meta(runner, root, source, dtype, normalize, view)
-    number, next_row, done = _open_output(out, meta, resume)
+    writer = _open_output(out, meta, resume)
+    try:
+        return _embed_into(writer, runner, root, paths, batch, chunk_size, dtype, normalize,
+                           resume, {"min_side": min_side, "max_pixels": max_pixels},
+                           log_interval, view or "")
+    finally:
+        writer.close()
+
+
+def _embed_into(writer: StoreWriter, runner: Any, root: str, paths: List[str], batch: int,
+                chunk_size: int, dtype: str, normalize: bool, resume: bool,
+                options: Dict[str, Any], log_interval: float, view: str) -> Summary:
+    """:func:`_extract` once its store is open; ``view`` the per-file view (``""``: unknown)."""
+    out = writer.folder
+    done = writer.known_paths() if resume else set()
     todo = [path for path in paths if os.fsencode(path) not in done]
+    next_row = writer.next_row
     if resume:
         logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,
-                    len(paths) - len(todo), len(paths), len(todo), number)
+                    len(paths) - len(todo), len(paths), len(todo), writer.next_number)
     started = time.perf_counter()
     items = queue.Queue(maxsize=max(2 * batch, 8))
     stop = threading.Event()
     worker = threading.Thread(target=_decode_worker, name="cvnet-decode", daemon=True, args=(
-        todo, root, runner, items, stop, {"min_side": min_side, "max_pixels": max_pixels}))
+        todo, root, runner, items, stop, options))
     worker.start()
     kinds = collections.Counter()
     progress = Progress(len(todo), logger, "images", log_interval)
@@ -372,13 +399,14 @@ def _extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             del inputs[:]
 
     def commit():
-        nonlocal number, chunks
+        nonlocal chunks
         run_batch()
         dim = runner.spec.embedding_dim or (outputs[0].shape[1] if outputs else 0)
         embeddings = np.concatenate(outputs) if outputs else np.zeros((0, dim), dtype)
-        write_chunk(out, number, embeddings, rows)
-        logger.debug("chunk %d: %d files, %d embeddings", number, len(rows), len(embeddings))
-        number, chunks = number + 1, chunks + 1
+        record = writer.commit(embeddings, rows)
+        logger.debug("chunk %d: %d files, %d embeddings", record.number, len(rows),
+                     len(embeddings))
+        chunks += 1
         del rows[:], outputs[:]
 
     try:
@@ -392,12 +420,12 @@ def _extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             name = encode_name(checked.path)
             if model_input is None:
                 rows.append(IndexRow(name, "failed", -1, ";".join(checked.kinds),
-                                     checked.message))
+                                     checked.message, view, checked.mtime))
                 logger.warning("skipped %s: %s", name, checked.message)
                 kinds["failed"] += 1
             else:
                 rows.append(IndexRow(name, "ok", next_row, ";".join(checked.kinds),
-                                     checked.message))
+                                     checked.message, view, checked.mtime))
                 if checked.kinds:
                     logger.info("%s: %s", name, checked.message)
                 next_row += 1

@@ -1,55 +1,68 @@
-"""``cvnet-match``: exact cosine top-k of query embeddings against a gallery, memory bounded.
+"""``cvnet-match``: cosine top-k of query embeddings in a gallery, in bounded memory.
 
-Both sides are folders written by ``cvnet-embed`` (:mod:`cvnet.jetson.store`). The gallery is read
-one memory-mapped chunk at a time and scored in blocks of at most ``block_elements`` similarities,
-keeping a running top-k per query, so memory stays bounded by the queries, one block and the top-k
-lists whatever the gallery's size (a 4 GB Nano handles galleries that do not fit in RAM). Equal
-scores rank the lower gallery row first (scores of identical rows in different blocks can differ in
-the last bit of float32). Folders whose embeddings cannot be compared (another length, input size,
-architecture or weights) are refused; folders that may come from the same model but cannot prove it
-(an engine without its sidecar) only with ``force`` (:func:`incompatibilities`).
+Both sides are folders written by ``cvnet-embed`` (:mod:`cvnet.jetson.store`). The queries are
+read whole and normalised once; the gallery is read in blocks (:mod:`cvnet.jetson.topk`) and
+only the winners' index rows are looked up afterwards, so memory stays the same whatever the
+gallery's size: the queries, one block, the top-k lists. Equal scores rank the lower gallery row
+first.
 
-For galleries beyond one device (millions of entries), ``backend="faiss"`` uses a FAISS
-``IndexFlatIP`` on the host (still exact; FAISS is imported only then).
+Backends: ``exact`` (numpy, the default: on the CPUs measured it is as fast as FAISS's flat
+search, docs/gallery.md), ``faiss`` (FAISS per block, the same lists), and a prebuilt IVF /
+IVF-PQ index (``index=``, built by
+:mod:`cvnet.jetson.ann_index`: approximate, for galleries past memory, its candidates re-scored
+exactly). Folders whose embeddings cannot be compared (another length, input size, architecture
+or weights) are refused; folders that may come from the same model but cannot prove it (an
+engine without its sidecar) only with ``force`` (:func:`incompatibilities`).
+
+A caller that decides something from the lists (a threshold per view direction, say) passes
+``postprocess``: it gets the :class:`Matches` (scores, gallery rows, both folders' views and
+``meta.json``) and returns the ones to write.
 """
 
 import csv
 import io
 import logging
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.core.filenames import native_name
-from cvnet.core.metrics import cosine_distance
-from cvnet.jetson.store import (IndexRow, StoreError, file_path, iter_embedding_chunks,
-                                load_embeddings, read_meta)
+from cvnet.jetson.store import IndexRow, Store, StoreError, file_path, read_meta
+from cvnet.jetson.topk import DEFAULT_BLOCK_ROWS, normalize_rows, topk_exact, topk_faiss
 
 logger = logging.getLogger(__name__)
 
-#: Similarities computed at once (16M float32 = 64 MiB).
-DEFAULT_BLOCK_ELEMENTS = 1 << 24
+#: ``--backend`` choices (exact search).
 BACKENDS = ("exact", "faiss")
 
 
 class Matches(NamedTuple):
-    """Top-k results.
+    """Top-k results, and what a post-processing step needs to decide from them.
 
     Attributes:
-        query_rows: The queries' good index rows, in order (row ``i`` of the arrays).
-        gallery_rows: Gallery index rows by embedding row (``gallery_rows[j]`` has ``row == j``).
+        query_rows: The queries' good index rows, in order (row ``i`` of the arrays); each has
+            its ``view`` and ``mtime``.
+        gallery_rows: The index rows of the gallery rows that appear in ``indices`` (only
+            those: ``gallery_rows[g]`` for every ``g >= 0`` of ``indices``).
         indices: (Nq, k) int64 gallery embedding rows, best first; -1 past the gallery's end or
             below the threshold.
         similarities: (Nq, k) float32 cosine similarities; NaN where ``indices`` is -1.
+        query_meta: The query folder's ``meta.json``.
+        gallery_meta: The gallery folder's ``meta.json``.
+        backend: What scored them: ``exact``, ``faiss`` or ``index`` (approximate).
     """
 
     query_rows: List[IndexRow]
-    gallery_rows: List[IndexRow]
+    gallery_rows: Dict[int, IndexRow]
     indices: np.ndarray
     similarities: np.ndarray
+    query_meta: Optional[Dict[str, Any]] = None
+    gallery_meta: Optional[Dict[str, Any]] = None
+    backend: str = "exact"
 
 
 def _size(meta: Dict[str, Any]) -> Optional[str]:
@@ -123,113 +136,82 @@ def check_compatible(query_meta: Dict[str, Any], gallery_meta: Dict[str, Any],
         logger.warning("--force: matching although %s", unproven[0])
 
 
-def _merge(best_idx: np.ndarray, best_sim: np.ndarray, idx: np.ndarray, sim: np.ndarray,
-           k: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Keeps the k best per row of two candidate sets; ties by the lower gallery row."""
-    all_idx = np.concatenate([best_idx, idx], axis=1)
-    all_sim = np.concatenate([best_sim, sim], axis=1)
-    key_idx = np.where(all_idx < 0, np.iinfo(np.int64).max, all_idx)
-    order = np.lexsort((key_idx, -all_sim), axis=-1)[:, :k] if all_sim.shape[1] else None
-    rows = np.arange(len(all_idx))[:, None]
-    return all_idx[rows, order], all_sim[rows, order]
-
-
-def topk_exact(queries: np.ndarray, gallery_folder: str, k: int,
-               block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Tuple[np.ndarray, np.ndarray]:
-    """Exact cosine top-k over a gallery folder, one bounded block at a time.
-
-    Args:
-        queries: (Nq, D) embeddings (any float dtype, normalised here).
-        gallery_folder: A ``cvnet-embed`` output folder.
-        k: Matches per query.
-        block_elements: Largest (queries x gallery) block scored at once.
-
-    Returns:
-        ``(indices, similarities)``: (Nq, k) int64 gallery rows (-1 when the gallery has fewer
-        than k entries) and (Nq, k) float32 cosine similarities (-inf there).
-    """
-    count = len(queries)
-    best_idx = np.full((count, k), -1, np.int64)
-    best_sim = np.full((count, k), -np.inf, np.float32)
-    query_block = max(1, min(count, block_elements // 1024))
-    for first_row, embeddings, _ in iter_embedding_chunks(gallery_folder):
-        gallery_block = max(1, block_elements // max(1, min(count, query_block)))
-        for g_start in range(0, len(embeddings), gallery_block):
-            gallery = np.asarray(embeddings[g_start:g_start + gallery_block], np.float32)
-            for q_start in range(0, count, query_block):
-                q_stop = q_start + query_block
-                sim = 1.0 - cosine_distance(queries[q_start:q_stop], gallery)
-                cut = min(k, sim.shape[1])
-                part = np.argpartition(-sim, cut - 1, axis=1)[:, :cut] if cut < sim.shape[1] \
-                    else np.tile(np.arange(sim.shape[1]), (len(sim), 1))
-                part_sim = np.take_along_axis(sim, part, axis=1)
-                best_idx[q_start:q_stop], best_sim[q_start:q_stop] = _merge(
-                    best_idx[q_start:q_stop], best_sim[q_start:q_stop],
-                    part + first_row + g_start, part_sim, k)
-    return best_idx, best_sim
-
-
-def topk_faiss(queries: np.ndarray, gallery_folder: str, k: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The same top-k with a FAISS ``IndexFlatIP`` (host only; the gallery is held in RAM).
-
-    Raises:
-        ImportError: FAISS is not installed, with the install command.
-    """
-    try:
-        import faiss  # host-only, optional
-    except ImportError:
-        raise ImportError("--backend faiss needs FAISS, which is not installed: pip install "
-                          "faiss-cpu (host only; on the device use the exact backend)")
-    from cvnet.core.preprocess import l2_normalize
-
-    dim = queries.shape[1]
-    index = faiss.IndexFlatIP(dim)
-    for _, embeddings, _ in iter_embedding_chunks(gallery_folder):
-        index.add(l2_normalize(np.asarray(embeddings, np.float32)))
-    sim, idx = index.search(l2_normalize(np.asarray(queries, np.float32)), k)
-    sim = np.where(idx < 0, -np.inf, sim).astype(np.float32)
-    return idx.astype(np.int64), sim
+def read_queries(folder: str) -> Tuple[np.ndarray, List[IndexRow], Dict[str, Any]]:
+    """A query folder, read whole: ``(queries (Nq, D) float32 unit rows, good rows, meta)``."""
+    with Store(folder) as store:
+        queries = np.empty((store.size, store.dim), np.float32)
+        for first_row, block in store.blocks(DEFAULT_BLOCK_ROWS):
+            queries[first_row:first_row + len(block)] = block
+        rows = [row for row in store.iter_rows() if row.status == "ok"]
+        return normalize_rows(queries), rows, store.meta
 
 
 def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
           threshold: Optional[float] = None, force: bool = False, backend: str = "exact",
-          block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Matches:
+          block_rows: int = DEFAULT_BLOCK_ROWS, index: Optional[str] = None,
+          nprobe: Optional[int] = None, rerank: Optional[int] = None,
+          postprocess: Optional[Callable[[Matches], Matches]] = None) -> Matches:
     """Top-k gallery matches of every good query embedding.
 
     Args:
         query_folder: ``cvnet-embed`` output of the queries (read whole).
-        gallery_folder: ``cvnet-embed`` output of the gallery (read chunk by chunk).
+        gallery_folder: ``cvnet-embed`` output of the gallery (read block by block).
         topk: Matches per query.
         threshold: Drop matches with cosine similarity below it (set to -1 / NaN).
-        force: Match folders from different models anyway.
-        backend: ``"exact"`` (chunked numpy) or ``"faiss"``.
-        block_elements: See :func:`topk_exact`.
+        force: Match folders from different models anyway (see :func:`check_compatible`).
+        backend: ``exact`` or ``faiss`` (see the module docstring).
+        block_rows: Gallery rows scored per block.
+        index: A prebuilt IVF index of the gallery (``cvnet-match --build-index``): search it
+            instead (approximate; needs FAISS).
+        nprobe: Lists the index visits (default: the one it was built and measured with).
+        rerank: Candidates per query the index returns, re-scored exactly (default: the
+            index's).
+        postprocess: Called with the matches (after ``threshold``); returns those to keep.
 
     Raises:
-        StoreError: A folder is invalid or the models differ (see :func:`check_compatible`).
+        StoreError: A folder is invalid, the models differ (see :func:`check_compatible`), or
+            the index belongs to another gallery or model.
         ConfigError: ``topk`` < 1 or an unknown backend.
+        MissingDependencyError: ``faiss`` (or an index) without FAISS installed.
     """
     if topk < 1:
         raise ConfigError("--topk must be >= 1, got {}".format(topk))
+    if block_rows < 1:
+        raise ConfigError("--block-rows must be >= 1, got {}".format(block_rows))
     if backend not in BACKENDS:
         raise ConfigError("unknown backend {!r}; expected one of {}".format(backend, BACKENDS))
-    check_compatible(read_meta(query_folder), read_meta(gallery_folder), force)
-    queries, query_rows, _ = load_embeddings(query_folder)
-    query_rows = [row for row in query_rows if row.status == "ok"]
-    gallery_rows = [row for _, _, rows in iter_embedding_chunks(gallery_folder) for row in rows]
-    if len(queries) == 0 or not gallery_rows:
-        raise StoreError("nothing to match: {} query and {} gallery embeddings".format(
-            len(queries), len(gallery_rows)))
-    if backend == "faiss":
-        indices, similarities = topk_faiss(queries, gallery_folder, topk)
-    else:
-        indices, similarities = topk_exact(queries, gallery_folder, topk, block_elements)
-    invalid = indices < 0
-    if threshold is not None:
-        invalid |= similarities < threshold
-    indices = np.where(invalid, -1, indices)
-    similarities = np.where(invalid, np.nan, similarities).astype(np.float32)
-    return Matches(query_rows, gallery_rows, indices, similarities)
+    backend = "index" if index else backend
+    gallery_meta = read_meta(gallery_folder)
+    check_compatible(read_meta(query_folder), gallery_meta, force)
+    queries, query_rows, query_meta = read_queries(query_folder)
+    started = time.perf_counter()
+    with Store(gallery_folder) as gallery:
+        if len(queries) == 0 or gallery.size == 0:
+            raise StoreError("nothing to match: {} query and {} gallery embeddings".format(
+                len(queries), gallery.size))
+        if backend == "index":
+            from cvnet.jetson.ann_index import AnnIndex
+
+            with AnnIndex.load(index) as ann:
+                ann.check_gallery(gallery)
+                check_compatible(query_meta, ann.meta, force)
+                indices, similarities = ann.search(queries, topk, gallery, nprobe=nprobe,
+                                                   rerank=rerank)
+        elif backend == "faiss":
+            indices, similarities = topk_faiss(queries, gallery, topk, block_rows)
+        else:
+            indices, similarities = topk_exact(queries, gallery, topk, block_rows)
+        invalid = indices < 0
+        if threshold is not None:
+            invalid |= similarities < threshold
+        indices = np.where(invalid, -1, indices)
+        similarities = np.where(invalid, np.nan, similarities).astype(np.float32)
+        gallery_rows = gallery.lookup(np.unique(indices[indices >= 0]))
+    logger.info("%d queries x %d gallery rows, top-%d (%s): %.2f s", len(queries), gallery.size,
+                topk, backend, time.perf_counter() - started)
+    matches = Matches(query_rows, gallery_rows, indices, similarities, query_meta, gallery_meta,
+                      backend)
+    return postprocess(matches) if postprocess is not None else matches
 
 
 def matches_csv(matches: Matches, columns: Optional[Tuple[Sequence[str], Any]] = None) -> str:

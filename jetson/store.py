@@ -1,97 +1,82 @@
 """The embedding store: chunked, resumable output of ``cvnet-embed`` (Python 3.6, no torch).
 
-An output folder holds::
+An output folder (format 3) holds::
 
-    meta.json            format, the engine's model hash / dim / normalisation, dtype
+    meta.json            format, the engine's model hash / dim / normalisation, dtype, ...
     emb-00000.npy        (N_0, D) float32 or float16: embeddings of chunk 0's good images
-    index-00000.csv      one row per file of chunk 0: path,status,row,kind,message
     emb-00001.npy ...
+    index.sqlite         the committed chunks and one row per file: path, status, row, kind,
+                         message, view, mtime (:mod:`cvnet.jetson.store_index`)
 
-File names are bytes: ``path`` in the index and ``root``/``source`` in ``meta.json`` are
-escaped text (:func:`cvnet.core.filenames.encode_name`: UTF-8 as it reads, any other byte and ``%``
-as ``%XX``), so any name the file system allows is stored exactly and reads back as the same
-bytes under any locale; :func:`file_path` turns a row back into a path to open. Format version
-1 (before this escaping) is still read.
+``meta.json`` is an open record: readers keep the fields they do not know (other tools add
+their own, such as operating points) and rewrite it whole. Rows are numbered globally, so
+``np.concatenate`` of the chunks in order is the embedding matrix and the index row whose
+``row`` is ``i`` names embedding ``i``.
 
-Every file is written atomically and durably (:mod:`cvnet.core.fileio`: temporary file, fsync,
-``os.replace``, fsync of the folder). A chunk is written ``.npy``
-first, then its index; **the index is the commit marker**: a chunk counts only when its index
-exists and names as many good rows as its ``.npy`` holds. A run killed between the two leaves
-an ``.npy`` without an index, which :func:`open_store` deletes so the chunk is redone. Rows are
-numbered globally (``row`` column; -1 for failed files), so ``np.concatenate`` of the chunks in
-order is the embedding matrix and ``index`` row ``row`` names its file.
+File names are bytes: ``path`` in the index and ``root``/``source`` in ``meta.json`` are escaped
+text (:func:`cvnet.core.filenames.encode_name`: UTF-8 as it reads, any other byte and ``%`` as
+``%XX``), so any name the file system allows is stored exactly and reads back as the same bytes
+under any locale; :func:`file_path` turns a row back into a path to open.
+
+**Commits.** A chunk is written ``.npy`` first (atomically and durably,
+:mod:`cvnet.core.fileio`: temporary file, fsync, ``os.replace``, fsync of the folder), then its
+index rows in one SQLite transaction, the commit marker. An ``.npy`` without its index rows (a
+run killed between the two) is not part of the store: readers skip it with a warning and
+``cvnet-embed --resume`` deletes and redoes it.
+
+**Reading in bounded memory.** :class:`Store` reads the committed chunks' list and the ``.npy``
+headers when it opens, never the per-file rows: :meth:`Store.blocks` streams the embeddings in
+blocks of a chosen size (read into one reused buffer, float16 widened to float32),
+:meth:`Store.vectors` reads chosen rows, :meth:`Store.lookup` resolves chosen rows' index rows
+(indexed look-ups). Matching a million-row gallery holds one block and the winners.
+
+Formats 1 and 2 kept each chunk's rows in ``index-NNNNN.csv``: they are still read
+(:mod:`cvnet.jetson.store_legacy`, one CSV at a time) and :func:`migrate_store` turns them into
+format 3 in place (``python3 -m cvnet.jetson migrate-store DIR``).
 
 Example:
-    >>> embeddings, rows, meta = load_embeddings("out")   # (N, D), [IndexRow], dict
-    >>> rows[0].path, rows[0].status                       # ('a/1.jpg', 'ok')
+    >>> with Store("gallery") as store:               # checks the chunks, reads no rows
+    ...     for first_row, block in store.blocks(4096):  # (n, D) float32, reused buffer
+    ...         ...
+    ...     store.lookup([17, 3])[17].path                # 'a/17.jpg'
+    >>> embeddings, rows, meta = load_embeddings("small")   # everything, for small folders
 """
 
-import csv
+import bisect
 import io
 import json
+import logging
 import os
-import re
-from typing import Any, Dict, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.core.errors import CVNetError
-from cvnet.core.fileio import write_bytes_atomic, write_text_atomic
-from cvnet.core.filenames import encode_name, name_from_utf8, native_name
+from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
+from cvnet.core.filenames import decode_name, encode_name, name_from_utf8, native_name
+from cvnet.jetson.store_index import (INDEX_FILE, ChunkRecord, IndexRow, SqliteIndex, StoreError,
+                                      create_index)
+from cvnet.jetson.store_legacy import (CsvIndex, chunk_numbers, chunk_paths, remove_csv_index,
+                                       sqlite_from_csv)
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "READ_VERSIONS", "META_FILE", "INDEX_FILE", "IndexRow",
+           "StoreError", "ChunkFile", "Store", "StoreWriter", "read_meta", "write_meta",
+           "file_path", "chunk_paths", "write_chunk", "load_embeddings", "migrate_store"]
+
+logger = logging.getLogger(__name__)
 
 #: ``meta.json``'s format name and version.
 FORMAT = "cvnet-embeddings"
-FORMAT_VERSION = 2
-#: Versions this code reads: 1 wrote names as plain text, 2 escapes them.
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: Versions this code reads: 1 wrote names as plain text, 2 escapes them (both with a CSV index
+#: per chunk), 3 keeps the index in ``index.sqlite``.
+READ_VERSIONS = (1, 2, 3)
 META_FILE = "meta.json"
-INDEX_COLUMNS = ("path", "status", "row", "kind", "message")
-_CHUNK = re.compile(r"^(emb|index)-(\d{5,})\.(npy|csv)$")
-
-
-class StoreError(CVNetError):
-    """An embedding folder is missing, inconsistent, or belongs to another model."""
-
-
-class IndexRow(NamedTuple):
-    """One input file's outcome.
-
-    Attributes:
-        path: The file as listed (relative to ``meta["root"]`` for a walked folder), as escaped
-            text (:func:`cvnet.core.filenames.encode_name`); :func:`file_path` gives the path to
-            open.
-        status: ``"ok"`` (it has an embedding) or ``"failed"`` (reported and skipped).
-        row: Its row in the concatenated embeddings; -1 when failed.
-        kind: ``;``-separated kinds: the failure (``empty``, ``truncated``, ``not_image``, ...)
-            or what was done to a good file (``grayscale``, ``rgba``, ``16bit``, ``tiny``,
-            ``huge``, ``suffix``); empty for a plain good file.
-        message: The reason, in words.
-    """
-
-    path: str
-    status: str
-    row: int
-    kind: str
-    message: str
-
-
-def chunk_paths(folder: str, number: int) -> Tuple[str, str]:
-    """The ``(emb-NNNNN.npy, index-NNNNN.csv)`` paths of chunk ``number``."""
-    return (os.path.join(folder, "emb-{:05d}.npy".format(number)),
-            os.path.join(folder, "index-{:05d}.csv".format(number)))
-
-
-def _chunk_numbers(folder: str) -> Tuple[List[int], List[int]]:
-    embs, indexes = [], []
-    for name in os.listdir(folder):
-        match = _CHUNK.match(name)
-        if match and (match.group(1), match.group(3)) in (("emb", "npy"), ("index", "csv")):
-            (embs if match.group(1) == "emb" else indexes).append(int(match.group(2)))
-    return sorted(embs), sorted(indexes)
+#: Embedding dtypes a store holds.
+DTYPES = ("float32", "float16")
 
 
 def read_meta(folder: str) -> Dict[str, Any]:
-    """``meta.json`` of an embedding folder.
+    """``meta.json`` of an embedding folder (every field, known or not).
 
     Raises:
         StoreError: It is missing or not a cvnet embedding folder.
@@ -115,6 +100,12 @@ def read_meta(folder: str) -> Dict[str, Any]:
     return meta
 
 
+def write_meta(folder: str, meta: Dict[str, Any]) -> None:
+    """Writes ``meta.json`` atomically (all of ``meta``: fields other tools added are kept)."""
+    write_text_atomic(os.path.join(folder, META_FILE),
+                      json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
 def file_path(root: str, name: str) -> str:
     """The path to open for an index row: ``file_path(meta["root"], row.path)``.
 
@@ -125,112 +116,378 @@ def file_path(root: str, name: str) -> str:
     return os.path.join(native_name(root), native_name(name))
 
 
-def write_meta(folder: str, meta: Dict[str, Any]) -> None:
-    """Writes ``meta.json`` atomically."""
-    write_text_atomic(os.path.join(folder, META_FILE),
-                      json.dumps(meta, indent=2, sort_keys=True) + "\n")
+class ChunkFile(NamedTuple):
+    """A committed chunk and where its embeddings lie in its ``.npy``.
 
-
-def _read_index(path: str, version: int) -> List[IndexRow]:
-    with open(path, "r", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if tuple(header or ()) != INDEX_COLUMNS:
-            raise StoreError("{}: header {}, expected {}".format(path, header,
-                                                                 ",".join(INDEX_COLUMNS)))
-        rows = []
-        for line in reader:
-            if len(line) != len(INDEX_COLUMNS):
-                raise StoreError("{}: line {} has {} fields, expected {}".format(
-                    path, reader.line_num, len(line), len(INDEX_COLUMNS)))
-            name = line[0] if version >= 2 else encode_name(name_from_utf8(line[0]))
-            rows.append(IndexRow(name, line[1], int(line[2]), line[3], line[4]))
-    return rows
-
-
-def _index_text(rows: Sequence[IndexRow]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(INDEX_COLUMNS)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-class Chunk(NamedTuple):
-    """A committed chunk: its number, files and index rows."""
+    Attributes:
+        number: The chunk's number.
+        emb_path: Its ``emb-NNNNN.npy``.
+        first_row: Its first embedding row.
+        rows: Its embeddings (good files).
+        files: Its index rows (good and failed).
+        committed_at: When it was committed, seconds since the epoch.
+        offset: Where the (rows, D) C-ordered data start in the file, bytes.
+        dtype: ``"float32"`` or ``"float16"``.
+    """
 
     number: int
     emb_path: str
-    index_path: str
-    rows: List[IndexRow]
+    first_row: int
+    rows: int
+    files: int
+    committed_at: float
+    offset: int
+    dtype: str
 
 
-def scan_chunks(folder: str, repair: bool = False) -> List[Chunk]:
-    """The committed chunks of a folder, in order, checked for consistency.
-
-    Args:
-        folder: The embedding folder.
-        repair: Delete an ``.npy`` left without its index by a killed run (it is redone).
+def _npy_layout(path: str) -> Tuple[Tuple[int, ...], str, int]:
+    """``(shape, dtype name, data offset)`` of an ``.npy`` file, from its header alone.
 
     Raises:
-        StoreError: An index without its ``.npy``, numbering gaps, row counts that disagree, or
-            (without ``repair``) an uncommitted ``.npy``.
+        StoreError: Not an ``.npy`` of little-endian float32/float16 rows in C order.
     """
-    version = read_meta(folder).get("format_version", 1)
-    embs, indexes = _chunk_numbers(folder)
-    orphans = sorted(set(embs) - set(indexes))
-    if orphans:
-        if not repair:
-            raise StoreError("{}: chunk(s) {} have embeddings but no index (a killed run); run "
-                             "cvnet-embed --resume to redo them".format(folder, orphans))
-        for number in orphans:
-            os.remove(chunk_paths(folder, number)[0])
-    missing = sorted(set(indexes) - set(embs))
-    if missing:
-        raise StoreError("{}: chunk(s) {} have an index but no embeddings file; the folder was "
-                         "edited by hand: delete those index files and resume".format(
-                             folder, missing))
-    if indexes != list(range(len(indexes))):
-        raise StoreError("{}: chunk numbers {} have gaps; expected 0..{}".format(
-            folder, indexes, len(indexes) - 1))
-    chunks, next_row = [], 0
-    for number in indexes:
-        emb_path, index_path = chunk_paths(folder, number)
-        rows = _read_index(index_path, version)
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(handle)
+            offset = handle.tell()
+    except (OSError, ValueError) as err:
+        raise StoreError("{}: not a readable .npy file ({}); delete the chunk and resume".format(
+            path, err))
+    if fortran or len(shape) != 2 or dtype.name not in DTYPES or dtype.byteorder == ">":
+        raise StoreError("{}: holds {} {}{}; a store holds (N, D) float32 or float16 rows in C "
+                         "order".format(path, shape, dtype, " (Fortran order)" if fortran else ""))
+    return tuple(shape), dtype.name, offset
+
+
+def _open_index(folder: str, version: int) -> Any:
+    if version >= 3:
+        return SqliteIndex(folder) if os.path.exists(os.path.join(folder, INDEX_FILE)) else None
+    return CsvIndex(folder, version)
+
+
+class Store:
+    """A store's committed chunks, read lazily: what a reader sees when it opens the folder.
+
+    Opening checks every committed chunk against its ``.npy`` header (length, width, dtype)
+    without reading embeddings or index rows. Chunks committed later (by a run still going)
+    are not seen; uncommitted ``.npy`` files are skipped with a warning, or deleted with
+    ``repair``.
+
+    Args:
+        folder: The store folder.
+        repair: Delete uncommitted ``.npy`` files (``cvnet-embed --resume`` does).
+
+    Attributes:
+        folder: The folder.
+        meta: Its ``meta.json``.
+        chunks: The committed chunks (:class:`ChunkFile`), in order.
+        size: Embedding rows (good files) in all of them.
+        dim: The embedding length, D.
+
+    Raises:
+        StoreError: Not a store, or chunks that disagree with their files or each other.
+    """
+
+    def __init__(self, folder: str, repair: bool = False):
+        self.folder = folder
+        self.meta = read_meta(folder)
+        self.version = int(self.meta.get("format_version", 1))
+        self.index = _open_index(folder, self.version)
+        try:
+            records = self.index.chunks() if self.index is not None else []
+            self.chunks = self._check(records, repair)
+        except BaseException:
+            self.close()
+            raise
+        self.size = sum(chunk.rows for chunk in self.chunks)
+        width = next(iter(self._widths), None)
+        self.dim = int(self.meta.get("embedding_dim") or width or 0)
+        if width is not None and width != self.dim:
+            self.close()
+            raise StoreError("{}: meta.json says {}-d embeddings, the chunks hold {}-d".format(
+                folder, self.dim, width))
+        self._firsts = [chunk.first_row for chunk in self.chunks]
+
+    def _check(self, records: Sequence[ChunkRecord], repair: bool) -> List[ChunkFile]:
+        numbers = [record.number for record in records]
+        if numbers != list(range(len(numbers))):
+            raise StoreError("{}: committed chunk numbers {} have gaps; the index was edited "
+                             "by hand".format(self.folder, numbers))
+        uncommitted = [number for number in chunk_numbers(self.folder)[0]
+                       if number >= len(records)]
+        for number in uncommitted:
+            path = chunk_paths(self.folder, number)[0]
+            if repair:
+                os.remove(path)
+                logger.info("%s: removed uncommitted %s (a killed run's; redone now)",
+                            self.folder, os.path.basename(path))
+            else:
+                logger.warning("%s: %s is not committed (a run still going, or killed: "
+                               "cvnet-embed --resume finishes it); reading the %d committed "
+                               "chunk(s)", self.folder, os.path.basename(path), len(records))
+        chunks, self._widths, next_row = [], set(), 0
+        for record in records:
+            emb_path = chunk_paths(self.folder, record.number)[0]
+            if not os.path.exists(emb_path):
+                raise StoreError("{}: chunk {} is committed but {} is missing; the folder was "
+                                 "edited by hand or copied in part".format(
+                                     self.folder, record.number, os.path.basename(emb_path)))
+            shape, dtype, offset = _npy_layout(emb_path)
+            if record.first_row != next_row or shape[0] != record.rows:
+                raise StoreError("{}: chunk {} has {} good rows from row {}, but {} holds {} "
+                                 "rows; the chunk is inconsistent".format(
+                                     self.folder, record.number, record.rows, record.first_row,
+                                     emb_path, shape[0]))
+            if shape[0]:
+                self._widths.add(shape[1])
+            chunks.append(ChunkFile(record.number, emb_path, record.first_row, record.rows,
+                                    record.files, record.committed_at, offset, dtype))
+            next_row += record.rows
+        if len(self._widths) > 1:
+            raise StoreError("{}: chunks of different widths {}".format(self.folder,
+                                                                         sorted(self._widths)))
+        return chunks
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the index."""
+        if self.index is not None:
+            self.index.close()
+            self.index = None
+
+    # ------------------------------------------------------------------------ embeddings
+
+    def chunk_of(self, row: int) -> ChunkFile:
+        """The chunk that holds embedding row ``row``."""
+        return self.chunks[bisect.bisect_right(self._firsts, row) - 1]
+
+    def blocks(self, rows_per_block: int, start: int = 0, stop: Optional[int] = None
+               ) -> Iterator[Tuple[int, np.ndarray]]:
+        """The embeddings ``start..stop`` in blocks, as float32.
+
+        Each block is read from the files into one buffer that the next block overwrites
+        (copy what you keep); a block spans chunks, so its size is the caller's choice, not the
+        chunk's. Memory: ``rows_per_block x D`` float32 (and as many float16 for a float16
+        store).
+
+        Args:
+            rows_per_block: Rows per block, >= 1.
+            start: First row.
+            stop: Row after the last (default: the end).
+
+        Yields:
+            ``(first_row, block)``: block is (n, D) float32, ``n <= rows_per_block``.
+        """
+        stop = self.size if stop is None else min(stop, self.size)
+        if start >= stop:
+            return
+        buffer = np.empty((max(1, min(rows_per_block, stop - start)), self.dim), np.float32)
+        scratch = None
+        filled, block_start = 0, start
+        for chunk in self.chunks[bisect.bisect_right(self._firsts, start) - 1:]:
+            if chunk.first_row >= stop:
+                break
+            begin = max(start, chunk.first_row) - chunk.first_row
+            end = min(stop, chunk.first_row + chunk.rows) - chunk.first_row
+            if end <= begin:
+                continue
+            with open(chunk.emb_path, "rb", buffering=0) as handle:
+                handle.seek(chunk.offset + begin * self.dim * np.dtype(chunk.dtype).itemsize)
+                position = begin
+                while position < end:
+                    count = min(end - position, len(buffer) - filled)
+                    target = buffer[filled:filled + count]
+                    if chunk.dtype == "float32":
+                        _read_into(handle, target, chunk.emb_path)
+                    else:
+                        if scratch is None:
+                            scratch = np.empty(buffer.shape, np.float16)
+                        _read_into(handle, scratch[:count], chunk.emb_path)
+                        target[...] = scratch[:count]
+                    filled += count
+                    position += count
+                    if filled == len(buffer):
+                        yield block_start, buffer
+                        block_start += filled
+                        filled = 0
+        if filled:
+            yield block_start, buffer[:filled]
+
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """Chosen embedding rows, as (len(rows), D) float32 (read one by one, in file order).
+
+        Raises:
+            StoreError: A row outside the store.
+        """
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        out = np.empty((len(rows), self.dim), np.float32)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.size):
+            raise StoreError("{}: rows {}..{} asked, the store has {}".format(
+                self.folder, rows.min(), rows.max(), self.size))
+        handles = {}
+        try:
+            for i in np.argsort(rows, kind="stable"):
+                chunk = self.chunk_of(int(rows[i]))
+                itemsize = np.dtype(chunk.dtype).itemsize
+                if chunk.number not in handles:
+                    handles[chunk.number] = os.open(chunk.emb_path, os.O_RDONLY)
+                length = self.dim * itemsize
+                data = os.pread(handles[chunk.number], length,
+                                chunk.offset + (int(rows[i]) - chunk.first_row) * length)
+                if len(data) != length:
+                    raise StoreError("{}: truncated".format(chunk.emb_path))
+                out[i] = np.frombuffer(data, chunk.dtype)
+        finally:
+            for handle in handles.values():
+                os.close(handle)
+        return out
+
+    # ------------------------------------------------------------------------ index rows
+
+    def lookup(self, rows: Iterable[int]) -> Dict[int, IndexRow]:
+        """The index rows of chosen embedding rows (only those are read)."""
+        wanted = [int(row) for row in rows if 0 <= row < self.size]
+        return self.index.lookup(wanted) if self.index is not None and wanted else {}
+
+    def iter_rows(self) -> Iterator[IndexRow]:
+        """Every index row of the committed chunks, good and failed, in processing order
+        (streamed: a million rows are never held at once)."""
+        if self.index is not None:
+            for row in self.index.iter_rows(len(self.chunks)):
+                yield row
+
+
+def _read_into(handle: Any, target: np.ndarray, path: str) -> None:
+    """Fills ``target`` (C-contiguous) from the file's current position."""
+    view = target.reshape(-1).view(np.uint8)
+    done = 0
+    while done < len(view):
+        got = handle.readinto(memoryview(view)[done:])
+        if not got:
+            raise StoreError("{}: file ends early (truncated); delete the chunk and resume".format(
+                path))
+        done += got
+
+
+class StoreWriter:
+    """Appends committed chunks to a store of format 3: ``cvnet-embed``'s writer.
+
+    Opening repairs what a killed run left (an uncommitted ``.npy`` is deleted; a missing
+    ``index.sqlite`` of a store created just before a kill is created).
+
+    Args:
+        folder: A folder with a format 3 ``meta.json`` (:meth:`create` makes one).
+
+    Attributes:
+        next_number: The next chunk's number.
+        next_row: The next embedding row.
+
+    Raises:
+        StoreError: Not a store, a store of an older format (migrate it first), or an
+            inconsistent one.
+    """
+
+    def __init__(self, folder: str):
+        meta = read_meta(folder)
+        version = int(meta.get("format_version", 1))
+        if version != FORMAT_VERSION:
+            raise StoreError("{}: store format {}; this cvnet appends to format {} only: run "
+                             "python3 -m cvnet.jetson migrate-store {} first (the embeddings "
+                             "stay; the index moves into {})".format(
+                                 folder, version, FORMAT_VERSION, folder, INDEX_FILE))
+        if not os.path.exists(os.path.join(folder, INDEX_FILE)):
+            create_index(folder)
+        with Store(folder, repair=True) as store:
+            self.next_number = len(store.chunks)
+            self.next_row = store.size
+        self.folder, self.meta = folder, meta
+        self.index = SqliteIndex(folder, writable=True)
+
+    @classmethod
+    def create(cls, folder: str, meta: Dict[str, Any]) -> "StoreWriter":
+        """Starts a new store in an empty folder (created): ``meta.json``, then the index."""
+        make_folders(folder)
+        write_meta(folder, dict(meta, format=FORMAT, format_version=FORMAT_VERSION))
+        create_index(folder)
+        return cls(folder)
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the index."""
+        self.index.close()
+
+    def known_paths(self) -> set:
+        """The bytes of every file name already committed (a resumed run skips them).
+
+        Names compare as bytes: another cvnet may have escaped the same name differently
+        (:mod:`cvnet.core.filenames`). One set entry per committed file, read once on resume.
+        """
+        return set(decode_name(row.path) for row in self.index.iter_rows())
+
+    def commit(self, embeddings: np.ndarray, rows: Sequence[IndexRow]) -> ChunkRecord:
+        """Commits one chunk: the ``.npy`` (fsynced, renamed, folder fsynced), then its rows.
+
+        Args:
+            embeddings: (n, D) float32 or float16, the chunk's good files in order.
+            rows: Every file of the chunk, good and failed, in processing order; the good ones
+                numbered ``next_row, next_row + 1, ...``.
+
+        Raises:
+            StoreError: The rows and embeddings disagree, or a path is already committed.
+        """
         good = [row.row for row in rows if row.status == "ok"]
-        shape = np.load(emb_path, mmap_mode="r").shape
-        if good != list(range(next_row, next_row + len(good))) or shape[0] != len(good):
-            raise StoreError("{}: {} good rows numbered {}..., but {} holds {} rows; the chunk is "
-                             "inconsistent: delete both files of chunk {} and resume".format(
-                                 index_path, len(good), good[:1], emb_path, shape[0], number))
-        next_row += len(good)
-        chunks.append(Chunk(number, emb_path, index_path, rows))
-    return chunks
+        if good != list(range(self.next_row, self.next_row + len(good))) or \
+                len(embeddings) != len(good):
+            raise StoreError("{}: chunk {}: {} good rows numbered {}..., {} embeddings; expected "
+                             "them numbered from {}".format(self.folder, self.next_number,
+                                                            len(good), good[:1], len(embeddings),
+                                                            self.next_row))
+        dtype = self.meta.get("dtype", "float32")
+        if dtype not in DTYPES:
+            raise StoreError("{}: meta.json says dtype {!r}; a store holds {}".format(
+                self.folder, dtype, " or ".join(DTYPES)))
+        if np.dtype(embeddings.dtype).name != dtype:
+            raise StoreError("{}: chunk {} is {}, the store holds {}".format(
+                self.folder, self.next_number, embeddings.dtype, dtype))
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(embeddings))
+        write_bytes_atomic(chunk_paths(self.folder, self.next_number)[0], buffer.getvalue())
+        record = self.index.commit(self.next_number, self.next_row, rows)
+        self.next_number += 1
+        self.next_row += len(good)
+        return record
 
 
 def write_chunk(folder: str, number: int, embeddings: np.ndarray,
                 rows: Sequence[IndexRow]) -> None:
-    """Commits one chunk: the ``.npy`` first, then the index (the commit marker)."""
-    emb_path, index_path = chunk_paths(folder, number)
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(embeddings))
-    write_bytes_atomic(emb_path, buffer.getvalue())
-    write_text_atomic(index_path, _index_text(rows))
+    """Commits chunk ``number`` to a format 3 store (opens, commits, closes; see
+    :class:`StoreWriter` for many chunks).
 
-
-def iter_embedding_chunks(folder: str) -> Iterator[Tuple[int, np.ndarray, List[IndexRow]]]:
-    """Yields ``(first_row, embeddings (n, D) memory-mapped, good index rows)`` per chunk.
-
-    Memory stays bounded by one chunk, whatever the folder's size.
+    Raises:
+        StoreError: ``number`` is not the store's next chunk, or see :meth:`StoreWriter.commit`.
     """
-    for chunk in scan_chunks(folder):
-        good = [row for row in chunk.rows if row.status == "ok"]
-        if good:
-            yield good[0].row, np.load(chunk.emb_path, mmap_mode="r"), good
+    with StoreWriter(folder) as writer:
+        if number != writer.next_number:
+            raise StoreError("{}: chunk {} cannot be committed, the next is {}".format(
+                folder, number, writer.next_number))
+        writer.commit(embeddings, rows)
 
 
 def load_embeddings(folder: str) -> Tuple[np.ndarray, List[IndexRow], Dict[str, Any]]:
-    """Reads a whole embedding folder.
+    """Reads a whole embedding folder (for folders that fit in memory; match reads lazily).
 
     Returns:
         ``(embeddings, rows, meta)``: (N, D) array in the stored dtype (float32 or float16),
@@ -238,13 +495,46 @@ def load_embeddings(folder: str) -> Tuple[np.ndarray, List[IndexRow], Dict[str, 
         failed) in processing order; and ``meta.json``.
 
     Raises:
-        StoreError: The folder is not a complete, consistent cvnet embedding folder.
+        StoreError: The folder is not a consistent cvnet embedding folder.
+    """
+    with Store(folder) as store:
+        arrays = [np.load(chunk.emb_path) for chunk in store.chunks]
+        dtype = np.dtype(store.meta.get("dtype", "float32"))
+        embeddings = np.concatenate(arrays) if arrays else np.zeros((0, store.dim), dtype)
+        return embeddings, list(store.iter_rows()), store.meta
+
+
+def migrate_store(folder: str) -> Dict[str, Any]:
+    """Turns a store of format 1 or 2 into format 3 in place (the embeddings stay).
+
+    Uncommitted ``.npy`` files (a killed run's) are deleted; ``--resume`` with this cvnet redoes
+    them. See :func:`cvnet.jetson.store_legacy.sqlite_from_csv` for why an interruption is safe.
+
+    Returns:
+        ``{"folder", "from_version", "chunks", "rows", "files"}``; ``from_version`` 3 when the
+        folder was already migrated (nothing is done but removing left-over CSVs).
+
+    Raises:
+        StoreError: Not a store, or an inconsistent one (nothing is changed).
     """
     meta = read_meta(folder)
-    chunks = scan_chunks(folder)
-    rows = [row for chunk in chunks for row in chunk.rows]
-    arrays = [np.load(chunk.emb_path) for chunk in chunks]
-    dim = int(meta.get("embedding_dim") or 0)
-    dtype = np.dtype(meta.get("dtype", "float32"))
-    embeddings = np.concatenate(arrays) if arrays else np.zeros((0, dim), dtype)
-    return embeddings, rows, meta
+    version = int(meta.get("format_version", 1))
+    if version >= FORMAT_VERSION:
+        left = [chunk_paths(folder, number)[1] for number in chunk_numbers(folder)[1]]
+        if left:
+            remove_csv_index(folder, left)
+        with Store(folder) as store:
+            return {"folder": folder, "from_version": version, "chunks": len(store.chunks),
+                    "rows": store.size, "files": sum(c.files for c in store.chunks)}
+    index = CsvIndex(folder, version)
+    chunks = index.chunks()
+    for number in chunk_numbers(folder)[0]:
+        if number >= len(chunks):
+            os.remove(chunk_paths(folder, number)[0])
+            logger.info("%s: removed uncommitted chunk %d (a killed run's)", folder, number)
+    csvs = sqlite_from_csv(folder, chunks, index)
+    write_meta(folder, dict(meta, format_version=FORMAT_VERSION))
+    remove_csv_index(folder, csvs)
+    return {"folder": folder, "from_version": version, "chunks": len(chunks),
+            "rows": sum(chunk.rows for chunk in chunks),
+            "files": sum(chunk.files for chunk in chunks)}

@@ -126,24 +126,28 @@ def test_files_written_with_a_path_are_fsynced_too(tmp_path, monkeypatch):
     assert log.events[0][2] == b"weights" * 1000
 
 
-def test_the_embedding_store_commits_its_npy_before_the_index_exists(tmp_path, monkeypatch):
-    """The index is the commit marker: after a power loss it must never name rows whose
-    .npy did not reach the disk."""
+def test_the_embedding_store_commits_its_npy_before_its_index_rows(tmp_path, monkeypatch):
+    """The index transaction is the commit marker: after a power loss it must never name rows
+    whose .npy did not reach the disk. The .npy is fsynced, renamed and its folder fsynced
+    before the transaction begins."""
     import numpy as np
 
-    from cvnet.jetson.store import FORMAT, IndexRow, write_chunk, write_meta
+    from cvnet.jetson.store import IndexRow, StoreWriter
 
     folder = os.path.realpath(str(tmp_path))
-    write_meta(folder, {"format": FORMAT, "format_version": 2, "embedding_dim": 2})
+    writer = StoreWriter.create(folder, {"embedding_dim": 2})
     log = DiskLog(monkeypatch)
-    write_chunk(folder, 0, np.ones((1, 2), np.float32), [IndexRow("a.png", "ok", 0, "", "")])
+    writer.index._db.set_trace_callback(lambda sql: log.events.append(("sql", sql)))
+    writer.commit(np.ones((1, 2), np.float32), [IndexRow("a.png", "ok", 0, "", "")])
+    writer.close()
     names = [(event[0], os.path.basename(event[-1] if event[0] != "fsync-file" else event[1]))
-             for event in log.events]
-    npy_done = names.index(("fsync-folder", os.path.basename(folder)))
-    assert names[npy_done - 1] == ("rename", "emb-00000.npy")
-    assert names[npy_done + 2] == ("rename", "index-00000.csv")
-    assert names[-1] == ("fsync-folder", os.path.basename(folder))
-    assert log.events[npy_done + 1][2].startswith(b"path,status,row")
+             for event in log.events if event[0] != "sql"]
+    assert names[-2:] == [("rename", "emb-00000.npy"), ("fsync-folder", os.path.basename(folder))]
+    sql = [event[1] for event in log.events if event[0] == "sql"]
+    first_sql = next(i for i, event in enumerate(log.events) if event[0] == "sql")
+    assert log.events[first_sql - 1][0] == "fsync-folder"  # the .npy is durable first
+    assert sql[0] == "BEGIN IMMEDIATE" and sql[-1] == "COMMIT"
+    assert any(statement.startswith("INSERT INTO files") for statement in sql)
 
 
 def test_new_folders_are_fsynced_into_their_parents(tmp_path, monkeypatch):

@@ -1,9 +1,9 @@
 """cvnet-embed end to end with the tiny ONNX fixture: every kind of bad file, kill and resume."""
 
-import csv
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,13 +12,14 @@ import cv2
 import numpy as np
 import pytest
 
+from cvnet.core.filenames import decode_name
 from cvnet.core.synth import sample_images
 from cvnet.core.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from cvnet.jetson.cli import main
 from cvnet.jetson.embed import check_image, list_images
-from cvnet.core.filenames import decode_name
-from cvnet.jetson.store import (StoreError, chunk_paths, load_embeddings, read_meta, scan_chunks,
+from cvnet.jetson.store import (INDEX_FILE, Store, chunk_paths, load_embeddings, read_meta,
                                 write_meta)
+from tests.jetson.stores import uncommit
 
 pytestmark = pytest.mark.device
 
@@ -73,18 +74,15 @@ def make_mixed_folder(folder):
 
 
 def _read_rows(out):
-    return [row for chunk in scan_chunks(out) for row in chunk.rows]
+    with Store(out) as store:
+        return list(store.iter_rows())
 
 
 def _committed_row_count(out):
     """Index rows of the chunks a killed run committed; an ``.npy`` without its index (the
     kill landed between the two writes) is uncommitted and not counted, as --resume treats it."""
-    count, number = 0, 0
-    while os.path.exists(chunk_paths(out, number)[1]):
-        with open(chunk_paths(out, number)[1]) as handle:
-            count += len(list(csv.DictReader(handle)))
-        number += 1
-    return count
+    with Store(out) as store:
+        return sum(chunk.files for chunk in store.chunks)
 
 
 def test_mixed_folder_every_bad_kind(tmp_path, capsys):
@@ -171,11 +169,12 @@ def test_uncommitted_chunk_is_redone(tmp_path):
     args = ["embed", "--engine", ENGINE, "--images", str(folder), "-o", out, "--chunk-size", "4"]
     assert main(args) == EXIT_OK
     clean, clean_rows, _ = load_embeddings(out)
-    # Simulate a kill between the .npy and its index (the commit marker) of the last chunk.
-    emb_path, index_path = chunk_paths(out, 2)
-    os.remove(index_path)
-    with pytest.raises(StoreError, match="no index"):
-        load_embeddings(out)
+    # Simulate a kill between the .npy and its index (the commit marker) of the last chunk:
+    # readers see the committed chunks only, and say so; --resume redoes the chunk.
+    uncommit(out, 2)
+    partial, partial_rows, _ = load_embeddings(out)
+    assert len(partial) == 8 and partial_rows == clean_rows[:8]
+    assert os.path.exists(chunk_paths(out, 2)[0])
     assert main(args + ["--resume"]) == EXIT_OK
     resumed, rows, _ = load_embeddings(out)
     assert rows == clean_rows
@@ -195,9 +194,9 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     process = subprocess.Popen(base + ["-o", out], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_index = chunk_paths(out, 0)[1]
+    second_npy = chunk_paths(out, 1)[0]  # written once chunk 0 is committed
     deadline = time.time() + 60
-    while not os.path.exists(first_index) and process.poll() is None and time.time() < deadline:
+    while not os.path.exists(second_npy) and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -263,17 +262,16 @@ def test_a_store_whose_names_were_escaped_otherwise_resumes(tmp_path):
     args = ["embed", "--engine", ENGINE, "--images", str(folder), "-o", out, "--chunk-size", "2"]
     assert main(args) == EXIT_OK
     clean, clean_rows, _ = load_embeddings(out)
-    number = 0
-    while os.path.exists(chunk_paths(out, number)[1]):
-        index = chunk_paths(out, number)[1]
-        with open(index, encoding="utf-8") as handle:
-            text = handle.read()
-        with open(index, "w", encoding="utf-8") as handle:
-            handle.write(_escape_otherwise(text))
-        number += 1
+    connection = sqlite3.connect(os.path.join(out, INDEX_FILE), isolation_level=None)
+    try:
+        for seq, path in connection.execute("SELECT seq, path FROM files").fetchall():
+            connection.execute("UPDATE files SET path = ? WHERE seq = ?",
+                               (_escape_otherwise(path), seq))
+    finally:
+        connection.close()
     meta = read_meta(out)
     write_meta(out, dict(meta, root=_escape_otherwise(meta["root"])))
-    os.remove(chunk_paths(out, number - 1)[1])  # a kill before the last chunk's commit
+    uncommit(out, 2)  # a kill before the last chunk's commit
     assert main(args + ["--resume"]) == EXIT_OK
     resumed, rows, _ = load_embeddings(out)
     assert [decode_name(row.path) for row in rows] == [decode_name(row.path)

@@ -8,6 +8,7 @@ encoding ASCII, so a valid UTF-8 name is as foreign as a Latin-1 one.
 import csv
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import urllib.parse
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 
 from cvnet.core.synth import sample_images
-from cvnet.jetson.store import chunk_paths, file_path, load_embeddings, read_meta
+from cvnet.jetson.store import INDEX_FILE, file_path, load_embeddings, read_meta
+from tests.jetson.stores import uncommit
 
 pytestmark = pytest.mark.device
 
@@ -73,12 +75,15 @@ def test_any_name_through_embed_resume_and_match(tmp_path, names):
     assert sorted(urllib.parse.unquote_to_bytes(row.path) for row in rows) == sorted(names)
     assert all(row.status == "ok" for row in rows) and len(embeddings) == len(names)
     assert os.fsencode(file_path(meta["root"], rows[0].path)).startswith(images + b"/")
-    with open(os.path.join(os.fsdecode(out), "index-00000.csv"), "rb") as handle:
-        handle.read().decode("utf-8")  # the index is UTF-8 text that any tool reads
+    connection = sqlite3.connect(os.path.join(os.fsdecode(out), INDEX_FILE))
+    stored = [line[0] for line in connection.execute("SELECT path FROM files ORDER BY seq")]
+    connection.close()
+    assert stored == [row.path for row in rows]  # UTF-8 text that any SQLite tool reads
+    assert all(path.encode("utf-8") for path in stored)
     assert ("%E9" in " ".join(row.path for row in rows)) == (names is ANY_BYTES)
 
     # A kill between a chunk's .npy and its index; resume under another locale.
-    os.remove(chunk_paths(os.fsdecode(out), 3)[1])  # the last of 4 chunks
+    uncommit(os.fsdecode(out), 3)  # the last of 4 chunks
     _run(embed + [b"--resume"], "C.UTF-8")
     resumed, resumed_rows, _ = load_embeddings(os.fsdecode(out))
     assert resumed_rows == rows

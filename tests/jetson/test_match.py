@@ -9,9 +9,12 @@ import pytest
 
 from cvnet.core.metrics import cosine_distance
 from cvnet.core.synth import sample_images
+from cvnet.jetson import store_index
 from cvnet.jetson.cli import main
-from cvnet.jetson.match import match, topk_exact
-from cvnet.jetson.store import FORMAT, IndexRow, StoreError, write_chunk, write_meta
+from cvnet.jetson.match import match
+from cvnet.jetson.store import Store, StoreError
+from cvnet.jetson.topk import normalize_rows, topk_exact
+from tests.jetson.stores import make_store
 
 pytestmark = pytest.mark.device
 
@@ -19,40 +22,63 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ENGINE = os.path.join(ROOT, "tests", "fixtures", "tiny", "cvnet_tiny.onnx")
 
 
-def make_store(folder, embeddings, chunk=7, model_hash="a" * 64, **meta):
-    """A store holding ``embeddings`` in chunks of ``chunk`` rows plus one failed file."""
-    os.makedirs(folder)
-    write_meta(folder, dict({"format": FORMAT, "format_version": 1, "model_hash": model_hash,
-                             "embedding_dim": embeddings.shape[1], "dtype": str(embeddings.dtype),
-                             "root": folder, "engine": "x.onnx"}, **meta))
-    for number, start in enumerate(range(0, len(embeddings), chunk)):
-        part = embeddings[start:start + chunk]
-        rows = [IndexRow("{}.png".format(start + i), "ok", start + i, "", "")
-                for i in range(len(part))]
-        if number == 0:
-            rows.insert(1, IndexRow("bad.jpg", "failed", -1, "empty", "file is empty"))
-        write_chunk(folder, number, part, rows)
-    return folder
+def _topk(queries, folder, k, block_rows=4096):
+    with Store(folder) as store:
+        return topk_exact(normalize_rows(queries.astype(np.float32)), store, k, block_rows)
 
 
-def test_chunked_topk_equals_brute_force(tmp_path):
+def test_blockwise_topk_equals_brute_force(tmp_path):
     rng = np.random.RandomState(0)
     queries = rng.randn(13, 16).astype(np.float32)
     gallery = rng.randn(50, 16).astype(np.float32)
     folder = make_store(str(tmp_path / "g"), gallery)
-    indices, sims = topk_exact(queries, folder, 5, block_elements=40)
+    indices, sims = _topk(queries, folder, 5, block_rows=3)
     order = np.argsort(cosine_distance(queries, gallery), axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(indices, order)
     np.testing.assert_allclose(sims, 1 - np.take_along_axis(
         cosine_distance(queries, gallery), order, axis=1), atol=1e-5)
-    # An exact tie (identical rows scored in one block): the lower gallery row ranks first.
+    # An exact tie (identical rows, in different blocks): the lower gallery row ranks first.
     tied = gallery.copy()
     tied[20] = tied[3]
-    indices, _ = topk_exact(tied[3:4], make_store(str(tmp_path / "t"), tied, chunk=64), 2)
+    indices, _ = _topk(tied[3:4], make_store(str(tmp_path / "t"), tied, chunk=64), 2, 8)
     assert indices.tolist() == [[3, 20]]
     # k beyond the gallery: -1 and -inf past its end.
-    indices, sims = topk_exact(queries[:2], folder, 60, block_elements=1000)
+    indices, sims = _topk(queries[:2], folder, 60)
     assert (indices[:, 50:] == -1).all() and np.isneginf(sims[:, 50:]).all()
+
+
+def test_match_resolves_only_the_winners_rows(tmp_path, monkeypatch):
+    """The gallery's index rows are looked up for the winners only, never read whole."""
+    rng = np.random.RandomState(5)
+    make_store(str(tmp_path / "g"), rng.randn(2000, 8).astype(np.float32), chunk=256, view="G")
+    make_store(str(tmp_path / "q"), rng.randn(4, 8).astype(np.float32), view="A", failed=False)
+    built = []
+    real = store_index._row
+    monkeypatch.setattr(store_index, "_row", lambda values: built.append(values) or real(values))
+    result = match(str(tmp_path / "q"), str(tmp_path / "g"), topk=3, backend="exact",
+                   block_rows=100)
+    winners = set(result.indices[result.indices >= 0].tolist())
+    assert set(result.gallery_rows) == winners and len(built) == 4 + len(winners)
+    assert {row.view for row in result.gallery_rows.values()} == {"G"}
+    assert [row.view for row in result.query_rows] == ["A"] * 4
+    assert result.gallery_meta["model_hash"] == "a" * 64 and result.backend == "exact"
+
+
+def test_a_postprocess_hook_sees_scores_rows_and_views(tmp_path):
+    rng = np.random.RandomState(6)
+    make_store(str(tmp_path / "g"), rng.randn(30, 8).astype(np.float32), view="G")
+    make_store(str(tmp_path / "q"), rng.randn(3, 8).astype(np.float32), view="A")
+    seen = []
+
+    def keep_first(matches):
+        seen.append((matches.query_rows[0].view,
+                     matches.gallery_rows[int(matches.indices[0, 0])].view))
+        indices = matches.indices.copy()
+        indices[:, 1:] = -1
+        return matches._replace(indices=indices)
+
+    result = match(str(tmp_path / "q"), str(tmp_path / "g"), topk=4, postprocess=keep_first)
+    assert seen == [("A", "G")] and (result.indices[:, 1:] == -1).all()
 
 
 def test_threshold_and_model_hash(tmp_path):
@@ -116,16 +142,6 @@ def test_harmless_differences_match_and_an_unproven_model_needs_force(tmp_path):
     with pytest.raises(StoreError, match=r"may come from different models.*pass --force"):
         match(str(tmp_path / "bare"), str(tmp_path / "g"))
     assert match(str(tmp_path / "bare"), str(tmp_path / "g"), force=True).indices[0, 0] == 0
-
-
-def test_faiss_backend_agrees_when_installed(tmp_path):
-    pytest.importorskip("faiss")
-    rng = np.random.RandomState(2)
-    make_store(str(tmp_path / "g"), rng.randn(30, 8).astype(np.float32))
-    make_store(str(tmp_path / "q"), rng.randn(5, 8).astype(np.float32))
-    exact = match(str(tmp_path / "q"), str(tmp_path / "g"), topk=4)
-    fast = match(str(tmp_path / "q"), str(tmp_path / "g"), topk=4, backend="faiss")
-    np.testing.assert_array_equal(exact.indices, fast.indices)
 
 
 def test_embed_then_match_known_answers(tmp_path):
