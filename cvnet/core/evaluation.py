@@ -203,22 +203,25 @@ def evaluate(embed: Embedder, dataset: Dataset, protocols: Optional[Sequence[str
     embedded = embed_paths(embed, paths, batch_size=batch_size)
     metrics, points = {}, {}
     for protocol, qgs in splits.items():
-        scored = [split_distances(qg, embedded) for qg in qgs]
-        if fprs is not None:
-            split, distmat = scored[0]
-            try:
-                points[protocol] = operating_points(
-                    pair_scores(distmat, **split.rank_labels()), fprs)
-            except ConfigError as err:  # one identity only: no negatives
-                logger.warning("protocol %s has no operating points: %s", protocol, err)
-        if len(scored) == 1:
-            metrics[protocol] = split_metrics(*scored[0], max_rank=max_rank,
-                                              bootstrap=bootstrap, seed=bootstrap_seed)
+        trial_metrics = []
+        # One (Nq, Ng) matrix alive at a time: VehicleID's 10 draws at once are ~1.7 GB.
+        for trial, qg in enumerate(qgs):
+            split, distmat = split_distances(qg, embedded)
+            if trial == 0 and fprs is not None:
+                try:
+                    points[protocol] = operating_points(
+                        pair_scores(distmat, **split.rank_labels()), fprs)
+                except ConfigError as err:  # one identity only: no negatives
+                    logger.warning("protocol %s has no operating points: %s", protocol, err)
+            trial_metrics.append(split_metrics(split, distmat, max_rank=max_rank,
+                                               bootstrap=bootstrap if len(qgs) == 1 else 0,
+                                               seed=bootstrap_seed))
+            del split, distmat
+        if len(trial_metrics) == 1:
+            metrics[protocol] = trial_metrics[0]
             continue
-        aggregated = aggregate_trials([split_metrics(*one, max_rank=max_rank)
-                                       for one in scored])
         metrics[protocol] = {}
-        for key, value in aggregated.items():
+        for key, value in aggregate_trials(trial_metrics).items():
             metrics[protocol][key] = float(value["mean"])
             metrics[protocol][key + "_std"] = float(value["std"])
     settings = {}  # type: Dict[str, Any]
