@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from cvnet.core.confidence import query_intervals
+from cvnet.core.confidence import UNIT as CI_UNIT, query_intervals
 from cvnet.core.datasets import Dataset, QueryGallery, evaluation_splits, standard_protocols
 from cvnet.core.errors import ConfigError
 from cvnet.core.metrics import aggregate_trials, cosine_distance, evaluate_rank, summarize_metrics
@@ -227,7 +227,7 @@ def evaluate(embed: Embedder, dataset: Dataset, protocols: Optional[Sequence[str
     settings = {}  # type: Dict[str, Any]
     if bootstrap:
         settings["bootstrap"] = {"resamples": bootstrap, "seed": bootstrap_seed, "level": 0.95,
-                                 "unit": "query"}
+                                 "unit": CI_UNIT}
     if fprs is not None:
         settings["fprs"] = [float(f) for f in fprs]
     return EvaluationReport(metrics, embedded.failed, time.monotonic() - started, embedded,
@@ -293,8 +293,8 @@ def format_report(report: EvaluationReport, title: str = "") -> str:
     bootstrap = (report.settings or {}).get("bootstrap")
     notes = []
     if bootstrap:
-        notes.append("[low, high]: 95% bootstrap interval over queries ({} resamples, seed "
-                     "{})".format(bootstrap["resamples"], bootstrap["seed"]))
+        notes.append("[low, high]: 95% bootstrap interval over vehicles, all queries of each "
+                     "({} resamples, seed {})".format(bootstrap["resamples"], bootstrap["seed"]))
     if any(key.endswith("_std") for m in report.metrics.values() for key in m):
         notes.append("+- : standard deviation over the seeded gallery draws")
     if notes:
