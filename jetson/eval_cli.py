@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-size", type=int, default=800, choices=(800, 1600, 2400),
                         help="VehicleID test list (default 800)")
     add_batch_size(parser, default=64, help="images per forward pass")
-    add_device(parser, choices=("auto", "cpu", "cuda"), default="auto",
+    add_device(parser, choices=("auto", "cpu", "cuda"), default="auto", ordinals=True,
                help="PyTorch device for .pt checkpoints (default auto)")
     add_threads(parser, help="CPU threads of ONNX Runtime and PyTorch (default: ONNX Runtime's; "
                              "for PyTorch the cores other processes leave free, docs/threads.md)")
