@@ -107,7 +107,8 @@ def test_intervals_and_operating_points_in_the_report(tmp_path):
     assert everything["negatives"] == 12 * 12 - 4 * 9
     table = format_report(report, "colours")
     assert "| A2G | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in table
-    assert "95% bootstrap interval over vehicles, all queries of each (200 resamples, seed 1)" in table
+    assert ("95% bootstrap interval over vehicles, all queries of each (200 resamples, seed 1)"
+            in table)
     assert "| A2G | 8 | 24 | 0.00 | 1.0000 |" in table
     assert "TPR @ FPR 1e-03 (threshold)" in table and "*: too few negative pairs" in table
     assert "same identity under the same camera" in table
