@@ -2,9 +2,15 @@
 
 A default run (no ``--engine``) times untrained models it prepares once under
 ``<cache>/<arch>-<H>x<W>[-fp16]/``: an untrained checkpoint (``model.pt``, seed 0),
-``bench.json`` (parameters, GMACs, the request it answers) and, when a backend needs it, the ONNX
-export (``model.onnx`` + sidecar) for the batch range the run asks for. A later run reuses the
-files when ``bench.json`` (and the sidecar, for ONNX) match the request.
+``bench.json`` (parameters, GMACs, the request it answers, the ONNX file's name) and, when a
+backend needs it, the ONNX export (``model-<id>.onnx`` + sidecar) for the batch range the run
+asks for. A later run reuses the files when ``bench.json`` (and the sidecar, for ONNX) match the
+request.
+
+A file another benchmark may be timing is never removed or replaced: a run that needs a wider
+batch range exports under a new name (:func:`new_onnx_name`) and ``bench.json``, replaced
+atomically, points to it; the earlier export stays (delete the cache folder to reclaim it once
+no benchmark runs).
 
 This module is device-side (Python 3.6, no torch): it owns the cache's format (:func:`cached`,
 :func:`write_bench_info`) and hands the making to the host install's ``prepare_model``
@@ -15,6 +21,7 @@ This module is device-side (Python 3.6, no torch): it owns the cache's format (:
 import json
 import logging
 import os
+import uuid
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from cvnet.core.artifact import read_sidecar, sidecar_path
@@ -30,6 +37,8 @@ DEFAULT_CACHE = os.path.join("~", ".cache", "cvnet", "bench")
 CACHE_VERSION = 2  # 2: bench.json records the parameters; the ONNX export is optional
 #: The file names of a prepared model in its cache folder.
 CHECKPOINT_FILE, ONNX_FILE, INFO_FILE = "model.pt", "model.onnx", "bench.json"
+#: ``bench.json``'s key naming the current ONNX export (:data:`ONNX_FILE` when absent).
+ONNX_KEY = "onnx_file"
 #: What a default run needs the host for, named in the refusal on a device.
 _NEEDS_HOST = ("a benchmark without --engine (it exports the model first; on a device, pass "
                "--engine cvnet.onnx or cvnet.plan)")
@@ -89,15 +98,18 @@ def cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[Prepare
         request: What the run needs (:func:`bench_request`).
         onnx: The run needs the ONNX export too, for at least ``request["batch_max"]``.
     """
-    onnx_path = os.path.join(folder, ONNX_FILE)
     info_path = os.path.join(folder, INFO_FILE)
     checkpoint = os.path.join(folder, CHECKPOINT_FILE)
-    needed = [info_path, checkpoint] + ([onnx_path, sidecar_path(onnx_path)] if onnx else [])
-    if not all(os.path.isfile(p) for p in needed):
+    if not all(os.path.isfile(p) for p in (info_path, checkpoint)):
         return None
     try:
         with open(info_path) as handle:
             info = json.load(handle)
+        if not isinstance(info, dict):
+            raise ValueError("{} is not a JSON object".format(info_path))
+        onnx_path = os.path.join(folder, os.path.basename(str(info.get(ONNX_KEY, ONNX_FILE))))
+        if onnx and not all(os.path.isfile(p) for p in (onnx_path, sidecar_path(onnx_path))):
+            return None
         meta = read_sidecar(sidecar_path(onnx_path)) if onnx else None
     except (OSError, ValueError, CVNetError) as err:
         logger.info("cache at %s unusable (%s); preparing again", folder, err)
@@ -116,10 +128,19 @@ def cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[Prepare
                          gmacs=float(info["gmacs"]), input_size=(height, width))
 
 
+def new_onnx_name() -> str:
+    """A name no export in the folder has had (``model-<12 hex digits>.onnx``): a new export
+    never replaces a file another benchmark may be timing."""
+    return "model-{}.onnx".format(uuid.uuid4().hex[:12])
+
+
 def write_bench_info(folder: str, request: Dict[str, Any], *, params: int,
-                     gmacs: float) -> str:
-    """Writes ``bench.json``: the request a prepared model answers, its parameters and GMACs."""
+                     gmacs: float, onnx_file: Optional[str] = None) -> str:
+    """Writes ``bench.json`` atomically: the request a prepared model answers, its parameters
+    and GMACs, and the name of its ONNX export (None: none)."""
     info = dict(request, gmacs=gmacs, params=params)
+    if onnx_file is not None:
+        info[ONNX_KEY] = os.path.basename(onnx_file)
     return write_text_atomic(os.path.join(folder, INFO_FILE), json.dumps(info, indent=2) + "\n")
 
 
@@ -157,7 +178,8 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
                                                                             INSTALL_HINT))
     folder = make_folders(model_folder(arch, input_size, half, cache))
     with folder_lock(folder, what="cvnet-bench preparing this model", wait=True):
-        # One preparer at a time: another benchmark exporting the same model would otherwise
-        # remove or replace the files this one is writing or about to time.
+        # One preparer at a time (two would export and record at once). The lock ends with the
+        # preparation, not the timing: what a running benchmark times is never replaced, a new
+        # export gets a new name (new_onnx_name).
         return prepare(arch, input_size=input_size, batch_max=batch_max, half=half, onnx=onnx,
                        cache=cache)

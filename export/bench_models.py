@@ -13,9 +13,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from cvnet.benchmarks.models import (CHECKPOINT_FILE, ONNX_FILE, PreparedModel, bench_request,
-                                     cached, model_folder, write_bench_info)
-from cvnet.core.artifact import sidecar_path
+from cvnet.benchmarks.models import (CHECKPOINT_FILE, PreparedModel, bench_request, cached,
+                                     model_folder, new_onnx_name, write_bench_info)
 from cvnet.core.fileio import make_folders
 from cvnet.export import pipeline
 from cvnet.models import build_model
@@ -44,10 +43,9 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
         logger.info("%s: using the cached model in %s", arch, folder)
         return found
     make_folders(folder)
-    onnx_path = os.path.join(folder, ONNX_FILE)
-    for stale in (onnx_path, sidecar_path(onnx_path)):  # from an older cache layout or model
-        if os.path.exists(stale):
-            os.remove(stale)
+    # A new name: the export a running benchmark times (a narrower batch range, an older cache
+    # version) is left in place, never removed or replaced under it.
+    onnx_path = os.path.join(folder, new_onnx_name())
     logger.info("%s: building an untrained model in %s", arch, folder)
     torch.manual_seed(0)
     model = build_model(arch).eval()
@@ -61,6 +59,7 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
         onnx_path = pipeline.export_model(checkpoint, pipeline.ExportOptions(
             output=onnx_path, arch=arch, input_size=(height, width),
             dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False)).onnx_path
-    write_bench_info(folder, request, params=params, gmacs=gmacs)
+    write_bench_info(folder, request, params=params, gmacs=gmacs,
+                     onnx_file=onnx_path if onnx else None)
     return PreparedModel(arch=arch, checkpoint=checkpoint, onnx=onnx_path if onnx else None,
                          params=params, gmacs=gmacs, input_size=(height, width))

@@ -63,7 +63,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=10000 * 10000,
                         help="refuse larger images before decoding (default: %(default)s)")
     add_threads(parser, help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
-    add_device(parser, choices=("auto", "cpu", "cuda"),
+    add_device(parser, choices=("auto", "cpu", "cuda"), ordinals=True,
                help="PyTorch device of a .pt engine (host install only; default: auto, a GPU "
                     "when torch sees one); a .plan runs on its GPU and an .onnx with ONNX "
                     "Runtime, so they refuse it")

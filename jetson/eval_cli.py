@@ -3,7 +3,7 @@ decisions.
 
 Prints mAP, Rank-1/5/10 and mINP per protocol (A2G and G2A for cross-view data; VeRi-776 and
 VehicleID use their own protocols, VehicleID as the mean +- std of 10 random gallery draws), with
-95% bootstrap intervals of mAP and Rank-1 over the queries, and the open-set operating points of
+95% bootstrap intervals of mAP and Rank-1 over the vehicles, and the open-set operating points of
 each protocol: EER and the TPR at target false-positive rates with the cosine-similarity
 threshold that gives each. ``--write-thresholds`` records those thresholds in the model's
 sidecar, where ``cvnet-embed`` and ``cvnet-match --threshold auto`` find them; ``--sweep``
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-size", type=int, default=800, choices=(800, 1600, 2400),
                         help="VehicleID test list (default 800)")
     add_batch_size(parser, default=64, help="images per forward pass")
-    add_device(parser, choices=("auto", "cpu", "cuda"), default="auto",
+    add_device(parser, choices=("auto", "cpu", "cuda"), default="auto", ordinals=True,
                help="PyTorch device for .pt checkpoints (default auto)")
     add_threads(parser, help="CPU threads of ONNX Runtime and PyTorch (default: ONNX Runtime's; "
                              "for PyTorch the cores other processes leave free, docs/threads.md)")
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=".pt on CUDA: run eager PyTorch instead of replaying CUDA graphs")
     add_json_out(parser, aliases=("--json",), help="also write the metrics as JSON")
     parser.add_argument("--bootstrap", type=count, default=DEFAULT_RESAMPLES, metavar="N",
-                        help="resamples of the queries for the 95%% intervals of mAP and Rank-1 "
+                        help="resamples of the vehicles for the 95%% intervals of mAP and Rank-1 "
                              "(0: none; VehicleID reports mean +- std over --trials instead; "
                              "default: %(default)s)")
     add_seed(parser, help="seed of the bootstrap, the sweep's degradations and VehicleID's "

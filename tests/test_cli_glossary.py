@@ -101,7 +101,8 @@ def _glossary_problems(parser):
     expect("--threads", lambda a: a.type is cli.positive_int and a.default is None
            and a.metavar == "N", "N >= 1, default: the backend's choice")
     expect("--device", lambda a: a.type is cli.cuda_device and a.metavar == "cuda:N"
-           or (a.choices and set(a.choices) <= {"auto", "cpu", "cuda"}),
+           or (a.choices and set(a.choices) <= {"auto", "cpu", "cuda"})
+           or set(getattr(a.type, "choices", ())) == {"auto", "cpu", "cuda"},
            "auto/cpu/cuda, or cuda:N for a GPU")
     expect("--verbose", lambda a: a.option_strings == ["-v", "--verbose"] and a.nargs == 0,
            "spelled -v/--verbose")

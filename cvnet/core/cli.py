@@ -424,13 +424,42 @@ def add_threads(parser: argparse.ArgumentParser, *, help: str) -> None:
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help=help)
 
 
+def device_choice(choices: Sequence[str]) -> Callable[[str], str]:
+    """An argparse type: one of ``choices`` or, where they hold ``cuda``, ``cuda:N`` (a GPU
+    other than the first); the value is lower-cased, ``cuda:N`` kept as text for the runner
+    (:func:`cvnet.engines.gpu.device_ordinal` reads it)."""
+    allowed = tuple(choices)
+
+    def parse(text: str) -> str:
+        value = str(text).strip().lower()
+        if value in allowed:
+            return value
+        if "cuda" in allowed and value.startswith("cuda:") and value[5:].isdigit():
+            return "cuda:{}".format(int(value[5:]))
+        raise argparse.ArgumentTypeError("expected {}{}, got {!r}".format(
+            ", ".join(allowed), " or cuda:N (a GPU number)" if "cuda" in allowed else "", text))
+
+    parse.__name__ = "device"  # argparse names the type in its error messages
+    parse.choices = allowed  # type: ignore  # for the glossary check
+    return parse
+
+
 def add_device(parser: argparse.ArgumentParser, *, help: str,
                choices: Optional[Sequence[str]] = None, default: Any = None,
-               gpu: bool = False) -> None:
-    """``--device``: where to run (``cpu``, ``cuda``, ``auto``...); ``gpu``: a GPU, ``cuda:N``."""
+               gpu: bool = False, ordinals: bool = False) -> None:
+    """``--device``: where to run (``cpu``, ``cuda``, ``auto``...); ``gpu``: a GPU, ``cuda:N``.
+
+    Args:
+        ordinals: Accept ``cuda:N`` besides ``choices`` (which must hold ``cuda``), for a command
+            whose device option is read by :func:`cvnet.engines.gpu.device_ordinal`.
+    """
     if gpu:
         parser.add_argument("--device", type=cuda_device, default=default, metavar="cuda:N",
                             help=help)
+    elif ordinals:
+        choices = tuple(choices or ())
+        parser.add_argument("--device", type=device_choice(choices), default=default,
+                            metavar="{{{}}}".format(",".join(choices + ("cuda:N",))), help=help)
     else:
         parser.add_argument("--device", choices=tuple(choices or ()), default=default, help=help)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from cvnet.core.confidence import query_intervals
+from cvnet.core.confidence import UNIT as CI_UNIT, query_intervals
 from cvnet.core.datasets import Dataset, QueryGallery, evaluation_splits, standard_protocols
 from cvnet.core.errors import ConfigError
 from cvnet.core.metrics import aggregate_trials, cosine_distance, evaluate_rank, summarize_metrics
@@ -203,28 +203,31 @@ def evaluate(embed: Embedder, dataset: Dataset, protocols: Optional[Sequence[str
     embedded = embed_paths(embed, paths, batch_size=batch_size)
     metrics, points = {}, {}
     for protocol, qgs in splits.items():
-        scored = [split_distances(qg, embedded) for qg in qgs]
-        if fprs is not None:
-            split, distmat = scored[0]
-            try:
-                points[protocol] = operating_points(
-                    pair_scores(distmat, **split.rank_labels()), fprs)
-            except ConfigError as err:  # one identity only: no negatives
-                logger.warning("protocol %s has no operating points: %s", protocol, err)
-        if len(scored) == 1:
-            metrics[protocol] = split_metrics(*scored[0], max_rank=max_rank,
-                                              bootstrap=bootstrap, seed=bootstrap_seed)
+        trial_metrics = []
+        # One (Nq, Ng) matrix alive at a time: VehicleID's 10 draws at once are ~1.7 GB.
+        for trial, qg in enumerate(qgs):
+            split, distmat = split_distances(qg, embedded)
+            if trial == 0 and fprs is not None:
+                try:
+                    points[protocol] = operating_points(
+                        pair_scores(distmat, **split.rank_labels()), fprs)
+                except ConfigError as err:  # one identity only: no negatives
+                    logger.warning("protocol %s has no operating points: %s", protocol, err)
+            trial_metrics.append(split_metrics(split, distmat, max_rank=max_rank,
+                                               bootstrap=bootstrap if len(qgs) == 1 else 0,
+                                               seed=bootstrap_seed))
+            del split, distmat
+        if len(trial_metrics) == 1:
+            metrics[protocol] = trial_metrics[0]
             continue
-        aggregated = aggregate_trials([split_metrics(*one, max_rank=max_rank)
-                                       for one in scored])
         metrics[protocol] = {}
-        for key, value in aggregated.items():
+        for key, value in aggregate_trials(trial_metrics).items():
             metrics[protocol][key] = float(value["mean"])
             metrics[protocol][key + "_std"] = float(value["std"])
     settings = {}  # type: Dict[str, Any]
     if bootstrap:
         settings["bootstrap"] = {"resamples": bootstrap, "seed": bootstrap_seed, "level": 0.95,
-                                 "unit": "query"}
+                                 "unit": CI_UNIT}
     if fprs is not None:
         settings["fprs"] = [float(f) for f in fprs]
     return EvaluationReport(metrics, embedded.failed, time.monotonic() - started, embedded,
@@ -290,8 +293,8 @@ def format_report(report: EvaluationReport, title: str = "") -> str:
     bootstrap = (report.settings or {}).get("bootstrap")
     notes = []
     if bootstrap:
-        notes.append("[low, high]: 95% bootstrap interval over queries ({} resamples, seed "
-                     "{})".format(bootstrap["resamples"], bootstrap["seed"]))
+        notes.append("[low, high]: 95% bootstrap interval over vehicles, all queries of each "
+                     "({} resamples, seed {})".format(bootstrap["resamples"], bootstrap["seed"]))
     if any(key.endswith("_std") for m in report.metrics.values() for key in m):
         notes.append("+- : standard deviation over the seeded gallery draws")
     if notes:

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 #: errno values of an fsync the file system does not support (as opposed to an I/O error).
 _FSYNC_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF)
+#: errno values of a flock the file system does not support (NFS without lockd, sshfs, some
+#: CIFS mounts), as opposed to a lock held by another process.
+_FLOCK_UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
 def check_writable(path: PathLike) -> str:
@@ -296,6 +299,10 @@ def folder_lock(folder: PathLike, *, what: str, wait: bool = False) -> Iterator[
     Yields:
         The lock file's path.
 
+    A file system without locks (``flock`` answering ENOLCK, ENOSYS or EOPNOTSUPP: NFS without
+    lockd, sshfs, some CIFS mounts) is let through unlocked, with a warning, as
+    :func:`fsync_path` lets through a folder fsync it does not support.
+
     Raises:
         OutputPathError: The folder is locked by another process (``wait`` False; the message
             names the folder and the holder's process id), or the lock file cannot be created.
@@ -309,16 +316,21 @@ def folder_lock(folder: PathLike, *, what: str, wait: bool = False) -> Iterator[
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            if err.errno in _FLOCK_UNSUPPORTED:  # as an fsync the file system lacks: go on
+                logger.warning("cannot lock %s (%s): its file system does not support locks; "
+                               "continuing unlocked, so make sure no other %s uses it at the "
+                               "same time", folder, err.strerror or err, what)
+            elif err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise OutputPathError("cannot lock {}: {}".format(folder, err.strerror or err))
-            holder = os.pread(handle, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            if not wait:
-                raise OutputPathError(
-                    "{} is in use by another {} (process {}); wait for it to finish, or write to "
-                    "another folder".format(folder, what, holder))
-            logger.info("waiting for another %s (process %s) to finish with %s", what, holder,
-                        folder)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            else:
+                holder = os.pread(handle, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                if not wait:
+                    raise OutputPathError(
+                        "{} is in use by another {} (process {}); wait for it to finish, or "
+                        "write to another folder".format(folder, what, holder))
+                logger.info("waiting for another %s (process %s) to finish with %s", what,
+                            holder, folder)
+                fcntl.flock(handle, fcntl.LOCK_EX)
         os.ftruncate(handle, 0)
         os.pwrite(handle, "{}\n".format(os.getpid()).encode("ascii"), 0)
         yield path

@@ -35,7 +35,7 @@ CHUNK_ELEMENTS = 1 << 24
 
 #: Keys of :func:`evaluate_rank`'s result that hold one value per valid query (not aggregated
 #: over trials: each trial has its own queries).
-PER_QUERY_KEYS = ("query_ap", "query_first_rank")
+PER_QUERY_KEYS = ("query_ap", "query_first_rank", "query_identity")
 
 # (max_rank, gallery size) pairs already warned about, so repeated trials warn once.
 _WARNED_MAX_RANK = set()
@@ -82,10 +82,11 @@ def evaluate_rank(distmat: np.ndarray, q_ids: Sequence, g_ids: Sequence,
     Returns:
         ``{"mAP": float, "mINP": float, "cmc": (max_rank,) float64 array,
         "num_valid_queries": int, "num_skipped_queries": int, "query_ap": (V,) float64,
-        "query_first_rank": (V,) int64}``; mAP, mINP and the CMC values are fractions in
-        [0, 1], averaged over the V valid queries; ``query_ap`` and ``query_first_rank`` (the
-        1-based rank of the first true match) are each valid query's own values, in query
-        order, for confidence intervals (:mod:`cvnet.core.confidence`).
+        "query_first_rank": (V,) int64, "query_identity": (V,) int64}``; mAP, mINP and the
+        CMC values are fractions in [0, 1], averaged over the V valid queries; ``query_ap`` and
+        ``query_first_rank`` (the 1-based rank of the first true match) are each valid query's
+        own values, in query order, and ``query_identity`` an integer code of its identity
+        (equal ids, equal codes), for confidence intervals (:mod:`cvnet.core.confidence`).
 
     Raises:
         ConfigError: Shapes, lengths, dtypes or ``max_rank`` are invalid.
@@ -125,7 +126,8 @@ def evaluate_rank(distmat: np.ndarray, q_ids: Sequence, g_ids: Sequence,
     cmc = np.cumsum(hits[1:max_rank + 1]) / float(num_valid)
     return {"mAP": float(ap[valid].mean()), "mINP": float(inp[valid].mean()), "cmc": cmc,
             "num_valid_queries": num_valid, "num_skipped_queries": num_q - num_valid,
-            "query_ap": ap[valid], "query_first_rank": first_rank[valid]}
+            "query_ap": ap[valid], "query_first_rank": first_rank[valid],
+            "query_identity": np.asarray(q_codes, np.int64)[valid]}
 
 
 def summarize_metrics(result: Dict[str, Any], ranks: Sequence[int] = (1, 5, 10)

@@ -16,8 +16,9 @@ the query x gallery pairs of an evaluation protocol:
   accepted together, so a tie between a positive and a negative is a diagonal step, never split.
   TPR = accepted positives / positives, FPR = accepted negatives / negatives, exact counts.
 - **EER** (:func:`equal_error_rate`): where FPR = FNR = 1 - TPR on the ROC drawn through its
-  points with straight segments (a tie's diagonal included); its threshold is the lower end of
-  the segment that crosses.
+  points with straight segments (a tie's diagonal included); its threshold is the strictest
+  threshold at or past FPR = FNR: the first ROC point at or past the crossing, and inside a run
+  of negatives only, the first negative score at which FPR reaches FNR.
 - **TPR at a target FPR** (:func:`tpr_at_fpr`): the highest TPR of the thresholds whose FPR
   does not exceed the target, and the strictest threshold that reaches it. A target below
   1 / negatives cannot be resolved: no false positive at all is then allowed, so the point is

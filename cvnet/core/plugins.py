@@ -18,6 +18,7 @@ package is not installed, ``pip install -e .``), and a plugin registered that do
 and names a module that has moved).
 """
 
+import importlib
 import logging
 from typing import Any, Dict, Optional
 
@@ -75,22 +76,29 @@ def load_plugin(group: str, name: str) -> Optional[Any]:
     if point is None:
         return None
     logger.debug("loading %s plugin %s = %s", group, name, point.value)
-    try:
-        return point.load()
-    except Exception as err:  # noqa: BLE001 - any import-time failure of host code
-        module = point.value.split(":", 1)[0].strip()
-        missing = getattr(err, "name", None) if isinstance(err, ImportError) else None
-        stale = (missing is not None and missing.split(".")[0] == "cvnet"
-                 and module.startswith(missing))
-        if stale:
-            why = ("the install that registered it is stale: {} does not exist (it moved); "
-                   "reinstall cvnet's host package: {}".format(missing, INSTALL_HINT))
-        elif isinstance(err, AttributeError):
-            why = ("the install that registered it is stale: {} has no {} (it moved); "
-                   "reinstall cvnet's host package: {}".format(module, point.value.split(":")[-1],
-                                                               INSTALL_HINT))
-            stale = True
-        else:
-            why = "importing it failed with {}: {}".format(type(err).__name__, err)
-        raise PluginError("the {} plugin {!r} ({}) is registered but does not load: {}".format(
+    # Two steps, told apart: the module's import (a broken torch or numpy raises anything,
+    # AttributeError included), then its attribute (missing only in a stale registration).
+    module, _, attribute = point.value.partition(":")
+    module, attribute = module.strip(), attribute.split("[", 1)[0].strip()
+
+    def refuse(why: str, stale: bool = False) -> PluginError:
+        return PluginError("the {} plugin {!r} ({}) is registered but does not load: {}".format(
             group, name, point.value, why), stale=stale)
+
+    try:
+        loaded = importlib.import_module(module)
+    except Exception as err:  # noqa: BLE001 - any import-time failure of host code
+        missing = getattr(err, "name", None) if isinstance(err, ImportError) else None
+        if missing is not None and missing.split(".")[0] == "cvnet" and module.startswith(missing):
+            raise refuse("the install that registered it is stale: {} does not exist (it "
+                         "moved); reinstall cvnet's host package: {}".format(missing,
+                                                                               INSTALL_HINT),
+                         stale=True)
+        raise refuse("importing {} failed with {}: {}".format(module, type(err).__name__, err))
+    for part in filter(None, attribute.split(".")):
+        if not hasattr(loaded, part):
+            raise refuse("the install that registered it is stale: {} has no {} (it moved); "
+                         "reinstall cvnet's host package: {}".format(module, attribute,
+                                                                     INSTALL_HINT), stale=True)
+        loaded = getattr(loaded, part)
+    return loaded

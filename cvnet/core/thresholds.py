@@ -248,7 +248,9 @@ def write_thresholds(model_path: str, block: Dict[str, Any]) -> str:
     """Records ``block`` in the model's sidecar, atomically; returns the sidecar's path.
 
     An artefact's sidecar is rewritten whole (every other key kept, validated as a sidecar);
-    a checkpoint's small sidecar is created or updated.
+    a checkpoint's small sidecar is created or updated. A block already recorded for the same
+    model is merged with ``block`` (:func:`merge_blocks`: ``--protocol A2G`` then
+    ``--protocol G2A`` keeps both); one of another model, or an invalid one, is replaced.
 
     Raises:
         ThresholdError: The artefact has no sidecar to record them in, or a file named like a
@@ -263,15 +265,71 @@ def write_thresholds(model_path: str, block: Dict[str, Any]) -> str:
             raise ThresholdError("{} exists and is not a cvnet checkpoint sidecar (format {!r}); "
                                  "move it away to record thresholds there".format(
                                      path, data.get("format")))
-        data[SIDECAR_KEY] = block
+        data[SIDECAR_KEY] = merge_blocks(data.get(SIDECAR_KEY), block, path)
         return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
     if not os.path.exists(path):
         raise ThresholdError("{} has no sidecar ({}) to record the thresholds in; export it "
                              "with cvnet-export (or build it with cvnet-build), which write "
                              "one".format(model_path, os.path.basename(path)))
     data = _read_json(path)
-    data[SIDECAR_KEY] = block
+    data[SIDECAR_KEY] = merge_blocks(data.get(SIDECAR_KEY), block, path)
     return write_text_atomic(path, sidecar_text(data, source=path))
+
+
+def merge_blocks(recorded: Any, block: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """The block to record when ``recorded`` is already there: measuring one direction or one
+    FPR must not delete the others.
+
+    Same model hash: the directions of ``block`` replace theirs; a recorded direction it did
+    not measure is kept whole; within a direction measured again, a recorded point whose
+    ``fpr_target`` ``block`` did not measure is kept. What is kept from an earlier measurement
+    carries its ``measured`` provenance. Another model hash (or no, or an invalid, block):
+    ``block`` replaces it. Each case is logged.
+
+    Args:
+        recorded: The block in the sidecar now, or None.
+        block: The block just measured (:func:`thresholds_block`).
+        source: The sidecar, for messages.
+    """
+    if recorded is None:
+        return block
+    try:
+        recorded = check_block(recorded, source)
+    except ThresholdError as err:
+        logger.warning("replacing the invalid recorded thresholds: %s", err)
+        return block
+    if recorded["model_hash"] != block["model_hash"]:
+        logger.warning("%s: replacing the thresholds of another model (model_hash %s...; %s "
+                       "dropped)", source, recorded["model_hash"][:12],
+                       ", ".join(sorted(recorded["directions"])))
+        return block
+    provenance = recorded.get("measured")
+    merged = dict(block, directions={})
+    kept, replaced = [], []
+    for name, summary in recorded["directions"].items():
+        if name not in block["directions"]:
+            merged["directions"][name] = dict(summary)
+            merged["directions"][name].setdefault("measured", provenance)
+            kept.append(name)
+    for name, summary in block["directions"].items():
+        summary = dict(summary)
+        if name in recorded["directions"]:
+            measured = [p["fpr_target"] for p in summary.get("points", [])]
+            older = [dict(p) for p in recorded["directions"][name]["points"]
+                     if not any(math.isclose(p["fpr_target"], f, rel_tol=1e-6)
+                                for f in measured)]
+            for point in older:
+                point.setdefault("measured", recorded["directions"][name].get(
+                    "measured", provenance))
+            summary["points"] = sorted(list(summary.get("points", [])) + older,
+                                       key=lambda p: -p["fpr_target"])
+            replaced.append(name + "".join(
+                " (kept FPR {})".format(format_fpr(p["fpr_target"])) for p in older))
+        merged["directions"][name] = summary
+    logger.info("%s: thresholds of this model merged: %s%s", source,
+                "measured again " + ", ".join(replaced) + "; " if replaced else "",
+                "kept " + ", ".join(sorted(kept)) if kept else "nothing else kept")
+    return merged
 
 
 def read_thresholds(model_path: str, metadata: Any = None) -> Optional[Dict[str, Any]]:

@@ -34,13 +34,28 @@ def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, cap
     assert report["settings"]["torch_threads"]["threads"] >= 1  # what PyTorch ran with, and why
     assert report["settings"]["torch_threads"]["reason"]
     folder = os.path.join(cache, "cvnet_tiny-64x64")
-    assert sorted(os.listdir(folder)) == [LOCK_FILE, "bench.json", "model.onnx",
-                                          "model.onnx.json", "model.pt"]
-    stamp = os.path.getmtime(os.path.join(folder, "model.onnx"))
+    onnx = [name for name in os.listdir(folder) if name.endswith(".onnx")]
+    assert sorted(os.listdir(folder)) == sorted([LOCK_FILE, "bench.json", "model.pt"] + onnx
+                                                + [onnx[0] + ".json"])
+    stamp = os.path.getmtime(os.path.join(folder, onnx[0]))
     prepared = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=2, cache=cache)
     assert os.path.getmtime(prepared.onnx) == stamp  # reused, not exported again
-    bigger = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=4, cache=cache)
-    assert read_sidecar(bigger.onnx + ".json").batch_max == 4  # exported again for batch 4
+
+
+def test_a_wider_export_leaves_the_one_being_timed_in_place(tmp_path):
+    """A second benchmark asking for larger batches exported over model.onnx (after removing
+    it) while the first was timing it; the new export gets a new name."""
+    cache = str(tmp_path / "cache")
+    timing = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=2, cache=cache)
+    with open(timing.onnx, "rb") as handle:
+        before = handle.read()
+    bigger = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=4, cache=cache)
+    assert bigger.onnx != timing.onnx and read_sidecar(bigger.onnx + ".json").batch_max == 4
+    with open(timing.onnx, "rb") as handle:
+        assert handle.read() == before  # what the first benchmark times is untouched
+    assert read_sidecar(timing.onnx + ".json").batch_max == 2
+    again = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=3, cache=cache)
+    assert again.onnx == bigger.onnx  # bench.json points to the newest, which answers batch 3
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):

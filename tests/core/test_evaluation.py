@@ -1,13 +1,18 @@
 """Evaluation of an embedder on a dataset: plumbing, failures, trials, report and picture."""
 
 import os
+import weakref
 
 import cv2
 import numpy as np
 import pytest
 
-from cvnet.core.datasets import evaluation_splits, load_dataset
-from cvnet.core.evaluation import embed_paths, evaluate, format_report, jsonable, ranked_lists_image
+from cvnet.core import evaluation
+from cvnet.core.datasets import (Dataset, ImageRecord, evaluation_splits, load_dataset,
+                                 vehicleid_split)
+from cvnet.core.evaluation import (embed_paths, evaluate, format_report, jsonable,
+                                   ranked_lists_image, split_distances)
+from cvnet.core.operating_points import operating_points, pair_scores
 
 pytestmark = pytest.mark.device
 
@@ -102,7 +107,8 @@ def test_intervals_and_operating_points_in_the_report(tmp_path):
     assert everything["negatives"] == 12 * 12 - 4 * 9
     table = format_report(report, "colours")
     assert "| A2G | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in table
-    assert "95% bootstrap interval over queries (200 resamples, seed 1)" in table
+    assert ("95% bootstrap interval over vehicles, all queries of each (200 resamples, seed 1)"
+            in table)
     assert "| A2G | 8 | 24 | 0.00 | 1.0000 |" in table
     assert "TPR @ FPR 1e-03 (threshold)" in table and "*: too few negative pairs" in table
     assert "same identity under the same camera" in table
@@ -111,13 +117,47 @@ def test_intervals_and_operating_points_in_the_report(tmp_path):
     assert data["operating_points"]["A2G"]["points"][0]["fpr_target"] == 0.1
 
 
-def test_trials_keep_mean_and_std_without_a_bootstrap(tmp_path):
-    dataset = load_dataset(_write_dataset(tmp_path))
-    report = evaluate(mean_colour, dataset, ["A2G"], max_rank=4, bootstrap=100)
-    assert "mAP_ci95" in report.metrics["A2G"]
-    trials = report._replace(metrics={"all": {"mAP": 0.5, "mAP_std": 0.1, "rank1": 0.4,
-                                              "rank1_std": 0.2, "num_query": 3,
-                                              "num_gallery": 2}})
-    table = format_report(trials)
-    assert "| all | 50.0 +- 10.0 | 40.0 +- 20.0 |" in table
+def _vehicleid_dataset(folder, ids=6, images=4):
+    """A VehicleID-kind dataset of noisy colour patches: retrieval is imperfect and differs
+    between the gallery draws."""
+    rng = np.random.RandomState(0)
+    records = []
+    for vid in range(ids):
+        base = rng.randint(40, 216, size=3)
+        for index in range(images):
+            path = os.path.join(str(folder), "{}_{}.png".format(vid, index))
+            noise = rng.randint(-60, 61, size=3)
+            cv2.imwrite(path, np.full((8, 8, 3), np.clip(base + noise, 0, 255), np.uint8))
+            records.append(ImageRecord(path, str(vid), "", "", "test"))
+    return Dataset("vehicleid", str(folder), records, [])
+
+
+def test_trials_report_mean_and_std_and_the_first_draws_operating_points(tmp_path):
+    dataset = _vehicleid_dataset(tmp_path)
+    report = evaluate(mean_colour, dataset, trials=3, seed=7, max_rank=4, bootstrap=50,
+                      fprs=(0.1,))
+    metrics = report.metrics["all"]
+    assert {"mAP_std", "rank1_std"} <= set(metrics) and metrics["mAP_std"] > 0
+    assert "mAP_ci95" not in metrics  # several draws: mean +- std, no interval
+    split, distmat = split_distances(vehicleid_split(dataset.records, seed=7), report.embedded)
+    assert report.operating_points["all"] == operating_points(
+        pair_scores(distmat, **split.rank_labels()), (0.1,))
+    table = format_report(report)
+    assert "| all | {:.1f} +- {:.1f} |".format(100 * metrics["mAP"],
+                                               100 * metrics["mAP_std"]) in table
     assert "standard deviation over the seeded gallery draws" in table
+
+
+def test_trials_keep_one_distance_matrix_alive_at_a_time(tmp_path, monkeypatch):
+    """VehicleID test-2400's ten (Nq, Ng) matrices at once would be ~1.7 GB."""
+    alive, most = [], [0]
+
+    def tracked(*args, **kwargs):
+        split, distmat = split_distances(*args, **kwargs)
+        alive.append(weakref.ref(distmat))
+        most[0] = max(most[0], sum(ref() is not None for ref in alive))
+        return split, distmat
+
+    monkeypatch.setattr(evaluation, "split_distances", tracked)
+    evaluate(mean_colour, _vehicleid_dataset(tmp_path), trials=10, max_rank=4, fprs=(0.1,))
+    assert len(alive) == 10 and most[0] <= 2

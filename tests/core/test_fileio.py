@@ -1,14 +1,17 @@
 """Atomic writes leave either the old file or the new one, never a temporary file."""
 
 import errno
+import fcntl
+import logging
 import os
 import stat
 
 import pytest
 
 from cvnet.core.errors import OutputPathError
-from cvnet.core.fileio import (atomic_path, check_writable, sha256_bytes, sha256_file,
-                               write_bytes_atomic, write_files_atomic, write_text_atomic)
+from cvnet.core.fileio import (LOCK_FILE, atomic_path, check_writable, folder_lock, sha256_bytes,
+                               sha256_file, write_bytes_atomic, write_files_atomic,
+                               write_text_atomic)
 
 pytestmark = pytest.mark.device
 
@@ -259,3 +262,27 @@ def test_new_files_get_the_umask_without_the_umask_being_changed(tmp_path, monke
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     assert stat.S_IMODE(os.stat(str(tmp_path / "model.pt")).st_mode) == 0o640
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP])
+def test_a_folder_on_a_file_system_without_locks_is_used_with_a_warning(tmp_path, monkeypatch,
+                                                                         caplog, code):
+    """NFS without lockd, sshfs, some CIFS mounts: flock fails there, and cvnet-embed refused to
+    run at all; like an fsync the file system lacks, it is let through."""
+    def no_locks(handle, operation):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level(logging.WARNING):
+        with folder_lock(str(tmp_path), what="cvnet-embed") as path:
+            (tmp_path / "written").write_text(u"ok")
+    assert os.path.basename(path) == LOCK_FILE and (tmp_path / "written").exists()
+    assert "does not support locks" in caplog.text and str(tmp_path) in caplog.text
+
+    def broken(handle, operation):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(fcntl, "flock", broken)  # any other failure still refuses
+    with pytest.raises(OutputPathError, match="cannot lock"):
+        with folder_lock(str(tmp_path), what="cvnet-embed"):
+            pass

@@ -101,7 +101,7 @@ def test_eval_extras_dump_sweep_and_plots(tmp_path, capsys):
     with open(report) as handle:
         result = json.load(handle)
     assert result["settings"]["bootstrap"] == {"resamples": 100, "seed": 3, "level": 0.95,
-                                               "unit": "query"}
+                                               "unit": "vehicle"}
     assert len(result["metrics"]["A2G"]["mAP_ci95"]) == 2
     assert len(result["sweep"]["rows"]) == 2 * (9 + 7) and result["sweep"]["seed"] == 3
     assert set(result["sweep"]["min_side"]) == {"A2G", "G2A"}

@@ -210,3 +210,36 @@ def test_thresholds_of_an_onnx_travel_on_to_the_plan_built_from_it(flow):
     block = read_thresholds(str(flow["root"] / "cvnet_tiny.plan"), plan)
     assert block == onnx.extra[SIDECAR_KEY]
     assert carried_thresholds("cvnet_tiny.plan", plan, plan.weights_sha256) == block
+
+
+def test_writing_one_direction_keeps_the_others(tmp_path, caplog):
+    model = str(tmp_path / "m.onnx")
+    shutil.copy(TINY_ONNX, model)
+    copy_sidecar(model)
+    digest = read_sidecar(model).weights_sha256
+
+    def record(direction, fprs, threshold, digest=digest):
+        points = {direction: {"eer": 0.2, "points": [
+            {"fpr_target": f, "threshold": threshold, "tpr": 0.5, "fpr": f / 2,
+             "resolved": True} for f in fprs]}}
+        write_thresholds(model, thresholds_block(points, model_hash=digest, model_file=model,
+                                                 backend="x", dataset=direction))
+
+    def pick(direction, fpr):
+        return select_threshold(read_sidecar(model).extra[SIDECAR_KEY], direction=direction,
+                                fpr=fpr, model_hash=digest, source="s").threshold
+
+    record("A2G", (0.1, 0.01), 0.5)
+    with caplog.at_level(logging.INFO):
+        record("G2A", (0.1,), 0.6)
+    assert (pick("A2G", 0.1), pick("A2G", 0.01), pick("G2A", 0.1)) == (0.5, 0.5, 0.6)
+    assert "kept A2G" in caplog.text
+    record("A2G", (0.1, 0.001), 0.7)  # measured again: its FPR 1e-2 point stays
+    assert [pick("A2G", f) for f in (0.1, 0.01, 0.001)] == [0.7, 0.5, 0.7]
+    assert pick("G2A", 0.1) == 0.6
+    block = read_sidecar(model).extra[SIDECAR_KEY]
+    assert block["directions"]["G2A"]["measured"]["dataset"] == "G2A"
+    with caplog.at_level(logging.WARNING):
+        record("A2G", (0.1,), 0.4, digest="b" * 64)  # another model: replaced whole
+    block = read_sidecar(model).extra[SIDECAR_KEY]
+    assert sorted(block["directions"]) == ["A2G"] and "thresholds of another model" in caplog.text
