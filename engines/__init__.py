@@ -21,7 +21,7 @@ neither TensorRT, pycuda, ONNX Runtime, OpenVINO nor torch.
 
 import importlib
 import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.plugins import RUNNERS, load_plugin
@@ -122,6 +122,33 @@ def runner_class(path: str, backend: Optional[str] = None) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def backend_options(path: str, *, backend: Optional[str] = None, precision: str = "auto",
+                    threads: Optional[int] = None) -> Dict[str, Any]:
+    """:func:`open_engine`'s options from the commands' ``--backend``, ``--precision`` and
+    ``--threads`` (cvnet-eval, cvnet-embed).
+
+    ``precision`` is the OpenVINO runner's (``fp32``, ``bf16``, ``auto``); the other runtimes
+    compute what their file says, so only ``auto`` and ``fp32`` are accepted for them.
+
+    Raises:
+        ConfigError: ``backend`` does not open ``path``, or a precision its runtime does not
+            choose (``bf16`` without ``--backend openvino``).
+    """
+    runner = runner_class(path, backend)  # refuses a backend that does not open the suffix
+    options = {}  # type: Dict[str, Any]
+    if backend is not None:
+        options["backend"] = backend
+    if backend == "openvino":
+        options["precision"] = precision
+    elif precision not in ("auto", "fp32"):
+        raise ConfigError("--precision {} is OpenVINO's choice: add --backend openvino (for an "
+                          ".onnx file), or leave --precision out: {} runs at the precision the "
+                          "file was exported or built with".format(precision, runner.backend))
+    if threads and runner.backend != "tensorrt":  # a GPU engine has no CPU threads to set
+        options["threads"] = threads
+    return options
+
+
 def open_engine(path: str, backend: Optional[str] = None, **options: Any) -> Runner:
     """A runner for a model file, chosen by its suffix or ``backend``; activate it with ``with``.
 
@@ -145,5 +172,5 @@ def open_engine(path: str, backend: Optional[str] = None, **options: Any) -> Run
     return runner_class(path, backend)(path, **options)
 
 
-__all__ = ["BACKENDS", "EngineInfo", "HOST_SUFFIXES", "InputSpec", "NAMED_BACKENDS", "Runner",
+__all__ = ["BACKENDS", "EngineInfo", "backend_options", "HOST_SUFFIXES", "InputSpec", "NAMED_BACKENDS", "Runner",
            "engine_info", "host_runner_fix", "open_engine", "runner_class"]

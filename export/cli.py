@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_alias, add_input_size,
                             add_json_print, add_output, add_precision, add_seed, add_verbose,
-                            add_verification, setup_logging)
+                            add_verification, backend_list, setup_logging)
 from cvnet.core.errors import CVNetError
+from cvnet.core.parity import record_summary
 from cvnet.core.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
 from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 
@@ -98,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_verification(check, default=DEFAULT_IMAGE_COUNT,
                      images_help="images to verify on (default: %(default)s)",
                      skip_help="skip the ONNX Runtime vs PyTorch comparison")
+    check.add_argument("--verify-backend", type=backend_list, default=("onnxruntime",),
+                       metavar="onnxruntime|openvino",
+                       help="runtimes to check against PyTorch, comma-separated (default: "
+                            "onnxruntime, always checked). openvino checks OpenVINO at fp32 and, "
+                            "where this CPU computes it, bf16 (cosine and top-5 agreement); the "
+                            "verdicts go into the sidecar, and the OpenVINO runner uses bf16 "
+                            "only where it passed (docs/cpu.md)")
     add_seed(check, help="seed of the verification images and of --random-init weights "
                          "(default: %(default)s)")
     parser.add_argument("--build-engine", action="store_true",
@@ -119,6 +127,7 @@ def options_from_args(args: argparse.Namespace) -> "ExportOptions":
         batch=args.batch, dynamic_batch=args.dynamic_batch, input_size=args.input_size,
         preprocess_in_graph=args.preprocess_in_graph, input_dtype=args.input_dtype,
         half=args.precision == "fp16", verify=args.verify, verify_images=args.verify_images,
+        verify_backends=tuple(name for name in args.verify_backend if name != "onnxruntime"),
         seed=args.seed)
 
 
@@ -148,6 +157,10 @@ def format_result(result: "ExportResult") -> str:
         lines += [f"verification: passed (cosine >= {report.min_cosine}), {report.seconds:.1f} s; "
                   f"{report.backend} vs {report.reference}; input {report.input_path}", "",
                   report.table()]
+        for record in report.runtime_checks:
+            lines.append(f"{record['backend']} {record['precision']}: "
+                         f"{'passed' if record['passed'] else 'FAILED (refused at run time)'}, "
+                         f"{record_summary(record)}")
     return "\n".join(lines)
 
 

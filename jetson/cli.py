@@ -16,8 +16,9 @@ import logging
 import sys
 from typing import Any, List, Optional
 
-from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_batch_size,
-                            add_engine, add_output, add_threads, add_verbose, setup_logging)
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_backend,
+                            add_batch_size, add_engine, add_output, add_precision, add_threads,
+                            add_verbose, setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.jetson.selfcheck import REQUIREMENTS
 
@@ -37,8 +38,15 @@ DELEGATED = {"build": ("cvnet.engines.cli", "cvnet-build"),
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``cvnet-embed`` / ``python3 -m cvnet.jetson embed``."""
     add_engine(parser, required=True,
-               help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime); .pt "
-                    "(PyTorch) on the host")
+               help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime, or OpenVINO "
+                    "with --backend openvino); .pt (PyTorch) on the host")
+    add_backend(parser, choices=("onnxruntime", "openvino"),
+                help="runtime of an .onnx file (default: onnxruntime); openvino needs "
+                     "cvnet[openvino] (docs/cpu.md)")
+    add_precision(parser, choices=("fp32", "bf16", "auto"), default="auto",
+                  help="OpenVINO's precision: auto is OpenVINO's choice on this CPU (bf16 on "
+                       "AVX512-BF16 CPUs), used only where the export's agreement check passed "
+                       "for it, else fp32")
     parser.add_argument("--images", required=True,
                         help="folder (walked recursively by image suffix) or a list file with "
                              "one path per line")
@@ -58,7 +66,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="warn about crops with a shorter side (default: %(default)s px)")
     parser.add_argument("--max-pixels", type=int, default=10000 * 10000,
                         help="refuse larger images before decoding (default: %(default)s)")
-    add_threads(parser, help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
+    add_threads(parser, help="CPU threads of ONNX Runtime or OpenVINO (default: the runtime's)")
     parser.add_argument("--log-interval", type=float, default=5.0,
                         help="seconds between progress lines (default: %(default)s)")
     add_verbose(parser)
@@ -130,11 +138,13 @@ def match_parser() -> argparse.ArgumentParser:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from cvnet.engines import open_engine
+    from cvnet.engines import backend_options, open_engine
     from cvnet.jetson.embed import extract, list_images
 
     listing = list_images(args.images)  # before the engine loads: no images fails at once
-    options = {"threads": args.threads} if args.threads and args.engine.endswith(".onnx") else {}
+    options = backend_options(args.engine, backend=args.backend, precision=args.precision,
+                              threads=args.threads if args.engine.lower().endswith(".onnx")
+                              else None)
     with open_engine(args.engine, **options) as runner:
         summary = extract(runner, args.images, args.output, batch=args.batch_size,
                           chunk_size=args.chunk_size, fp16_out=args.fp16_out,

@@ -3,14 +3,15 @@
 Prints mAP, Rank-1/5/10 and mINP per protocol (A2G and G2A for cross-view data; VeRi-776 and
 VehicleID use their own protocols, VehicleID as the mean +- std of 10 random gallery draws).
 Every model file opens through :func:`cvnet.engines.open_engine`: ``.onnx`` and ``.plan`` files
-with ONNX Runtime and TensorRT, on the host or on the device (also ``python3 -m cvnet.jetson
-eval``); a ``.pt`` checkpoint with the PyTorch runner the host install registers (on CUDA by
+with ONNX Runtime (or OpenVINO: ``--backend openvino``) and TensorRT, on the host or on the device
+(also ``python3 -m cvnet.jetson eval``); a ``.pt`` checkpoint with the PyTorch runner the host install registers (on CUDA by
 CUDA-graph replay unless ``--eager``). Device-side: Python 3.6, never imports torch itself.
 
 Examples::
 
     cvnet-eval runs/t/model.pt --data data/synth --json-out runs/t/eval.json --visualize ranks.png
     cvnet-eval cvnet.onnx --data /data/VeRi --format veri
+    cvnet-eval cvnet.onnx --data data/synth --backend openvino --precision bf16
 """
 
 import argparse
@@ -23,8 +24,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import cv2
 
-from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_batch_size, add_device,
-                            add_json_out, add_threads, add_verbose, doc_summary, setup_logging)
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_backend, add_batch_size,
+                            add_device, add_json_out, add_precision, add_threads, add_verbose,
+                            doc_summary, setup_logging)
 from cvnet.core.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
 from cvnet.core.errors import CVNetError
 from cvnet.core.evaluation import Embedder, evaluate, format_report, jsonable, ranked_lists_image
@@ -49,8 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_size(parser, default=64, help="images per forward pass")
     add_device(parser, choices=("auto", "cpu", "cuda"), default="auto",
                help="PyTorch device for .pt checkpoints (default auto)")
-    add_threads(parser, help="CPU threads of ONNX Runtime and PyTorch (default: ONNX Runtime's; "
-                             "for PyTorch the cores other processes leave free, docs/threads.md)")
+    add_backend(parser, choices=("onnxruntime", "openvino"),
+                help="runtime of an .onnx file (default: onnxruntime); openvino needs "
+                     "cvnet[openvino] (docs/cpu.md)")
+    add_precision(parser, choices=("fp32", "bf16", "auto"), default="auto",
+                  help="OpenVINO's precision: auto is OpenVINO's choice on this CPU (bf16 on "
+                       "AVX512-BF16 CPUs), used only where the export's agreement check passed "
+                       "for it, else fp32; other runtimes run what the file holds")
+    add_threads(parser, help="CPU threads of ONNX Runtime, OpenVINO and PyTorch (default: the "
+                             "runtime's; for PyTorch the cores other processes leave free, "
+                             "docs/threads.md)")
     parser.add_argument("--eager", action="store_true",
                         help=".pt on CUDA: run eager PyTorch instead of replaying CUDA graphs")
     add_json_out(parser, aliases=("--json",), help="also write the metrics as JSON")
@@ -65,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
                        batch_size: int = 64, eager: bool = False,
-                       threads: Optional[int] = None) -> Tuple[Embedder, str]:
+                       threads: Optional[int] = None, backend: Optional[str] = None,
+                       precision: str = "auto") -> Tuple[Embedder, str]:
     """Opens a model file with :func:`cvnet.engines.open_engine`; returns its embedder and a
     description.
 
@@ -73,23 +84,24 @@ def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = 
     ``stack``. A ``.pt`` checkpoint runs batches of up to ``batch_size`` images on ``device``
     (``auto`` is resolved by the host's PyTorch runner), by CUDA-graph replay on a GPU unless
     ``eager``; where no host runner is installed (the device) it is refused, naming the file and
-    how to export it.
+    how to export it. ``backend`` and ``precision`` choose OpenVINO for an ``.onnx`` file
+    (:func:`cvnet.engines.backend_options`).
     """
     if not os.path.exists(path):
         raise CVNetError("model file {} does not exist".format(path))
-    from cvnet.engines import HOST_SUFFIXES, open_engine  # device-safe
+    from cvnet.engines import HOST_SUFFIXES, backend_options, open_engine  # device-safe
 
-    options = {}  # type: Dict[str, Any]
-    if threads:
-        options["threads"] = threads
+    options = backend_options(path, backend=backend, precision=precision,
+                              threads=threads)  # type: Dict[str, Any]
     if os.path.splitext(path)[1].lower() in HOST_SUFFIXES:
         options.update(device=device, batch_range=(1, max(1, int(batch_size))))
         if eager:
             options["cuda_graphs"] = False
     runner = stack.enter_context(open_engine(path, **options))
     spec = runner.spec
-    return runner.embed, "{} ({}, {}x{})".format(os.path.basename(path), runner.backend,
-                                                 spec.height, spec.width)
+    precision_note = (", " + runner.precision) if getattr(runner, "precision", None) else ""
+    return runner.embed, "{} ({}{}, {}x{})".format(os.path.basename(path), runner.backend,
+                                                   precision_note, spec.height, spec.width)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -111,7 +123,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> str:
                            test_size=args.test_size)
     embed, description = embedder_from_path(args.model, stack, device=args.device,
                                             batch_size=args.batch_size, eager=args.eager,
-                                            threads=args.threads)
+                                            threads=args.threads, backend=args.backend,
+                                            precision=args.precision)
     protocols = args.protocol or list(standard_protocols(dataset))
     report = evaluate(embed, dataset, protocols, trials=args.trials,
                       batch_size=args.batch_size)
