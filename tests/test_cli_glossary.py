@@ -191,3 +191,15 @@ def test_exit_statuses_are_one_table():
 
     assert EXIT_SOME_FAILED == EXIT_DIVERGED == EXIT_FAILED == cli.EXIT_PARTIAL
     assert EXIT_CANNOT_START == cli.EXIT_ERROR
+
+
+@pytest.mark.parametrize("command", ["cvnet-eval", "cvnet-embed", "cvnet-bench"])
+def test_backend_and_precision_name_the_runtimes_of_the_glossary(command):
+    """--backend picks the runtime of a model file (cvnet-match's --backend is its matching
+    engine, exact|faiss, and is not a runtime); --precision offers OpenVINO's bf16 and auto."""
+    options = _visible(_parser(command))
+    backend, precision = options["--backend"], options["--precision"]
+    names = (backend.type("onnxruntime,openvino") if backend.type is cli.backend_list
+             else backend.choices)
+    assert "openvino" in names and set(names) <= set(cli.BACKENDS)
+    assert {"bf16", "auto"} <= set(precision.choices) and precision.default == "auto"

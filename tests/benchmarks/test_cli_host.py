@@ -15,8 +15,14 @@ QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-
          "--warmup", "1"]
 
 
+def _openvino_installed():
+    from cvnet.benchmarks.run import openvino_installed
+
+    return openvino_installed()
+
+
 @pytest.mark.slow
-def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, caplog):
+def test_default_flow_exports_once_and_times_every_installed_runtime(tmp_path, capsys, caplog):
     cache, out = str(tmp_path / "cache"), str(tmp_path / "r.json")
     assert main(QUICK + ["--cache-dir", cache, "--json-out", out, "--csv",
                          str(tmp_path / "r.csv")]) == 0
@@ -27,8 +33,19 @@ def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, cap
     assert "cvnet_tiny onnxruntime/pytorch b2" in text
     with open(out) as handle:
         report = json.load(handle)
-    assert {r["backend"] for r in report["results"]} == {"pytorch", "onnxruntime"}
+    runtimes = {"pytorch", "onnxruntime"} | ({"openvino"} if _openvino_installed() else set())
+    assert {r["backend"] for r in report["results"]} == runtimes
     assert all(r["params"] == 53194 and r["gmacs"] > 0 for r in report["results"])
+    # every row has its agreement with PyTorch FP32, and the report names the fastest path
+    assert all(r["top5_agreement"] is not None and r["agrees"] is not None
+               for r in report["results"])
+    pytorch = [r for r in report["results"] if r["backend"] == "pytorch"]
+    assert all(r["cosine_min"] > 0.999999 and r["agrees"] for r in pytorch)
+    assert [f["batch"] for f in report["fastest_cpu_path"]] == [1, 2]
+    best = report["fastest_cpu_path"][1]
+    assert best["throughput"] == max(r["throughput"] for r in report["results"]
+                                     if r["batch"] == 2 and r["agrees"])
+    assert text.rstrip().splitlines()[-1].startswith("Fastest CPU path that keeps the rankings: ")
     assert report["environment"]["torch"] == torch.__version__
     assert report["settings"]["torch_threads"]["threads"] >= 1  # what PyTorch ran with, and why
     assert report["settings"]["torch_threads"]["reason"]
