@@ -3,7 +3,8 @@
 A default run (no ``--engine``) times untrained models it prepares once under
 ``<cache>/<arch>-<H>x<W>[-fp16]/``: an untrained checkpoint (``model.pt``, seed 0),
 ``bench.json`` (parameters, GMACs, the request it answers) and, when a backend needs it, the ONNX
-export (``model.onnx`` + sidecar) for the batch range the run asks for. A later run reuses the
+export (``model.onnx`` + sidecar) for the batch range the run asks for, and for ONNX Runtime the
+graph exported for it (``model.ort.onnx``: ``cvnet-export --optimize-for onnxruntime``). A later run reuses the
 files when ``bench.json`` (and the sidecar, for ONNX) match the request.
 
 This module is device-side (Python 3.6, no torch): it owns the cache's format (:func:`cached`,
@@ -30,6 +31,8 @@ DEFAULT_CACHE = os.path.join("~", ".cache", "cvnet", "bench")
 CACHE_VERSION = 2  # 2: bench.json records the parameters; the ONNX export is optional
 #: The file names of a prepared model in its cache folder.
 CHECKPOINT_FILE, ONNX_FILE, INFO_FILE = "model.pt", "model.onnx", "bench.json"
+#: The graph exported for ONNX Runtime (channel reductions rewritten), beside ``model.onnx``.
+ORT_ONNX_FILE = "model.ort.onnx"
 #: What a default run needs the host for, named in the refusal on a device.
 _NEEDS_HOST = ("a benchmark without --engine (it exports the model first; on a device, pass "
                "--engine cvnet.onnx or cvnet.plan)")
@@ -41,11 +44,13 @@ class PreparedModel(NamedTuple):
     Attributes:
         arch: Registered model name.
         checkpoint: The ``.pt`` file (PyTorch backend).
-        onnx: The ``.onnx`` file with its sidecar (ONNX Runtime; TensorRT builds from it); None
-            when none was asked for.
+        onnx: The ``.onnx`` file with its sidecar (OpenVINO, and ONNX Runtime without
+            ``ort_onnx``; TensorRT builds from it); None when none was asked for.
         params: Parameters without ID classifiers, as the sidecar records them.
         gmacs: Multiply-accumulates of one image, billions.
         input_size: (height, width).
+        ort_onnx: The graph exported for ONNX Runtime (``--optimize-for onnxruntime``), with
+            its sidecar; None when none was asked for.
     """
 
     arch: str
@@ -54,6 +59,7 @@ class PreparedModel(NamedTuple):
     params: int
     gmacs: float
     input_size: Tuple[int, int]
+    ort_onnx: Optional[str] = None
 
 
 def cache_dir(path: Optional[str] = None) -> str:
@@ -81,30 +87,33 @@ def bench_request(arch: str, input_size: Tuple[int, int], batch_max: int, half: 
             "batch_max": int(batch_max), "half": bool(half)}
 
 
-def cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[PreparedModel]:
+def cached(folder: str, request: Dict[str, Any], onnx: bool,
+           ort_graph: bool = False) -> Optional[PreparedModel]:
     """The cached model when its files exist and answer ``request``; None otherwise.
 
     Args:
         folder: The model's cache folder.
         request: What the run needs (:func:`bench_request`).
         onnx: The run needs the ONNX export too, for at least ``request["batch_max"]``.
+        ort_graph: The run needs the graph exported for ONNX Runtime too.
     """
-    onnx_path = os.path.join(folder, ONNX_FILE)
+    graphs = ([os.path.join(folder, ONNX_FILE)] if onnx else []) + (
+        [os.path.join(folder, ORT_ONNX_FILE)] if onnx and ort_graph else [])
     info_path = os.path.join(folder, INFO_FILE)
     checkpoint = os.path.join(folder, CHECKPOINT_FILE)
-    needed = [info_path, checkpoint] + ([onnx_path, sidecar_path(onnx_path)] if onnx else [])
+    needed = [info_path, checkpoint] + graphs + [sidecar_path(p) for p in graphs]
     if not all(os.path.isfile(p) for p in needed):
         return None
     try:
         with open(info_path) as handle:
             info = json.load(handle)
-        meta = read_sidecar(sidecar_path(onnx_path)) if onnx else None
+        metas = [read_sidecar(sidecar_path(p)) for p in graphs]
     except (OSError, ValueError, CVNetError) as err:
         logger.info("cache at %s unusable (%s); preparing again", folder, err)
         return None
     height, width = request["input_size"]
     matches = all(info.get(key) == request[key] for key in ("version", "arch", "input_size"))
-    if meta is not None:
+    for meta in metas:
         matches = (matches and meta.variant == request["arch"]
                    and (meta.input_height, meta.input_width) == (height, width)
                    and meta.batch_max >= request["batch_max"]
@@ -112,8 +121,9 @@ def cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[Prepare
     if not matches:
         return None
     return PreparedModel(arch=request["arch"], checkpoint=checkpoint,
-                         onnx=onnx_path if onnx else None, params=int(info["params"]),
-                         gmacs=float(info["gmacs"]), input_size=(height, width))
+                         onnx=graphs[0] if onnx else None, params=int(info["params"]),
+                         gmacs=float(info["gmacs"]), input_size=(height, width),
+                         ort_onnx=graphs[1] if onnx and ort_graph else None)
 
 
 def write_bench_info(folder: str, request: Dict[str, Any], *, params: int,
@@ -124,7 +134,7 @@ def write_bench_info(folder: str, request: Dict[str, Any], *, params: int,
 
 
 def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_max: int = 32,
-                  half: bool = False, onnx: bool = True,
+                  half: bool = False, onnx: bool = True, ort_graph: bool = False,
                   cache: Optional[str] = None) -> PreparedModel:
     """An untrained ``arch`` as a checkpoint (and an ONNX file), from the cache or made now.
 
@@ -136,6 +146,8 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
         half: Export an FP16 graph.
         onnx: Export to ONNX at all (ONNX Runtime or TensorRT will run it); False for a
             PyTorch-only run.
+        ort_graph: With ``onnx``, also export the graph for ONNX Runtime (``model.ort.onnx``,
+            ``--optimize-for onnxruntime``; FP32 graphs only).
         cache: Cache folder (see :func:`cache_dir`).
 
     Raises:
@@ -153,5 +165,6 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
         raise MissingDependencyError("{} needs cvnet's host install (PyTorch and the exporter), "
                                      "which is not here: no cvnet.bench plugin is "
                                      "registered".format(_NEEDS_HOST))
+    options = {"ort_graph": True} if ort_graph else {}  # a plugin of an older host needs none
     return prepare(arch, input_size=input_size, batch_max=batch_max, half=half, onnx=onnx,
-                   cache=cache)
+                   cache=cache, **options)

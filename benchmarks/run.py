@@ -331,6 +331,8 @@ def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: st
 
     The ONNX export is made only when ONNX Runtime or OpenVINO is among ``backends``, for
     batches 1..``batch_max`` (the largest the run asks for); a PyTorch-only run exports nothing.
+    ONNX Runtime runs the graph exported for it (``--optimize-for onnxruntime``, an FP32 run),
+    OpenVINO and TensorRT the graph as exported.
     ``precision`` ``auto`` times each backend as :func:`backend_precisions` says. Every target's
     agreement reference is the checkpoint in eager PyTorch FP32 on the CPU.
 
@@ -351,9 +353,12 @@ def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: st
     onnx = "onnxruntime" in backends or "openvino" in backends
     for arch in archs:
         prepared = prepare_model(arch, input_size=input_size, batch_max=batch_max,
-                                 half=precision == "fp16" and onnx, onnx=onnx, cache=cache)
+                                 half=precision == "fp16" and onnx, onnx=onnx,
+                                 ort_graph="onnxruntime" in backends, cache=cache)
         for backend, each in plans:
             path = prepared.checkpoint if backend in TORCH_BACKENDS else prepared.onnx
+            if backend == "onnxruntime" and prepared.ort_onnx:  # each runtime its best graph
+                path = prepared.ort_onnx
             targets.append(Target(
                 model=arch, path=path, backend=backend, device=device, precision=each,
                 options=runner_options(backend, device, each, threads, input_size, arch,

@@ -13,8 +13,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from cvnet.benchmarks.models import (CHECKPOINT_FILE, ONNX_FILE, PreparedModel, bench_request,
-                                     cached, model_folder, write_bench_info)
+from cvnet.benchmarks.models import (CHECKPOINT_FILE, ONNX_FILE, ORT_ONNX_FILE, PreparedModel,
+                                     bench_request, cached, model_folder, write_bench_info)
 from cvnet.core.artifact import sidecar_path
 from cvnet.core.fileio import make_folders
 from cvnet.export import pipeline
@@ -26,12 +26,13 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_max: int = 32,
-                  half: bool = False, onnx: bool = True,
+                  half: bool = False, onnx: bool = True, ort_graph: bool = False,
                   cache: Optional[str] = None) -> PreparedModel:
     """The host half of :func:`cvnet.benchmarks.models.prepare_model` (its arguments): makes an
     untrained ``arch`` as ``model.pt`` (seed 0), counts its parameters and GMACs and, with
-    ``onnx``, exports it unverified for batches 1..``batch_max``; a cached model that answers the
-    request is returned as it is.
+    ``onnx``, exports it unverified for batches 1..``batch_max`` (with ``ort_graph``, a second
+    time with ``--optimize-for onnxruntime``); a cached model that answers the request is
+    returned as it is.
 
     Raises:
         ConfigError, ExportError: The model cannot be built or exported.
@@ -39,13 +40,15 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
     height, width = int(input_size[0]), int(input_size[1])
     request = bench_request(arch, (height, width), batch_max, half)
     folder = model_folder(arch, (height, width), half, cache)
-    found = cached(folder, request, onnx)
+    ort_graph = bool(ort_graph and onnx and not half)  # the rewrite is for FP32 graphs
+    found = cached(folder, request, onnx, ort_graph)
     if found is not None:
         logger.info("%s: using the cached model in %s", arch, folder)
         return found
     make_folders(folder)
     onnx_path = os.path.join(folder, ONNX_FILE)
-    for stale in (onnx_path, sidecar_path(onnx_path)):  # from an older cache layout or model
+    ort_path = os.path.join(folder, ORT_ONNX_FILE)
+    for stale in (onnx_path, sidecar_path(onnx_path), ort_path, sidecar_path(ort_path)):
         if os.path.exists(stale):
             os.remove(stale)
     logger.info("%s: building an untrained model in %s", arch, folder)
@@ -58,9 +61,13 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
     if onnx:
         logger.info("%s: exporting to ONNX for batches 1..%d (not verified: timing does not "
                     "depend on the weights)", arch, batch_max)
-        onnx_path = pipeline.export_model(checkpoint, pipeline.ExportOptions(
-            output=onnx_path, arch=arch, input_size=(height, width),
-            dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False)).onnx_path
+        for path, target in [(onnx_path, "any")] + ([(ort_path, "onnxruntime")] if ort_graph
+                                                     else []):
+            pipeline.export_model(checkpoint, pipeline.ExportOptions(
+                output=path, arch=arch, input_size=(height, width),
+                dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False,
+                optimize_for=target))
     write_bench_info(folder, request, params=params, gmacs=gmacs)
     return PreparedModel(arch=arch, checkpoint=checkpoint, onnx=onnx_path if onnx else None,
-                         params=params, gmacs=gmacs, input_size=(height, width))
+                         params=params, gmacs=gmacs, input_size=(height, width),
+                         ort_onnx=ort_path if ort_graph else None)

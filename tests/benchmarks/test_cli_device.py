@@ -91,7 +91,7 @@ def test_baselines_run_on_the_same_backend_and_a_failure_skips_one(monkeypatch, 
     from cvnet.benchmarks import models
     from cvnet.benchmarks.models import PreparedModel
 
-    def fake_prepare(arch, input_size, batch_max, half, cache, onnx):
+    def fake_prepare(arch, input_size, batch_max, half, cache, onnx, ort_graph=False):
         if arch == "mgn":
             raise BenchError("mgn cannot be exported")
         return PreparedModel(arch=arch, checkpoint="", onnx=TINY_ONNX, params=1000000 * len(arch),

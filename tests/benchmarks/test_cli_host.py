@@ -51,10 +51,15 @@ def test_default_flow_exports_once_and_times_every_installed_runtime(tmp_path, c
     assert report["settings"]["torch_threads"]["reason"]
     folder = os.path.join(cache, "cvnet_tiny-64x64")
     assert sorted(os.listdir(folder)) == ["bench.json", "model.onnx", "model.onnx.json",
-                                          "model.pt"]
+                                          "model.ort.onnx", "model.ort.onnx.json", "model.pt"]
+    ort_rows = [r for r in report["results"] if r["backend"] == "onnxruntime"]
+    assert ort_rows and all(r["agrees"] for r in ort_rows)  # the rewritten graph keeps rankings
     stamp = os.path.getmtime(os.path.join(folder, "model.onnx"))
-    prepared = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=2, cache=cache)
+    prepared = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=2, ort_graph=True,
+                             cache=cache)
     assert os.path.getmtime(prepared.onnx) == stamp  # reused, not exported again
+    assert read_sidecar(prepared.ort_onnx + ".json").extra["optimized_for"]["rewrites"] == {
+        "channel_mean": 12, "channel_max": 12}
     bigger = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=4, cache=cache)
     assert read_sidecar(bigger.onnx + ".json").batch_max == 4  # exported again for batch 4
 
