@@ -28,6 +28,10 @@ DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench", "
 #: ONNX Runtime, TensorRT and pycuda come from JetPack or the Jetson Zoo: `python3 -m cvnet.jetson
 #: self-check` says which are missing.
 DEVICE_REQUIRES = ["numpy>=1.19"]
+#: ``pip3 install .[openvino]``: OpenVINO for x86 roadside boxes on Python 3.6-3.8 (2022.2 is the
+#: last release for Python 3.6; the runner reads its ``openvino.runtime`` API too). There are no
+#: wheels for the Nano's aarch64 Python 3.6 (docs/cpu.md).
+DEVICE_EXTRAS = {"openvino": ["openvino>=2022.1; platform_machine == 'x86_64'"]}
 
 
 def pyproject_table(name, text):
@@ -78,6 +82,7 @@ def device_distribution():
         package_dir={name: folder for name, folder in folders.items() if name in DEVICE_ROOTS},
         package_data=DEVICE_PACKAGE_DATA,
         install_requires=DEVICE_REQUIRES,
+        extras_require=DEVICE_EXTRAS,
         entry_points={"console_scripts": ["{} = {}".format(command, scripts[command])
                                           for command in DEVICE_COMMANDS]},
     )
