@@ -172,3 +172,33 @@ def test_a_sidecar_of_another_file_is_refused(tmp_path):
     copy_sidecar(path, onnx_sha256="0" * 64)  # its verdicts would be about another graph
     with pytest.raises(MetadataError, match="does not match its sidecar"):
         open_engine(path, backend="openvino").activate()
+
+
+@needs_openvino
+def test_eval_and_embed_run_openvino_with_the_same_results(tmp_path, capsys):
+    import json
+    import os
+
+    from cvnet.jetson.cli import main as jetson_main
+    from tests.jetson.test_eval import _dataset
+
+    data = _dataset(tmp_path)
+    reports = {}
+    for backend in ("onnxruntime", "openvino"):
+        out = str(tmp_path / "{}.json".format(backend))
+        assert jetson_main(["eval", TINY_ONNX, "--data", data, "--json-out", out, "--backend",
+                            backend, "--precision", "fp32", "--threads", "1"]) == 0
+        with open(out) as handle:
+            reports[backend] = json.load(handle)["metrics"]
+    assert "(openvino, fp32, 64x64)" in capsys.readouterr().out
+    assert reports["openvino"].keys() == reports["onnxruntime"].keys()
+    for protocol, metrics in reports["onnxruntime"].items():
+        assert reports["openvino"][protocol] == pytest.approx(metrics, abs=1e-6), protocol
+    folder = str(tmp_path / "emb")
+    assert jetson_main(["embed", "--engine", TINY_ONNX, "--images", str(tmp_path), "-o", folder,
+                        "--backend", "openvino", "--precision", "fp32"]) == 0
+    with open(os.path.join(folder, "meta.json")) as handle:
+        meta = json.load(handle)
+    assert (meta["backend"], meta["precision"]) == ("openvino", "fp32")
+    assert jetson_main(["embed", "--engine", TINY_ONNX, "--images", str(tmp_path), "-o",
+                        str(tmp_path / "x"), "--precision", "bf16"]) == 1  # ONNX Runtime's is fp32
