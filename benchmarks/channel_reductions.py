@@ -19,11 +19,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.core.cli import (EXIT_OK, ArgumentParser, add_threads, add_verbose, doc_summary,
-                            setup_logging)
+from cvnet.benchmarks.rounds import add_round_options, header
+from cvnet.core.cli import EXIT_OK, ArgumentParser, add_verbose, doc_summary, setup_logging
 from cvnet.core.threads import physical_cores
 from cvnet.engines.deps import require
-from cvnet.engines.machine import cpu_model, load_average
+from cvnet.engines.machine import load_average
 
 logger = logging.getLogger(__name__)
 
@@ -177,13 +177,7 @@ def markdown(records: Sequence[Dict[str, Any]]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python3 -m cvnet.benchmarks.channel_reductions",
                             description=doc_summary(__doc__))
-    parser.add_argument("--batch", default="1,8", metavar="1,8",
-                        help="batch sizes, comma-separated")
-    parser.add_argument("--rounds", type=int, default=5, metavar="N",
-                        help="interleaved rounds; the table gives the median")
-    parser.add_argument("--min-time", type=float, default=0.2, metavar="S",
-                        help="seconds per form, runtime and round")
-    add_threads(parser, help="threads of each runtime (default: physical cores)")
+    add_round_options(parser, min_time=0.2, what="each form in each runtime")
     add_verbose(parser)
     return parser
 
@@ -193,10 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(args.verbose)
     threads = args.threads or physical_cores()
     before = load_average()
-    records = measure([int(b) for b in args.batch.split(",") if b.strip()], args.rounds,
-                      args.min_time, threads)
-    print("CPU: {}; threads: {}; load average before/after: {} / {}; median of {} rounds".format(
-        cpu_model(), threads, before, load_average(), args.rounds) + markdown(records))
+    records = measure(args.batch, args.rounds, args.min_time, threads)
+    print(header(threads, before, args.rounds, args.min_time) + "\n" + markdown(records))
     return EXIT_OK
 
 

@@ -18,6 +18,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cvnet.benchmarks.paper import baseline_archs, load_table2
+from cvnet.benchmarks.rounds import batch_sizes
 from cvnet.benchmarks.report import build_report, markdown_report, write_csv, write_json, write_plot
 from cvnet.benchmarks.agreement import DEFAULT_IMAGES, REFERENCE_NAMES, Agreement
 from cvnet.benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_targets,
@@ -33,17 +34,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCHES = (1, 8)
 DEFAULT_BACKENDS = ("torch", "onnxruntime")
-
-
-def _batches(text: str) -> List[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected batch sizes like 1,8,32, got {!r}".format(text))
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("batch sizes must be positive integers, got {!r}".format(
-            text))
-    return sorted(set(values))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "comparing here (OpenVINO at fp32 and, where the CPU computes it, bf16; "
                        "the others at fp32; an --engine .plan at its own); fp16 needs a GPU, "
                        "bf16 is OpenVINO's")
-    parser.add_argument("--batch", type=_batches, default=list(DEFAULT_BATCHES),
+    parser.add_argument("--batch", type=batch_sizes, default=list(DEFAULT_BATCHES),
                         metavar="1,8,32", help="batch sizes, comma-separated")
     parser.add_argument("--warmup", type=int, default=3, metavar="N",
                         help="untimed batches before timing")

@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from cvnet.benchmarks.agreement import DEFAULT_IMAGES
-from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_json_out, add_threads,
-                            add_verbose, add_verification, doc_summary, setup_logging)
+from cvnet.benchmarks.rounds import add_round_options, header
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_json_out, add_verbose,
+                            add_verification, doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.core.fileio import write_text_atomic
 from cvnet.core.parity import parity_figures, verification_images
@@ -183,15 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", metavar="MODEL.pt",
                         help="the checkpoint: times eager PyTorch and is the agreement reference "
                              "(host); default: ONNX Runtime on the first file")
-    parser.add_argument("--batch", default="1,8", metavar="1,8",
-                        help="batch sizes, comma-separated")
-    parser.add_argument("--rounds", type=int, default=5, metavar="N",
-                        help="interleaved rounds; the report gives the median")
-    parser.add_argument("--min-time", type=float, default=1.0, metavar="S",
-                        help="seconds each path is timed per batch size and round")
+    add_round_options(parser, min_time=1.0, what="each path at each batch size")
     parser.add_argument("--no-opencv", dest="opencv", action="store_false",
                         help="leave OpenCV DNN out")
-    add_threads(parser, help="CPU threads of every runtime (default: physical cores)")
     add_verification(parser, default=DEFAULT_IMAGES,
                      images_help="verification images the agreement is measured on",
                      skip_help="no agreement figures")
@@ -203,12 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    threads = args.threads or physical_cores()
-    try:
-        batches = sorted({int(b) for b in args.batch.split(",") if b.strip()})
-    except ValueError:
-        logger.error("--batch: expected sizes like 1,8, got %r", args.batch)
-        return EXIT_ERROR
+    threads, batches = args.threads or physical_cores(), args.batch
     paths = []
     try:
         paths = open_paths(args.models, args.reference, threads, args.opencv, max(batches))
@@ -222,10 +212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for path in paths:
             path.close()
     reference = "PyTorch FP32" if args.reference else "ONNX Runtime FP32"
-    lines = ["CPU: {}; threads: {}; load average before/after: {} / {}; {} rounds of {} s, "
-             "median".format(cpu_model(), threads, load_before, load_average(), args.rounds,
-                             args.min_time), "", markdown(rows, batches, reference)]
-    print("\n".join(lines))
+    print(header(threads, load_before, args.rounds, args.min_time) + "\n\n"
+          + markdown(rows, batches, reference))
     if args.json_out:
         write_text_atomic(args.json_out, json.dumps(
             {"cpu": cpu_model(), "threads": threads, "rounds": args.rounds,

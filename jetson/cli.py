@@ -16,9 +16,9 @@ import logging
 import sys
 from typing import Any, List, Optional
 
-from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_backend,
-                            add_batch_size, add_engine, add_output, add_precision, add_threads,
-                            add_verbose, setup_logging)
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_batch_size,
+                            add_engine, add_onnx_runtime, add_output, add_threads, add_verbose,
+                            setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.jetson.selfcheck import REQUIREMENTS
 
@@ -40,13 +40,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine(parser, required=True,
                help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime, or OpenVINO "
                     "with --backend openvino); .pt (PyTorch) on the host")
-    add_backend(parser, choices=("onnxruntime", "openvino"),
-                help="runtime of an .onnx file (default: onnxruntime); openvino needs "
-                     "cvnet[openvino] (docs/cpu.md)")
-    add_precision(parser, choices=("fp32", "bf16", "auto"), default="auto",
-                  help="OpenVINO's precision: auto is OpenVINO's choice on this CPU (bf16 on "
-                       "AVX512-BF16 CPUs), used only where the export's agreement check passed "
-                       "for it, else fp32")
+    add_onnx_runtime(parser)
     parser.add_argument("--images", required=True,
                         help="folder (walked recursively by image suffix) or a list file with "
                              "one path per line")

@@ -24,8 +24,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import cv2
 
-from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_backend, add_batch_size,
-                            add_device, add_json_out, add_precision, add_threads, add_verbose,
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_batch_size, add_device,
+                            add_json_out, add_onnx_runtime, add_threads, add_verbose,
                             doc_summary, setup_logging)
 from cvnet.core.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
 from cvnet.core.errors import CVNetError
@@ -51,13 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_size(parser, default=64, help="images per forward pass")
     add_device(parser, choices=("auto", "cpu", "cuda"), default="auto",
                help="PyTorch device for .pt checkpoints (default auto)")
-    add_backend(parser, choices=("onnxruntime", "openvino"),
-                help="runtime of an .onnx file (default: onnxruntime); openvino needs "
-                     "cvnet[openvino] (docs/cpu.md)")
-    add_precision(parser, choices=("fp32", "bf16", "auto"), default="auto",
-                  help="OpenVINO's precision: auto is OpenVINO's choice on this CPU (bf16 on "
-                       "AVX512-BF16 CPUs), used only where the export's agreement check passed "
-                       "for it, else fp32; other runtimes run what the file holds")
+    add_onnx_runtime(parser, others="; other runtimes run what the file holds")
     add_threads(parser, help="CPU threads of ONNX Runtime, OpenVINO and PyTorch (default: the "
                              "runtime's; for PyTorch the cores other processes leave free, "
                              "docs/threads.md)")

@@ -348,6 +348,22 @@ def add_backend(parser: argparse.ArgumentParser, *, choices: Sequence[str], help
         parser.add_argument("--backend", choices=tuple(choices), help=help)
 
 
+def add_onnx_runtime(parser: argparse.ArgumentParser, *, others: str = "") -> None:
+    """``--backend onnxruntime|openvino`` and ``--precision fp32|bf16|auto``: the runtime of an
+    ``.onnx`` file and OpenVINO's precision (cvnet-eval, cvnet-embed; docs/cpu.md).
+
+    Args:
+        others: What the other runtimes do with ``--precision``, appended to its help.
+    """
+    add_backend(parser, choices=("onnxruntime", "openvino"),
+                help="runtime of an .onnx file (default: onnxruntime); openvino needs "
+                     "cvnet[openvino] (docs/cpu.md)")
+    add_precision(parser, choices=("fp32", "bf16", "auto"), default="auto",
+                  help="OpenVINO's precision: auto is OpenVINO's choice on this CPU (bf16 on "
+                       "AVX512-BF16 CPUs), used only where the export's agreement check passed "
+                       "for it, else fp32" + others)
+
+
 def add_precision(parser: argparse.ArgumentParser, *, choices: Sequence[str], default: str,
                   help: str, aliases: Optional[dict] = None) -> None:
     """``--precision {fp32,fp16,bf16,int8,auto}`` (the ones the command offers).
