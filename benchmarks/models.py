@@ -4,8 +4,8 @@ A default run (no ``--engine``) times untrained models it prepares once under
 ``<cache>/<arch>-<H>x<W>[-fp16]/``: an untrained checkpoint (``model.pt``, seed 0),
 ``bench.json`` (parameters, GMACs, the request it answers) and, when a backend needs it, the ONNX
 export (``model.onnx`` + sidecar) for the batch range the run asks for, and for ONNX Runtime the
-graph exported for it (``model.ort.onnx``: ``cvnet-export --optimize-for onnxruntime``). A later run reuses the
-files when ``bench.json`` (and the sidecar, for ONNX) match the request.
+graph exported for it (``model.ort.onnx``: ``cvnet-export --optimize-for onnxruntime``). A later
+run reuses the files when ``bench.json`` (and the sidecars, for ONNX) match the request.
 
 This module is device-side (Python 3.6, no torch): it owns the cache's format (:func:`cached`,
 :func:`write_bench_info`) and hands the making to the host install's ``prepare_model``

@@ -94,7 +94,7 @@ def markdown_results(rows: Sequence[BenchRow]) -> str:
     lines = ["| model | backend | device | precision | batch | mode | mean ms | std ms | p50 ms "
              "| p90 ms | p99 ms | images/s | params (M) | GMACs | peak RSS MiB | cosine min "
              "| top-5 agree | keeps rankings |",
-             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---|---|---|---:|---|" + "---:|" * 11 + "---|"]
     for r in rows:
         lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} "
                      "| {} | {} | {} |".format(

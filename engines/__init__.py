@@ -172,5 +172,5 @@ def open_engine(path: str, backend: Optional[str] = None, **options: Any) -> Run
     return runner_class(path, backend)(path, **options)
 
 
-__all__ = ["BACKENDS", "EngineInfo", "backend_options", "HOST_SUFFIXES", "InputSpec", "NAMED_BACKENDS", "Runner",
-           "engine_info", "host_runner_fix", "open_engine", "runner_class"]
+__all__ = ["BACKENDS", "EngineInfo", "HOST_SUFFIXES", "InputSpec", "NAMED_BACKENDS", "Runner",
+           "backend_options", "engine_info", "host_runner_fix", "open_engine", "runner_class"]

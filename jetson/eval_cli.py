@@ -4,8 +4,9 @@ Prints mAP, Rank-1/5/10 and mINP per protocol (A2G and G2A for cross-view data; 
 VehicleID use their own protocols, VehicleID as the mean +- std of 10 random gallery draws).
 Every model file opens through :func:`cvnet.engines.open_engine`: ``.onnx`` and ``.plan`` files
 with ONNX Runtime (or OpenVINO: ``--backend openvino``) and TensorRT, on the host or on the device
-(also ``python3 -m cvnet.jetson eval``); a ``.pt`` checkpoint with the PyTorch runner the host install registers (on CUDA by
-CUDA-graph replay unless ``--eager``). Device-side: Python 3.6, never imports torch itself.
+(also ``python3 -m cvnet.jetson eval``); a ``.pt`` checkpoint with the PyTorch runner the host
+install registers (on CUDA by CUDA-graph replay unless ``--eager``). Device-side: Python 3.6,
+never imports torch itself.
 
 Examples::
 
