@@ -21,9 +21,8 @@ import numpy as np
 
 from cvnet.benchmarks.rounds import add_round_options, header
 from cvnet.core.cli import EXIT_OK, ArgumentParser, add_verbose, doc_summary, setup_logging
-from cvnet.core.threads import physical_cores
+from cvnet.core.cpu import load_average, physical_cores
 from cvnet.engines.deps import require
-from cvnet.engines.machine import load_average
 
 logger = logging.getLogger(__name__)
 

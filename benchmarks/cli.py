@@ -7,8 +7,9 @@ With ``--engine cvnet.plan`` / ``cvnet.onnx`` (device: Python 3.6, no torch) tha
 with its backend (an ``.onnx`` also with OpenVINO where it is installed). Every CPU row carries
 its agreement with the FP32 reference on the verification images (cosine, top-5 agreement), and
 the report ends with the fastest CPU path that keeps the rankings. The Markdown report goes to
-stdout; ``--json-out``, ``--csv`` and ``--plot`` write files. Exit status: 0 measured, 1 error
-(a refused model, option or combination), 2 bad command line.
+stdout; ``--json-out``, ``--csv`` and ``--plot`` write files. ``--target-fps 30`` adds the
+crops-per-frame plan (:mod:`cvnet.benchmarks.planner`). Exit status: 0 measured, 1 error (a
+refused model, option or combination), 2 bad command line.
 """
 
 import argparse
@@ -27,13 +28,25 @@ from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_backend, ad
                             add_engine, add_input_size, add_json_out, add_precision, add_threads,
                             add_verbose, add_verification, doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
-from cvnet.core.threads import configured, physical_cores
-from cvnet.engines.machine import load_average, overload_warning, probe_machine, usable_cpus
+from cvnet.core.cpu import load_average, physical_cores, usable_cpus
+from cvnet.core.plugins import BENCH, load_plugin
+from cvnet.engines.machine import overload_warning, probe_machine
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCHES = (1, 8)
 DEFAULT_BACKENDS = ("torch", "onnxruntime")
+
+
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError("expected a frame rate > 0 such as 30, got {!r}".format(
+            text))
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--e2e", action="store_true",
                         help="also time end to end from JPEG bytes (decode, preprocess, infer, "
                              "L2-normalise; decoding overlapped on a thread)")
+    parser.add_argument("--target-fps", type=_fps, metavar="FPS",
+                        help="plan crops per frame at this frame rate: the largest measured batch "
+                             "whose end-to-end p90 latency fits 1/FPS, and the cvnet-build "
+                             "--batch profile for it (turns --e2e on)")
     parser.add_argument("--baselines", action="store_true",
                         help="also time the eight Table 2 baselines on the same backends")
     parser.add_argument("--arch", default="cvnet",
@@ -130,6 +147,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     if warning:
         logger.warning("%s", warning)
     threads = args.threads or physical_cores()
+    if args.target_fps and not args.e2e:
+        logger.info("--target-fps plans with end-to-end latencies: timing --e2e too")
+        args.e2e = True
     main_targets, options = plan_targets(args, threads)
     settings = dict(batches=args.batch, warmup=args.warmup, min_time=args.min_time, e2e=args.e2e,
                     threads=threads)
@@ -151,13 +171,18 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
                                 min_time=args.min_time, e2e=args.e2e)
         except (CVNetError, RuntimeError) as err:
             logger.error("baseline %s failed, skipped: %s", arch, err)
-    torch_threads = configured()
+    configured = load_plugin(BENCH, "torch_threads")  # the host's PyTorch thread policy
+    torch_threads = configured() if configured is not None else None
     if torch_threads is not None:
         settings["torch_threads"] = torch_threads._asdict()
     report = build_report(rows, load_table2(), probe_machine(),
                           command=" ".join(["cvnet-bench"] + list(argv)),
                           date=datetime.datetime.now(datetime.timezone.utc).strftime(
                               "%Y-%m-%d %H:%M UTC"), settings=settings)
+    if args.target_fps:
+        from cvnet.benchmarks.planner import plan_batches
+
+        report["plan"] = plan_batches(rows, args.target_fps)
     if args.json_out:
         write_json(args.json_out, report)
     if args.csv:

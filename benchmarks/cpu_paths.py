@@ -33,8 +33,8 @@ from cvnet.core.errors import CVNetError
 from cvnet.core.fileio import write_text_atomic
 from cvnet.core.parity import parity_figures, verification_images
 from cvnet.core.synth import sample_images
-from cvnet.core.threads import physical_cores
-from cvnet.engines.machine import cpu_model, load_average
+from cvnet.core.cpu import load_average, physical_cores
+from cvnet.engines.machine import cpu_model
 
 logger = logging.getLogger(__name__)
 

@@ -241,6 +241,10 @@ def markdown_report(report: Dict[str, Any]) -> str:
             "; ".join("{}: {}".format(precision, requirement(precision))
                       for precision in ("fp32", "bf16"))),
             "", fastest]
+    if report.get("plan"):  # cvnet-bench --target-fps
+        from cvnet.benchmarks.planner import markdown_plan
+
+        parts += ["", markdown_plan(report["plan"])]
     return "\n".join(parts) + "\n"
 
 

@@ -8,7 +8,8 @@ import argparse
 from typing import Any, List, Optional, Sequence
 
 from cvnet.core.cli import add_threads
-from cvnet.engines.machine import cpu_model, load_average
+from cvnet.core.cpu import load_average
+from cvnet.engines.machine import cpu_model
 
 
 def batch_sizes(text: str) -> List[int]:

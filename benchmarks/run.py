@@ -101,7 +101,7 @@ def runner_options(backend: str, device: str, precision: str, threads: int,
     ONNX Runtime on the CPU gets ``threads`` intra-op threads (physical cores unless requested)
     with its default ORT_ENABLE_ALL graph optimisation and sequential execution; PyTorch runs
     under ``torch.inference_mode`` with ``torch_threads`` threads (None lets
-    :func:`cvnet.core.threads.configure_torch` decide, see docs/threads.md), with CUDA graphs on a
+    :func:`cvnet.models.threads.configure_torch` decide, see docs/threads.md), with CUDA graphs on a
     GPU unless ``backend`` is ``torch-eager``, and accepts batches up to ``batch_max`` (a
     checkpoint fixes no batch range).
     """

@@ -6,10 +6,12 @@ Nano under Python 3.6; the PyTorch parts live in the host subpackages (:mod:`cvn
 
 The helper packages keep the top-level folders of the repository (``engines/``, ``jetson/``,
 ``benchmarks/``, ``export/``) and are installed under this namespace (``cvnet.engines``, ...),
-so that cvnet puts no generic top-level names into site-packages. A source checkout that is not
-installed (the device job's tests, ``PYTHONPATH=checkout python3 -m cvnet.jetson``) resolves the
-same names through :class:`CheckoutFinder`, which this module adds to ``sys.meta_path`` only when
-it runs from such a checkout. Python 3.6, standard library only.
+so that cvnet puts no generic top-level names into site-packages. When ``cvnet`` runs from a
+source checkout (not installed: the device job's tests, ``PYTHONPATH=checkout python3 -m
+cvnet.jetson``; or installed editable) the same names resolve through :class:`CheckoutFinder`,
+which this module puts first on ``sys.meta_path``, so that they come from the same checkout as
+``cvnet`` itself even when another tree's editable install has its own finder. Python 3.6,
+standard library only.
 """
 
 import importlib.util
@@ -71,10 +73,17 @@ def checkout_root(package_folder: str) -> Optional[str]:
 
 
 def _install_checkout_finder() -> None:
+    """Puts :class:`CheckoutFinder` first on ``sys.meta_path`` when cvnet runs from a checkout.
+
+    First, not last: an editable install of *another* checkout adds setuptools' finder for the
+    same four names to ``sys.meta_path`` at start-up, and ``PYTHONPATH=this-checkout`` must not
+    get ``cvnet`` from here and ``cvnet.engines`` from there. It answers only the four names, so
+    being first changes nothing else.
+    """
     root = checkout_root(os.path.dirname(os.path.abspath(__file__)))
     if root is not None and not any(type(finder).__name__ == CheckoutFinder.__name__
                                     for finder in sys.meta_path):  # once, even if reloaded
-        sys.meta_path.append(CheckoutFinder(root))
+        sys.meta_path.insert(0, CheckoutFinder(root))
 
 
 _install_checkout_finder()

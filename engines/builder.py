@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -161,8 +162,15 @@ def engine_bytes_from_onnx(onnx_path: str, *, options: BuildOptions = BuildOptio
     if options.int8 and onnx_sha256 is None:
         onnx_sha256 = sha256_file(onnx_path)
     with gpu.primary_context(options.device):
-        return _build(trt, device, onnx_path, options, metadata, timing_cache, calib_cache,
-                      onnx_sha256 or "")
+        try:
+            return _build(trt, device, onnx_path, options, metadata, timing_cache, calib_cache,
+                          onnx_sha256 or "")
+        except BaseException as err:
+            # The traceback holds _build's frames, and so the builder, network, parser and
+            # config, until the caller handles the error: long after the context is popped
+            # and released. Clear those frames' locals now, while the context is current.
+            traceback.clear_frames(err.__traceback__)
+            raise
 
 
 def _build(trt: Any, device: GpuInfo, onnx_path: str, options: BuildOptions,

@@ -257,7 +257,7 @@ def _run_env(args: argparse.Namespace) -> int:
             ("cpu", "{} ({} usable CPUs, load {})".format(
                 machine.cpu_model(), machine.usable_cpus(), machine.load_average()))]
     for module in ("numpy", "cv2", "onnxruntime", "tensorrt", "pycuda"):
-        rows.append((module, machine.probe(module)))
+        rows.append((module, machine.probe(module).text))
     try:
         ort = importlib.import_module("onnxruntime")
         rows.append(("ort providers", ", ".join(ort.get_available_providers())))

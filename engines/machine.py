@@ -11,7 +11,7 @@ Where each fact comes from, so that it works on a Jetson, which has no ``nvidia-
   only when the driver library cannot be loaded;
 - the Jetson's model: ``/proc/device-tree/model``; its L4T release: ``/etc/nv_tegra_release``
   (and so the JetPack release); its power mode: ``nvpmodel -q``; clocks from ``/sys``;
-- CPU model and cores: ``/proc/cpuinfo`` (:mod:`cvnet.core.threads`); load: ``os.getloadavg``.
+- CPU model and cores: ``/proc/cpuinfo`` (:mod:`cvnet.core.cpu`); load: ``os.getloadavg``.
 
 Files are read through a ``read(path) -> text or None`` and tools run through a
 ``run(argv) -> stdout or None``, both injectable, so tests give fake ``/proc`` files and tools.
@@ -22,14 +22,13 @@ import importlib
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from cvnet.core.errors import CVNetError
-from cvnet.core.threads import physical_cores, read_system_file, usable_cpus
+from cvnet.core.cpu import load_average, physical_cores, read_system_file, usable_cpus
 
 #: ``read(path)``: a file's text, or None when it cannot be read.
 Reader = Callable[[str], Optional[str]]
@@ -74,18 +73,14 @@ def cpu_model(cpuinfo: Optional[str] = None) -> Optional[str]:
     return platform.processor() or None
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+def peak_rss_mb() -> Optional[float]:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB); None off POSIX."""
+    try:
+        import resource  # POSIX only: not importable on Windows
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / 1024.0 if sys.platform != "darwin" else peak / 1048576.0, 1)
-
-
-def load_average() -> Optional[List[float]]:
-    """1, 5 and 15 minute load averages, or None."""
-    try:
-        return [round(value, 2) for value in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def overload_warning(load: Optional[Sequence[float]], cpus: int) -> Optional[str]:
@@ -106,30 +101,54 @@ def overload_warning(load: Optional[Sequence[float]], cpus: int) -> Optional[str
 # -- packages --------------------------------------------------------------------------------
 
 
-def probe(module: str) -> str:
-    """One line about an optional package: its version, or why it cannot be imported.
+#: :class:`Probe` statuses: imported; not installed (ImportError); installed but broken.
+OK, MISSING, UNUSABLE = "ok", "missing", "unusable"
+
+
+class Probe(NamedTuple):
+    """What importing an optional package found.
+
+    Attributes:
+        status: :data:`OK`, :data:`MISSING` (``ImportError``: not installed, or a dependency
+            of it is not) or :data:`UNUSABLE` (installed, but importing it raised something
+            else: a missing CUDA library's ``OSError``, an ABI mismatch...).
+        text: One line for a report: the version, or why it cannot be used.
+    """
+
+    status: str
+    text: str
+
+
+def probe(module: str, importer: Callable[[str], Any] = importlib.import_module) -> Probe:
+    """Imports an optional package and says what was found.
 
     Importing is the only honest test (a package can be present and fail to load), so this
     imports it; call it from commands that report the machine, not from library code paths.
+
+    Args:
+        module: The import name (``"tensorrt"``, ``"cv2"``...).
+        importer: Imports a module by name (a test's stand-in).
     """
     try:
-        imported = importlib.import_module(module)
+        imported = importer(module)
     except ImportError as err:
-        return "not importable ({})".format(err)
+        return Probe(MISSING, "not importable ({})".format(err))
     except Exception as err:  # a broken install (missing CUDA libraries) raises anything
-        return "unusable ({}: {})".format(type(err).__name__, err)
-    return str(getattr(imported, "__version__", getattr(imported, "VERSION", "installed")))
+        return Probe(UNUSABLE, "unusable ({}: {})".format(type(err).__name__, err))
+    return Probe(OK, str(getattr(imported, "__version__", getattr(imported, "VERSION",
+                                                                  "installed"))))
 
 
 def package_version(module: str) -> Optional[str]:
-    """A package's version for a report: None when it is not importable here.
+    """A package's version for a report: None when it is not installed here, the reason when it
+    is installed but unusable.
 
     torch is reported only when already imported (the device side never imports it).
     """
     if module == "torch" and "torch" not in sys.modules:
         return None
     found = probe(module)
-    return None if found.startswith("not importable") else found
+    return None if found.status == MISSING else found.text
 
 
 # -- GPUs ------------------------------------------------------------------------------------
@@ -235,7 +254,7 @@ def probe_machine(read: Reader = read_system_file, run: ToolRunner = run_tool,
         "python": platform.python_version(),
         "cpu": cpu_model(cpuinfo or ""),
         "cpu_count": usable_cpus(),
-        "physical_cores": physical_cores(cpuinfo),
+        "physical_cores": physical_cores(cpuinfo, read),
         "load_average": load_average(),
         "gpus": gpu_names(query, run),
         "numpy": package_version("numpy"),

@@ -39,7 +39,7 @@ from cvnet.core.parity import (FP16_MIN_COSINE, FP32_MIN_COSINE, record_summary,
 from cvnet.core.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                      supports_uint8_input)
-from cvnet.core.threads import configure_torch
+from cvnet.models.threads import configure_torch
 from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 from cvnet.export.graph_preprocess import InGraphPreprocess
 from cvnet.export.half import half_for_export

@@ -17,9 +17,10 @@ import sys
 from typing import Any, List, Optional
 
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_batch_size,
-                            add_engine, add_onnx_runtime, add_output, add_threads, add_verbose,
-                            setup_logging)
+                            add_engine, add_fpr, add_json_out, add_onnx_runtime, add_output,
+                            add_threads, add_verbose, setup_logging)
 from cvnet.core.errors import CVNetError
+from cvnet.core.thresholds import DIRECTIONS
 from cvnet.jetson.selfcheck import REQUIREMENTS
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=10000 * 10000,
                         help="refuse larger images before decoding (default: %(default)s)")
     add_threads(parser, help="CPU threads of ONNX Runtime or OpenVINO (default: the runtime's)")
+    parser.add_argument("--view", choices=("A", "G"), default=None,
+                        help="the images' view, A (aerial) or G (ground), recorded in meta.json: "
+                             "cvnet-match --threshold auto picks the threshold of the "
+                             "query-to-gallery view direction from it")
     parser.add_argument("--log-interval", type=float, default=5.0,
                         help="seconds between progress lines (default: %(default)s)")
     add_verbose(parser)
@@ -72,10 +77,23 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gallery", required=True,
                         help="cvnet-embed output folder of the gallery")
     parser.add_argument("--topk", type=int, default=10, help="matches per query (default: 10)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="keep only matches with cosine similarity >= T")
+    parser.add_argument("--threshold", type=_threshold, default=None, metavar="T|auto",
+                        help="T: keep only matches with cosine similarity >= T. auto: keep the "
+                             "top-k and answer match / no-match with the threshold the stores "
+                             "carry for the query-to-gallery view direction and --fpr "
+                             "(cvnet-eval --write-thresholds, then cvnet-embed)")
+    add_fpr(parser, default=1e-3,
+            help="with --threshold auto: the false-positive rate whose threshold decides "
+                 "(one the evaluation recorded; default: 1e-3)")
+    parser.add_argument("--direction", choices=DIRECTIONS, default=None,
+                        help="with --threshold auto: the view direction whose threshold to use "
+                             "(default: from the stores' views, e.g. A2G for aerial queries "
+                             "and a ground gallery)")
     add_output(parser, aliases=("--out",),
-               help="matches CSV (query,rank,gallery,similarity,distance); default: print it")
+               help="matches CSV (query,rank,gallery,similarity,distance, and with "
+                    "--threshold auto decision,threshold,direction,fpr); default: print it")
+    add_json_out(parser, help="with --threshold auto: also write each query's answer and the "
+                              "threshold used as JSON")
     parser.add_argument("--visualize", default=None, metavar="DIR",
                         help="write one PNG per query: the query crop and its top-k crops")
     parser.add_argument("--visualize-limit", type=int, default=100,
@@ -88,6 +106,17 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                              "weights hash (e.g. a .plan without its sidecar and its .onnx); "
                              "never other sizes, lengths or weights")
     add_verbose(parser)
+
+
+def _threshold(text: str) -> Any:
+    """``--threshold``: a cosine similarity, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a cosine similarity such as 0.6, or auto; got "
+                                         "{!r}".format(text))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +173,7 @@ def _run_embed(args: argparse.Namespace) -> int:
                           chunk_size=args.chunk_size, fp16_out=args.fp16_out,
                           normalize=args.normalize, resume=args.resume, min_side=args.min_side,
                           max_pixels=args.max_pixels, log_interval=args.log_interval,
-                          listing=listing)
+                          listing=listing, view=args.view)
     result = summary._asdict()
     result.update(out=args.output, images_per_s=round(summary.rate, 2),
                   network_images_per_s=round(summary.ok / summary.network_seconds, 2)
@@ -169,20 +198,47 @@ def _run_match(args: argparse.Namespace) -> int:
     from cvnet.jetson.match import match, matches_csv, visualize, write_matches
     from cvnet.jetson.store import read_meta
 
-    matches = match(args.query, args.gallery, topk=args.topk, threshold=args.threshold,
-                    force=args.force, backend=args.backend)
+    auto = args.threshold == "auto"
+    if (args.json_out or args.direction) and not auto:
+        raise CVNetError("--json-out and --direction go with --threshold auto")
+    threshold = columns = None
+    if auto:
+        from cvnet.jetson.decide import csv_columns, resolve_threshold
+
+        threshold = resolve_threshold(args.query, args.gallery, fpr=args.fpr,
+                                      direction=args.direction)
+        logger.info("--threshold auto: %s, from %s", threshold.describe(), threshold.source)
+        columns = csv_columns(threshold)
+    matches = match(args.query, args.gallery, topk=args.topk,
+                    threshold=None if auto else args.threshold, force=args.force,
+                    backend=args.backend)
+    if auto:
+        _write_answers(args, matches, threshold)
     if args.output:
-        write_matches(args.output, matches)
+        write_matches(args.output, matches, columns)
         logger.info("wrote %d queries x top-%d to %s", len(matches.query_rows), args.topk,
                     args.output)
     else:
-        _write_utf8(sys.stdout, matches_csv(matches))
+        _write_utf8(sys.stdout, matches_csv(matches, columns))
     if args.visualize:
         written = visualize(matches, read_meta(args.query)["root"],
                             read_meta(args.gallery)["root"], args.visualize,
                             limit=args.visualize_limit)
         logger.info("wrote %d pictures to %s", len(written), args.visualize)
     return EXIT_OK
+
+
+def _write_answers(args: argparse.Namespace, matches: Any, threshold: Any) -> None:
+    """Logs the answers of ``--threshold auto`` and writes them with ``--json-out``."""
+    from cvnet.core.fileio import write_text_atomic
+    from cvnet.jetson.decide import answers_json, decide
+
+    result = answers_json(decide(matches, threshold), threshold)
+    logger.info("%d of %d queries match (%s)", result["counts"]["match"],
+                len(matches.query_rows), threshold.describe())
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps(result, indent=2) + "\n")
+        logger.info("wrote the answers to %s", args.json_out)
 
 
 def _run_self_check(args: argparse.Namespace) -> int:

@@ -27,10 +27,11 @@ import numpy as np
 import cvnet
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.fileio import make_folders, sha256_file
-from cvnet.core.filenames import NAME_ENCODING, encode_name
+from cvnet.core.filenames import NAME_ENCODING, decode_name, encode_name
 from cvnet.core.image_header import SUFFIX_FORMATS, read_header
 from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
+from cvnet.core.thresholds import SIDECAR_KEY, carried_thresholds, model_hash
 from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, META_FILE, IndexRow, StoreError, read_meta,
                                 scan_chunks, write_chunk, write_meta)
 
@@ -45,7 +46,9 @@ HUGE_PIXELS = 4096 * 4096
 #: Images above this many pixels are refused before decoding (``too_large``).
 DEFAULT_MAX_PIXELS = 10000 * 10000
 #: Settings a resumed run must share with the run it continues.
-RESUME_KEYS = ("model_hash", "embedding_dim", "dtype", "normalized", "root")
+RESUME_KEYS = ("model_hash", "embedding_dim", "dtype", "normalized", "root", "view")
+#: Those of them that are escaped file names: compared as bytes (:func:`_same_setting`).
+NAME_KEYS = ("root",)
 
 
 class Checked(NamedTuple):
@@ -190,15 +193,18 @@ class Summary(NamedTuple):
         return (self.ok + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
-               ) -> Dict[str, Any]:
-    """``meta.json`` for an active runner: the model hash, dim and normalisation travel here."""
+def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool,
+               view: Optional[str] = None) -> Dict[str, Any]:
+    """``meta.json`` for an active runner: the model hash, dim and normalisation travel here,
+    with the images' view (``A``/``G``, None when unknown) and the model's recorded thresholds
+    (:mod:`cvnet.core.thresholds`)."""
     metadata = runner.metadata
     engine_hash = sha256_file(runner.path)
     weights = getattr(metadata, "weights_sha256", None)
+    store_hash = model_hash(runner.path, metadata, engine_hash)
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "model_hash": weights or engine_hash,
+        "model_hash": store_hash,
         "weights_sha256": weights,
         "onnx_sha256": getattr(metadata, "onnx_sha256", None),
         "engine": encode_name(os.path.basename(runner.path)), "engine_sha256": engine_hash,
@@ -212,11 +218,22 @@ def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
         "name_encoding": NAME_ENCODING,
         "cvnet_version": cvnet.__version__,
         "engine_metadata": metadata.to_dict() if metadata is not None else None,
+        "view": view,
+        SIDECAR_KEY: carried_thresholds(runner.path, metadata, store_hash),
     }
 
 
+def _same_setting(key: str, old: Any, new: Any) -> bool:
+    """Whether a resumed run's setting is the recorded one; names compare by their bytes, since
+    another cvnet may have escaped the same name differently (:mod:`cvnet.core.filenames`)."""
+    if key in NAME_KEYS and isinstance(old, str) and isinstance(new, str):
+        return decode_name(old) == decode_name(new)
+    return old == new
+
+
 def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int, set]:
-    """Prepares ``out``; returns (next chunk number, next row, escaped paths already recorded)."""
+    """Prepares ``out``; returns (next chunk number, next row, the bytes of the paths already
+    recorded)."""
     make_folders(out)
     has_meta = os.path.exists(os.path.join(out, META_FILE))
     if not resume:
@@ -234,12 +251,12 @@ def _open_output(out: str, meta: Dict[str, Any], resume: bool) -> Tuple[int, int
                          "folder".format(out, old.get("format_version", 1),
                                          meta["format_version"]))
     changed = ["{} {!r} -> {!r}".format(key, old.get(key), meta[key]) for key in RESUME_KEYS
-               if old.get(key) != meta[key]]
+               if not _same_setting(key, old.get(key), meta[key])]
     if changed:
         raise StoreError("cannot resume {}: it was written with other settings ({}); use the same "
                          "engine and options, or another folder".format(out, "; ".join(changed)))
     chunks = scan_chunks(out, repair=True)
-    done = set(row.path for chunk in chunks for row in chunk.rows)
+    done = set(decode_name(row.path) for chunk in chunks for row in chunk.rows)
     rows = sum(1 for chunk in chunks for row in chunk.rows if row.status == "ok")
     return len(chunks), rows, done
 
@@ -279,7 +296,8 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
             chunk_size: int = DEFAULT_CHUNK_SIZE, fp16_out: bool = False,
             normalize: bool = True, resume: bool = False, min_side: int = DEFAULT_MIN_SIDE,
             max_pixels: int = DEFAULT_MAX_PIXELS, log_interval: float = 5.0,
-            listing: Optional[Tuple[str, List[str]]] = None) -> Summary:
+            listing: Optional[Tuple[str, List[str]]] = None,
+            view: Optional[str] = None) -> Summary:
     """Embeds every image of ``source`` into the folder ``out``.
 
     Args:
@@ -296,6 +314,8 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
         log_interval: Seconds between progress lines.
         listing: ``list_images(source)`` when the caller has it already (it lists before
             loading the engine, so that an empty folder fails fast).
+        view: The images' view, ``A`` (aerial) or ``G`` (ground), recorded in ``meta.json``
+            for ``cvnet-match --threshold auto``; None when unknown or mixed.
 
     Raises:
         StoreError: ``out`` holds another run (without ``resume``) or one with other settings.
@@ -308,9 +328,9 @@ def extract(runner: Any, source: str, out: str, *, batch: Optional[int] = None,
     batch = batch or runner.spec.batch_max
     root, paths = listing or list_images(source)
     dtype = "float16" if fp16_out else "float32"
-    meta = store_meta(runner, root, source, dtype, normalize)
+    meta = store_meta(runner, root, source, dtype, normalize, view)
     number, next_row, done = _open_output(out, meta, resume)
-    todo = [path for path in paths if encode_name(path) not in done]
+    todo = [path for path in paths if os.fsencode(path) not in done]
     if resume:
         logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,
                     len(paths) - len(todo), len(paths), len(todo), number)

@@ -17,7 +17,7 @@ import csv
 import io
 import logging
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -232,26 +232,30 @@ def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
     return Matches(query_rows, gallery_rows, indices, similarities)
 
 
-def matches_csv(matches: Matches) -> str:
+def matches_csv(matches: Matches, columns: Optional[Tuple[Sequence[str], Any]] = None) -> str:
     """CSV text: ``query,rank,gallery,similarity,distance``, one line per kept match.
 
     ``query`` and ``gallery`` are the index's escaped names (:mod:`cvnet.core.filenames`):
-    ``urllib.parse.unquote_to_bytes`` gives each file's exact name.
+    ``urllib.parse.unquote_to_bytes`` gives each file's exact name. ``columns``, ``(names,
+    values(similarity) -> cells)``, appends columns (``cvnet.jetson.decide.csv_columns``).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("query", "rank", "gallery", "similarity", "distance"))
+    names, values = columns or ((), None)
+    writer.writerow(("query", "rank", "gallery", "similarity", "distance") + tuple(names))
     for q, query in enumerate(matches.query_rows):
         for rank, (g, sim) in enumerate(zip(matches.indices[q], matches.similarities[q]), 1):
             if g >= 0:
                 writer.writerow((query.path, rank, matches.gallery_rows[g].path,
-                                 "{:.6f}".format(sim), "{:.6f}".format(max(0.0, 1.0 - float(sim)))))
+                                 "{:.6f}".format(sim), "{:.6f}".format(max(0.0, 1.0 - float(sim))))
+                                + (tuple(values(float(sim))) if values else ()))
     return buffer.getvalue()
 
 
-def write_matches(path: str, matches: Matches) -> str:
+def write_matches(path: str, matches: Matches,
+                  columns: Optional[Tuple[Sequence[str], Any]] = None) -> str:
     """Writes :func:`matches_csv` atomically; returns the path."""
-    return write_text_atomic(path, matches_csv(matches))
+    return write_text_atomic(path, matches_csv(matches, columns))
 
 
 def _crop(root: str, name: str) -> np.ndarray:

@@ -9,12 +9,14 @@ container runtime mounts CUDA, cuDNN and TensorRT (with its Python 3.6 bindings)
 so a container started without ``--runtime nvidia`` has none of them.
 """
 
+import importlib
 import os
 import platform
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from cvnet.engines.machine import (JETPACK_OF_L4T, TEGRA_RELEASE, cuda_version, gpu_description,
-                                   jetson_model, l4t_release, power_mode, probe)
+from cvnet.engines.machine import (JETPACK_OF_L4T, OK, TEGRA_RELEASE, UNUSABLE, Probe,
+                                   cuda_version, gpu_description, jetson_model, l4t_release,
+                                   power_mode, probe)
 
 #: What ``--require`` may ask to be present (see :func:`gather`).
 REQUIREMENTS = ("auto", "tensorrt", "onnxruntime", "none")
@@ -41,12 +43,25 @@ class Check(NamedTuple):
     problem: Optional[str] = None
 
 
-def gather(require: str = "auto") -> Tuple[List[Check], bool]:
+def _problem(found: Probe, fix: str) -> str:
+    """The fix for a package that is not usable; an unusable one says it is installed but broken."""
+    if found.status == UNUSABLE:
+        return ("it is installed but fails to import, {}: a broken install (often a CUDA "
+                "library it cannot find). {}".format(found.text, fix))
+    return fix
+
+
+def gather(require: str = "auto", importer: Callable[[str], Any] = importlib.import_module
+           ) -> Tuple[List[Check], bool]:
     """Collects the report.
+
+    A package counts as present only when it imports: one that is installed but raises on
+    import (:data:`cvnet.engines.machine.UNUSABLE`) fails a requirement as a missing one does.
 
     Args:
         require: ``"tensorrt"`` (TensorRT + pycuda), ``"onnxruntime"``, ``"none"``, or
             ``"auto"``: TensorRT on a Jetson, otherwise any one backend.
+        importer: Imports a package by name (a test's stand-in).
 
     Returns:
         ``(checks, on_jetson)``.
@@ -58,25 +73,29 @@ def gather(require: str = "auto") -> Tuple[List[Check], bool]:
     checks = [Check("L4T", l4t or "not a Jetson ({} missing)".format(TEGRA_RELEASE)),
               Check("JetPack", JETPACK_OF_L4T.get(l4t, "unknown") if l4t else "n/a"),
               Check("board", jetson_model() or "n/a")]
-    versions = {module: probe(module)
-                for module in ("tensorrt", "pycuda", "onnxruntime", "numpy", "cv2")}
-    missing = {module: value.startswith("not importable") for module, value in versions.items()}
-    checks.append(Check("TensorRT", versions["tensorrt"],
-                        FIX_TENSORRT if require == "tensorrt" and missing["tensorrt"] else None))
-    checks.append(Check("pycuda", versions["pycuda"],
-                        FIX_PYCUDA if require == "tensorrt" and missing["pycuda"] else None))
+    modules = ("tensorrt", "pycuda", "onnxruntime", "numpy", "cv2")
+    found = {module: probe(module, importer) for module in modules}  # type: Dict[str, Probe]
+    failed = {module: result.status != OK for module, result in found.items()}
+    checks.append(Check("TensorRT", found["tensorrt"].text,
+                        _problem(found["tensorrt"], FIX_TENSORRT)
+                        if require == "tensorrt" and failed["tensorrt"] else None))
+    checks.append(Check("pycuda", found["pycuda"].text,
+                        _problem(found["pycuda"], FIX_PYCUDA)
+                        if require == "tensorrt" and failed["pycuda"] else None))
     checks.append(Check("CUDA", cuda_version()))
     checks.append(Check("Python", platform.python_version()))
     coretype = os.environ.get("OPENBLAS_CORETYPE")
-    checks.append(Check("numpy", "{} (OPENBLAS_CORETYPE={})".format(versions["numpy"], coretype),
+    checks.append(Check("numpy", "{} (OPENBLAS_CORETYPE={})".format(found["numpy"].text,
+                                                                    coretype),
                         FIX_OPENBLAS if on_jetson and not coretype else None))
-    checks.append(Check("OpenCV", versions["cv2"]))
+    checks.append(Check("OpenCV", found["cv2"].text))
     ort_problem = None
-    if require == "onnxruntime" and missing["onnxruntime"]:
-        ort_problem = FIX_ORT
-    if require == "any" and missing["onnxruntime"] and missing["tensorrt"]:
-        ort_problem = "no backend: neither TensorRT nor onnxruntime imports. " + FIX_ORT
-    checks.append(Check("onnxruntime", versions["onnxruntime"], ort_problem))
+    if require == "onnxruntime" and failed["onnxruntime"]:
+        ort_problem = _problem(found["onnxruntime"], FIX_ORT)
+    if require == "any" and failed["onnxruntime"] and failed["tensorrt"]:
+        ort_problem = "no backend: neither TensorRT nor onnxruntime imports. " + _problem(
+            found["onnxruntime"], FIX_ORT)
+    checks.append(Check("onnxruntime", found["onnxruntime"].text, ort_problem))
     checks.append(Check("GPU", gpu_description()))
     checks.append(Check("power mode", power_mode() or "n/a (no nvpmodel)"))
     return checks, on_jetson
@@ -92,9 +111,15 @@ def report(checks: List[Check]) -> str:
     return "\n".join(lines)
 
 
-def self_check(require: str = "auto") -> Tuple[str, int]:
-    """``(report text, exit status)``: 0 when everything required is there, 1 otherwise."""
-    checks, _ = gather(require)
+def self_check(require: str = "auto", importer: Callable[[str], Any] = importlib.import_module
+               ) -> Tuple[str, int]:
+    """``(report text, exit status)``: 0 when everything required imports, 1 otherwise.
+
+    Args:
+        require: See :func:`gather`.
+        importer: Imports a package by name (a test's stand-in).
+    """
+    checks, _ = gather(require, importer)
     return report(checks), 1 if any(check.problem for check in checks) else 0
 
 

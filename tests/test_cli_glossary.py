@@ -106,6 +106,9 @@ def _glossary_problems(parser):
     expect("--verbose", lambda a: a.option_strings == ["-v", "--verbose"] and a.nargs == 0,
            "spelled -v/--verbose")
     expect("--seed", lambda a: a.type is int and a.metavar == "N", "an integer N")
+    expect("--fpr", lambda a: (a.type, a.metavar) in ((cli.fpr_value, "F"),
+                                                      (cli.fpr_list, "F,F,...")),
+           "a false-positive rate F (or F,F,... where several), parsed by cvnet.core.cli")
     problems += ["{}: an old spelling shows in --help".format(old) for old in OLD_SPELLINGS
                  if old in options]
     return problems
@@ -131,9 +134,10 @@ def test_the_check_catches_a_command_off_the_glossary():
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--input-size", type=int)
     parser.add_argument("--half", action="store_true")
+    parser.add_argument("--fpr", type=float)
     problems = "\n".join(_glossary_problems(parser))
     for fragment in ("--input-size: metavar HxW", "--json: a switch", "--out: an old spelling",
-                     "--half: an old spelling"):
+                     "--half: an old spelling", "--fpr: a false-positive rate"):
         assert fragment in problems
 
 
@@ -142,7 +146,9 @@ def test_the_shared_values():
     assert cli.square_size("64") == 64 and cli.square_size("64x64") == 64
     assert cli.cuda_device("cuda:1") == 1 and cli.cuda_device("2") == 2
     assert cli.cuda_device("cuda") == 0
+    assert cli.fpr_value("1e-3") == 0.001 and cli.fpr_list("1e-3,1e-2,1e-3") == (0.01, 0.001)
     for parse, bad in ((cli.input_size, "0"), (cli.input_size, "big"), (cli.square_size, "64x32"),
+                       (cli.fpr_value, "0"), (cli.fpr_value, "1"), (cli.fpr_list, ","),
                        (cli.positive_int, "0"), (cli.count, "-1"), (cli.cuda_device, "gpu1")):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(bad)

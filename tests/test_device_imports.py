@@ -144,6 +144,43 @@ def test_device_module_imports_neither_torch_nor_host_code_anywhere(module):
                                                 "\n  ".join(problems))
 
 
+#: What only code holding the torch module does: a parameter or name ``torch``, or a call of
+#: its thread settings. Device code never drives torch, even when handed the module.
+_TORCH_NAMES = ("torch",)
+_TORCH_CALLS = ("set_num_threads", "get_num_threads", "set_num_interop_threads")
+
+
+def torch_handling(source: str) -> List[str]:
+    """Where a device module's code handles the torch module (not its text or docstrings)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.arg) and node.arg in _TORCH_NAMES:
+            found.append("line {}: takes a parameter named {!r}".format(node.lineno, node.arg))
+        elif isinstance(node, ast.Name) and node.id in _TORCH_NAMES:
+            found.append("line {}: uses the name {!r}".format(node.lineno, node.id))
+        elif isinstance(node, ast.Attribute) and node.attr in _TORCH_CALLS:
+            found.append("line {}: calls .{}".format(node.lineno, node.attr))
+    return found
+
+
+@pytest.mark.parametrize("module", device_modules())
+def test_device_module_does_not_drive_torch(module):
+    """A torch policy (one that is handed the torch module and sets its threads) is host code:
+    cvnet.models.threads. The device world holds only the torch-free facts (cvnet.core.cpu)."""
+    path, _ = _source_file(module)
+    with open(path, "rb") as handle:
+        problems = torch_handling(handle.read().decode("utf-8"))
+    assert not problems, "{} ({}) handles the torch module; move that to the host side:\n  {}"\
+        .format(module, os.path.relpath(path, ROOT), "\n  ".join(problems))
+
+
+def test_the_torch_scan_finds_a_policy_handed_the_module():
+    source = "def configure(torch, n):\n    torch.set_num_threads(n)\n"
+    assert sorted(torch_handling(source)) == ["line 1: takes a parameter named 'torch'",
+                                              "line 2: calls .set_num_threads",
+                                              "line 2: uses the name 'torch'"]
+
+
 PLANTED = '''
 import os
 

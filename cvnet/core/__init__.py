@@ -13,7 +13,8 @@ inside a function: it runs on a Jetson Nano under Python 3.6, and the host impor
 - :mod:`cvnet.core.datasets`, :mod:`cvnet.core.metrics`, :mod:`cvnet.core.evaluation`,
   :mod:`cvnet.core.visualize`: ReID data, metrics and evaluation of any embedder;
 - :mod:`cvnet.core.synth`: the procedural cross-view vehicle set (``cvnet-synth``);
-- :mod:`cvnet.core.threads`, :mod:`cvnet.core.progress`: CPU threads, progress lines.
+- :mod:`cvnet.core.cpu`, :mod:`cvnet.core.progress`: what this process may use of the CPU and
+  how busy other processes keep it; progress lines.
 
 docs/layout.md describes the two worlds and the import rule.
 """

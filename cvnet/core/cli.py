@@ -13,6 +13,8 @@ One spelling per meaning, across all commands (docs/cli.md is the table):
 - ``--verify-images N`` and ``--no-verify``: the parity check of cvnet-export and cvnet-build;
 - ``--batch-size N``: images per call at run time; ``--batch``: the batch a model is exported,
   built or timed with;
+- ``--fpr F``: a target false-positive rate of an operating point (a comma-separated list where a
+  command reports several);
 - ``--threads N``, ``--device``, ``--seed N``, ``-v/--verbose``;
 - exit status 0 ok, 1 error (any refused input or failure), 2 usage (argparse), 3 partial failure
   (cvnet-embed: some files failed; training: stopped at a non-finite loss; gpu-check: a step
@@ -196,6 +198,26 @@ def count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("expected a whole number >= 0, got {!r}".format(text))
     return value
+
+
+def fpr_value(text: str) -> float:
+    """A false-positive rate strictly between 0 and 1 (``--fpr 1e-3``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError("expected a false-positive rate in (0, 1) such as 1e-3, "
+                                         "got {!r}".format(text))
+    return value
+
+
+def fpr_list(text: str) -> Tuple[float, ...]:
+    """Comma-separated false-positive rates (``--fpr 1e-2,1e-3,1e-4``), sorted descending."""
+    values = [fpr_value(part.strip()) for part in str(text).split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("expected rates such as 1e-2,1e-3, got {!r}".format(text))
+    return tuple(sorted(set(values), reverse=True))
 
 
 def cuda_device(text: str) -> int:
@@ -421,6 +443,14 @@ def add_device(parser: argparse.ArgumentParser, *, help: str,
 def add_seed(parser: argparse.ArgumentParser, *, help: str, default: Optional[int] = 0) -> None:
     """``--seed N``: the seed that makes a run repeatable."""
     parser.add_argument("--seed", type=int, default=default, metavar="N", help=help)
+
+
+def add_fpr(parser: argparse.ArgumentParser, *, help: str, several: bool = False,
+            default: Any = None) -> None:
+    """``--fpr F`` (or ``F,F,...`` where ``several``): target false-positive rates of operating
+    points."""
+    parser.add_argument("--fpr", type=fpr_list if several else fpr_value, default=default,
+                        metavar="F,F,..." if several else "F", help=help)
 
 
 def add_verbose(parser: argparse.ArgumentParser, help: str = "debug messages too") -> None:

@@ -121,6 +121,33 @@ def make_folders(path: PathLike) -> str:
     return path
 
 
+def _temporary(path: str) -> str:
+    """Creates an empty temporary file next to ``path`` (``.NAME.XXXXXXXX.tmp``)."""
+    folder, name = os.path.split(path)
+    try:
+        handle, tmp = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise OutputPathError("cannot write {}: {}".format(path, err.strerror or err))
+    os.close(handle)
+    return tmp
+
+
+def _seal(tmp: str) -> None:
+    """Gives a complete temporary file a new file's permissions and puts its data on the disk.
+
+    The permissions are those a newly created file would get (``0o666`` minus the umask), not
+    ``mkstemp``'s ``0o600``.
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    fsync_path(tmp)
+
+
+def _remove(paths: List[str]) -> None:
+    for tmp in paths:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[str]:
     """Yields a temporary path next to ``path``; renames it to ``path`` if the block succeeds.
@@ -135,26 +162,22 @@ def atomic_path(path: PathLike) -> Iterator[str]:
 
     Raises:
         OutputPathError: The temporary file cannot be created or renamed (missing folder, no
-            permission, disk full...).
+            permission, disk full...); one the block raised itself (another file it writes)
+            passes unchanged, naming its own file.
     """
     path = check_writable(path)
-    folder, name = os.path.split(path)
-    try:
-        handle, tmp = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise OutputPathError("cannot write {}: {}".format(path, err.strerror or err))
-    os.close(handle)
+    tmp = _temporary(path)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        fsync_path(tmp)
+        _seal(tmp)
         os.replace(tmp, path)
-        fsync_path(folder, folder=True)
+        fsync_path(os.path.dirname(path), folder=True)
+    except OutputPathError:
+        raise  # names its own file: wrapping it would blame this one
     except OSError as err:
         raise OutputPathError("cannot write {}: {}".format(path, err.strerror or err))
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove([tmp])
 
 
 def _write(path: str, data: bytes) -> None:
@@ -175,24 +198,63 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> str:
 
 
 def write_files_atomic(files: Dict[PathLike, bytes]) -> List[str]:
-    """Writes several files that belong together (an artefact and its sidecar).
+    """Writes several files that belong together (an artefact and its sidecar), in order.
 
-    Every file is complete in its temporary file before the first rename, so an error while
-    writing leaves none of them behind and none of the old ones replaced.
+    1. Every file is written to its temporary file and fsynced. An error here (disk full, an
+       I/O error, bad data) replaces nothing and removes every temporary file.
+    2. The temporary files are renamed over their targets **in the order given**: give the
+       artefact first and its sidecar last, so that the sidecar is the commit marker (a new
+       sidecar is only ever next to the artefact it describes).
+    3. Each folder is fsynced once, so that the renames survive a power loss once this returns.
+
+    What a crash between two renames of step 2 leaves: the files renamed so far are new, the
+    others old (or absent), and their temporary files (``.NAME.XXXXXXXX.tmp`` beside them, safe
+    to delete) remain. With the sidecar last that is a new artefact beside its old sidecar, or
+    none, which the artefact's readers refuse (the sidecar's SHA-256 no longer matches); writing
+    again repairs it. A rename that fails (this returns) raises and removes the temporary files
+    not yet renamed, leaving the same state. After a power loss before step 3 which renames
+    survive is up to the file system; journaling ones (ext4, XFS) keep them in order, which
+    POSIX does not promise.
 
     Args:
-        files: Path -> content.
+        files: Path -> content, in the order to commit them.
 
     Returns:
         The absolute paths written, in the order given.
 
     Raises:
-        OutputPathError: See :func:`atomic_path`.
+        OutputPathError: A file cannot be created, written, fsynced or renamed (the message
+            names it); see :func:`atomic_path`.
     """
-    with contextlib.ExitStack() as stack:
-        for path, data in files.items():
-            _write(stack.enter_context(atomic_path(path)), data)
-    return [os.path.abspath(os.fspath(path)) for path in files]
+    paths = [check_writable(path) for path in files]
+    temporaries = []  # type: List[str]
+    try:
+        for path, data in zip(paths, files.values()):
+            temporaries.append(_temporary(path))
+            try:
+                _write(temporaries[-1], data)
+                _seal(temporaries[-1])
+            except OutputPathError:
+                raise
+            except OSError as err:
+                raise OutputPathError("cannot write {}: {}".format(path, err.strerror or err))
+        for done, (path, tmp) in enumerate(zip(paths, temporaries)):
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise OutputPathError("cannot write {}: {}{}".format(
+                    path, err.strerror or err, "" if not done else " (already replaced: {})"
+                    .format(", ".join(paths[:done]))))
+        for folder in sorted(set(os.path.dirname(path) for path in paths)):
+            try:
+                fsync_path(folder, folder=True)
+            except OSError as err:
+                raise OutputPathError("cannot write {}: {} (fsync of its folder {})".format(
+                    ", ".join(path for path in paths if os.path.dirname(path) == folder),
+                    err.strerror or err, folder))
+    finally:
+        _remove(temporaries)
+    return paths
 
 
 def write_text_atomic(path: PathLike, text: str, encoding: str = "utf-8") -> str:

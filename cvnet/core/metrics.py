@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 #: Elements of the distance matrix processed at once; bounds the sort buffer (64 MiB in float32).
 CHUNK_ELEMENTS = 1 << 24
 
+#: Keys of :func:`evaluate_rank`'s result that hold one value per valid query (not aggregated
+#: over trials: each trial has its own queries).
+PER_QUERY_KEYS = ("query_ap", "query_first_rank")
+
 # (max_rank, gallery size) pairs already warned about, so repeated trials warn once.
 _WARNED_MAX_RANK = set()
 
@@ -77,8 +81,11 @@ def evaluate_rank(distmat: np.ndarray, q_ids: Sequence, g_ids: Sequence,
 
     Returns:
         ``{"mAP": float, "mINP": float, "cmc": (max_rank,) float64 array,
-        "num_valid_queries": int, "num_skipped_queries": int}``; mAP, mINP and the CMC values
-        are fractions in [0, 1], averaged over the valid queries.
+        "num_valid_queries": int, "num_skipped_queries": int, "query_ap": (V,) float64,
+        "query_first_rank": (V,) int64}``; mAP, mINP and the CMC values are fractions in
+        [0, 1], averaged over the V valid queries; ``query_ap`` and ``query_first_rank`` (the
+        1-based rank of the first true match) are each valid query's own values, in query
+        order, for confidence intervals (:mod:`cvnet.core.confidence`).
 
     Raises:
         ConfigError: Shapes, lengths, dtypes or ``max_rank`` are invalid.
@@ -117,7 +124,8 @@ def evaluate_rank(distmat: np.ndarray, q_ids: Sequence, g_ids: Sequence,
     hits = np.bincount(np.minimum(first_rank[valid], max_rank + 1), minlength=max_rank + 2)
     cmc = np.cumsum(hits[1:max_rank + 1]) / float(num_valid)
     return {"mAP": float(ap[valid].mean()), "mINP": float(inp[valid].mean()), "cmc": cmc,
-            "num_valid_queries": num_valid, "num_skipped_queries": num_q - num_valid}
+            "num_valid_queries": num_valid, "num_skipped_queries": num_q - num_valid,
+            "query_ap": ap[valid], "query_first_rank": first_rank[valid]}
 
 
 def summarize_metrics(result: Dict[str, Any], ranks: Sequence[int] = (1, 5, 10)
@@ -147,10 +155,13 @@ def aggregate_trials(results: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, A
 
     Returns:
         ``{metric: {"mean": value, "std": value}}`` with the population standard deviation
-        (ddof=0) over trials; floats for scalar metrics, float64 arrays for the CMC.
+        (ddof=0) over trials; floats for scalar metrics, float64 arrays for the CMC. The
+        per-query values (:data:`PER_QUERY_KEYS`) are left out.
     """
     if len(results) == 0:
         raise ConfigError("aggregate_trials got no results; pass one metric dict per trial")
+    results = [{k: v for k, v in result.items() if k not in PER_QUERY_KEYS}
+               for result in results]
     keys = list(results[0].keys())
     for index, result in enumerate(results[1:], 1):
         if sorted(result.keys()) != sorted(keys):

@@ -11,7 +11,10 @@ copied out before the next replay.
 
 The capture itself is injectable (``capture=``), so the bookkeeping runs and is tested on the
 CPU; :class:`CudaGraphCapture` is the real one (side-stream warm-up, which also lets cuDNN's
-autotuner pick its algorithms, then ``torch.cuda.graph``).
+autotuner pick its algorithms, then ``torch.cuda.graph`` on an explicit capture stream). Every
+CUDA call of a capture and a replay runs with the model's GPU current (``cuda:1`` too), not
+whichever GPU the calling thread had current: the memory pool, the streams and
+``torch.cuda.graph``'s default capture stream all belong to the current device.
 
 Example:
     >>> model = build_model("cvnet").cuda().half().eval().to(memory_format=torch.channels_last)
@@ -21,7 +24,7 @@ Example:
 """
 
 import logging
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -53,30 +56,47 @@ CaptureFn = Callable[[nn.Module, torch.Tensor], Captured]
 
 
 class CudaGraphCapture:
-    """Captures CUDA graphs of a model, all in one shared memory pool.
+    """Captures CUDA graphs of a model on one GPU, all in one shared memory pool.
+
+    Follows PyTorch's recipe (CUDA semantics, "Whole-network capture"): warm up on a side
+    stream, then capture on a stream that is not the default one; here every step, the pool
+    and the replay run under ``torch.cuda.device(device)``, with the streams made on
+    ``device``.
 
     Args:
+        device: The GPU the model and its static buffers are on, e.g. ``cuda:1``.
         warmup: Forward passes on a side stream before each capture.
+        cuda: The ``torch.cuda`` module (a test's stand-in records what it is asked).
     """
 
-    def __init__(self, warmup: int = WARMUP_PASSES):
+    def __init__(self, device: Union[torch.device, str] = "cuda", warmup: int = WARMUP_PASSES,
+                 cuda: Optional[Any] = None):
+        self.device = torch.device(device)
         self.warmup = warmup
+        self._cuda = cuda if cuda is not None else torch.cuda
         self._pool = None
 
     def __call__(self, model: nn.Module, static_input: torch.Tensor) -> Captured:
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        stream = torch.cuda.Stream(device=static_input.device)
-        stream.wait_stream(torch.cuda.current_stream(static_input.device))
-        with torch.no_grad():
-            with torch.cuda.stream(stream):  # warm-up off the default stream, as capture needs
-                for _ in range(max(1, self.warmup)):
-                    model(static_input)
-            torch.cuda.current_stream(static_input.device).wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                static_output = model(static_input)
-        return Captured(static_input, static_output, graph.replay)
+        cuda, device = self._cuda, self.device
+        with cuda.device(device):  # the pool, the streams and the capture: on this GPU
+            if self._pool is None:
+                self._pool = cuda.graph_pool_handle()
+            warmup = cuda.Stream(device=device)
+            warmup.wait_stream(cuda.current_stream(device))
+            with torch.no_grad():
+                with cuda.stream(warmup):  # off the default stream, as capture needs
+                    for _ in range(max(1, self.warmup)):
+                        model(static_input)
+                cuda.current_stream(device).wait_stream(warmup)
+                graph = cuda.CUDAGraph()
+                with cuda.graph(graph, pool=self._pool, stream=cuda.Stream(device=device)):
+                    static_output = model(static_input)
+
+        def replay() -> None:
+            with cuda.device(device):
+                graph.replay()
+
+        return Captured(static_input, static_output, replay)
 
 
 def eager_capture(model: nn.Module, static_input: torch.Tensor) -> Captured:
@@ -120,7 +140,7 @@ class GraphedModel:
         channels_last: Allocate 4-D input buffers in channels-last memory format.
         buckets: Batch sizes to capture; a batch runs in the smallest bucket that holds it.
             Default: powers of two up to ``max_batch``.
-        capture: The capture function; default :class:`CudaGraphCapture`.
+        capture: The capture function; default :class:`CudaGraphCapture` on ``device``.
     """
 
     def __init__(self, model: nn.Module, *, sample_shape: Sequence[int], max_batch: int,
@@ -138,7 +158,7 @@ class GraphedModel:
         if self.buckets[-1] < max_batch:
             raise ConfigError(f"buckets {self.buckets} do not reach max_batch {max_batch}")
         self.max_batch = max_batch
-        self._capture = capture or CudaGraphCapture()
+        self._capture = capture or CudaGraphCapture(self.device)
         self._graphs: Dict[int, Captured] = {}
 
     @property

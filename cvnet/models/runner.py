@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.preprocess import DEFAULT_SIZE, PreprocessConfig, preprocess_batch
-from cvnet.core.threads import adapt_torch_threads, configure_torch
+from cvnet.models.threads import adapt_torch_threads, configure_torch
 from cvnet.engines import host_runner_fix
 from cvnet.engines.base import Runner
 from cvnet.engines.errors import EngineInputError
@@ -99,7 +99,7 @@ class TorchRunner(Runner):
             overflow-prone channel attention still computes in FP32 inside.
         cuda_graphs: On CUDA, replay CUDA graphs (with channels-last and cuDNN autotuning);
             default on for CUDA devices. False runs eager. Not available on the CPU.
-        threads: CPU threads; None lets :func:`cvnet.core.threads.configure_torch` decide.
+        threads: CPU threads; None lets :func:`cvnet.models.threads.configure_torch` decide.
         **kwargs: See :class:`cvnet.engines.base.Runner` (``normalize``, ``batch_range``).
 
     Raises:
@@ -147,6 +147,12 @@ class TorchRunner(Runner):
         if str(self._device).startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("{}: device {}, but torch {} sees no CUDA GPU; use the CPU "
                               "(--device cpu)".format(self.path, self._device, torch.__version__))
+        gpu = self._gpu()
+        if gpu is not None and gpu.index is not None and gpu.index >= torch.cuda.device_count():
+            raise ConfigError("{}: device {}, but torch sees {} GPU(s) (cuda:0 to cuda:{}); "
+                              "pick one of those".format(self.path, self._device,
+                                                         torch.cuda.device_count(),
+                                                         torch.cuda.device_count() - 1))
         configure_torch(torch, self._threads)
         model, checkpoint = model_from_checkpoint(self.path, arch=self._arch,
                                                   model_kwargs=self._model_kwargs)
@@ -156,8 +162,8 @@ class TorchRunner(Runner):
             model = model.to(memory_format=torch.channels_last)
             self._cudnn_benchmark = torch.backends.cudnn.benchmark
             torch.backends.cudnn.benchmark = True  # autotuned while each graph warms up
-        if str(self._device).startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
+        if self._gpu() is not None:
+            torch.cuda.reset_peak_memory_stats(self._gpu())
         self._model = model
         if self._input_size is None:
             trained = checkpoint.config.get("img_size")
@@ -183,16 +189,25 @@ class TorchRunner(Runner):
                 dtype=torch.float16 if self._half else torch.float32)
         return self._graphed
 
+    def _gpu(self) -> Optional["torch.device"]:
+        """The runner's CUDA device (``cuda:1`` stays GPU 1), or None on the CPU.
+
+        Every ``torch.cuda`` call of the runner names it: without a device they act on the
+        thread's current GPU, which need not be this one.
+        """
+        return torch.device(self._device) if str(self._device).startswith("cuda") else None
+
     def synchronize(self) -> None:
-        """Waits for the GPU's queued kernels (nothing on the CPU)."""
-        if str(self._device).startswith("cuda"):
-            torch.cuda.synchronize()
+        """Waits for the runner GPU's queued kernels (nothing on the CPU)."""
+        if self._gpu() is not None:
+            torch.cuda.synchronize(self._gpu())
 
     def peak_gpu_memory_mb(self) -> Optional[float]:
-        """Peak GPU memory PyTorch allocated since activation, MiB; None on the CPU."""
-        if not str(self._device).startswith("cuda"):
+        """Peak GPU memory PyTorch allocated on the runner's GPU since activation, MiB; None on
+        the CPU."""
+        if self._gpu() is None:
             return None
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return round(torch.cuda.max_memory_allocated(self._gpu()) / 2**20, 1)
 
     def _deactivate(self) -> None:
         self._graphed = None

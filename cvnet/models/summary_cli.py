@@ -45,7 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(args.verbose)
     import torch
 
-    from cvnet.core.threads import configure_torch
+    from cvnet.models.threads import configure_torch
     from cvnet.models.registry import list_models, model_description
     from cvnet.models.summary import format_summary, summarize
 

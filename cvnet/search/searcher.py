@@ -16,7 +16,8 @@ The search runs on one process, with mixed precision on CUDA like training (``--
 ``--amp-dtype``): the architecture logits, their softmax and the mixture of the op outputs stay
 in FP32 (:class:`~cvnet.models.dfc.FilterMixed`), and FP16 runs scale both losses, each with its
 own gradient scaler, so the logits' small gradients do not underflow. A divergence guard
-(:mod:`cvnet.training.guard`) stops the search at its first non-finite loss or weight, before
+(:mod:`cvnet.training.guard`) stops the search at its first non-finite loss, weight or
+optimiser state, or when an FP16 gradient scaler keeps skipping steps, before
 ``search_last.pt`` is written. After every epoch it logs the softmax weights per position,
 writes ``history.json`` and ``weights.png`` and saves ``search_last.pt`` for ``--resume``; at
 the end it writes the derived sequence to ``ops.json``.
@@ -36,7 +37,7 @@ import torch.nn as nn
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.core.progress import progress_bar
-from cvnet.core.threads import adapt_torch_threads, configure_torch
+from cvnet.models.threads import configure_torch
 from cvnet.core.visualize import weights_heatmap
 from cvnet.models.checkpoint import save_checkpoint
 from cvnet.models.device import resolve_device
@@ -144,7 +145,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         ConfigError: Bad split, layout or resume state.
     """
     device = resolve_device(config.device)
-    configure_torch(torch)
+    configure_torch(torch, adaptive=False)  # decided once: see cvnet.models.threads
     torch.manual_seed(config.seed)
     weight_ids, arch_ids = split_identities(labels, config.split_ratio, config.seed)
     weight_data = build_train_loader(config, *_subset(paths, labels, weight_ids),
@@ -173,6 +174,7 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         start_epoch, history = _restore(config, model, optimizers, arch_optimizer, scalers)
     guard = DivergenceGuard(
         model, steps_per_epoch=steps, hint=divergence_hint(lr=config.lr, amp=amp.name),
+        scalers=list(scalers.values()), optimizers=optimizers.optimizers + [arch_optimizer],
         saved=lambda: checkpoints_left([os.path.join(config.output, RESUME_FILE)],
                                        history[-1]["epoch"] if history else None))
     logger.info("searching %d positions of %s: %d weight identities (%d images), %d "
@@ -190,7 +192,6 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
         for step, (images, targets) in enumerate(weight_data.loader):
             if step >= steps:
                 break
-            adapt_torch_threads()
             arch_images, arch_targets = next(arch_batches)
             with autocast(amp, device):
                 arch_output = model(arch_images.to(device))
@@ -215,7 +216,8 @@ def search(config: SearchConfig, paths: Sequence[str], labels: Sequence[int], *,
                 guard.check(epoch, step)
                 progress.set_postfix(loss=f"{loss.item():.3f}", arch=f"{arch_loss.item():.3f}")
         progress.close()
-        guard.check(epoch, steps - 1)  # before anything of this epoch is written
+        # before anything of this epoch is written (the optimiser state goes into the checkpoint)
+        guard.check(epoch, steps - 1, optimizer_state=True)
         weights = op_weights(model)
         mean_losses = (totals / max(1, steps)).tolist()
         history.append({"epoch": epoch + 1, "ops": derive_ops(model),

@@ -55,7 +55,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
     parser.add_argument("--format", dest="data_format",
                         choices=("auto", "csv", "veri", "vehicleid"),
                         help="dataset layout (default: detect)")
-    parser.add_argument("--config", help="TOML file with the config keys (see the README)")
+    parser.add_argument("--config",
+                        help="TOML file with the config keys (docs/training.md#configuration)")
     add_output(parser, help=f"run folder (default {defaults.output})")
     parser.add_argument("--arch", help=f"registered model name (default {defaults.arch})")
     add_input_size(parser, square=True, dest="img_size", aliases=("--img-size",),
@@ -82,7 +83,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *,
                         help=f"data-loading processes (default {defaults.workers})")
     parser.add_argument("--max-steps-per-epoch", type=int,
                         help="cap iterations per epoch (quick runs; default: full epochs)")
-    add_seed(parser, default=None, help="seed of sampling and augmentation")
+    add_seed(parser, default=None, help="seed of sampling and augmentation (bit-identical CPU "
+                                        "runs also need the same OMP_NUM_THREADS=N, "
+                                        "docs/threads.md)")
     parser.add_argument("--no-amp", action="store_true",
                         help="train in FP32 on CUDA too (default: mixed precision on CUDA)")
     parser.add_argument("--amp-dtype", choices=("fp16", "bf16"),

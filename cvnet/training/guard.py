@@ -2,24 +2,32 @@
 
 A NaN or inf that the loop carries on with spreads into every weight and BatchNorm statistic
 within a step or two, and the run then wastes its remaining epochs and ends with useless
-checkpoints. The guard watches without waiting on the GPU at every step:
+checkpoints. Under FP16 the gradient scaler hides the gradients' share of it: a step whose
+gradients hold NaN or inf is skipped and the loss scale halved, so with a finite loss and
+non-finite gradients at every step the weights stay finite and stop training while the scale
+falls towards 0, and the run would end "successfully", untrained. The guard watches without
+waiting on the GPU at every step:
 
 - :meth:`DivergenceGuard.observe` (every step) folds "is this loss finite?" into a flag on the
   device and remembers the first step it failed, with no host synchronisation;
 - :meth:`DivergenceGuard.check` (every ``check_every`` steps, where the loop reads its loss for
   the progress bar anyway, and always before a checkpoint is written) also tests every
-  floating-point parameter and buffer (BatchNorm running statistics included), reads the flags
-  in one transfer (all-reduced over the processes of a distributed run, so every rank stops
-  together) and raises :class:`~cvnet.core.errors.DivergenceError` naming the epoch and step and
-  what to try.
+  floating-point parameter and buffer (BatchNorm running statistics included) and every FP16
+  gradient scaler's scale against :data:`MIN_LOSS_SCALE` and, before a checkpoint, the
+  optimisers' state (momentum, Adam's moments); it reads the flags in one transfer
+  (all-reduced over the processes of a distributed run, so every rank stops together) and
+  raises :class:`~cvnet.core.errors.DivergenceError` naming the epoch and step and what to
+  try.
 
 Example:
-    >>> guard = DivergenceGuard(model, steps_per_epoch=40, hint="try --lr 0.03")
+    >>> guard = DivergenceGuard(model, steps_per_epoch=40, hint="try --lr 0.03",
+    ...                         scalers=[scaler], optimizers=[optimizer])
     >>> for step in ...:
     ...     loss = ...
     ...     guard.observe(epoch, step, loss)
     ...     if step % 10 == 0:
     ...         guard.check(epoch, step)
+    >>> guard.check(epoch, step, optimizer_state=True)  # before saving a checkpoint
 """
 
 import logging
@@ -35,6 +43,13 @@ logger = logging.getLogger(__name__)
 
 #: Steps between two checks of a training loop (each check waits for the GPU once).
 CHECK_EVERY = 10
+#: The FP16 loss scale below which a run is stopped. GradScaler starts at 2**16, halves the
+#: scale at every step whose gradients hold NaN or inf (and skips that step) and doubles it only
+#: after 2000 clean steps; a scale below 1 means a step overflowed FP16 (max 65504) even
+#: unscaled, which only diverged gradients do, and that at least 17 more steps were skipped
+#: than grown since the start. DeepSpeed's dynamic loss scaling stops at the same minimum (its
+#: default ``min_loss_scale`` is 1).
+MIN_LOSS_SCALE = 1.0
 #: Non-finite tensors named in the error, at most.
 _NAMES_SHOWN = 6
 _NEVER = 2 ** 62  # "no bad step" in the all-reduced minimum
@@ -87,12 +102,49 @@ def _state(module: nn.Module):
             yield name, tensor
 
 
-def _all_finite(module: nn.Module, device: torch.device) -> torch.Tensor:
-    """A 0-dim bool on ``device``: every floating-point parameter and buffer is finite."""
-    flags = [torch.isfinite(tensor).all() for _, tensor in _state(module)]
+def _optimizer_state(module: nn.Module, optimizers: Sequence[torch.optim.Optimizer]):
+    """(name, tensor) of every floating-point tensor the optimisers keep, e.g.
+    ``"SGD momentum_buffer of 0.weight"``."""
+    names = {id(parameter): name for name, parameter in module.named_parameters()}
+    for optimizer in optimizers:
+        for parameter, state in optimizer.state.items():
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.is_floating_point():
+                    yield ("{} {} of {}".format(type(optimizer).__name__, key,
+                                                names.get(id(parameter), "a parameter")), value)
+
+
+def non_finite_optimizer_state(module: nn.Module,
+                               optimizers: Sequence[torch.optim.Optimizer]) -> List[str]:
+    """Names of the optimisers' state tensors holding NaN or inf (waits for the device)."""
+    return [name for name, tensor in _optimizer_state(module, optimizers)
+            if not bool(torch.isfinite(tensor).all())]
+
+
+def _all_finite(tensors, device: torch.device) -> torch.Tensor:
+    """A 0-dim bool on ``device``: every tensor of ``(name, tensor)`` pairs is finite."""
+    flags = [torch.isfinite(tensor).all().to(device) for _, tensor in tensors]
     if not flags:
         return torch.ones((), dtype=torch.bool, device=device)
     return torch.stack(flags).all()
+
+
+def _scales(scalers: Sequence["torch.amp.GradScaler"]) -> List[torch.Tensor]:
+    """The current scale tensors of the enabled scalers that have scaled a loss yet.
+
+    Read from the scaler's device tensor (``GradScaler._scale``, what ``get_scale`` reads),
+    so that testing it costs no transfer of its own.
+    """
+    return [scaler._scale for scaler in scalers
+            if scaler.is_enabled() and getattr(scaler, "_scale", None) is not None]
+
+
+def _shown(names: Sequence[str]) -> str:
+    """Up to :data:`_NAMES_SHOWN` names for a message ("on another process" when none here)."""
+    if not names:
+        return "on another process"
+    more = len(names) - _NAMES_SHOWN
+    return ", ".join(names[:_NAMES_SHOWN]) + (" and {} more".format(more) if more > 0 else "")
 
 
 class DivergenceGuard:
@@ -105,16 +157,24 @@ class DivergenceGuard:
         saved: Called at a failure; returns a sentence on the checkpoints left behind.
         distributed: All-reduce the flags over the process group (every rank must call
             :meth:`check` at the same steps).
+        scalers: The run's gradient scalers; an enabled one whose scale falls below
+            :data:`MIN_LOSS_SCALE` stops the run (a disabled one, FP32 or BF16, is ignored).
+        optimizers: The run's optimisers, whose state ``check(..., optimizer_state=True)``
+            tests before a checkpoint.
     """
 
     def __init__(self, model: nn.Module, *, steps_per_epoch: int, hint: str,
-                 saved: Optional[Callable[[], str]] = None, distributed: bool = False):
+                 saved: Optional[Callable[[], str]] = None, distributed: bool = False,
+                 scalers: Sequence["torch.amp.GradScaler"] = (),
+                 optimizers: Sequence[torch.optim.Optimizer] = ()):
         device = next(model.parameters()).device
         self.model = model
         self.steps_per_epoch = max(1, int(steps_per_epoch))
         self.hint = hint
         self.saved = saved
         self.distributed = distributed
+        self.scalers = list(scalers)
+        self.optimizers = list(optimizers)
         self._device = device
         self._loss_bad = torch.zeros((), dtype=torch.bool, device=device)
         self._first_bad = torch.full((), -1, dtype=torch.long, device=device)  # global step
@@ -135,39 +195,61 @@ class DivergenceGuard:
                                       self._first_bad)
         self._loss_bad = self._loss_bad | bad
 
-    def check(self, epoch: int, step: int) -> None:
-        """Raises when a loss seen so far or a weight or buffer now is not finite.
+    def check(self, epoch: int, step: int, *, optimizer_state: bool = False) -> None:
+        """Raises when a loss seen so far, a weight or buffer now, or (with ``optimizer_state``)
+        the optimisers' state is not finite, or a gradient scaler's scale fell below
+        :data:`MIN_LOSS_SCALE`.
 
-        One device-to-host transfer (and one all-reduce in a distributed run).
+        One device-to-host transfer (and one all-reduce in a distributed run); the names in
+        the message are read only when something failed.
 
         Args:
             epoch: Epoch index of the step just done, from 0.
             step: Its step index within the epoch, from 0.
+            optimizer_state: Test the optimisers' state too: before writing a checkpoint
+                that holds it (a non-finite one is a divergence, not a file error).
 
         Raises:
             DivergenceError: Naming where it happened, the checkpoints left, and ``hint``.
         """
-        bad = torch.stack([self._loss_bad, ~_all_finite(self.model, self._device)]).long()
+        device = self._device
+        scales = _scales(self.scalers)
+        flags = [self._loss_bad, ~_all_finite(_state(self.model), device),
+                 torch.stack([(scale < MIN_LOSS_SCALE).any().to(device) for scale in scales]
+                             ).any() if scales else torch.zeros((), dtype=torch.bool,
+                                                                device=device)]
+        if optimizer_state:
+            flags.append(~_all_finite(_optimizer_state(self.model, self.optimizers), device))
+        bad = torch.stack(flags).long()
         first = torch.where(self._loss_bad, self._first_bad,
                             torch.full_like(self._first_bad, _NEVER))
         if self.distributed:  # every rank stops together, at the earliest bad step
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
             dist.all_reduce(first, op=dist.ReduceOp.MIN)
-        loss_bad, weights_bad, first = (int(v) for v in torch.cat([bad, first.view(1)]).tolist())
-        if not (loss_bad or weights_bad):
+        values = [int(v) for v in torch.cat([bad, first.view(1)]).tolist()]
+        loss_bad, weights_bad, scale_low = values[:3]
+        state_bad, first = (values[3] if optimizer_state else 0), values[-1]
+        if not (loss_bad or weights_bad or scale_low or state_bad):
             return
         where = self._position(epoch, step)
         if loss_bad:
             what = "the loss became NaN or inf at {}".format(self._position_of(first))
             if first != epoch * self.steps_per_epoch + step:
                 what += " (found at the check after {})".format(where)
-        else:
-            names = non_finite_tensors(self.model)
-            shown = ", ".join(names[:_NAMES_SHOWN]) + (
-                " and {} more".format(len(names) - _NAMES_SHOWN) if len(names) > _NAMES_SHOWN
-                else "")
+        elif weights_bad:
             what = ("the weights or BatchNorm statistics became NaN or inf by {} ({})".format(
-                where, shown or "on another process"))
+                where, _shown(non_finite_tensors(self.model))))
+        elif scale_low:
+            low = [float(scale.min()) for scale in scales if float(scale.min()) < MIN_LOSS_SCALE]
+            what = ("the gradients were NaN or inf at so many steps that the FP16 gradient "
+                    "scaler, which skips such steps, lowered its loss scale to {} (below {:g}) "
+                    "by {}: the weights stopped training though the loss stayed finite".format(
+                        "{:g}".format(min(low)) if low else "a value on another process",
+                        MIN_LOSS_SCALE, where))
+        else:
+            what = ("the optimiser state (momentum, Adam moments) became NaN or inf by {} "
+                    "({})".format(where, _shown(non_finite_optimizer_state(self.model,
+                                                                           self.optimizers))))
         saved = " " + self.saved() if self.saved is not None else ""
         raise DivergenceError("training diverged: {}.{} {}".format(what, saved, self.hint))
 

@@ -1,7 +1,8 @@
 """The training loop: P x K batches, AMP on CUDA, DDP under torchrun, atomic checkpoints, resume.
 
 A divergence guard (:mod:`cvnet.training.guard`) stops the run at its first non-finite loss,
-weight or BatchNorm statistic, before anything non-finite is saved. Every epoch's mean losses,
+weight, BatchNorm statistic or optimiser state, or when FP16's gradient scaler keeps skipping
+steps, before anything non-finite is saved. Every epoch's mean losses,
 learning rates, speed and (when evaluated) metrics go to ``history.json`` in the run folder.
 
 Single process: ``fit(...)`` directly. Several processes (GPUs or CPU ranks on the gloo
@@ -24,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_text_atomic
 from cvnet.core.progress import progress_bar
-from cvnet.core.threads import adapt_torch_threads, configure_torch
+from cvnet.models.threads import configure_torch
 from cvnet.models import build_model, parse_ops
 from cvnet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cvnet.models.device import resolve_device
@@ -87,7 +88,7 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         ops = "".join(parse_ops(config.model_kwargs["ops"]))
         config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "ops": ops})
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
-    configure_torch(torch)
+    configure_torch(torch, adaptive=False)  # decided once: see cvnet.models.threads
     world = init_distributed(device)
     torch.manual_seed(config.seed)
     num_classes = len(set(int(label) for label in train_labels))
@@ -114,6 +115,7 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
     guard = DivergenceGuard(
         model, steps_per_epoch=steps_per_epoch,
         hint=divergence_hint(lr=config.lr, amp=amp.name), distributed=world.world_size > 1,
+        scalers=[scaler], optimizers=optimizers.optimizers,
         saved=lambda: checkpoints_left([os.path.join(config.output, RESUME_FILE),
                                         os.path.join(config.output, MODEL_FILE)], saved_epoch))
     initial_metrics = {}
@@ -139,7 +141,6 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
         for step, (images, labels) in enumerate(data.loader):
             if step >= steps_per_epoch:
                 break
-            adapt_torch_threads()
             images, labels = images.to(device, non_blocking=True), labels.to(device)
             with autocast(amp, device):
                 output = net(images)
@@ -161,7 +162,8 @@ def fit(config: TrainConfig, train_paths: Sequence[str], train_labels: Sequence[
                     progress.set_postfix(loss=f"{loss.item():.3f}",
                                          img_s=f"{seen / (time.perf_counter() - started):.1f}")
         progress.close()
-        guard.check(epoch, steps_per_epoch - 1)  # before evaluating or saving anything
+        # before evaluating or saving anything (the optimiser state goes into last.pt)
+        guard.check(epoch, steps_per_epoch - 1, optimizer_state=True)
         speed = seen / (time.perf_counter() - started)
         means = dict(zip(["loss"] + list(parts), (sums / max(1, done)).tolist()))
         if world.is_main:

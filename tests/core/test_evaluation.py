@@ -82,3 +82,42 @@ def test_ranked_lists_picture_has_a_row_per_query(tmp_path):
     picture = ranked_lists_image(report.embedded, split, num_queries=3, topk=2)
     assert picture.dtype == np.uint8 and picture.shape[0] == 3 * (128 + 6)
     assert picture.shape[1] == 3 * 128 + 12
+
+
+def test_intervals_and_operating_points_in_the_report(tmp_path):
+    dataset = load_dataset(_write_dataset(tmp_path))
+    report = evaluate(mean_colour, dataset, ["A2G", "all"], max_rank=4, bootstrap=200,
+                      bootstrap_seed=1, fprs=(0.1, 1e-3))
+    a2g = report.metrics["A2G"]
+    assert a2g["mAP_ci95"] == [1.0, 1.0] and a2g["rank1_ci95"] == [1.0, 1.0]  # all perfect
+    points = report.operating_points["A2G"]
+    # 4 aerial queries x 8 ground images: 2 matches each, 6 different identities each.
+    assert (points["positives"], points["negatives"], points["excluded"]) == (8, 24, 0)
+    assert points["eer"] == 0.0 and points["auc"] == 1.0
+    assert [p["resolved"] for p in points["points"]] == [True, False]
+    # "all" ranks the 12 images against themselves: the same-id same-camera pairs (each image
+    # with itself, and 0_G_G0 with nothing else) are left out, as in the ranking.
+    everything = report.operating_points["all"]
+    assert everything["excluded"] == 12 and everything["positives"] == 4 * 6
+    assert everything["negatives"] == 12 * 12 - 4 * 9
+    table = format_report(report, "colours")
+    assert "| A2G | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in table
+    assert "95% bootstrap interval over queries (200 resamples, seed 1)" in table
+    assert "| A2G | 8 | 24 | 0.00 | 1.0000 |" in table
+    assert "TPR @ FPR 1e-03 (threshold)" in table and "*: too few negative pairs" in table
+    assert "same identity under the same camera" in table
+    data = jsonable(report)
+    assert data["settings"]["bootstrap"]["resamples"] == 200
+    assert data["operating_points"]["A2G"]["points"][0]["fpr_target"] == 0.1
+
+
+def test_trials_keep_mean_and_std_without_a_bootstrap(tmp_path):
+    dataset = load_dataset(_write_dataset(tmp_path))
+    report = evaluate(mean_colour, dataset, ["A2G"], max_rank=4, bootstrap=100)
+    assert "mAP_ci95" in report.metrics["A2G"]
+    trials = report._replace(metrics={"all": {"mAP": 0.5, "mAP_std": 0.1, "rank1": 0.4,
+                                              "rank1_std": 0.2, "num_query": 3,
+                                              "num_gallery": 2}})
+    table = format_report(trials)
+    assert "| all | 50.0 +- 10.0 | 40.0 +- 20.0 |" in table
+    assert "standard deviation over the seeded gallery draws" in table

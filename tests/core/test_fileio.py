@@ -1,5 +1,6 @@
 """Atomic writes leave either the old file or the new one, never a temporary file."""
 
+import errno
 import os
 import stat
 
@@ -73,10 +74,12 @@ class DiskLog(object):
     """Records, in order, every fsync (what the descriptor names, and a file's content at that
     moment) and every rename, while still doing them."""
 
-    def __init__(self, monkeypatch, fail_folders=None):
+    def __init__(self, monkeypatch, fail_folders=None, fail_content=None, fail_target=None):
         self.events = []
         self._fsync, self._replace = os.fsync, os.replace
         self._fail_folders = fail_folders
+        self._fail_content = fail_content  # a file's fsync fails (EIO) when it holds this
+        self._fail_target = fail_target  # a rename onto this path fails (EIO)
         monkeypatch.setattr(os, "fsync", self.fsync)
         monkeypatch.setattr(os, "replace", self.replace)
 
@@ -88,10 +91,14 @@ class DiskLog(object):
                 raise OSError(self._fail_folders, os.strerror(self._fail_folders))
         else:
             self.events.append(("fsync-file", path, os.pread(fd, 1 << 20, 0)))
+            if self.events[-1][2] == self._fail_content:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
         self._fsync(fd)
 
     def replace(self, source, target):
         self.events.append(("rename", source, target))
+        if target == self._fail_target:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         self._replace(source, target)
 
 
@@ -154,8 +161,6 @@ def test_new_folders_are_fsynced_into_their_parents(tmp_path, monkeypatch):
 
 def test_a_folder_fsync_the_file_system_refuses_is_let_through_but_an_io_error_is_not(
         tmp_path, monkeypatch):
-    import errno
-
     DiskLog(monkeypatch, fail_folders=errno.EINVAL)  # e.g. some FUSE and network mounts
     path = str(tmp_path / "a.json")
     write_text_atomic(path, "{}")
@@ -164,3 +169,68 @@ def test_a_folder_fsync_the_file_system_refuses_is_let_through_but_an_io_error_i
     DiskLog(monkeypatch, fail_folders=errno.EIO)
     with pytest.raises(OutputPathError, match="b.json.*(I/O|Input/output) error"):
         write_text_atomic(str(tmp_path / "b.json"), "{}")
+
+
+def _artefact_and_sidecar(tmp_path):
+    """An ONNX file and its sidecar from an earlier write: (folder, [artefact, sidecar])."""
+    folder = os.path.realpath(str(tmp_path))
+    paths = [os.path.join(folder, "a.onnx"), os.path.join(folder, "a.onnx.json")]
+    write_files_atomic({paths[0]: b"old graph", paths[1]: b"old sidecar"})
+    return folder, paths
+
+
+def _contents(paths):
+    return [open(path, "rb").read() for path in paths]
+
+
+def test_an_artefact_and_its_sidecar_are_committed_in_order_then_their_folder(tmp_path,
+                                                                              monkeypatch):
+    """Both complete on the disk before either is renamed; the artefact renamed first, the
+    sidecar (the commit marker) last; the folder fsynced once, after both."""
+    folder, paths = _artefact_and_sidecar(tmp_path)
+    log = DiskLog(monkeypatch)
+    assert write_files_atomic({paths[0]: b"graph", paths[1]: b"{}"}) == paths
+    kinds = [event[0] for event in log.events]
+    assert kinds == ["fsync-file", "fsync-file", "rename", "rename", "fsync-folder"]
+    assert [event[2] for event in log.events[:2]] == [b"graph", b"{}"]
+    assert [event[2] for event in log.events[2:4]] == paths
+    assert log.events[4] == ("fsync-folder", folder)
+    assert _contents(paths) == [b"graph", b"{}"]
+    assert sorted(os.listdir(folder)) == ["a.onnx", "a.onnx.json"]
+
+
+def test_an_error_before_the_first_rename_replaces_nothing(tmp_path, monkeypatch):
+    """The artefact's data cannot be made durable (EIO): neither file is replaced, no
+    temporary file is left, and the error names the artefact."""
+    folder, paths = _artefact_and_sidecar(tmp_path)
+    log = DiskLog(monkeypatch, fail_content=b"new graph")
+    with pytest.raises(OutputPathError, match=r"cannot write .*a\.onnx: (I/O|Input/output) "):
+        write_files_atomic({paths[0]: b"new graph", paths[1]: b"new sidecar"})
+    assert [event[0] for event in log.events if event[0] == "rename"] == []
+    assert _contents(paths) == [b"old graph", b"old sidecar"]
+    assert sorted(os.listdir(folder)) == ["a.onnx", "a.onnx.json"]
+
+
+def test_a_failed_sidecar_rename_leaves_the_new_artefact_beside_the_old_sidecar(tmp_path,
+                                                                                monkeypatch):
+    """What the docstring promises between two renames: the artefact is new, the sidecar old
+    (readers refuse the pair by its SHA-256), the error says so, no temporary file is left."""
+    folder, paths = _artefact_and_sidecar(tmp_path)
+    DiskLog(monkeypatch, fail_target=paths[1])
+    with pytest.raises(OutputPathError, match=r"a\.onnx\.json: .*\(already replaced: .*a\.onnx\)"):
+        write_files_atomic({paths[0]: b"new graph", paths[1]: b"new sidecar"})
+    assert _contents(paths) == [b"new graph", b"old sidecar"]
+    assert sorted(os.listdir(folder)) == ["a.onnx", "a.onnx.json"]
+
+
+def test_an_output_error_from_inside_the_block_names_its_own_file(tmp_path):
+    """A writer that writes another file inside ``atomic_path`` and fails on it: the error is
+    that file's, unchanged, not re-worded as a failure of the outer file."""
+    missing = str(tmp_path / "missing" / "index.csv")
+    with pytest.raises(OutputPathError) as inner:
+        write_bytes_atomic(missing, b"")
+    with pytest.raises(OutputPathError) as caught:
+        with atomic_path(str(tmp_path / "model.pt")):
+            write_bytes_atomic(missing, b"")
+    assert str(caught.value) == str(inner.value)
+    assert os.listdir(str(tmp_path)) == []

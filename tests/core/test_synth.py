@@ -2,7 +2,6 @@
 
 import os
 
-import cv2
 import numpy as np
 import pytest
 
@@ -12,6 +11,7 @@ from cvnet.core.metrics import cosine_distance, evaluate_rank
 from cvnet.core.preprocess import decode_image
 from cvnet.core.synth import CAMERAS, generate_dataset, random_vehicle, render_image, sample_images
 from cvnet.core.synth.cli import main
+from tests.core.features import colour_embedder
 
 pytestmark = pytest.mark.device
 
@@ -68,14 +68,7 @@ def test_csv_loads_with_both_views_all_splits_and_disjoint_ids(small_set):
 
 def _color_histograms(records):
     """A non-learned feature: hue-saturation histogram of the image centre."""
-    features = []
-    for record in records:
-        hsv = cv2.cvtColor(decode_image(record.path), cv2.COLOR_BGR2HSV)
-        height, width = hsv.shape[:2]
-        centre = hsv[height // 4:3 * height // 4, width // 4:3 * width // 4]
-        hist = cv2.calcHist([centre], [0, 1], None, [12, 4], [0, 180, 0, 256]).ravel()
-        features.append(np.sqrt(hist / hist.sum()))
-    return np.array(features)
+    return colour_embedder([decode_image(record.path) for record in records])
 
 
 def test_identity_is_recoverable_across_views_above_chance(small_set):

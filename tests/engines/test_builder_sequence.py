@@ -12,6 +12,7 @@ tests/engines/test_trt_runner.py, on a GPU.
 import json
 import logging
 import shutil
+import weakref
 
 import numpy as np
 import pytest
@@ -166,6 +167,48 @@ def test_parser_errors_are_all_in_the_message(onnx_copy, monkeypatch, gpu):
     assert "cannot parse" in message and "(2 error(s))" in message
     assert "node 0: Unsupported ONNX data type: UINT8 (2)" in message
     assert "node 41: Resize scales must be an initializer" in message
+    assert gpu.problems() == []
+
+
+@pytest.mark.parametrize("scenario, watched", [
+    ({"parse_errors": (fake.ParseErrorSpec("Unsupported ONNX data type: UINT8 (2)", 0),)},
+     ["builder", "parser"]),
+    # the build itself fails; the stand-in's call log keeps the config it was given, and the
+    # config its builder, so only the parser can be watched here
+    ({"plan": None}, ["parser"]),
+])
+def test_a_failed_build_drops_its_tensorrt_objects_before_the_context_is_popped(
+        onnx_copy, monkeypatch, gpu, _track_builders, scenario, watched):
+    """The exception's traceback must not keep the builder and parser alive while the primary
+    context is popped and released: TensorRT would destroy them later, without a context."""
+    made = []  # weak references only (the autouse fixture keeps strong ones: taken back here)
+    tracked_builder = fake.BuilderBehaviour.__init__
+    tracked_parser = fake.OnnxParserBehaviour.__init__
+
+    def builder_init(self, logger):
+        tracked_builder(self, logger)
+        _track_builders.remove(self)
+        made.append(("builder", weakref.ref(self)))
+
+    def parser_init(self, network, logger):
+        tracked_parser(self, network, logger)
+        made.append(("parser", weakref.ref(self)))
+
+    monkeypatch.setattr(fake.BuilderBehaviour, "__init__", builder_init)
+    monkeypatch.setattr(fake.OnnxParserBehaviour, "__init__", parser_init)
+    alive_at_pop = []
+    pop = gpu.driver.cuCtxPopCurrent_v2
+
+    def recording_pop(context):
+        alive_at_pop.append([name for name, ref in made if name in watched and ref() is not None])
+        return pop(context)
+
+    monkeypatch.setattr(gpu.driver, "cuCtxPopCurrent_v2", recording_pop)
+    _use(monkeypatch, gpu, "8.2.1", **scenario)
+    with pytest.raises(EngineBuildError):
+        build_engine(onnx_copy, options=BuildOptions(verify_images=0))
+    assert [name for name, _ in made] == ["builder", "parser"]
+    assert alive_at_pop == [[]]
     assert gpu.problems() == []
 
 

@@ -52,10 +52,11 @@ def _tools(outputs, calls=None):
 
 
 def test_cpuinfo_gives_model_and_physical_cores(monkeypatch):
-    monkeypatch.setattr("cvnet.core.threads.usable_cpus", lambda: 3)
+    monkeypatch.setattr("cvnet.core.cpu.affinity", lambda: {0, 1, 2})
+    no_quota = {}.get  # no cgroup files
     assert cpu_model(CPUINFO) == "Test CPU @ 2.0GHz"
-    assert physical_cores(CPUINFO) == 2  # two hyper-threads share core 0
-    assert physical_cores("Hardware\t: BCM2835\n") == 3  # no core ids: logical CPUs
+    assert physical_cores(CPUINFO, read=no_quota) == 2  # two hyper-threads share core 0
+    assert physical_cores("Hardware\t: BCM2835\n", read=no_quota) == 3  # no core ids: CPUs
 
 
 def test_gpus_come_from_the_cuda_driver_without_nvidia_smi():

@@ -15,7 +15,9 @@ import pytest
 from cvnet.core.synth import sample_images
 from cvnet.jetson.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
 from cvnet.jetson.embed import check_image, list_images
-from cvnet.jetson.store import StoreError, chunk_paths, load_embeddings, scan_chunks
+from cvnet.core.filenames import decode_name
+from cvnet.jetson.store import (StoreError, chunk_paths, load_embeddings, read_meta, scan_chunks,
+                                write_meta)
 
 pytestmark = pytest.mark.device
 
@@ -239,6 +241,43 @@ def test_empty_list_file_is_an_error(tmp_path, caplog):
     assert main(["embed", "--engine", ENGINE, "--images", str(listing), "-o",
                  str(tmp_path / "out")]) == EXIT_ERROR
     assert str(listing) in caplog.text and "names no file" in caplog.text
+
+
+def _escape_otherwise(text):
+    """The same names escaped as another cvnet may have: a no-break space written as it is
+    becomes ``%C2%A0``, and ``%C2%A0`` the character (both decode to the same bytes)."""
+    return text.replace("%C2%A0", "\0").replace("\u00a0", "%C2%A0").replace("\0", "\u00a0")
+
+
+def test_a_store_whose_names_were_escaped_otherwise_resumes(tmp_path):
+    """--resume compares names by their bytes: a store written by a cvnet whose escaping of the
+    same names differs (the older rule escaped U+00A0; Python 3.6 and 3.11 disagreed on newer
+    characters) is continued, not refused, and no file is embedded twice."""
+    folder = tmp_path / "cam\u00a0north"
+    folder.mkdir()
+    names = ["car\u00a0{}.png".format(i) for i in range(5)]
+    for name, image in zip(names, sample_images(5, seed=8, size=32)):
+        _write(str(folder / name), image)
+    out = str(tmp_path / "out")
+    args = ["embed", "--engine", ENGINE, "--images", str(folder), "-o", out, "--chunk-size", "2"]
+    assert main(args) == EXIT_OK
+    clean, clean_rows, _ = load_embeddings(out)
+    number = 0
+    while os.path.exists(chunk_paths(out, number)[1]):
+        index = chunk_paths(out, number)[1]
+        with open(index, encoding="utf-8") as handle:
+            text = handle.read()
+        with open(index, "w", encoding="utf-8") as handle:
+            handle.write(_escape_otherwise(text))
+        number += 1
+    meta = read_meta(out)
+    write_meta(out, dict(meta, root=_escape_otherwise(meta["root"])))
+    os.remove(chunk_paths(out, number - 1)[1])  # a kill before the last chunk's commit
+    assert main(args + ["--resume"]) == EXIT_OK
+    resumed, rows, _ = load_embeddings(out)
+    assert [decode_name(row.path) for row in rows] == [decode_name(row.path)
+                                                       for row in clean_rows]
+    np.testing.assert_allclose(resumed, clean, atol=1e-6)
 
 
 def test_a_folder_of_an_older_format_is_not_resumed(tmp_path, caplog):

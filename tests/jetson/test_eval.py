@@ -67,3 +67,57 @@ def test_a_default_bench_run_without_the_host_says_to_pass_an_engine(caplog, no_
         assert jetson_main(["bench", "--batch", "1", "--min-time", "0"]) == 1
     assert "a benchmark without --engine" in caplog.text
     assert "pass --engine cvnet.onnx or cvnet.plan" in caplog.text
+
+
+def test_eval_extras_dump_sweep_and_plots(tmp_path, capsys):
+    """--dist-out, --sweep and --plots on the tiny fixture (its weights are random: this checks
+    what is written, tests/core/test_sweep.py what a sweep measures)."""
+    import numpy as np
+
+    model = str(tmp_path / "cvnet_tiny.onnx")
+    shutil.copy(TINY_ONNX, model)
+    copy_sidecar(model)
+    data = _dataset(tmp_path)
+    dump, report = str(tmp_path / "dist.npz"), str(tmp_path / "eval.json")
+    args = ["eval", model, "--data", data, "--dist-out", dump, "--json-out", report,
+            "--sweep", "scale,jpeg", "--bootstrap", "100", "--seed", "3"]
+    try:
+        import matplotlib  # noqa: F401
+        plots = str(tmp_path / "plots")
+        args += ["--plots", plots]
+    except ImportError:  # the device has none: tests/jetson/test_eval.py checks the refusal
+        plots = None
+    assert jetson_main(args) == 0
+    printed = capsys.readouterr().out
+    assert "### Operating points" in printed and "### Degradation sweep" in printed
+    with np.load(dump) as arrays:
+        assert arrays["protocols"].tolist() == ["A2G", "G2A"]
+        distances = arrays["A2G.distances"]
+        assert distances.dtype == np.float32 and distances.shape == (3, 4)
+        assert ((distances >= 0) & (distances <= 2)).all()
+        assert set(arrays["A2G.query_views"]) == {"A"} and set(arrays["A2G.gallery_views"]) == {"G"}
+        assert arrays["A2G.query_ids"].tolist() == ["0", "1", "2"]
+        assert arrays["G2A.gallery_paths"][0].endswith("image_1.png")
+    with open(report) as handle:
+        result = json.load(handle)
+    assert result["settings"]["bootstrap"] == {"resamples": 100, "seed": 3, "level": 0.95,
+                                               "unit": "query"}
+    assert len(result["metrics"]["A2G"]["mAP_ci95"]) == 2
+    assert len(result["sweep"]["rows"]) == 2 * (9 + 7) and result["sweep"]["seed"] == 3
+    assert set(result["sweep"]["min_side"]) == {"A2G", "G2A"}
+    if plots:
+        assert sorted(os.listdir(plots)) == ["roc.png", "scores.png", "sweep.png"]
+        for name in os.listdir(plots):
+            with open(os.path.join(plots, name), "rb") as handle:
+                assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_without_matplotlib_are_refused_before_evaluating(tmp_path, caplog, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # an import of it fails
+    with caplog.at_level(logging.ERROR):
+        assert jetson_main(["eval", str(tmp_path / "missing.onnx"), "--data", "nowhere",
+                            "--plots", str(tmp_path / "plots")]) == 1
+    assert "cvnet-eval --plots needs matplotlib" in caplog.text
+    assert "pip install matplotlib" in caplog.text

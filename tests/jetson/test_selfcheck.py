@@ -1,6 +1,10 @@
-"""self-check: versions off Jetson, and the fix when TensorRT is missing."""
+"""self-check: versions off Jetson, and the fix when TensorRT is missing or broken."""
+
+import importlib
 
 import pytest
+
+from cvnet.engines.machine import MISSING, OK, UNUSABLE, Probe, probe
 
 from cvnet.jetson import selfcheck
 from cvnet.jetson.cli import main
@@ -26,16 +30,52 @@ def test_report_lists_every_version(capsys):
     assert status == 0
 
 
+def importer(fails):
+    """Imports as ``import`` does, except the modules of ``fails`` (name -> exception)."""
+    def import_module(module):
+        if module in fails:
+            raise fails[module]
+        return importlib.import_module(module)
+
+    return import_module
+
+
 def test_missing_tensorrt_fails_with_the_fix(monkeypatch, capsys):
     monkeypatch.setattr(selfcheck, "l4t_release", lambda path=None: "32.7.1")
-    monkeypatch.setattr(selfcheck, "probe", lambda module: "not importable (No module named "
-                        "{!r})".format(module) if module in ("tensorrt", "pycuda") else "1.0")
+    missing = importer({module: ImportError("No module named {!r}".format(module))
+                        for module in ("tensorrt", "pycuda")})
+    monkeypatch.setattr(selfcheck, "probe", lambda module, _: probe(module, missing))
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     assert main(["self-check"]) == 1
     out = capsys.readouterr().out
     assert "JetPack      4.6.1" in out
     assert "--runtime nvidia" in out and "pycuda==2022.1" in out
     assert "OPENBLAS_CORETYPE=ARMV8" in out
+
+
+@pytest.mark.parametrize("require, broken", [
+    ("tensorrt", "tensorrt"),  # libnvinfer.so.8 not mounted into the container
+    ("onnxruntime", "onnxruntime"),
+    ("any", "onnxruntime"),  # and TensorRT missing: no backend at all
+])
+def test_a_backend_that_is_installed_but_fails_to_import_fails_the_check(require, broken):
+    """An import that raises something else than ImportError (an OSError from a shared
+    library) is a broken backend, not a working one: the check fails and says why."""
+    error = OSError("libnvinfer.so.8: cannot open shared object file: No such file or directory")
+    fails = {broken: error}
+    if require == "any":
+        fails["tensorrt"] = ImportError("No module named 'tensorrt'")
+    text, status = selfcheck.self_check(require, importer=importer(fails))
+    assert status == 1
+    assert "unusable (OSError: libnvinfer.so.8: cannot open shared object file" in text
+    assert "installed but fails to import" in text and "[MISSING]" in text
+
+
+def test_probe_says_what_an_import_found():
+    assert probe("json").status == OK
+    assert probe("cvnet_no_such_module").status == MISSING
+    broken = probe("tensorrt", importer({"tensorrt": OSError("libcudart.so.10.2: cannot open")}))
+    assert broken == Probe(UNUSABLE, "unusable (OSError: libcudart.so.10.2: cannot open)")
 
 
 def test_console_scripts_and_delegation(capsys):

@@ -5,12 +5,15 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from cvnet.core.cpu import CpuLoad, CpuSnapshot  # noqa: E402
 from cvnet.jetson import eval_cli  # noqa: E402
+from cvnet.models import threads  # noqa: E402
 from cvnet.models.checkpoint import load_checkpoint  # noqa: E402
 from cvnet.training import cli as train_cli  # noqa: E402
 
@@ -55,6 +58,32 @@ def test_synth_train_eval_path(synth, tmp_path, capsys):
     assert metrics["A2G"]["mAP"] == pytest.approx(checkpoint.metrics["A2G"]["mAP"], abs=1e-6)
     assert os.path.getsize(picture) > 1000
     assert "model.pt (pytorch, 64x64)" in capsys.readouterr().out
+
+
+def test_training_decides_its_threads_once(synth, tmp_path, monkeypatch, caplog):
+    """The machine is idle when training starts, then other processes (as its own DataLoader
+    workers would be) keep both CPUs busy: the thread count stays what the start decided, so
+    the run does not follow itself and two runs of one --seed sum in the same order."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_STATE", threads._State())
+    monkeypatch.setattr(threads, "physical_cores", lambda: 2)
+    monkeypatch.setattr(threads, "others_busy_cores", lambda seconds: CpuLoad(0.0, 2, seconds))
+
+    def busy_now():  # from the start on, others use 2 cores' worth of CPU time
+        now = time.perf_counter()
+        return CpuSnapshot(2.0 * now, 0.0, now, 2)
+
+    monkeypatch.setattr(threads, "cpu_snapshot", busy_now)
+    monkeypatch.setattr(threads, "RECHECK_SECONDS", 0.0)  # would look at every step
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level(logging.INFO, logger="cvnet.models.threads"):
+            assert train_cli.main(_train_args(synth, str(tmp_path / "run"))) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert "PyTorch CPU threads: 2 (" in caplog.text and "fixed for this run" in caplog.text
+    assert "now keep" not in caplog.text
 
 
 def test_interrupted_run_resumes_from_last_checkpoint(synth, tmp_path, caplog):
