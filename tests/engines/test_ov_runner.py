@@ -183,7 +183,9 @@ def test_eval_and_embed_run_openvino_with_the_same_results(tmp_path, capsys):
     assert "(openvino, fp32, 64x64)" in capsys.readouterr().out
     assert reports["openvino"].keys() == reports["onnxruntime"].keys()
     for protocol, metrics in reports["onnxruntime"].items():
-        assert reports["openvino"][protocol] == pytest.approx(metrics, abs=1e-6), protocol
+        for name, value in metrics.items():  # scalars, and [low, high] intervals
+            assert reports["openvino"][protocol][name] == pytest.approx(value, abs=1e-6), (
+                protocol, name)
     folder = str(tmp_path / "emb")
     assert jetson_main(["embed", "--engine", TINY_ONNX, "--images", str(tmp_path), "-o", folder,
                         "--backend", "openvino", "--precision", "fp32"]) == 0
