@@ -36,8 +36,12 @@ DEVICE_COMMANDS = ("cvnet-build", "cvnet-embed", "cvnet-match", "cvnet-bench", "
 #: self-check` says which are missing.
 DEVICE_REQUIRES = ["numpy>=1.19"]
 #: ``pip3 install .[faiss]``: FAISS for cvnet-match (1.7.2 is the last release with Python 3.6
-#: wheels, x86_64 and aarch64; it installs beside numpy 1.19.5).
-DEVICE_EXTRAS = {"faiss": ["faiss-cpu==1.7.2"]}
+#: wheels, x86_64 and aarch64; it installs beside numpy 1.19.5). ``pip3 install .[openvino]``:
+#: OpenVINO for x86 roadside boxes on Python 3.6-3.8 (2022.2 is the last release for Python 3.6;
+#: the runner reads its ``openvino.runtime`` API too). There are no OpenVINO wheels for the
+#: Nano's aarch64 Python 3.6 (docs/cpu.md).
+DEVICE_EXTRAS = {"faiss": ["faiss-cpu==1.7.2"],
+                 "openvino": ["openvino>=2022.1; platform_machine == 'x86_64'"]}
 
 
 def pyproject_table(name, text):

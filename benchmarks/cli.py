@@ -2,8 +2,11 @@
 machine, printed beside the paper's Table 2.
 
 Without ``--engine`` (host): the untrained paper CVNet is exported once into a cache folder and
-timed with PyTorch eager and ONNX Runtime. With ``--engine cvnet.plan`` / ``cvnet.onnx``
-(device: Python 3.6, no torch) that file is timed with its backend. The Markdown report goes to
+timed with PyTorch eager, ONNX Runtime and, where it is installed, OpenVINO at fp32 and bf16.
+With ``--engine cvnet.plan`` / ``cvnet.onnx`` (device: Python 3.6, no torch) that file is timed
+with its backend (an ``.onnx`` also with OpenVINO where it is installed). Every CPU row carries
+its agreement with the FP32 reference on the verification images (cosine, top-5 agreement), and
+the report ends with the fastest CPU path that keeps the rankings. The Markdown report goes to
 stdout; ``--json-out``, ``--csv`` and ``--plot`` write files. ``--target-fps 30`` adds the
 crops-per-frame plan (:mod:`cvnet.benchmarks.planner`). Exit status: 0 measured, 1 error (a
 refused model, option or combination), 2 bad command line.
@@ -16,12 +19,14 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cvnet.benchmarks.paper import baseline_archs, load_table2
+from cvnet.benchmarks.rounds import batch_sizes
 from cvnet.benchmarks.report import build_report, markdown_report, write_csv, write_json, write_plot
-from cvnet.benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_target,
-                                  measure)
-from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add_engine,
-                            add_input_size, add_json_out, add_precision, add_threads, add_verbose,
-                            doc_summary, setup_logging)
+from cvnet.benchmarks.agreement import DEFAULT_IMAGES, REFERENCE_NAMES, Agreement
+from cvnet.benchmarks.run import (BACKENDS, BenchError, Target, default_targets, engine_targets,
+                                  measure, openvino_installed, runner_options)
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_backend, add_device,
+                            add_engine, add_input_size, add_json_out, add_precision, add_threads,
+                            add_verbose, add_verification, doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
 from cvnet.core.cpu import load_average, physical_cores, usable_cpus
 from cvnet.core.plugins import BENCH, PluginError, load_plugin
@@ -32,27 +37,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCHES = (1, 8)
 DEFAULT_BACKENDS = ("torch", "onnxruntime")
-
-
-def _batches(text: str) -> List[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected batch sizes like 1,8,32, got {!r}".format(text))
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("batch sizes must be positive integers, got {!r}".format(
-            text))
-    return sorted(set(values))
-
-
-def _backends(text: str) -> List[str]:
-    values = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [v for v in values if v not in BACKENDS]
-    if not values or unknown:
-        raise argparse.ArgumentTypeError("unknown backend {}; expected {} (comma-separated for "
-                                         "several)".format(", ".join(unknown) or repr(text),
-                                                           "|".join(BACKENDS)))
-    return list(dict.fromkeys(values))
 
 
 def _fps(text: str) -> float:
@@ -68,21 +52,24 @@ def _fps(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="cvnet-bench", description=doc_summary(__doc__))
-    add_engine(parser, help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime) or .pt "
-                            "(PyTorch, host install only); default: export the untrained paper "
-                            "CVNet and time it (host install only: on a device, pass a .plan "
-                            "or .onnx)")
-    parser.add_argument("--backend", type=_backends,
-                        metavar="torch|torch-eager|onnxruntime|tensorrt",
-                        help="backend(s), comma-separated; default: torch,onnxruntime, or the "
-                             "one that opens --engine. torch on a GPU replays CUDA graphs "
-                             "(channels-last, cuDNN autotuning); torch-eager is plain eager "
-                             "PyTorch. A run without onnxruntime exports nothing")
+    add_engine(parser, help="model file to time: .plan (TensorRT), .onnx (ONNX Runtime, and "
+                            "OpenVINO where installed) or .pt (PyTorch, host install only); "
+                            "default: export the untrained paper CVNet and time it (host install "
+                            "only: on a device, pass a .plan or .onnx)")
+    add_backend(parser, choices=tuple(BACKENDS), several=True,
+                help="backend(s), comma-separated; default: torch,onnxruntime (plus openvino "
+                     "on the CPU where it is installed), or the ones that open --engine. torch "
+                     "on a GPU replays CUDA graphs (channels-last, cuDNN autotuning); "
+                     "torch-eager is plain eager PyTorch. A run without onnxruntime or "
+                     "openvino exports nothing")
     add_device(parser, choices=("cpu", "cuda"),
                help="device; default: cuda for .plan files, else cpu")
-    add_precision(parser, choices=("fp32", "fp16"), default="fp32",
-                  help="precision of a default run (an --engine file reports its own)")
-    parser.add_argument("--batch", type=_batches, default=list(DEFAULT_BATCHES),
+    add_precision(parser, choices=("fp32", "fp16", "bf16", "auto"), default="auto",
+                  help="precision to time: auto times each backend at the precisions worth "
+                       "comparing here (OpenVINO at fp32 and, where the CPU computes it, bf16; "
+                       "the others at fp32; an --engine .plan at its own); fp16 needs a GPU, "
+                       "bf16 is OpenVINO's")
+    parser.add_argument("--batch", type=batch_sizes, default=list(DEFAULT_BATCHES),
                         metavar="1,8,32", help="batch sizes, comma-separated")
     parser.add_argument("--warmup", type=int, default=3, metavar="N",
                         help="untimed batches before timing")
@@ -102,9 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_size(parser, help="input size of a default run (default: 256x256) or a .pt file "
                                 "(default: the size it was trained at, else 256x256; another "
                                 "size is warned about); .plan and .onnx files fix their own")
-    add_threads(parser, help="CPU threads for ONNX Runtime and PyTorch (default: physical cores "
-                             "for ONNX Runtime; for PyTorch, the physical cores other processes "
-                             "leave free, see docs/threads.md)")
+    add_threads(parser, help="CPU threads for ONNX Runtime, OpenVINO and PyTorch (default: "
+                             "physical cores for ONNX Runtime and OpenVINO; for PyTorch, the "
+                             "physical cores other processes leave free, see docs/threads.md)")
+    add_verification(parser, default=DEFAULT_IMAGES,
+                     images_help="verification images each path's agreement with its FP32 "
+                                 "reference is measured on (cosine, top-5 agreement)",
+                     skip_help="time only: no agreement figures, no fastest-path line")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where default runs keep their exports; default: $CVNET_CACHE/bench "
                              "or ~/.cache/cvnet/bench")
@@ -123,24 +114,37 @@ def plan_targets(args: argparse.Namespace, threads: int
         if args.baselines:
             raise BenchError("--baselines exports the baselines on the host; run it without "
                              "--engine")
-        backend = args.backend[0] if args.backend else None
-        if args.backend and len(args.backend) > 1:
-            raise BenchError("--engine {} runs on one backend; got --backend {}".format(
-                args.engine, ",".join(args.backend)))
-        return [engine_target(args.engine, backend=backend, device=args.device,
+        return engine_targets(args.engine, backends=args.backend, device=args.device,
                               precision=args.precision, threads=threads,
                               input_size=args.input_size,
                               arch=args.arch if args.arch != "cvnet" else None,
-                              batch_max=max(args.batch), torch_threads=args.threads)], {}
-    options = dict(backends=args.backend or list(DEFAULT_BACKENDS), device=args.device or "cpu",
+                              batch_max=max(args.batch), torch_threads=args.threads), {}
+    device = args.device or "cpu"
+    backends = list(args.backend or DEFAULT_BACKENDS)
+    if not args.backend and device == "cpu" and args.precision != "fp16" and openvino_installed():
+        backends.append("openvino")
+    options = dict(backends=backends, device=device,
                    precision=args.precision, threads=threads,
                    input_size=args.input_size or DEFAULT_SIZE,
                    batch_max=max(args.batch), cache=args.cache_dir, torch_threads=args.threads)
     return default_targets([args.arch], **options), options
 
 
+def open_reference(path: str, backend: str, args: argparse.Namespace, threads: int) -> Any:
+    """The FP32 reference runner of the agreement figures, on the CPU, not yet activated."""
+    from cvnet.engines import open_engine
+
+    options = runner_options(backend, "cpu", "fp32", threads, args.input_size,
+                             args.arch if args.arch != "cvnet" or not args.engine else None,
+                             max(args.batch), args.threads)
+    return open_engine(path, **options)
+
+
 def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     """Runs the benchmark a parsed command line asks for; returns the Markdown report."""
+    if args.verify and args.verify_images == 1:
+        raise BenchError("--verify-images must be >= 2 (retrieval agreement needs a gallery), "
+                         "or 0 / --no-verify for none")
     if args.warmup < 0 or args.min_time < 0 or (args.threads is not None and args.threads < 1):
         raise BenchError("--warmup and --min-time must be >= 0 and --threads >= 1; got {}, {}, "
                          "{}".format(args.warmup, args.min_time, args.threads))
@@ -154,10 +158,17 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> str:
     main_targets, options = plan_targets(args, threads)
     settings = dict(batches=args.batch, warmup=args.warmup, min_time=args.min_time, e2e=args.e2e,
                     threads=threads)
+    agreement = None
+    references = {t.reference for t in main_targets if t.reference is not None}
+    if args.verify and args.verify_images >= 2 and references:
+        agreement = Agreement(args.verify_images, lambda path, backend: open_reference(
+            path, backend, args, threads))
+        settings.update(verify_images=args.verify_images, agreement_reference=", ".join(
+            sorted(REFERENCE_NAMES.get(backend, backend) for _, backend in references)))
     rows = []
     for target in main_targets:
         rows += measure(target, args.batch, warmup=args.warmup, min_time=args.min_time,
-                        e2e=args.e2e)
+                        e2e=args.e2e, agreement=agreement)
     for arch in baseline_archs() if args.baselines else []:
         try:  # one baseline that fails to export or run loses no other
             for target in default_targets([arch], **options):

@@ -2,15 +2,16 @@
 
 A default run (no ``--engine``) times untrained models it prepares once under
 ``<cache>/<arch>-<H>x<W>[-fp16]/``: an untrained checkpoint (``model.pt``, seed 0),
-``bench.json`` (parameters, GMACs, the request it answers, the ONNX file's name) and, when a
+``bench.json`` (parameters, GMACs, the request it answers, the ONNX files' names) and, when a
 backend needs it, the ONNX export (``model-<id>.onnx`` + sidecar) for the batch range the run
-asks for. A later run reuses the files when ``bench.json`` (and the sidecar, for ONNX) match the
-request.
+asks for, and for ONNX Runtime the graph exported for it (``model-<id>.ort.onnx``:
+``cvnet-export --optimize-for onnxruntime``). A later run reuses the files when ``bench.json``
+(and the sidecars, for ONNX) match the request.
 
 A file another benchmark may be timing is never removed or replaced: a run that needs a wider
-batch range exports under a new name (:func:`new_onnx_name`) and ``bench.json``, replaced
-atomically, points to it; the earlier export stays (delete the cache folder to reclaim it once
-no benchmark runs).
+batch range exports under new names (:func:`new_onnx_name`) and ``bench.json``, replaced
+atomically, points to them; the earlier exports stay (delete the cache folder to reclaim them
+once no benchmark runs).
 
 This module is device-side (Python 3.6, no torch): it owns the cache's format (:func:`cached`,
 :func:`write_bench_info`) and hands the making to the host install's ``prepare_model``
@@ -37,8 +38,11 @@ DEFAULT_CACHE = os.path.join("~", ".cache", "cvnet", "bench")
 CACHE_VERSION = 2  # 2: bench.json records the parameters; the ONNX export is optional
 #: The file names of a prepared model in its cache folder.
 CHECKPOINT_FILE, ONNX_FILE, INFO_FILE = "model.pt", "model.onnx", "bench.json"
-#: ``bench.json``'s key naming the current ONNX export (:data:`ONNX_FILE` when absent).
-ONNX_KEY = "onnx_file"
+#: ``bench.json``'s keys naming the current ONNX exports (:data:`ONNX_FILE` and
+#: :data:`ORT_ONNX_FILE` when absent): the graph as exported, and the graph exported for ONNX
+#: Runtime (channel reductions rewritten).
+ONNX_KEY, ORT_ONNX_KEY = "onnx_file", "ort_onnx_file"
+ORT_ONNX_FILE = "model.ort.onnx"
 #: What a default run needs the host for, named in the refusal on a device.
 _NEEDS_HOST = ("a benchmark without --engine (it exports the model first; on a device, pass "
                "--engine cvnet.onnx or cvnet.plan)")
@@ -50,11 +54,13 @@ class PreparedModel(NamedTuple):
     Attributes:
         arch: Registered model name.
         checkpoint: The ``.pt`` file (PyTorch backend).
-        onnx: The ``.onnx`` file with its sidecar (ONNX Runtime; TensorRT builds from it); None
-            when none was asked for.
+        onnx: The ``.onnx`` file with its sidecar (OpenVINO, and ONNX Runtime without
+            ``ort_onnx``; TensorRT builds from it); None when none was asked for.
         params: Parameters without ID classifiers, as the sidecar records them.
         gmacs: Multiply-accumulates of one image, billions.
         input_size: (height, width).
+        ort_onnx: The graph exported for ONNX Runtime (``--optimize-for onnxruntime``), with
+            its sidecar; None when none was asked for.
     """
 
     arch: str
@@ -63,6 +69,7 @@ class PreparedModel(NamedTuple):
     params: int
     gmacs: float
     input_size: Tuple[int, int]
+    ort_onnx: Optional[str] = None
 
 
 def cache_dir(path: Optional[str] = None) -> str:
@@ -90,13 +97,15 @@ def bench_request(arch: str, input_size: Tuple[int, int], batch_max: int, half: 
             "batch_max": int(batch_max), "half": bool(half)}
 
 
-def cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[PreparedModel]:
+def cached(folder: str, request: Dict[str, Any], onnx: bool,
+           ort_graph: bool = False) -> Optional[PreparedModel]:
     """The cached model when its files exist and answer ``request``; None otherwise.
 
     Args:
         folder: The model's cache folder.
         request: What the run needs (:func:`bench_request`).
         onnx: The run needs the ONNX export too, for at least ``request["batch_max"]``.
+        ort_graph: The run needs the graph exported for ONNX Runtime too.
     """
     info_path = os.path.join(folder, INFO_FILE)
     checkpoint = os.path.join(folder, CHECKPOINT_FILE)
@@ -107,16 +116,19 @@ def cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[Prepare
             info = json.load(handle)
         if not isinstance(info, dict):
             raise ValueError("{} is not a JSON object".format(info_path))
-        onnx_path = os.path.join(folder, os.path.basename(str(info.get(ONNX_KEY, ONNX_FILE))))
-        if onnx and not all(os.path.isfile(p) for p in (onnx_path, sidecar_path(onnx_path))):
+        names = [(ONNX_KEY, ONNX_FILE)] if onnx else []
+        names += [(ORT_ONNX_KEY, ORT_ONNX_FILE)] if onnx and ort_graph else []
+        graphs = [os.path.join(folder, os.path.basename(str(info.get(key, default))))
+                  for key, default in names]
+        if not all(os.path.isfile(p) for g in graphs for p in (g, sidecar_path(g))):
             return None
-        meta = read_sidecar(sidecar_path(onnx_path)) if onnx else None
+        metas = [read_sidecar(sidecar_path(p)) for p in graphs]
     except (OSError, ValueError, CVNetError) as err:
         logger.info("cache at %s unusable (%s); preparing again", folder, err)
         return None
     height, width = request["input_size"]
     matches = all(info.get(key) == request[key] for key in ("version", "arch", "input_size"))
-    if meta is not None:
+    for meta in metas:
         matches = (matches and meta.variant == request["arch"]
                    and (meta.input_height, meta.input_width) == (height, width)
                    and meta.batch_max >= request["batch_max"]
@@ -124,28 +136,31 @@ def cached(folder: str, request: Dict[str, Any], onnx: bool) -> Optional[Prepare
     if not matches:
         return None
     return PreparedModel(arch=request["arch"], checkpoint=checkpoint,
-                         onnx=onnx_path if onnx else None, params=int(info["params"]),
-                         gmacs=float(info["gmacs"]), input_size=(height, width))
+                         onnx=graphs[0] if onnx else None, params=int(info["params"]),
+                         gmacs=float(info["gmacs"]), input_size=(height, width),
+                         ort_onnx=graphs[1] if onnx and ort_graph else None)
 
 
-def new_onnx_name() -> str:
-    """A name no export in the folder has had (``model-<12 hex digits>.onnx``): a new export
+def new_onnx_name(suffix: str = ".onnx") -> str:
+    """A name no export in the folder has had (``model-<12 hex digits><suffix>``): a new export
     never replaces a file another benchmark may be timing."""
-    return "model-{}.onnx".format(uuid.uuid4().hex[:12])
+    return "model-{}{}".format(uuid.uuid4().hex[:12], suffix)
 
 
 def write_bench_info(folder: str, request: Dict[str, Any], *, params: int,
-                     gmacs: float, onnx_file: Optional[str] = None) -> str:
+                     gmacs: float, onnx_file: Optional[str] = None,
+                     ort_onnx_file: Optional[str] = None) -> str:
     """Writes ``bench.json`` atomically: the request a prepared model answers, its parameters
-    and GMACs, and the name of its ONNX export (None: none)."""
+    and GMACs, and the names of its ONNX exports (None: none)."""
     info = dict(request, gmacs=gmacs, params=params)
-    if onnx_file is not None:
-        info[ONNX_KEY] = os.path.basename(onnx_file)
+    for key, name in ((ONNX_KEY, onnx_file), (ORT_ONNX_KEY, ort_onnx_file)):
+        if name is not None:
+            info[key] = os.path.basename(name)
     return write_text_atomic(os.path.join(folder, INFO_FILE), json.dumps(info, indent=2) + "\n")
 
 
 def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_max: int = 32,
-                  half: bool = False, onnx: bool = True,
+                  half: bool = False, onnx: bool = True, ort_graph: bool = False,
                   cache: Optional[str] = None) -> PreparedModel:
     """An untrained ``arch`` as a checkpoint (and an ONNX file), from the cache or made now.
 
@@ -157,6 +172,8 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
         half: Export an FP16 graph.
         onnx: Export to ONNX at all (ONNX Runtime or TensorRT will run it); False for a
             PyTorch-only run.
+        ort_graph: With ``onnx``, also export the graph for ONNX Runtime (``model-<id>.ort.onnx``,
+            ``--optimize-for onnxruntime``; FP32 graphs only).
         cache: Cache folder (see :func:`cache_dir`).
 
     Raises:
@@ -176,10 +193,11 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
                                      "which is not here: no cvnet.bench plugin is "
                                      "registered; install it with {}".format(_NEEDS_HOST,
                                                                             INSTALL_HINT))
+    options = {"ort_graph": True} if ort_graph else {}  # a plugin of an older host needs none
     folder = make_folders(model_folder(arch, input_size, half, cache))
     with folder_lock(folder, what="cvnet-bench preparing this model", wait=True):
         # One preparer at a time (two would export and record at once). The lock ends with the
         # preparation, not the timing: what a running benchmark times is never replaced, a new
         # export gets a new name (new_onnx_name).
         return prepare(arch, input_size=input_size, batch_max=batch_max, half=half, onnx=onnx,
-                       cache=cache)
+                       cache=cache, **options)

@@ -13,7 +13,9 @@ import json
 import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
+from cvnet.benchmarks.agreement import fastest_line, fastest_paths
 from cvnet.benchmarks.paper import PaperRow
+from cvnet.core.parity import requirement
 from cvnet.benchmarks.stats import LatencyStats
 from cvnet.core.fileio import atomic_path, write_text_atomic
 
@@ -39,6 +41,11 @@ class BenchRow(NamedTuple):
         gmacs: Billions of multiply-accumulates per image (None if unknown).
         peak_rss_mb: Peak resident memory of the process after this configuration, MiB.
         gpu_mem_mb: Peak GPU memory PyTorch allocated, MiB (None elsewhere).
+        cosine_min: Smallest cosine of its embeddings of the verification images to its FP32
+            reference's (:mod:`cvnet.benchmarks.agreement`); None when not measured.
+        top5_agreement: Share of those images whose top-5 neighbours are the reference's.
+        agrees: Whether the figures pass its precision's thresholds
+            (:func:`cvnet.core.parity.passed`).
     """
 
     model: str
@@ -58,6 +65,9 @@ class BenchRow(NamedTuple):
     gmacs: Optional[float]
     peak_rss_mb: Optional[float]
     gpu_mem_mb: Optional[float]
+    cosine_min: Optional[float] = None
+    top5_agreement: Optional[float] = None
+    agrees: Optional[bool] = None
 
 
 def row_from_stats(stats: LatencyStats, **fields: Any) -> BenchRow:
@@ -82,20 +92,31 @@ def _params_m(params: Optional[int]) -> Optional[float]:
 def markdown_results(rows: Sequence[BenchRow]) -> str:
     """The measurements as a Markdown table."""
     lines = ["| model | backend | device | precision | batch | mode | mean ms | std ms | p50 ms "
-             "| p90 ms | p99 ms | images/s | params (M) | GMACs | peak RSS MiB |",
-             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| p90 ms | p99 ms | images/s | params (M) | GMACs | peak RSS MiB | cosine min "
+             "| top-5 agree | keeps rankings |",
+             "|---|---|---|---|---:|---|" + "---:|" * 11 + "---|"]
     for r in rows:
         lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} "
-                     "|".format(r.model, r.backend, r.device, r.precision, r.batch, r.mode,
-                                _fmt(r.mean_ms), _fmt(r.std_ms), _fmt(r.p50_ms), _fmt(r.p90_ms),
-                                _fmt(r.p99_ms), _fmt(r.throughput), _fmt(_params_m(r.params), 2),
-                                _fmt(r.gmacs, 2), _fmt(r.peak_rss_mb, 0)))
+                     "| {} | {} | {} |".format(
+                         r.model, r.backend, r.device, r.precision, r.batch, r.mode,
+                         _fmt(r.mean_ms), _fmt(r.std_ms), _fmt(r.p50_ms), _fmt(r.p90_ms),
+                         _fmt(r.p99_ms), _fmt(r.throughput), _fmt(_params_m(r.params), 2),
+                         _fmt(r.gmacs, 2), _fmt(r.peak_rss_mb, 0), _fmt(r.cosine_min, 6),
+                         "-" if r.top5_agreement is None else "{:.0%}".format(r.top5_agreement),
+                         {None: "-", True: "yes", False: "NO"}[r.agrees]))
     return "\n".join(lines)
 
 
+def path_of(row: BenchRow) -> str:
+    """The path a row measured, as the comparison and the ratios name it: its backend, and for
+    OpenVINO (timed at several precisions in one run) its precision too: ``openvino bf16``."""
+    return "{} {}".format(row.backend, row.precision) if row.backend == "openvino" else row.backend
+
+
 def fps_of(rows: Sequence[BenchRow], model: str, backend: str) -> Optional[float]:
-    """Network-only images/s of ``model`` on ``backend`` at its smallest measured batch."""
-    candidates = [r for r in rows if r.model == model and r.backend == backend
+    """Network-only images/s of ``model`` on ``backend`` (a :func:`path_of` name) at its
+    smallest measured batch."""
+    candidates = [r for r in rows if r.model == model and path_of(r) == backend
                   and r.mode == "network"]
     if not candidates:
         return None
@@ -111,10 +132,11 @@ def comparison(rows: Sequence[BenchRow], paper: Sequence[PaperRow]) -> List[Dict
     """Table 2 beside the measurements: one record per paper method.
 
     Each record: ``method``, ``arch``, ``params_m_paper``, ``params_m_measured``, ``gmacs``,
-    ``fps_paper``, ``fps_measured`` (backend -> images/s at the smallest batch) and
-    ``cvnet_speedup`` (backend -> CVNet's images/s divided by this method's).
+    ``fps_paper``, ``fps_measured`` (path -> images/s at the smallest batch) and
+    ``cvnet_speedup`` (path -> CVNet's images/s divided by this method's); a path is a backend,
+    with its precision for OpenVINO (:func:`path_of`).
     """
-    backends = sorted({r.backend for r in rows})
+    backends = sorted({path_of(r) for r in rows})
     cvnet_rows = _measured(rows, "cvnet")
     cvnet_model = cvnet_rows[0].model if cvnet_rows else None
     records = []
@@ -159,17 +181,18 @@ def markdown_comparison(records: Sequence[Dict[str, Any]], backends: Sequence[st
 def ratios(rows: Sequence[BenchRow]) -> Dict[str, float]:
     """The headline ratios, per model and batch where both sides were measured.
 
-    ``<model> onnxruntime/pytorch b<N>``: ONNX Runtime over PyTorch network throughput;
+    ``<model> onnxruntime/pytorch b<N>``: ONNX Runtime over PyTorch network throughput (and
+    ``openvino fp32/pytorch``, ``openvino bf16/pytorch`` likewise);
     ``<model> pytorch-graphs/pytorch b<N>``: CUDA-graph replay over eager PyTorch (at batch 1,
     how many times lower its latency is);
     ``<model> <backend> e2e/network b<N>``: end-to-end over network-only throughput.
     """
-    index = {(r.model, r.backend, r.batch, r.mode): r.throughput for r in rows}
+    index = {(r.model, path_of(r), r.batch, r.mode): r.throughput for r in rows}
     out = {}
     for (model, backend, batch, mode), value in sorted(index.items()):
         if mode != "network":
             continue
-        if (backend in ("onnxruntime", "pytorch-graphs")
+        if (backend not in ("pytorch", "tensorrt")
                 and (model, "pytorch", batch, "network") in index):
             out["{} {}/pytorch b{}".format(model, backend, batch)] = (
                 value / index[(model, "pytorch", batch, "network")])
@@ -182,14 +205,14 @@ def ratios(rows: Sequence[BenchRow]) -> Dict[str, float]:
 def environment_lines(env: Dict[str, Any]) -> str:
     """The environment as a short Markdown list."""
     keys = ("cpu", "cpu_count", "physical_cores", "load_average", "gpus", "python", "numpy",
-            "opencv", "onnxruntime", "tensorrt", "torch", "jetson")
+            "opencv", "onnxruntime", "openvino", "tensorrt", "torch", "jetson")
     return "\n".join("- {}: {}".format(k, env.get(k) if env.get(k) is not None else "-")
                      for k in keys if k in env)
 
 
 def threads_line(settings: Dict[str, Any]) -> str:
     """The CPU threads the backends ran with, as a Markdown list item."""
-    line = "- threads: ONNX Runtime {}".format(settings.get("threads", "-"))
+    line = "- threads: ONNX Runtime and OpenVINO {}".format(settings.get("threads", "-"))
     torch_threads = settings.get("torch_threads")
     if torch_threads:
         line += "; PyTorch {} ({})".format(torch_threads["threads"], torch_threads["reason"])
@@ -199,7 +222,7 @@ def threads_line(settings: Dict[str, Any]) -> str:
 def markdown_report(report: Dict[str, Any]) -> str:
     """The whole report (from :func:`build_report`) as Markdown."""
     rows = [BenchRow(**r) for r in report["results"]]
-    backends = sorted({r.backend for r in rows})
+    backends = sorted({path_of(r) for r in rows})
     parts = ["## cvnet-bench ({})".format(report["date"]), "",
              "Command: `{}`".format(report["command"]), "",
              environment_lines(report["environment"]), threads_line(report["settings"]), "",
@@ -210,6 +233,14 @@ def markdown_report(report: Dict[str, Any]) -> str:
     if report["ratios"]:
         parts += ["", "### Ratios", ""]
         parts += ["- {}: {:.2f}".format(k, v) for k, v in report["ratios"].items()]
+    fastest = fastest_line(report.get("fastest_cpu_path") or [])
+    if fastest:
+        parts += ["", "Agreement: {} on {} verification images; keeps rankings = {}.".format(
+            report["settings"].get("agreement_reference", "each path's FP32 reference"),
+            report["settings"].get("verify_images", "-"),
+            "; ".join("{}: {}".format(precision, requirement(precision))
+                      for precision in ("fp32", "bf16"))),
+            "", fastest]
     if report.get("plan"):  # cvnet-bench --target-fps
         from cvnet.benchmarks.planner import markdown_plan
 
@@ -223,6 +254,7 @@ def build_report(rows: Sequence[BenchRow], paper: Sequence[PaperRow], environmen
     return {"schema": SCHEMA, "command": command, "date": date, "settings": settings,
             "environment": environment, "results": [r._asdict() for r in rows],
             "comparison": comparison(rows, paper), "ratios": ratios(rows),
+            "fastest_cpu_path": fastest_paths(rows),
             "paper": [p._asdict() for p in paper]}
 
 

@@ -1,6 +1,8 @@
 """One benchmark run: which models on which backends, measured through the engines' runners.
 
-A :class:`Target` is a model file plus the runner options for one backend; :func:`measure` opens it
+A :class:`Target` is a model file plus the runner options for one backend and precision (a
+default run on the CPU times every installed runtime: PyTorch, ONNX Runtime, and OpenVINO at fp32
+and, where the CPU computes it, bf16); :func:`measure` opens it
 with :func:`cvnet.engines.open_engine` (the one inference path every command shares), checks the
 batch sizes against what the model accepts, and times each batch network-only and, on request,
 end-to-end. :func:`default_targets` prepares the untrained models of a default run (through
@@ -15,6 +17,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 
+from cvnet.benchmarks.agreement import Agreement, row_fields
 from cvnet.benchmarks.report import BenchRow, row_from_stats
 from cvnet.benchmarks.stats import latency_stats
 from cvnet.benchmarks.timing import time_end_to_end, time_network
@@ -27,11 +30,12 @@ logger = logging.getLogger(__name__)
 #: CLI backend name -> the file suffixes it opens. ``torch`` is the PyTorch runner as every
 #: command uses it (CUDA graphs, channels-last and cuDNN autotuning on a GPU; eager on the CPU);
 #: ``torch-eager`` is plain eager PyTorch on any device, the reference the graphs are measured
-#: against.
+#: against; ``openvino`` runs ``.onnx`` files on x86 CPUs (cvnet[openvino]).
 BACKENDS = {
     "torch": (".pt", ".pth"),
     "torch-eager": (".pt", ".pth"),
     "onnxruntime": (".onnx",),
+    "openvino": (".onnx",),
     "tensorrt": (".plan", ".engine"),
 }
 #: The CLI backends that run a PyTorch checkpoint.
@@ -54,6 +58,8 @@ class Target(NamedTuple):
         options: Keyword options for :func:`cvnet.engines.open_engine`.
         params: Parameters without classifiers, if known.
         gmacs: Billions of MACs per image, if known.
+        reference: (model file, CLI backend) of the FP32 reference its agreement figures are
+            measured against (:mod:`cvnet.benchmarks.agreement`); None for none.
     """
 
     model: str
@@ -64,6 +70,7 @@ class Target(NamedTuple):
     options: Dict[str, Any]
     params: Optional[int] = None
     gmacs: Optional[float] = None
+    reference: Optional[Tuple[str, str]] = None
 
 
 class BenchError(ConfigError):
@@ -102,6 +109,9 @@ def runner_options(backend: str, device: str, precision: str, threads: int,
         providers = (["CPUExecutionProvider"] if device == "cpu"
                      else ["CUDAExecutionProvider", "CPUExecutionProvider"])
         return {"providers": providers, "threads": threads}
+    if backend == "openvino":  # the benchmark measures agreement itself, so every precision runs
+        return {"backend": "openvino", "precision": precision, "threads": threads,
+                "check_agreement": False}
     if backend in TORCH_BACKENDS:
         options = {"device": device, "half": precision == "fp16", "input_size": input_size,
                    "threads": torch_threads}
@@ -130,6 +140,40 @@ def check_request(backend: str, device: str, precision: str) -> None:
     if backend == "tensorrt" and device == "cpu":
         raise BenchError("TensorRT runs on a GPU only; pass --device cuda (the default for "
                          ".plan files)")
+    if backend == "openvino" and (device != "cpu" or precision == "fp16"):
+        raise BenchError("cvnet runs OpenVINO on the CPU at fp32 or bf16; pass --device cpu and "
+                         "--precision fp32, bf16 or auto")
+    if precision == "bf16" and backend != "openvino":
+        raise BenchError("--precision bf16 is OpenVINO's (--backend openvino); {} runs fp32 "
+                         "here".format(backend))
+
+
+def openvino_installed() -> bool:
+    """Whether OpenVINO imports here (a default CPU run then times it too)."""
+    try:
+        from cvnet.engines.ov_runner import openvino_core
+
+        openvino_core()
+    except Exception as err:  # not installed, or a broken install: skipped, said at debug level
+        logger.debug("OpenVINO not timed: %s", err)
+        return False
+    return True
+
+
+def backend_precisions(backend: str, device: str, precision: str) -> List[str]:
+    """The precisions ``backend`` is timed at for ``--precision``.
+
+    ``auto`` times each backend at the precisions worth comparing on this device: OpenVINO at
+    fp32 and, where the CPU computes it, bf16; every other backend at fp32. An explicit
+    precision is timed as it is.
+    """
+    if precision != "auto":
+        return [precision]
+    if backend == "openvino" and device == "cpu":
+        from cvnet.engines.ov_runner import cpu_supports_bf16, openvino_core
+
+        return ["fp32", "bf16"] if cpu_supports_bf16(openvino_core()) else ["fp32"]
+    return ["fp32"]
 
 
 def artifact_precision(metadata: Any) -> str:
@@ -161,8 +205,10 @@ def encoded_images(count: int = E2E_IMAGES, size: int = IMAGE_SIZE) -> List[byte
 
 
 def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: float,
-            e2e: bool = False, jpegs: Optional[Sequence[bytes]] = None) -> List[BenchRow]:
-    """Times one target at each batch size: network only and, with ``e2e``, end to end.
+            e2e: bool = False, jpegs: Optional[Sequence[bytes]] = None,
+            agreement: Optional[Agreement] = None) -> List[BenchRow]:
+    """Times one target at each batch size: network only and, with ``e2e``, end to end; with
+    ``agreement``, its figures against its reference go into every row.
 
     Raises:
         BenchError: A batch size the model does not run (checked before any timing).
@@ -187,8 +233,11 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
         images = sample_images(max(batches), seed=0, size=IMAGE_SIZE)
         if e2e and jpegs is None:
             jpegs = encoded_images()
+        precision = getattr(runner, "precision", None) or precision  # OpenVINO's, as computed
         common = dict(model=model, backend=runner.backend, device=target.device,
                       precision=precision, params=params, gmacs=target.gmacs)
+        if agreement is not None:
+            common.update(row_fields(agreement.figures(target.reference, runner), precision))
         for batch in batches:
             prepared = runner.prepare(images[:batch])
             logger.info("%s %s %s batch %d: network only, >= %.1f s", model, runner.backend,
@@ -234,16 +283,60 @@ def engine_target(path: str, *, backend: Optional[str], device: Optional[str], p
     check_request(found, device, precision)
     return Target(model="", path=path, backend=found, device=device, precision=precision,
                   options=runner_options(found, device, precision, threads, input_size, arch,
-                                         batch_max, torch_threads))
+                                         batch_max, torch_threads),
+                  reference=reference_of_file(path, found))
+
+
+def reference_of_file(path: str, backend: str) -> Optional[Tuple[str, str]]:
+    """The FP32 reference of a file given with ``--engine``: the checkpoint itself in eager
+    PyTorch, an ``.onnx`` in ONNX Runtime (the export verified it against PyTorch); None for a
+    TensorRT engine (cvnet-build measured its parity)."""
+    if backend in TORCH_BACKENDS:
+        return (path, "torch-eager")
+    if backend in ("onnxruntime", "openvino"):
+        return (path, "onnxruntime")
+    return None
+
+
+def engine_targets(path: str, *, backends: Optional[Sequence[str]], device: Optional[str],
+                   precision: str, **options: Any) -> List[Target]:
+    """The targets of a file given with ``--engine``: one per backend and precision.
+
+    Without ``backends``: the runtime its suffix names and, for an ``.onnx`` file on the CPU,
+    OpenVINO too where it is installed. ``auto`` expands as :func:`backend_precisions` says (a
+    ``.plan`` is reported at the precision it was built with).
+
+    Raises:
+        BenchError: As :func:`engine_target`.
+    """
+    first = engine_target(path, backend=backends[0] if backends else None, device=device,
+                          precision="fp32" if precision == "auto" else precision, **options)
+    chosen = list(backends or [first.backend])
+    if (not backends and first.backend == "onnxruntime" and first.device == "cpu"
+            and precision in ("auto", "fp32", "bf16") and openvino_installed()):
+        chosen.append("openvino")
+    if precision == "bf16" and not backends:
+        chosen = ["openvino"]
+    targets = []
+    for backend in chosen:
+        for each in backend_precisions(backend, first.device, precision):
+            targets.append(engine_target(path, backend=backend, device=device, precision=each,
+                                         **options))
+    return targets
 
 
 def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: str,
                     precision: str, threads: int, input_size: Tuple[int, int], batch_max: int,
                     cache: Optional[str], torch_threads: Optional[int] = None) -> List[Target]:
-    """Untrained models prepared in the cache, one target per (model, backend); needs the host.
+    """Untrained models prepared in the cache, one target per (model, backend, precision); needs
+    the host.
 
-    The ONNX export is made only when ONNX Runtime is among ``backends``, for batches
-    1..``batch_max`` (the largest the run asks for); a PyTorch-only run exports nothing.
+    The ONNX export is made only when ONNX Runtime or OpenVINO is among ``backends``, for
+    batches 1..``batch_max`` (the largest the run asks for); a PyTorch-only run exports nothing.
+    ONNX Runtime runs the graph exported for it (``--optimize-for onnxruntime``, an FP32 run),
+    OpenVINO and TensorRT the graph as exported.
+    ``precision`` ``auto`` times each backend as :func:`backend_precisions` says. Every target's
+    agreement reference is the checkpoint in eager PyTorch FP32 on the CPU.
 
     Raises:
         BenchError: TensorRT was asked for (it needs an engine built on the device).
@@ -251,21 +344,27 @@ def default_targets(archs: Sequence[str], backends: Sequence[str], *, device: st
     """
     from cvnet.benchmarks.models import prepare_model
 
-    for backend in backends:
-        check_request(backend, device, precision)
+    plans = [(backend, each) for backend in backends
+             for each in backend_precisions(backend, device, precision)]
+    for backend, each in plans:
+        check_request(backend, device, each)
         if backend == "tensorrt":
             raise BenchError("a default run does not build TensorRT engines; build one with "
                              "cvnet-build cvnet.onnx and pass --engine cvnet.plan")
     targets = []
-    onnx = "onnxruntime" in backends
+    onnx = "onnxruntime" in backends or "openvino" in backends
     for arch in archs:
         prepared = prepare_model(arch, input_size=input_size, batch_max=batch_max,
-                                 half=precision == "fp16" and onnx, onnx=onnx, cache=cache)
-        for backend in backends:
+                                 half=precision == "fp16" and onnx, onnx=onnx,
+                                 ort_graph="onnxruntime" in backends, cache=cache)
+        for backend, each in plans:
             path = prepared.checkpoint if backend in TORCH_BACKENDS else prepared.onnx
+            if backend == "onnxruntime" and prepared.ort_onnx:  # each runtime its best graph
+                path = prepared.ort_onnx
             targets.append(Target(
-                model=arch, path=path, backend=backend, device=device, precision=precision,
-                options=runner_options(backend, device, precision, threads, input_size, arch,
+                model=arch, path=path, backend=backend, device=device, precision=each,
+                options=runner_options(backend, device, each, threads, input_size, arch,
                                        batch_max, torch_threads),
-                params=prepared.params, gmacs=prepared.gmacs))
+                params=prepared.params, gmacs=prepared.gmacs,
+                reference=(prepared.checkpoint, "torch-eager")))
     return targets

@@ -9,17 +9,19 @@ context manager: load once, run many)::
         embeddings = runner.embed(images, normalize=True)  # (N, D) float32
 
 ``.plan``/``.engine`` -> :class:`cvnet.engines.trt_runner.TrtRunner`; ``.onnx`` ->
-:class:`cvnet.engines.ort_runner.OrtRunner`; ``.pt``/``.pth`` -> the PyTorch runner, which the
+:class:`cvnet.engines.ort_runner.OrtRunner`, or with ``backend="openvino"``
+:class:`cvnet.engines.ov_runner.OpenVinoRunner` (the optional extra ``cvnet[openvino]``, x86
+CPUs; docs/cpu.md); ``.pt``/``.pth`` -> the PyTorch runner, which the
 host install registers as a plugin (entry-point group ``cvnet.runners``,
 :class:`cvnet.models.runner.TorchRunner`): this package never imports host code, so on the
 device a checkpoint is refused with the way to export it. The builder is
 :func:`cvnet.engines.builder.build_engine` (``cvnet-build``). Importing this package imports
-neither TensorRT, pycuda, ONNX Runtime nor torch.
+neither TensorRT, pycuda, ONNX Runtime, OpenVINO nor torch.
 """
 
 import importlib
 import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.plugins import INSTALL_HINT, RUNNERS, PluginError, load_plugin
@@ -33,6 +35,13 @@ BACKENDS = {
     ".plan": ("cvnet.engines.trt_runner", "TrtRunner"),
     ".engine": ("cvnet.engines.trt_runner", "TrtRunner"),
     ".onnx": ("cvnet.engines.ort_runner", "OrtRunner"),
+}
+#: Backend name -> (module, runner class, the suffixes it opens): the runtimes a user may choose
+#: over the suffix's default (``open_engine(path, backend=...)``, ``--backend`` on the commands).
+NAMED_BACKENDS = {
+    "onnxruntime": ("cvnet.engines.ort_runner", "OrtRunner", (".onnx",)),
+    "openvino": ("cvnet.engines.ov_runner", "OpenVinoRunner", (".onnx",)),
+    "tensorrt": ("cvnet.engines.trt_runner", "TrtRunner", (".plan", ".engine")),
 }
 #: File suffix -> what it is, for the suffixes a host plugin opens (``cvnet.runners`` entry
 #: points named by the suffix without its dot).
@@ -80,14 +89,31 @@ def _host_runner(path: str) -> type:
     return runner
 
 
-def runner_class(path: str) -> type:
-    """The runner class that opens ``path``, chosen by its suffix.
+def runner_class(path: str, backend: Optional[str] = None) -> type:
+    """The runner class that opens ``path``: ``backend``'s, else the one its suffix names.
+
+    Args:
+        path: The model file.
+        backend: A name of :data:`NAMED_BACKENDS` (``"openvino"`` for an ``.onnx`` file), or
+            None for the suffix's default.
 
     Raises:
-        ConfigError: The suffix is none cvnet opens.
+        ConfigError: The suffix is none cvnet opens, or ``backend`` is unknown or does not open
+            that suffix.
         MissingDependencyError: A ``.pt`` file where no host runner is installed.
     """
     suffix = _suffix(path)
+    if backend is not None:
+        if backend not in NAMED_BACKENDS:
+            raise ConfigError("unknown backend {!r}; expected one of {}".format(
+                backend, ", ".join(sorted(NAMED_BACKENDS))))
+        module, name, suffixes = NAMED_BACKENDS[backend]
+        if suffix not in suffixes:
+            raise ConfigError("{}: the {} backend opens {} files, not {!r}; drop the backend "
+                              "option or pass a {} file".format(path, backend,
+                                                                "/".join(suffixes), suffix,
+                                                                suffixes[0]))
+        return getattr(importlib.import_module(module), name)
     if suffix in HOST_SUFFIXES:
         return _host_runner(path)
     if suffix not in BACKENDS:
@@ -100,24 +126,55 @@ def runner_class(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def open_engine(path: str, **options: Any) -> Runner:
-    """A runner for a model file, chosen by its suffix; activate it with ``with``.
+def backend_options(path: str, *, backend: Optional[str] = None, precision: str = "auto",
+                    threads: Optional[int] = None) -> Dict[str, Any]:
+    """:func:`open_engine`'s options from the commands' ``--backend``, ``--precision`` and
+    ``--threads`` (cvnet-eval, cvnet-embed).
 
-    Args:
-        path: ``.plan``/``.engine`` (TensorRT), ``.onnx`` (ONNX Runtime) or ``.pt``/``.pth``
-            (PyTorch checkpoint, host only).
-        **options: Passed to the runner: ``normalize``, ``batch_range``, ``metadata`` for all;
-            ``device``, ``allow_other_gpu`` for TensorRT; ``providers``, ``threads`` for ONNX
-            Runtime; ``arch``, ``model_kwargs``, ``input_size``, ``device`` (``"auto"``,
-            ``"cpu"``, ``"cuda"``), ``half``, ``cuda_graphs``, ``threads`` for PyTorch.
+    ``precision`` is the OpenVINO runner's (``fp32``, ``bf16``, ``auto``); the other runtimes
+    compute what their file says, so only ``auto`` and ``fp32`` are accepted for them.
 
     Raises:
-        ConfigError: The suffix is none of those.
+        ConfigError: ``backend`` does not open ``path``, or a precision its runtime does not
+            choose (``bf16`` without ``--backend openvino``).
+    """
+    runner = runner_class(path, backend)  # refuses a backend that does not open the suffix
+    options = {}  # type: Dict[str, Any]
+    if backend is not None:
+        options["backend"] = backend
+    if backend == "openvino":
+        options["precision"] = precision
+    elif precision not in ("auto", "fp32"):
+        raise ConfigError("--precision {} is OpenVINO's choice: add --backend openvino (for an "
+                          ".onnx file), or leave --precision out: {} runs at the precision the "
+                          "file was exported or built with".format(precision, runner.backend))
+    if threads and runner.backend != "tensorrt":  # a GPU engine has no CPU threads to set
+        options["threads"] = threads
+    return options
+
+
+def open_engine(path: str, backend: Optional[str] = None, **options: Any) -> Runner:
+    """A runner for a model file, chosen by its suffix or ``backend``; activate it with ``with``.
+
+    Args:
+        path: ``.plan``/``.engine`` (TensorRT), ``.onnx`` (ONNX Runtime, or OpenVINO with
+            ``backend="openvino"``) or ``.pt``/``.pth`` (PyTorch checkpoint, host only).
+        backend: None for the suffix's runtime, or a name of :data:`NAMED_BACKENDS`.
+        **options: Passed to the runner: ``normalize``, ``batch_range``, ``metadata`` for all;
+            ``device``, ``allow_other_gpu`` for TensorRT; ``providers``, ``threads`` for ONNX
+            Runtime; ``precision`` (``"fp32"``, ``"bf16"``, ``"auto"``), ``threads``,
+            ``check_agreement`` for OpenVINO; ``arch``, ``model_kwargs``, ``input_size``,
+            ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``), ``half``, ``cuda_graphs``,
+            ``threads`` for PyTorch.
+
+    Raises:
+        ConfigError: The suffix is none of those, or ``backend`` does not open it.
         EngineLoadError: The file is missing or empty.
         MissingDependencyError: The backend is not installed here (a ``.pt`` on the device).
+        PrecisionRefusedError: OpenVINO bf16 where the agreement check failed or never ran.
     """
-    return runner_class(path)(path, **options)
+    return runner_class(path, backend)(path, **options)
 
 
-__all__ = ["BACKENDS", "EngineInfo", "HOST_SUFFIXES", "InputSpec", "Runner", "engine_info",
-           "host_runner_fix", "open_engine", "runner_class"]
+__all__ = ["BACKENDS", "EngineInfo", "HOST_SUFFIXES", "InputSpec", "NAMED_BACKENDS", "Runner",
+           "backend_options", "engine_info", "host_runner_fix", "open_engine", "runner_class"]

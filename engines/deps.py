@@ -1,8 +1,8 @@
 """Lazy imports of the optional heavy packages, with install hints (Python 3.6).
 
 Device modules import only the standard library, numpy and OpenCV at module level; TensorRT,
-pycuda, ONNX Runtime and PyTorch are imported here, inside the function that needs them, and a
-missing one raises :class:`MissingDependencyError` that names what needed it (the model file,
+pycuda, ONNX Runtime, OpenVINO and PyTorch are imported here, inside the function that needs them,
+and a missing one raises :class:`MissingDependencyError` that names what needed it (the model file,
 for a runner), the package, and the fix. Nothing is ever installed automatically.
 """
 
@@ -28,6 +28,10 @@ INSTALL_HINTS = {
         "pip install onnxruntime (CPU; 1.10.0 is the newest wheel for Python 3.6 on aarch64), "
         "or on JetPack 4.6 the Jetson Zoo's onnxruntime_gpu 1.11 wheel for the CUDA and "
         "TensorRT providers."),
+    "openvino": (
+        "pip install cvnet[openvino] (or pip install openvino): wheels for x86-64 Linux, Windows "
+        "and macOS (2026.x for Python 3.10+; 2022.2 is the last for Python 3.6), none for the "
+        "Jetson Nano's aarch64 Python 3.6 (docs/cpu.md); there, use ONNX Runtime or TensorRT."),
     "torch": (
         "PyTorch is for the host: use the project's host environment (make .venv/.installed "
         "sets one up). On the device, export to ONNX on the host (cvnet-export) and open the "

@@ -45,7 +45,7 @@ GPU_FREQ_FILES = ("/sys/devices/gpu.0/devfreq/57000000.gpu/cur_freq",
                   "/sys/devices/17000000.gv11b/devfreq/17000000.gv11b/cur_freq")
 CPU0_FREQ_FILE = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"
 #: The packages whose versions a report records, by import name.
-PACKAGES = ("numpy", "cv2", "onnxruntime", "tensorrt", "pycuda", "torch")
+PACKAGES = ("numpy", "cv2", "onnxruntime", "openvino", "tensorrt", "pycuda", "torch")
 
 
 def run_tool(args: List[str], timeout: float = 5.0) -> Optional[str]:
@@ -260,6 +260,7 @@ def probe_machine(read: Reader = read_system_file, run: ToolRunner = run_tool,
         "numpy": package_version("numpy"),
         "opencv": package_version("cv2"),
         "onnxruntime": package_version("onnxruntime"),
+        "openvino": package_version("openvino"),
         "tensorrt": package_version("tensorrt"),
         "torch": package_version("torch"),
         "jetson": jetson_info(read, run),

@@ -25,12 +25,13 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_max: int = 32,
-                  half: bool = False, onnx: bool = True,
+                  half: bool = False, onnx: bool = True, ort_graph: bool = False,
                   cache: Optional[str] = None) -> PreparedModel:
     """The host half of :func:`cvnet.benchmarks.models.prepare_model` (its arguments): makes an
     untrained ``arch`` as ``model.pt`` (seed 0), counts its parameters and GMACs and, with
-    ``onnx``, exports it unverified for batches 1..``batch_max``; a cached model that answers the
-    request is returned as it is.
+    ``onnx``, exports it unverified for batches 1..``batch_max`` (with ``ort_graph``, a second
+    time with ``--optimize-for onnxruntime``); a cached model that answers the request is
+    returned as it is.
 
     Raises:
         ConfigError, ExportError: The model cannot be built or exported.
@@ -38,14 +39,16 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
     height, width = int(input_size[0]), int(input_size[1])
     request = bench_request(arch, (height, width), batch_max, half)
     folder = model_folder(arch, (height, width), half, cache)
-    found = cached(folder, request, onnx)
+    ort_graph = bool(ort_graph and onnx and not half)  # the rewrite is for FP32 graphs
+    found = cached(folder, request, onnx, ort_graph)
     if found is not None:
         logger.info("%s: using the cached model in %s", arch, folder)
         return found
     make_folders(folder)
-    # A new name: the export a running benchmark times (a narrower batch range, an older cache
-    # version) is left in place, never removed or replaced under it.
+    # New names: the exports a running benchmark times (a narrower batch range, an older cache
+    # version) are left in place, never removed or replaced under it.
     onnx_path = os.path.join(folder, new_onnx_name())
+    ort_path = os.path.join(folder, new_onnx_name(".ort.onnx"))
     logger.info("%s: building an untrained model in %s", arch, folder)
     torch.manual_seed(0)
     model = build_model(arch).eval()
@@ -56,10 +59,15 @@ def prepare_model(arch: str, *, input_size: Tuple[int, int] = (256, 256), batch_
     if onnx:
         logger.info("%s: exporting to ONNX for batches 1..%d (not verified: timing does not "
                     "depend on the weights)", arch, batch_max)
-        onnx_path = pipeline.export_model(checkpoint, pipeline.ExportOptions(
-            output=onnx_path, arch=arch, input_size=(height, width),
-            dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False)).onnx_path
+        for path, target in [(onnx_path, "any")] + ([(ort_path, "onnxruntime")] if ort_graph
+                                                     else []):
+            pipeline.export_model(checkpoint, pipeline.ExportOptions(
+                output=path, arch=arch, input_size=(height, width),
+                dynamic_batch=(1, max(int(batch_max), 1)), half=half, verify=False,
+                optimize_for=target))
     write_bench_info(folder, request, params=params, gmacs=gmacs,
-                     onnx_file=onnx_path if onnx else None)
+                     onnx_file=onnx_path if onnx else None,
+                     ort_onnx_file=ort_path if onnx and ort_graph else None)
     return PreparedModel(arch=arch, checkpoint=checkpoint, onnx=onnx_path if onnx else None,
-                         params=params, gmacs=gmacs, input_size=(height, width))
+                         params=params, gmacs=gmacs, input_size=(height, width),
+                         ort_onnx=ort_path if onnx and ort_graph else None)

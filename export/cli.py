@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_alias, add_input_size,
                             add_json_print, add_output, add_precision, add_seed, add_verbose,
-                            add_verification, setup_logging)
+                            add_verification, backend_list, setup_logging)
 from cvnet.core.errors import CVNetError
+from cvnet.core.parity import record_summary
 from cvnet.core.tensorrt_ops import JETSON_NANO_TENSORRT, known_versions
 from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DEFAULT_OPSET
 
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --preprocess-in-graph: the pixels' type (default: uint8 where "
                             "the target TensorRT takes uint8 inputs, 8.5 and newer; float32 for "
                             "8.2)")
+    graph.add_argument("--optimize-for", choices=("any", "onnxruntime"), default="any",
+                       help="any: the graph as exported, which every runtime reads well; "
+                            "onnxruntime: the collaboration module's channel mean as a fixed 1x1 "
+                            "convolution and its channel max as a halving tree (same results; "
+                            "ONNX Runtime about 1.4x faster at batch 1 on one thread, a few "
+                            "%% slower at batch 8; OpenVINO runs the trees slower than its "
+                            "ReduceMax; TensorRT not measured; docs/cpu.md)")
     add_precision(graph, choices=("fp32", "fp16"), default="fp32", aliases={"--half": "fp16"},
                   help="fp16: an FP16-typed graph (weights and activations FP16; attention and "
                        "I/O FP32) for TensorRT 11, whose builder has no FP16 flag")
@@ -98,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_verification(check, default=DEFAULT_IMAGE_COUNT,
                      images_help="images to verify on (default: %(default)s)",
                      skip_help="skip the ONNX Runtime vs PyTorch comparison")
+    check.add_argument("--verify-backend", type=backend_list, default=("onnxruntime",),
+                       metavar="onnxruntime|openvino",
+                       help="runtimes to check against PyTorch, comma-separated (default: "
+                            "onnxruntime, always checked). openvino checks OpenVINO at fp32 and, "
+                            "where this CPU computes it, bf16 (cosine and top-5 agreement); the "
+                            "verdicts go into the sidecar, and the OpenVINO runner uses bf16 "
+                            "only where it passed (docs/cpu.md)")
     add_seed(check, help="seed of the verification images and of --random-init weights "
                          "(default: %(default)s)")
     parser.add_argument("--build-engine", action="store_true",
@@ -121,6 +136,8 @@ def options_from_args(args: argparse.Namespace) -> "ExportOptions":
         batch=args.batch, dynamic_batch=args.dynamic_batch, input_size=args.input_size,
         preprocess_in_graph=args.preprocess_in_graph, input_dtype=args.input_dtype,
         half=args.precision == "fp16", verify=args.verify, verify_images=args.verify_images,
+        optimize_for=args.optimize_for,
+        verify_backends=tuple(name for name in args.verify_backend if name != "onnxruntime"),
         seed=args.seed)
 
 
@@ -150,6 +167,10 @@ def format_result(result: "ExportResult") -> str:
         lines += [f"verification: passed (cosine >= {report.min_cosine}), {report.seconds:.1f} s; "
                   f"{report.backend} vs {report.reference}; input {report.input_path}", "",
                   report.table()]
+        for record in report.runtime_checks:
+            lines.append(f"{record['backend']} {record['precision']}: "
+                         f"{'passed' if record['passed'] else 'FAILED (refused at run time)'}, "
+                         f"{record_summary(record)}")
     return "\n".join(lines)
 
 

@@ -7,8 +7,11 @@ no file behind:
 2. load the checkpoint (``weights_only=True``) or build a random-init model, in eval mode, and run
    one forward at the export size;
 3. wrap the model for FP16 and/or in-graph preprocessing, export in memory, check the graph with
-   ``onnx.checker`` and against the target TensorRT's operator list;
-4. verify with ONNX Runtime against the FP32 PyTorch model (unless told not to);
+   ``onnx.checker`` and against the target TensorRT's operator list; with ``--optimize-for
+   onnxruntime``, rewrite the channel reductions for ONNX Runtime (:mod:`cvnet.export.ort_graph`)
+   and check again;
+4. verify with ONNX Runtime against the FP32 PyTorch model (unless told not to), and with
+   OpenVINO at each precision it computes here when asked (``--verify-backend openvino``);
 5. write the metadata into the graph's ``metadata_props``, then the ONNX file and the sidecar,
    both complete in temporary files before either is renamed into place.
 """
@@ -31,7 +34,7 @@ from cvnet.core.artifact import (FORMAT, FORMAT_VERSION, IN_GRAPH, ArtifactMetad
                                  sidecar_text, to_metadata_props)
 from cvnet.core.errors import ConfigError, VerificationError
 from cvnet.core.fileio import check_writable, sha256_bytes, write_files_atomic
-from cvnet.core.parity import verification_images
+from cvnet.core.parity import record_summary, verification_images
 from cvnet.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from cvnet.core.tensorrt_ops import (JETSON_NANO_TENSORRT, UINT8_INPUT_MIN_TENSORRT,
                                      supports_uint8_input)
@@ -40,14 +43,21 @@ from cvnet.export.defaults import DEFAULT_DYNAMIC_BATCH, DEFAULT_IMAGE_COUNT, DE
 from cvnet.export.graph_preprocess import InGraphPreprocess
 from cvnet.export.half import half_for_export
 from cvnet.export.onnx_export import (EXPORTER, INPUT_NAME, OUTPUT_NAME, check_export_opset,
-                                      graph_opset, onnx_from_module, set_metadata_props)
-from cvnet.export.verify import VerificationReport, verification_batches, verify_onnx
+                                      check_tensorrt_support, graph_opset, onnx_from_module,
+                                      set_metadata_props)
+from cvnet.export.ort_graph import TARGETS as OPTIMIZE_TARGETS
+from cvnet.export.ort_graph import optimize_for_onnxruntime
+from cvnet.export.verify import (VerificationReport, openvino_precisions, verification_batches,
+                                 verify_onnx, verify_openvino)
 from cvnet.models.checkpoint import (model_from_checkpoint, resolve_input_size, state_dict_sha256,
                                     trained_input_size)
 from cvnet.models.registry import build_model, list_models
 from cvnet.models.summary import param_count
 
 logger = logging.getLogger(__name__)
+
+#: Runtimes the export's check runs on (ONNX Runtime always, when verifying).
+VERIFY_BACKENDS = ("onnxruntime", "openvino")
 
 
 @dataclass
@@ -72,6 +82,12 @@ class ExportOptions:
         half: Export an FP16-typed graph (attention and I/O in FP32).
         verify: Compare ONNX Runtime with PyTorch before writing anything.
         verify_images: Number of images verification uses.
+        optimize_for: ``"any"`` (the graph as exported) or ``"onnxruntime"`` (channel means as
+            1x1 convolutions, channel maxima as halving trees: faster in ONNX Runtime at batch 1,
+            slower in OpenVINO; :mod:`cvnet.export.ort_graph`). The sidecar records it.
+        verify_backends: Runtimes checked besides ONNX Runtime: ``("openvino",)`` checks
+            OpenVINO at fp32 and, where this CPU computes it, bf16; an FP32 failure stops the
+            export, a BF16 one is recorded (the OpenVINO runner then refuses bf16).
         seed: Seed of the verification images and of ``random_init`` weights.
     """
 
@@ -89,6 +105,8 @@ class ExportOptions:
     half: bool = False
     verify: bool = True
     verify_images: int = DEFAULT_IMAGE_COUNT
+    optimize_for: str = "any"
+    verify_backends: Tuple[str, ...] = ()
     seed: int = 0
 
 
@@ -155,6 +173,19 @@ def check_options(options: ExportOptions) -> str:
     if options.verify and options.verify_images < 2:
         raise ConfigError(f"--verify-images must be >= 2 (retrieval agreement needs a gallery), "
                           f"got {options.verify_images}")
+    if options.optimize_for not in OPTIMIZE_TARGETS:
+        raise ConfigError(f"--optimize-for must be one of {', '.join(OPTIMIZE_TARGETS)}, got "
+                          f"{options.optimize_for!r}")
+    if options.optimize_for == "onnxruntime" and options.half:
+        raise ConfigError("--optimize-for onnxruntime rewrites FP32 graphs (ONNX Runtime's CPU "
+                          "provider computes FP32); drop --precision fp16")
+    unknown = [name for name in options.verify_backends if name not in VERIFY_BACKENDS]
+    if unknown:
+        raise ConfigError(f"--verify-backend {','.join(unknown)}: the check runs on "
+                          f"{' and '.join(VERIFY_BACKENDS)} only")
+    if "openvino" in options.verify_backends and not options.verify:
+        raise ConfigError("--verify-backend openvino checks the graph, and --no-verify skips "
+                          "the checks: pass one of them")
     if options.random_init and options.arch is None:
         raise ConfigError(f"--random-init needs --arch NAME (one of: {', '.join(list_models())})")
     check_export_opset(options.opset, options.trt_version)
@@ -251,6 +282,28 @@ def build_metadata(model: nn.Module, origin: Dict[str, Any], options: ExportOpti
         verification=report.to_dict() if report else None)
 
 
+def check_openvino(onnx_bytes: bytes, model: nn.Module, images: list,
+                   check: Dict[str, Any]) -> list:
+    """OpenVINO at each precision it computes here, against PyTorch FP32: one record each.
+
+    Raises:
+        VerificationError: OpenVINO FP32 disagrees (a broken graph or runtime; nothing written).
+        MissingDependencyError: openvino is not installed.
+    """
+    records = []
+    for precision in openvino_precisions():
+        record = verify_openvino(onnx_bytes, model, images, precision=precision, **check)
+        if not record["passed"] and precision == "fp32":
+            raise VerificationError(f"OpenVINO FP32 does not reproduce PyTorch's embeddings "
+                                    f"({record_summary(record)}); nothing was written")
+        if not record["passed"]:
+            logger.warning("OpenVINO %s fails the agreement check (%s): the OpenVINO runner "
+                           "will refuse %s for this model and run fp32", precision,
+                           record_summary(record), precision)
+        records.append(record)
+    return records
+
+
 def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportResult:
     """Exports a checkpoint (or a random-init model) to a verified ONNX file and its sidecar.
 
@@ -289,28 +342,37 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
                              input_dtype=getattr(torch, input_dtype), opset=options.opset,
                              dynamic_batch=options.batch is None,
                              trt_version=options.trt_version)
+    rewrites = None
+    if options.optimize_for == "onnxruntime":
+        graph, rewrites = optimize_for_onnxruntime(graph)
+        check_tensorrt_support(graph, check_export_opset(options.opset, options.trt_version))
     export_seconds = time.perf_counter() - started
 
     report = None
     if options.verify:
-        report = verify_onnx(
-            graph.SerializeToString(), model, verification_images(options.verify_images,
-                                                                  options.seed),
-            config=PreprocessConfig(height, width, mean, std),
-            batches=verification_batches(static_batch=options.batch,
-                                         batch_range=options.dynamic_batch),
-            precision="fp16" if options.half else "fp32",
-            preprocess_in_graph=options.preprocess_in_graph, input_dtype=input_dtype)
+        images = verification_images(options.verify_images, options.seed)
+        check = dict(config=PreprocessConfig(height, width, mean, std),
+                     batches=verification_batches(static_batch=options.batch,
+                                                  batch_range=options.dynamic_batch),
+                     preprocess_in_graph=options.preprocess_in_graph, input_dtype=input_dtype)
+        report = verify_onnx(graph.SerializeToString(), model, images,
+                             precision="fp16" if options.half else "fp32", **check)
         if not report.passed:
             raise VerificationError(f"the exported graph does not reproduce PyTorch's embeddings "
                                     f"(cosine must be >= {report.min_cosine}): {report.summary()}; "
                                     f"nothing was written")
+        if "openvino" in options.verify_backends:
+            report.runtime_checks = check_openvino(graph.SerializeToString(), model, images,
+                                                   check)
     else:
         logger.info("not verified: the graph was not compared with PyTorch")
 
     started = time.perf_counter()
     metadata = build_metadata(model, origin, options, graph, input_dtype=input_dtype,
                               embedding_dim=embedding_dim, report=report, onnx_path=onnx_path)
+    if rewrites is not None:  # a key older readers keep as it is (ArtifactMetadata.extra)
+        metadata = metadata._replace(extra={"optimized_for": {"runtime": options.optimize_for,
+                                                              "rewrites": rewrites}})
     set_metadata_props(graph, to_metadata_props(metadata))
     data = graph.SerializeToString()
     metadata = metadata._replace(onnx_sha256=sha256_bytes(data))

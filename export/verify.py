@@ -8,6 +8,11 @@ builder uses too: per-embedding cosine similarity (min, mean), max absolute diff
 retrieval agreement (the share of queries whose top-1 and top-5 neighbours among the other
 images are the same in both).
 
+With ``--verify-backend openvino`` the same comparison runs on OpenVINO at each precision it
+computes on this CPU (:func:`verify_openvino`: fp32, and bf16 where the CPU has it); its verdicts
+go into the sidecar's ``verification.runtime_checks``, which the OpenVINO runner reads before it
+uses bf16 (:mod:`cvnet.engines.ov_runner`).
+
 FP16 graphs run on ONNX Runtime's CPU provider with graph optimisations off: the CPU provider
 has no FP16 kernels for most operators and inserts Casts around them, so every operator
 computes in FP32 but its output is rounded to FP16, as an FP16 engine stores activations. With
@@ -19,14 +24,15 @@ the GPU.
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn as nn
 
-from cvnet.core.parity import MIN_COSINE, ParityFigures, parity_figures, passed
+from cvnet.core.parity import (MIN_COSINE, ParityFigures, parity_figures, passed,
+                               runtime_check_record)
 from cvnet.core.preprocess import PreprocessConfig, preprocess_batch, resize_rgb
 
 logger = logging.getLogger(__name__)
@@ -47,6 +53,8 @@ class VerificationReport:
         input_path: ``"float path"`` or ``"in graph"`` (uint8/float32 pixels into the graph).
         cases: Figures per batch size.
         seconds: Wall time of the verification.
+        runtime_checks: Run-time precisions checked the same way (OpenVINO fp32/bf16), one
+            record each (:func:`cvnet.core.parity.runtime_check_record`).
     """
 
     passed: bool
@@ -56,6 +64,7 @@ class VerificationReport:
     input_path: str
     cases: List[ParityFigures] = field(default_factory=list)
     seconds: float = 0.0
+    runtime_checks: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The report as the sidecar's ``verification`` object (each case as an object)."""
@@ -114,6 +123,101 @@ def ort_session(onnx_bytes: bytes, *, fp16: bool = False):
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
+#: What every check compares with.
+REFERENCE = "PyTorch {} FP32, eval mode, shared preprocess_batch"
+
+
+def compare_with_torch(run_graph: Callable[[np.ndarray], np.ndarray], model: nn.Module,
+                       images: Sequence[np.ndarray], *, config: PreprocessConfig,
+                       batches: Sequence[int], preprocess_in_graph: bool = False,
+                       input_dtype: str = "float32") -> List[ParityFigures]:
+    """The FP32 model in PyTorch and a converted graph (``run_graph``) on the same images.
+
+    Args:
+        run_graph: One batch of graph input -> (N, D) embeddings.
+        model: The FP32 PyTorch model, eval mode, taking ``(N, 3, H, W)`` normalised float32.
+        images: BGR uint8 images of any size.
+        config: Input size and mean/std of the shared preprocessing.
+        batches: Batch sizes to run the graph at (each over all images).
+        preprocess_in_graph: The graph takes ``(N, H, W, 3)`` RGB pixels (``resize_rgb``).
+        input_dtype: With ``preprocess_in_graph``: ``"uint8"`` or ``"float32"`` pixels.
+
+    Returns:
+        Figures per batch size.
+    """
+    float_inputs = preprocess_batch(list(images), config)  # (N, 3, H, W) float32
+    if preprocess_in_graph:
+        size = (config.height, config.width)
+        graph_inputs = np.stack([resize_rgb(image, size) for image in images]).astype(input_dtype)
+    else:
+        graph_inputs = float_inputs
+
+    def run_torch(chunk: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(chunk)).numpy()
+
+    cases = []
+    for batch in batches:
+        reference = _run_in_batches(run_torch, float_inputs, batch)
+        candidate = _run_in_batches(run_graph, graph_inputs, batch)
+        cases.append(parity_figures(reference, candidate, batch=batch))
+    return cases
+
+
+def openvino_precisions() -> List[str]:
+    """The precisions OpenVINO computes on this CPU: fp32, and bf16 where the CPU has it.
+
+    Raises:
+        MissingDependencyError: openvino is not installed (``pip install cvnet[openvino]``).
+    """
+    from cvnet.engines.ov_runner import cpu_supports_bf16, openvino_core
+
+    return ["fp32", "bf16"] if cpu_supports_bf16(openvino_core("--verify-backend openvino")) \
+        else ["fp32"]
+
+
+def verify_openvino(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray], *,
+                    precision: str, config: PreprocessConfig, batches: Sequence[int],
+                    preprocess_in_graph: bool = False,
+                    input_dtype: str = "float32") -> Dict[str, Any]:
+    """Runs the graph in OpenVINO at ``precision`` and the FP32 model in PyTorch on the same
+    images; returns the sidecar record of the verdict.
+
+    Args:
+        onnx_bytes: The serialised graph.
+        precision: ``"fp32"`` or ``"bf16"`` (OpenVINO's INFERENCE_PRECISION_HINT).
+        Others: As :func:`compare_with_torch`.
+
+    Returns:
+        :func:`cvnet.core.parity.runtime_check_record`'s record (``passed``: every batch size
+        reaches the precision's cosine and top-5 agreement thresholds).
+
+    Raises:
+        MissingDependencyError: openvino is not installed.
+    """
+    from cvnet.engines.machine import cpu_model
+    from cvnet.engines.ov_runner import (compile_config, openvino_core, openvino_version,
+                                         precision_name)
+
+    core = openvino_core("--verify-backend openvino")
+    compiled = core.compile_model(core.read_model(onnx_bytes), "CPU",
+                                  compile_config(precision, None))
+    computed = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    request = compiled.create_infer_request()
+
+    def run_graph(chunk: np.ndarray) -> np.ndarray:
+        return np.array(request.infer({0: chunk})[compiled.output(0)], copy=True)
+
+    cases = compare_with_torch(run_graph, model, images, config=config, batches=batches,
+                               preprocess_in_graph=preprocess_in_graph, input_dtype=input_dtype)
+    record = runtime_check_record("openvino", computed, cases,
+                                  reference=REFERENCE.format(torch.__version__),
+                                  backend_version=openvino_version(),
+                                  device="CPU {}".format(cpu_model() or "?"))
+    logger.info("OpenVINO %s: %s", computed, "passed" if record["passed"] else "FAILED")
+    return record
+
+
 def verify_onnx(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray], *,
                 config: PreprocessConfig, batches: Sequence[int], precision: str = "fp32",
                 preprocess_in_graph: bool = False, input_dtype: str = "float32",
@@ -141,28 +245,15 @@ def verify_onnx(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray
     fp16 = precision == "fp16"
     start = time.perf_counter()
     session = ort_session(onnx_bytes, fp16=fp16)
-    float_inputs = preprocess_batch(list(images), config)  # (N, 3, H, W) float32
-    if preprocess_in_graph:
-        size = (config.height, config.width)
-        graph_inputs = np.stack([resize_rgb(image, size) for image in images]).astype(input_dtype)
-    else:
-        graph_inputs = float_inputs
-
-    def run_torch(chunk: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(chunk)).numpy()
 
     def run_graph(chunk: np.ndarray) -> np.ndarray:
         return session.run([output_name], {input_name: chunk})[0]
 
-    cases = []
-    for batch in batches:
-        reference = _run_in_batches(run_torch, float_inputs, batch)
-        candidate = _run_in_batches(run_graph, graph_inputs, batch)
-        cases.append(parity_figures(reference, candidate, batch=batch))
+    cases = compare_with_torch(run_graph, model, images, config=config, batches=batches,
+                               preprocess_in_graph=preprocess_in_graph, input_dtype=input_dtype)
     report = VerificationReport(
         passed=all(passed(c, precision) for c in cases), min_cosine=MIN_COSINE[precision],
-        reference=f"PyTorch {torch.__version__} FP32, eval mode, shared preprocess_batch",
+        reference=REFERENCE.format(torch.__version__),
         backend=(f"onnxruntime {ort.__version__} CPUExecutionProvider"
                  + (", graph optimisations off (FP16 activations rounded per operator)"
                     if fp16 else "")),

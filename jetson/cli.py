@@ -19,8 +19,9 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, add_batch_size,
-                            add_device, add_engine, add_fpr, add_json_out, add_output,
-                            add_seed, add_threads, add_verbose, positive_int, setup_logging)
+                            add_device, add_engine, add_fpr, add_json_out, add_onnx_runtime,
+                            add_output, add_seed, add_threads, add_verbose, positive_int,
+                            setup_logging)
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.thresholds import DIRECTIONS
 from cvnet.jetson.selfcheck import REQUIREMENTS
@@ -39,8 +40,9 @@ DELEGATED = {"build": ("cvnet.engines.cli", "cvnet-build"),
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``cvnet-embed`` / ``python3 -m cvnet.jetson embed``."""
     add_engine(parser, required=True,
-               help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime); .pt "
-                    "(PyTorch) on the host")
+               help="model file: .plan/.engine (TensorRT), .onnx (ONNX Runtime, or OpenVINO "
+                    "with --backend openvino); .pt (PyTorch) on the host")
+    add_onnx_runtime(parser)
     parser.add_argument("--images", required=True,
                         help="folder (walked recursively by image suffix) or a list file with "
                              "one path per line")
@@ -62,11 +64,13 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="warn about crops with a shorter side (default: %(default)s px)")
     parser.add_argument("--max-pixels", type=int, default=10000 * 10000,
                         help="refuse larger images before decoding (default: %(default)s)")
-    add_threads(parser, help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
+    add_threads(parser, help="CPU threads of ONNX Runtime, OpenVINO or PyTorch (a .pt engine) "
+                             "(default: the runtime's; PyTorch's: docs/threads.md); a .plan has "
+                             "none to set")
     add_device(parser, choices=("auto", "cpu", "cuda"), ordinals=True,
                help="PyTorch device of a .pt engine (host install only; default: auto, a GPU "
                     "when torch sees one); a .plan runs on its GPU and an .onnx with ONNX "
-                    "Runtime, so they refuse it")
+                    "Runtime or OpenVINO, so they refuse it")
     parser.add_argument("--view", choices=("A", "G"), default=None,
                         help="the images' view, A (aerial) or G (ground), recorded in meta.json "
                              "and per file in the index (default: unknown): "
@@ -237,11 +241,14 @@ def _embed_device(engine: str, device: Optional[str]) -> Dict[str, str]:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from cvnet.engines import open_engine
+    from cvnet.engines import backend_options, open_engine
     from cvnet.jetson.embed import extract, list_images
 
     listing = list_images(args.images)  # before the engine loads: no images fails at once
-    options = {"threads": args.threads} if args.threads and args.engine.endswith(".onnx") else {}
+    # backend_options passes --threads to every runner that has CPU threads (ONNX Runtime,
+    # OpenVINO, PyTorch), whatever the suffix's case; a TensorRT engine has none.
+    options = backend_options(args.engine, backend=args.backend, precision=args.precision,
+                              threads=args.threads)
     options.update(_embed_device(args.engine, args.device))
     with open_engine(args.engine, **options) as runner:
         summary = extract(runner, args.images, args.output, batch=args.batch_size,

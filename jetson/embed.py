@@ -224,6 +224,7 @@ def store_meta(runner: Any, root: str, source: str, dtype: str, normalized: bool
         "onnx_sha256": getattr(metadata, "onnx_sha256", None),
         "engine": encode_name(os.path.basename(runner.path)), "engine_sha256": engine_hash,
         "backend": runner.backend,
+        "precision": getattr(runner, "precision", None),
         "variant": getattr(metadata, "variant", None),
         "embedding_dim": runner.spec.embedding_dim,
         "input_size": [runner.spec.height, runner.spec.width],

@@ -11,15 +11,17 @@ re-evaluates with the queries downscaled, motion-blurred or JPEG-compressed; ``-
 ``--dist-out`` write the ROC, score histograms, sweep plot and the distance matrices.
 
 Every model file opens through :func:`cvnet.engines.open_engine`: ``.onnx`` and ``.plan`` files
-with ONNX Runtime and TensorRT, on the host or on the device (also ``python3 -m cvnet.jetson
-eval``); a ``.pt`` checkpoint with the PyTorch runner the host install registers (on CUDA by
-CUDA-graph replay unless ``--eager``). Device-side: Python 3.6, never imports torch itself.
+with ONNX Runtime (or OpenVINO: ``--backend openvino``) and TensorRT, on the host or on the device
+(also ``python3 -m cvnet.jetson eval``); a ``.pt`` checkpoint with the PyTorch runner the host
+install registers (on CUDA by CUDA-graph replay unless ``--eager``). Device-side: Python 3.6,
+never imports torch itself.
 
 Examples::
 
     cvnet-eval runs/t/model.pt --data data/synth --json-out runs/t/eval.json --visualize ranks.png
     cvnet-eval cvnet.onnx --data data/synth --write-thresholds --plots plots/ --sweep scale
     cvnet-eval cvnet.onnx --data /data/VeRi --format veri
+    cvnet-eval cvnet.onnx --data data/synth --backend openvino --precision bf16
 """
 
 import argparse
@@ -33,8 +35,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import cv2
 
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_batch_size, add_device,
-                            add_fpr, add_json_out, add_seed, add_threads, add_verbose, count,
-                            doc_summary, setup_logging)
+                            add_fpr, add_json_out, add_onnx_runtime, add_seed, add_threads,
+                            add_verbose, count, doc_summary, setup_logging)
 from cvnet.core.confidence import DEFAULT_RESAMPLES
 from cvnet.core.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
 from cvnet.core.errors import CVNetError
@@ -64,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_size(parser, default=64, help="images per forward pass")
     add_device(parser, choices=("auto", "cpu", "cuda"), default="auto", ordinals=True,
                help="PyTorch device for .pt checkpoints (default auto)")
-    add_threads(parser, help="CPU threads of ONNX Runtime and PyTorch (default: ONNX Runtime's; "
-                             "for PyTorch the cores other processes leave free, docs/threads.md)")
+    add_onnx_runtime(parser, others="; other runtimes run what the file holds")
+    add_threads(parser, help="CPU threads of ONNX Runtime, OpenVINO and PyTorch (default: the "
+                             "runtime's; for PyTorch the cores other processes leave free, "
+                             "docs/threads.md)")
     parser.add_argument("--eager", action="store_true",
                         help=".pt on CUDA: run eager PyTorch instead of replaying CUDA graphs")
     add_json_out(parser, aliases=("--json",), help="also write the metrics as JSON")
@@ -108,37 +112,42 @@ def _sweep_kinds(text: str) -> List[str]:
 
 def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
                        batch_size: int = 64, eager: bool = False,
-                       threads: Optional[int] = None) -> Tuple[Embedder, str]:
+                       threads: Optional[int] = None, backend: Optional[str] = None,
+                       precision: str = "auto") -> Tuple[Embedder, str]:
     """Opens a model file with :func:`cvnet.engines.open_engine`; returns its embedder and a
     description (:func:`open_model` for the runner itself)."""
     runner = open_model(path, stack, device=device, batch_size=batch_size, eager=eager,
-                        threads=threads)
+                        threads=threads, backend=backend, precision=precision)
     return runner.embed, describe(runner)
 
 
 def describe(runner: Any) -> str:
-    """``"cvnet.onnx (onnxruntime, 256x256)"``."""
-    return "{} ({}, {}x{})".format(os.path.basename(runner.path), runner.backend,
-                                   runner.spec.height, runner.spec.width)
+    """``"cvnet.onnx (onnxruntime, 256x256)"``, with the precision where the runner reports one
+    (OpenVINO: ``"cvnet.onnx (openvino, bf16, 256x256)"``)."""
+    precision = getattr(runner, "precision", None)
+    return "{} ({}{}, {}x{})".format(os.path.basename(runner.path), runner.backend,
+                                     ", " + precision if precision else "",
+                                     runner.spec.height, runner.spec.width)
 
 
 def open_model(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
-               batch_size: int = 64, eager: bool = False, threads: Optional[int] = None) -> Any:
+               batch_size: int = 64, eager: bool = False, threads: Optional[int] = None,
+               backend: Optional[str] = None, precision: str = "auto") -> Any:
     """Opens a model file with :func:`cvnet.engines.open_engine`; returns the active runner.
 
     The runner (a PyTorch model, an ONNX Runtime session or a TensorRT engine) is closed by
     ``stack``. A ``.pt`` checkpoint runs batches of up to ``batch_size`` images on ``device``
     (``auto`` is resolved by the host's PyTorch runner), by CUDA-graph replay on a GPU unless
     ``eager``; where no host runner is installed (the device) it is refused, naming the file and
-    how to export it.
+    how to export it. ``backend`` and ``precision`` choose OpenVINO for an ``.onnx`` file
+    (:func:`cvnet.engines.backend_options`).
     """
     if not os.path.exists(path):
         raise CVNetError("model file {} does not exist".format(path))
-    from cvnet.engines import HOST_SUFFIXES, open_engine  # device-safe
+    from cvnet.engines import HOST_SUFFIXES, backend_options, open_engine  # device-safe
 
-    options = {}  # type: Dict[str, Any]
-    if threads:
-        options["threads"] = threads
+    options = backend_options(path, backend=backend, precision=precision,
+                              threads=threads)  # type: Dict[str, Any]
     if os.path.splitext(path)[1].lower() in HOST_SUFFIXES:
         options.update(device=device, batch_range=(1, max(1, int(batch_size))))
         if eager:
@@ -168,7 +177,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> str:
     dataset = load_dataset(args.data, None if args.format == "auto" else args.format,
                            test_size=args.test_size)
     runner = open_model(args.model, stack, device=args.device, batch_size=args.batch_size,
-                        eager=args.eager, threads=args.threads)
+                        eager=args.eager, threads=args.threads, backend=args.backend,
+                        precision=args.precision)
     protocols = args.protocol or list(standard_protocols(dataset))
     report = evaluate(runner.embed, dataset, protocols, trials=args.trials, seed=args.seed,
                       batch_size=args.batch_size, bootstrap=args.bootstrap,

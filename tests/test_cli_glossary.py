@@ -188,3 +188,15 @@ def test_old_spellings_still_parse_to_the_same_values(command, needed, old, new,
         warning = next(r.getMessage() for r in caplog.records
                        if "{} is deprecated".format(old[0]) in r.getMessage())
         assert new[0] in warning.split("use ", 1)[1]
+
+
+@pytest.mark.parametrize("command", ["cvnet-eval", "cvnet-embed", "cvnet-bench"])
+def test_backend_and_precision_name_the_runtimes_of_the_glossary(command):
+    """--backend picks the runtime of a model file (cvnet-match's --backend is its matching
+    engine, exact|faiss, and is not a runtime); --precision offers OpenVINO's bf16 and auto."""
+    options = _visible(_parser(command))
+    backend, precision = options["--backend"], options["--precision"]
+    names = (backend.type("onnxruntime,openvino") if backend.type is cli.backend_list
+             else backend.choices)
+    assert "openvino" in names and set(names) <= set(cli.BACKENDS)
+    assert {"bf16", "auto"} <= set(precision.choices) and precision.default == "auto"

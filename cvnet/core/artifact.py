@@ -387,13 +387,19 @@ def metadata_from_props(props: Dict[str, str],
                         source: str = "<metadata_props>") -> ArtifactMetadata:
     """Reads a record back from :func:`to_metadata_props` output.
 
+    Entries other tools wrote into the same graph (onnxsim adds ``onnxsim.assigned_node_names``
+    as plain text) are kept as text in ``extra``.
+
     Raises:
-        MetadataError: A value is not JSON, or the record is invalid.
+        MetadataError: A value of the record's own fields is not JSON, or the record is invalid.
     """
     data = {}
     for key, value in props.items():
         try:
             data[key] = json.loads(value)
         except ValueError:
-            raise MetadataError("{}: value of {!r} is not JSON: {!r}".format(source, key, value))
+            if key in ArtifactMetadata._fields:
+                raise MetadataError("{}: value of {!r} is not JSON: {!r}".format(source, key,
+                                                                                  value))
+            data[key] = value
     return metadata_from_dict(data, source=source)

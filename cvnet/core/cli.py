@@ -5,8 +5,10 @@ One spelling per meaning, across all commands (docs/cli.md is the table):
 - ``--input-size HxW`` or one integer: the model's input size (was ``--imgsz``, ``--img-size``);
 - ``-o/--output``: what the command writes (was ``--out``);
 - ``--json-out FILE`` writes JSON; ``--json`` prints it instead of the human output;
-- ``--precision fp32|fp16|int8`` where a command chooses precision (was ``--half``, ``--fp32``,
-  ``--int8``);
+- ``--precision fp32|fp16|bf16|int8|auto`` where a command chooses precision (was ``--half``,
+  ``--fp32``, ``--int8``); ``auto``: the command or backend decides, as its help says;
+- ``--backend NAME``: the runtime that runs a model file, where more than one can (``openvino``
+  for an ``.onnx`` file; ``cvnet-bench`` takes several, comma-separated);
 - ``--engine MODEL``: always a model file (cvnet-export's build switch is ``--build-engine``);
 - ``--verify-images N`` and ``--no-verify``: the parity check of cvnet-export and cvnet-build;
 - ``--batch-size N``: images per call at run time; ``--batch``: the batch a model is exported,
@@ -44,8 +46,12 @@ logger = logging.getLogger(__name__)
 #: failure), a bad command line (argparse), a partial failure (cvnet-embed: some files failed;
 #: the training commands: the run diverged; cvnet-gpu-check: a step failed).
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
-#: Precisions a command may offer with ``--precision``.
-PRECISIONS = ("fp32", "fp16", "int8")
+#: Precisions a command may offer with ``--precision``; ``auto`` lets the command (or the
+#: backend: OpenVINO's choice on this CPU) decide.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
+#: Runtimes ``--backend`` may name: ``torch`` (CUDA graphs on a GPU), ``torch-eager``, ONNX
+#: Runtime, OpenVINO (x86 CPUs, ``.onnx`` files) and TensorRT.
+BACKENDS = ("torch", "torch-eager", "onnxruntime", "openvino", "tensorrt")
 _LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`cvnet.engines.open_engine` -> its text
@@ -381,9 +387,53 @@ def add_json_print(parser: argparse.ArgumentParser, *, help: str) -> None:
     parser.add_argument("--json", action="store_true", help=help)
 
 
+def backend_list(text: str) -> Tuple[str, ...]:
+    """``"onnxruntime,openvino"`` -> ("onnxruntime", "openvino"): several ``--backend`` names."""
+    values = tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+    unknown = [value for value in values if value not in BACKENDS]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError("unknown backend {}; expected {} (comma-separated for "
+                                         "several)".format(", ".join(unknown) or repr(text),
+                                                           "|".join(BACKENDS)))
+    return values
+
+
+def add_backend(parser: argparse.ArgumentParser, *, choices: Sequence[str], help: str,
+                several: bool = False) -> None:
+    """``--backend NAME``: the runtime that runs the model file (default: its suffix's).
+
+    Args:
+        choices: The names of :data:`BACKENDS` the command offers.
+        several: Take a comma-separated list (cvnet-bench); the value is then a tuple.
+    """
+    unknown = [choice for choice in choices if choice not in BACKENDS]
+    if unknown:
+        raise ValueError("backends must come from {}; got {}".format(BACKENDS, choices))
+    if several:
+        parser.add_argument("--backend", type=backend_list, metavar="|".join(choices), help=help)
+    else:
+        parser.add_argument("--backend", choices=tuple(choices), help=help)
+
+
+def add_onnx_runtime(parser: argparse.ArgumentParser, *, others: str = "") -> None:
+    """``--backend onnxruntime|openvino`` and ``--precision fp32|bf16|auto``: the runtime of an
+    ``.onnx`` file and OpenVINO's precision (cvnet-eval, cvnet-embed; docs/cpu.md).
+
+    Args:
+        others: What the other runtimes do with ``--precision``, appended to its help.
+    """
+    add_backend(parser, choices=("onnxruntime", "openvino"),
+                help="runtime of an .onnx file (default: onnxruntime); openvino needs "
+                     "cvnet[openvino] (docs/cpu.md)")
+    add_precision(parser, choices=("fp32", "bf16", "auto"), default="auto",
+                  help="OpenVINO's precision: auto is OpenVINO's choice on this CPU (bf16 on "
+                       "AVX512-BF16 CPUs), used only where the export's agreement check passed "
+                       "for it, else fp32" + others)
+
+
 def add_precision(parser: argparse.ArgumentParser, *, choices: Sequence[str], default: str,
                   help: str, aliases: Optional[dict] = None) -> None:
-    """``--precision {fp32,fp16,int8}`` (the ones the command offers).
+    """``--precision {fp32,fp16,bf16,int8,auto}`` (the ones the command offers).
 
     Args:
         aliases: Old flags and the precision each stood for, e.g. ``{"--half": "fp16"}``.

@@ -11,7 +11,7 @@ cosine are defined here once, by precision (INT8 is reported, not judged).
 Device-side: numpy and OpenCV, Python 3.6.
 """
 
-from typing import List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -22,8 +22,15 @@ from cvnet.core.synth import sample_images
 FP32_MIN_COSINE = 0.9999
 #: The same for FP16 (an FP16-typed graph, an FP16 engine).
 FP16_MIN_COSINE = 0.999
+#: The same for BF16 inference (OpenVINO's INFERENCE_PRECISION_HINT bf16): 8 significant bits
+#: round every activation about 16 times more coarsely than FP16, so the cosine bar is lower and
+#: the rankings are judged too (:data:`MIN_TOP5_AGREEMENT`).
+BF16_MIN_COSINE = 0.995
 #: Threshold by precision; a precision without one (INT8) is measured and reported, not judged.
-MIN_COSINE = {"fp32": FP32_MIN_COSINE, "fp16": FP16_MIN_COSINE}
+MIN_COSINE = {"fp32": FP32_MIN_COSINE, "fp16": FP16_MIN_COSINE, "bf16": BF16_MIN_COSINE}
+#: Smallest share of queries whose top-5 neighbours must be unchanged, by precision: a precision
+#: chosen at run time for speed (BF16) is used only where it keeps the rankings.
+MIN_TOP5_AGREEMENT = {"bf16": 0.99}
 
 
 class ParityFigures(NamedTuple):
@@ -148,6 +155,76 @@ def parity_figures(reference: np.ndarray, candidate: np.ndarray, *,
 
 
 def passed(figures: ParityFigures, precision: str) -> Optional[bool]:
-    """Whether the figures reach the precision's threshold; None where none is set (INT8)."""
+    """Whether the figures reach the precision's thresholds (cosine and, where one is set, top-5
+    agreement); None where none is set (INT8)."""
     threshold = MIN_COSINE.get(precision)
-    return None if threshold is None else bool(figures.cosine_min >= threshold)
+    if threshold is None:
+        return None
+    top5 = MIN_TOP5_AGREEMENT.get(precision, 0.0)
+    return bool(figures.cosine_min >= threshold and figures.top5_agreement >= top5)
+
+
+def requirement(precision: str) -> str:
+    """What :func:`passed` asks of ``precision``, for messages: ``"cosine >= 0.995, top-5
+    agreement >= 0.99"``."""
+    parts = ["cosine >= {}".format(MIN_COSINE[precision])] if precision in MIN_COSINE else []
+    if precision in MIN_TOP5_AGREEMENT:
+        parts.append("top-5 agreement >= {}".format(MIN_TOP5_AGREEMENT[precision]))
+    return ", ".join(parts) or "none (reported, not judged)"
+
+
+def describe(figures: ParityFigures) -> str:
+    """One line of figures: ``cosine min 0.99998, top-1 100%, top-5 94%``."""
+    return "cosine min {:.6f}, top-1 {:.0%}, top-5 {:.0%}{}".format(
+        figures.cosine_min, figures.top1_agreement, figures.top5_agreement,
+        "" if figures.batch is None else " (batch {})".format(figures.batch))
+
+
+# ----------------------------------------------------------------------- run-time precisions
+#
+# A run-time precision (OpenVINO's BF16) is checked once, where the reference is (cvnet-export
+# with PyTorch FP32), and the verdict travels in the sidecar: its ``verification`` object holds a
+# ``runtime_checks`` list, one record per (backend, precision). A runner asked for that precision
+# reads the record instead of checking again on every open (cvnet.engines.ov_runner).
+
+#: Key of the list of run-time precision records inside the sidecar's ``verification`` object.
+RUNTIME_CHECKS = "runtime_checks"
+
+
+def runtime_check_record(backend: str, precision: str, cases: List[ParityFigures], *,
+                         reference: str, backend_version: str, device: str) -> Dict[str, Any]:
+    """The sidecar record of one run-time precision's agreement check.
+
+    Args:
+        backend: The runtime, e.g. ``"openvino"``.
+        precision: The precision it computed in, e.g. ``"bf16"``.
+        cases: Figures per batch size, against ``reference``.
+        reference: What the embeddings were compared with (``"PyTorch 2.13.0 FP32"``).
+        backend_version: The runtime's version.
+        device: The device, e.g. ``"CPU AMD EPYC (bf16)"``.
+    """
+    return {"backend": backend, "precision": precision, "backend_version": backend_version,
+            "device": device, "reference": reference,
+            "passed": all(passed(case, precision) is not False for case in cases),
+            "required": requirement(precision),
+            "cases": [dict(case._asdict()) for case in cases]}
+
+
+def find_runtime_check(verification: Optional[Dict[str, Any]], backend: str,
+                       precision: str) -> Optional[Dict[str, Any]]:
+    """The record of ``backend`` at ``precision`` in a sidecar's ``verification``, if any."""
+    records = (verification or {}).get(RUNTIME_CHECKS) or []
+    found = [record for record in records if isinstance(record, dict)
+             and record.get("backend") == backend and record.get("precision") == precision]
+    return found[-1] if found else None
+
+
+def record_summary(record: Dict[str, Any]) -> str:
+    """A record's figures in one line (the worst case over its batch sizes)."""
+    cases = record.get("cases") or []
+    if not cases:
+        return "no figures"
+    return "cosine min {:.6f}, top-5 agreement {:.0%} on {} images (needs {}; {} {} on {})".format(
+        min(case["cosine_min"] for case in cases), min(case["top5_agreement"] for case in cases),
+        cases[0]["images"], record.get("required"), record.get("backend"),
+        record.get("backend_version"), record.get("device"))

@@ -16,8 +16,14 @@ QUICK = ["--arch", "cvnet_tiny", "--input-size", "64", "--batch", "1,2", "--min-
          "--warmup", "1"]
 
 
+def _openvino_installed():
+    from cvnet.benchmarks.run import openvino_installed
+
+    return openvino_installed()
+
+
 @pytest.mark.slow
-def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, caplog):
+def test_default_flow_exports_once_and_times_every_installed_runtime(tmp_path, capsys, caplog):
     cache, out = str(tmp_path / "cache"), str(tmp_path / "r.json")
     assert main(QUICK + ["--cache-dir", cache, "--json-out", out, "--csv",
                          str(tmp_path / "r.csv")]) == 0
@@ -28,34 +34,60 @@ def test_default_flow_exports_once_and_times_both_backends(tmp_path, capsys, cap
     assert "cvnet_tiny onnxruntime/pytorch b2" in text
     with open(out) as handle:
         report = json.load(handle)
-    assert {r["backend"] for r in report["results"]} == {"pytorch", "onnxruntime"}
+    runtimes = {"pytorch", "onnxruntime"} | ({"openvino"} if _openvino_installed() else set())
+    assert {r["backend"] for r in report["results"]} == runtimes
     assert all(r["params"] == 53194 and r["gmacs"] > 0 for r in report["results"])
+    # every row has its agreement with PyTorch FP32, and the report names the fastest path
+    assert all(r["top5_agreement"] is not None and r["agrees"] is not None
+               for r in report["results"])
+    pytorch = [r for r in report["results"] if r["backend"] == "pytorch"]
+    assert all(r["cosine_min"] > 0.999999 and r["agrees"] for r in pytorch)
+    assert [f["batch"] for f in report["fastest_cpu_path"]] == [1, 2]
+    best = report["fastest_cpu_path"][1]
+    assert best["throughput"] == max(r["throughput"] for r in report["results"]
+                                     if r["batch"] == 2 and r["agrees"])
+    assert text.rstrip().splitlines()[-1].startswith("Fastest CPU path that keeps the rankings: ")
     assert report["environment"]["torch"] == torch.__version__
     assert report["settings"]["torch_threads"]["threads"] >= 1  # what PyTorch ran with, and why
     assert report["settings"]["torch_threads"]["reason"]
     folder = os.path.join(cache, "cvnet_tiny-64x64")
-    onnx = [name for name in os.listdir(folder) if name.endswith(".onnx")]
-    assert sorted(os.listdir(folder)) == sorted([LOCK_FILE, "bench.json", "model.pt"] + onnx
-                                                + [onnx[0] + ".json"])
-    stamp = os.path.getmtime(os.path.join(folder, onnx[0]))
-    prepared = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=2, cache=cache)
+    graphs = sorted((name for name in os.listdir(folder) if name.endswith(".onnx")),
+                    key=lambda name: name.endswith(".ort.onnx"))  # the graph as exported first
+    assert len(graphs) == 2 and graphs[1].endswith(".ort.onnx")
+    assert sorted(os.listdir(folder)) == sorted([LOCK_FILE, "bench.json", "model.pt"] + graphs
+                                                + [name + ".json" for name in graphs])
+    ort_rows = [r for r in report["results"] if r["backend"] == "onnxruntime"]
+    assert ort_rows and all(r["agrees"] for r in ort_rows)  # the rewritten graph keeps rankings
+    stamp = os.path.getmtime(os.path.join(folder, graphs[0]))
+    prepared = prepare_model("cvnet_tiny", input_size=(64, 64), batch_max=2, ort_graph=True,
+                             cache=cache)
     assert os.path.getmtime(prepared.onnx) == stamp  # reused, not exported again
+    assert read_sidecar(prepared.ort_onnx + ".json").extra["optimized_for"]["rewrites"] == {
+        "channel_mean": 12, "channel_max": 12}
 
 
 def test_a_wider_export_leaves_the_one_being_timed_in_place(tmp_path):
     """A second benchmark asking for larger batches exported over model.onnx (after removing
-    it) while the first was timing it; the new export gets a new name."""
+    it) while the first was timing it; the new exports get new names."""
     cache = str(tmp_path / "cache")
-    timing = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=2, cache=cache)
-    with open(timing.onnx, "rb") as handle:
-        before = handle.read()
-    bigger = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=4, cache=cache)
+    timing = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=2, ort_graph=True,
+                           cache=cache)
+    before = {}
+    for path in (timing.onnx, timing.ort_onnx):
+        with open(path, "rb") as handle:
+            before[path] = handle.read()
+    bigger = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=4, ort_graph=True,
+                           cache=cache)
     assert bigger.onnx != timing.onnx and read_sidecar(bigger.onnx + ".json").batch_max == 4
-    with open(timing.onnx, "rb") as handle:
-        assert handle.read() == before  # what the first benchmark times is untouched
+    assert bigger.ort_onnx != timing.ort_onnx
+    assert read_sidecar(bigger.ort_onnx + ".json").batch_max == 4
+    for path, data in before.items():
+        with open(path, "rb") as handle:
+            assert handle.read() == data  # what the first benchmark times is untouched
     assert read_sidecar(timing.onnx + ".json").batch_max == 2
-    again = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=3, cache=cache)
-    assert again.onnx == bigger.onnx  # bench.json points to the newest, which answers batch 3
+    again = prepare_model("cvnet_tiny", input_size=(32, 32), batch_max=3, ort_graph=True,
+                          cache=cache)
+    assert (again.onnx, again.ort_onnx) == (bigger.onnx, bigger.ort_onnx)  # the newest answer
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):

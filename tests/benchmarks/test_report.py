@@ -69,7 +69,7 @@ def test_json_schema(tmp_path):
         data = json.load(handle)
     assert data["schema"] == SCHEMA
     assert set(data) == {"schema", "command", "date", "settings", "environment", "results",
-                         "comparison", "ratios", "paper"}
+                         "comparison", "ratios", "fastest_cpu_path", "paper"}
     assert [set(r) for r in data["results"]] == [set(BenchRow._fields)] * len(ROWS)
     assert {"method", "params_m_paper", "params_m_measured", "gmacs", "fps_paper",
             "fps_measured", "cvnet_speedup"} <= set(data["comparison"][0])

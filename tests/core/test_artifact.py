@@ -146,6 +146,10 @@ def test_metadata_props_carry_everything_but_the_file_hash():
     assert metadata_from_props(props) == record._replace(onnx_sha256=None)
     with pytest.raises(MetadataError, match="not JSON"):
         metadata_from_props(dict(props, opset="thirteen"))
+    # Another tool's entry in the same graph (onnxsim writes plain text) is kept, not refused.
+    simplified = metadata_from_props(dict(props, **{"onnxsim.assigned_node_names": ""}))
+    assert simplified.extra["onnxsim.assigned_node_names"] == ""
+    assert simplified._replace(extra=record.extra) == record._replace(onnx_sha256=None)
 
 
 def test_artefact_file_is_checked_against_its_sidecar(tmp_path):

@@ -6,8 +6,10 @@ One module for the exporter's and the engine builder's checks (cvnet.core.parity
 import numpy as np
 import pytest
 
-from cvnet.core.parity import (FP16_MIN_COSINE, FP32_MIN_COSINE, MIN_COSINE, parity_figures, passed,
-                               retrieval_agreement, verification_images)
+from cvnet.core.parity import (BF16_MIN_COSINE, FP16_MIN_COSINE, FP32_MIN_COSINE, MIN_COSINE,
+                               MIN_TOP5_AGREEMENT, find_runtime_check, parity_figures, passed,
+                               record_summary, requirement, retrieval_agreement,
+                               runtime_check_record, verification_images)
 from cvnet.core.synth import sample_images
 
 pytestmark = pytest.mark.device
@@ -53,9 +55,46 @@ def test_cosine_and_difference_of_a_perturbed_copy():
 
 
 def test_thresholds_are_defined_once_by_precision():
-    assert MIN_COSINE == {"fp32": FP32_MIN_COSINE, "fp16": FP16_MIN_COSINE}
-    assert (FP32_MIN_COSINE, FP16_MIN_COSINE) == (0.9999, 0.999)
+    assert MIN_COSINE == {"fp32": FP32_MIN_COSINE, "fp16": FP16_MIN_COSINE,
+                          "bf16": BF16_MIN_COSINE}
+    assert (FP32_MIN_COSINE, FP16_MIN_COSINE, BF16_MIN_COSINE) == (0.9999, 0.999, 0.995)
     emb = np.random.RandomState(1).randn(6, 8)
     close = parity_figures(emb, emb + 0.01)  # cosine min 0.99989: FP16 passes, FP32 not
     assert passed(close, "fp16") is True and passed(close, "fp32") is False
     assert passed(close, "int8") is None  # reported, not judged
+
+
+def _swapped_neighbours():
+    """Embeddings whose cosine to the reference stays high while the rankings change."""
+    rng = np.random.RandomState(3)
+    common = rng.randn(1, 16) * 50.0
+    ref = common + rng.randn(12, 16)  # every row near one direction: tiny differences rank
+    cand = common + rng.randn(12, 16)  # the same size of noise, other neighbours
+    return parity_figures(ref, cand)
+
+
+def test_bf16_is_judged_on_the_rankings_too():
+    assert MIN_TOP5_AGREEMENT == {"bf16": 0.99}
+    shuffled = _swapped_neighbours()
+    assert shuffled.cosine_min > BF16_MIN_COSINE and shuffled.top5_agreement < 0.99
+    assert passed(shuffled, "bf16") is False  # a high cosine does not save changed rankings
+    emb = np.random.RandomState(1).randn(20, 8)
+    assert passed(parity_figures(emb, emb * (1 + 1e-4)), "bf16") is True
+    assert requirement("bf16") == "cosine >= 0.995, top-5 agreement >= 0.99"
+    assert requirement("int8") == "none (reported, not judged)"
+
+
+def test_runtime_check_records_travel_in_the_verification_object():
+    failed = runtime_check_record("openvino", "bf16", [_swapped_neighbours()._replace(batch=8)],
+                                  reference="PyTorch FP32", backend_version="2026.4.1",
+                                  device="CPU test")
+    emb = np.random.RandomState(1).randn(20, 8)
+    good = runtime_check_record("openvino", "fp32", [parity_figures(emb, emb, batch=1)],
+                                reference="PyTorch FP32", backend_version="2026.4.1",
+                                device="CPU test")
+    assert failed["passed"] is False and good["passed"] is True
+    verification = {"passed": True, "runtime_checks": [good, failed]}
+    assert find_runtime_check(verification, "openvino", "bf16") is failed
+    assert find_runtime_check(verification, "openvino", "fp16") is None
+    assert find_runtime_check(None, "openvino", "bf16") is None
+    assert "top-5 agreement" in record_summary(failed) and "CPU test" in record_summary(failed)

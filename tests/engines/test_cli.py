@@ -80,6 +80,21 @@ def test_info_on_an_onnx(capsys):
     assert "cvnet_tiny" in out and "'images' NCHW 64x64 float32" in out and "96-d" in out
 
 
+def test_info_shows_the_run_time_precisions_checked_at_export(tmp_path, capsys):
+    from tests.engines.test_ov_runner import _record
+
+    path = str(tmp_path / "model.onnx")
+    shutil.copy(TINY_ONNX, path)
+    copy_sidecar(path, verification={"passed": True, "runtime_checks": [
+        _record("fp32", True), _record("bf16", False)]},
+        optimized_for={"runtime": "onnxruntime", "rewrites": {"channel_mean": 12}})
+    assert main(["info", path]) == 0
+    out = capsys.readouterr().out
+    assert "checked    openvino fp32: passed, cosine min 1.000000" in out
+    assert "openvino bf16: FAILED (refused at run time), cosine min" in out
+    assert "rewritten  for onnxruntime: {'channel_mean': 12}" in out
+
+
 def test_info_on_a_plan_says_whether_it_runs_here(tmp_path, capsys):
     plan = _write_plan(tmp_path)
     assert main(["info", plan, "--json"]) == 0

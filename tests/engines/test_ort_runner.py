@@ -13,25 +13,13 @@ import pytest
 
 from cvnet.core.errors import ConfigError, MetadataError
 from cvnet.core.parity import FP32_MIN_COSINE
-from cvnet.core.preprocess import PreprocessConfig, decode_image, preprocess_batch
+from cvnet.core.preprocess import PreprocessConfig, preprocess_batch
 from cvnet.engines import open_engine
 from cvnet.engines.errors import EngineError, EngineInputError, EngineLoadError
 from cvnet.engines.ort_runner import OrtRunner, default_providers
-from tests.fixtures import (TINY_ONNX, TINY_SIZE, copy_sidecar, load_expected, row_cosine,
-                            tiny_image_paths)
+from tests.fixtures import TINY_ONNX, TINY_SIZE, copy_sidecar, row_cosine
 
 pytestmark = pytest.mark.device
-
-
-
-@pytest.fixture(scope="module")
-def images():
-    return [decode_image(path) for path in tiny_image_paths()]
-
-
-@pytest.fixture(scope="module")
-def expected():
-    return load_expected()
 
 
 @pytest.fixture

@@ -1,0 +1,93 @@
+"""The graph for ONNX Runtime: channel means as 1x1 convolutions and channel maxima as halving
+trees give the unrewritten graph's results (max abs difference on random inputs), and the export
+with --optimize-for onnxruntime still parses in TensorRT 8.2 and passes its parity check."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+from cvnet.core.artifact import read_sidecar  # noqa: E402
+from cvnet.core.errors import ConfigError  # noqa: E402
+from cvnet.export.cli import main  # noqa: E402
+from cvnet.export.onnx_export import onnx_from_module  # noqa: E402
+from cvnet.export.ort_graph import optimize_for_onnxruntime  # noqa: E402
+from cvnet.export.pipeline import ExportOptions, export_model  # noqa: E402
+from cvnet.models import build_model  # noqa: E402
+
+
+def _session(model):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _reductions(channels):
+    """A graph of a channel mean and a channel max over (N, C, 5, 7) convolution outputs."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [channels, channels, 1, 1],
+                                np.eye(channels, dtype=np.float32).ravel().tolist())
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("ReduceMean", ["c"], ["mean"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMax", ["c"], ["max"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMean", ["c"], ["spatial"], axes=[2, 3], keepdims=1)]
+    graph = helper.make_graph(
+        nodes, "reductions", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                            ["n", channels, 5, 7])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in
+         (("mean", ["n", 1, 5, 7]), ("max", ["n", 1, 5, 7]), ("spatial", ["n", channels, 1, 1]))],
+        [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("channels", [1, 2, 5, 7, 64, 256])
+def test_the_rewritten_reductions_equal_the_original(channels):
+    original = _reductions(channels)
+    rewritten, counts = optimize_for_onnxruntime(original)
+    assert counts == {"channel_mean": 1, "channel_max": 1}  # the spatial mean is left alone
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert "ReduceMax" not in ops and ops.count("ReduceMean") == 1
+    rng = np.random.RandomState(channels)
+    for batch in (1, 3):
+        x = (rng.randn(batch, channels, 5, 7) * 10).astype(np.float32)
+        before, after = _session(original).run(None, {"x": x}), _session(rewritten).run(
+            None, {"x": x})
+        np.testing.assert_array_equal(after[1], before[1])  # a maximum is exact in any order
+        np.testing.assert_array_equal(after[2], before[2])
+        scale = np.abs(x).max()
+        assert np.abs(after[0] - before[0]).max() <= 4e-7 * scale  # a sum in another order
+
+
+def test_the_cvnet_graph_rewritten_gives_the_same_embeddings():
+    torch.manual_seed(0)
+    model = build_model("cvnet_tiny").eval()
+    graph = onnx_from_module(model, input_shape=(2, 3, 64, 64))
+    rewritten, counts = optimize_for_onnxruntime(graph)
+    assert counts == {"channel_mean": 12, "channel_max": 12}  # 6 collaborations x 2 branches
+    x = np.random.RandomState(0).randn(4, 3, 64, 64).astype(np.float32)
+    before = _session(graph).run(None, {"images": x})[0]
+    after = _session(rewritten).run(None, {"images": x})[0]
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    assert np.abs(after - before).max() <= 1e-6 * np.abs(before).max()
+    assert np.abs(after - reference).max() <= 1e-5 * np.abs(reference).max()
+
+
+def test_export_optimized_for_onnxruntime_is_verified_and_recorded(tmp_path):
+    out = str(tmp_path / "tiny.onnx")
+    assert main(["--random-init", "--arch", "cvnet_tiny", "--input-size", "32",
+                 "--verify-images", "4", "--optimize-for", "onnxruntime", "-o", out]) == 0
+    meta = read_sidecar(out)
+    assert meta.extra["optimized_for"] == {"runtime": "onnxruntime",
+                                           "rewrites": {"channel_mean": 12, "channel_max": 12}}
+    assert meta.verification["cases"][0]["cosine_min"] > 0.9999  # the rewritten graph, checked
+    ops = {node.op_type for node in onnx.load(out).graph.node}
+    assert "Split" in ops and "ReduceMax" in ops  # the attention's row max is not a channel max
+    with pytest.raises(ConfigError, match="rewrites FP32 graphs"):
+        export_model(None, ExportOptions(output=str(tmp_path / "h.onnx"), arch="cvnet_tiny",
+                                         random_init=True, half=True,
+                                         optimize_for="onnxruntime", verify=False))
