@@ -74,11 +74,12 @@ def test_cvnet_dist_device_builds_the_device_wheel_on_a_new_python(tmp_path):
         entry_points = wheel.read(next(f for f in files
                                        if f.endswith(".dist-info/entry_points.txt")))
     requires = [line for line in metadata.splitlines() if line.startswith(b"Requires-Dist:")]
-    # no torch, onnx...; FAISS only as the optional extra (pip3 install .[faiss])
+    # no torch, onnx...; FAISS and OpenVINO only as optional extras (pip3 install .[faiss])
     assert [line for line in requires if b"extra ==" not in line] == [
         b"Requires-Dist: numpy>=1.19"]
-    assert [line for line in requires if b"extra ==" in line] == [
-        b'Requires-Dist: faiss-cpu==1.7.2; extra == "faiss"']
+    assert sorted(line for line in requires if b"extra ==" in line) == [
+        b'Requires-Dist: faiss-cpu==1.7.2; extra == "faiss"',
+        b'Requires-Dist: openvino>=2022.1; platform_machine == "x86_64" and extra == "openvino"']
     assert b"cvnet.runners" not in entry_points and b"cvnet-embed" in entry_points
     modules = sorted(f[:-len("/__init__.py")].replace("/", ".") if f.endswith("/__init__.py")
                      else f[:-3].replace("/", ".") for f in files
