@@ -22,24 +22,17 @@ from cvnet.benchmarks.report import BenchRow, row_from_stats
 from cvnet.benchmarks.stats import latency_stats
 from cvnet.benchmarks.timing import time_end_to_end, time_network
 from cvnet.core.errors import ConfigError
+from cvnet.core.runtimes import (RUNTIME_SUFFIXES, TORCH_RUNTIMES, default_runtime, model_suffix,
+                                 opens)
 from cvnet.core.synth import sample_images
 from cvnet.engines.machine import peak_rss_mb
 
 logger = logging.getLogger(__name__)
 
-#: CLI backend name -> the file suffixes it opens. ``torch`` is the PyTorch runner as every
-#: command uses it (CUDA graphs, channels-last and cuDNN autotuning on a GPU; eager on the CPU);
-#: ``torch-eager`` is plain eager PyTorch on any device, the reference the graphs are measured
-#: against; ``openvino`` runs ``.onnx`` files on x86 CPUs (cvnet[openvino]).
-BACKENDS = {
-    "torch": (".pt", ".pth"),
-    "torch-eager": (".pt", ".pth"),
-    "onnxruntime": (".onnx",),
-    "openvino": (".onnx",),
-    "tensorrt": (".plan", ".engine"),
-}
+#: CLI backend name -> the file suffixes it opens (:data:`cvnet.core.runtimes.RUNTIME_SUFFIXES`).
+BACKENDS = RUNTIME_SUFFIXES
 #: The CLI backends that run a PyTorch checkpoint.
-TORCH_BACKENDS = ("torch", "torch-eager")
+TORCH_BACKENDS = TORCH_RUNTIMES
 #: Side of the synthetic crops used for timing, pixels (resized to the model input).
 IMAGE_SIZE = 256
 #: Distinct encoded images the end-to-end loop cycles through.
@@ -83,13 +76,12 @@ def backend_of_path(path: str) -> str:
     Raises:
         BenchError: No backend opens that suffix.
     """
-    suffix = os.path.splitext(path)[1].lower()
-    for name, suffixes in BACKENDS.items():
-        if suffix in suffixes:
-            return name
-    raise BenchError("cannot tell the backend of --engine {!r} from its suffix {!r}; expected "
-                     ".plan/.engine (tensorrt), .onnx (onnxruntime) or .pt (torch)".format(
-                         path, suffix))
+    found = default_runtime(path)
+    if found is None:
+        raise BenchError("cannot tell the backend of --engine {!r} from its suffix {!r}; "
+                         "expected .plan/.engine (tensorrt), .onnx (onnxruntime) or .pt "
+                         "(torch)".format(path, model_suffix(path)))
+    return found
 
 
 def runner_options(backend: str, device: str, precision: str, threads: int,
@@ -274,7 +266,7 @@ def engine_target(path: str, *, backend: Optional[str], device: Optional[str], p
         raise BenchError("--engine {}: no such file; give the .plan, .onnx or .pt file to "
                          "benchmark (cvnet-export and cvnet-build write them)".format(path))
     found = backend_of_path(path)
-    if backend is not None and path.lower().endswith(BACKENDS[backend]):
+    if backend is not None and opens(backend, path):
         found = backend  # torch-eager runs .pt files too
     elif backend is not None:
         raise BenchError("--backend {} cannot run {} (a {} file); drop --backend or pass the "

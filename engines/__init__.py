@@ -20,32 +20,32 @@ neither TensorRT, pycuda, ONNX Runtime, OpenVINO nor torch.
 """
 
 import importlib
-import os
 from typing import Any, Dict, Optional
 
 from cvnet.core.errors import ConfigError
 from cvnet.core.plugins import INSTALL_HINT, RUNNERS, PluginError, load_plugin
+from cvnet.core.runtimes import DEFAULT_RUNTIME, TORCH_RUNTIMES, model_suffix, suffixes_of
 from cvnet.engines.base import Runner
 from cvnet.engines.errors import MissingDependencyError
 from cvnet.engines.metadata import EngineInfo, engine_info
 from cvnet.engines.spec import InputSpec
 
-#: File suffix -> (module, runner class) of the device-side runners, imported when opened.
-BACKENDS = {
-    ".plan": ("cvnet.engines.trt_runner", "TrtRunner"),
-    ".engine": ("cvnet.engines.trt_runner", "TrtRunner"),
-    ".onnx": ("cvnet.engines.ort_runner", "OrtRunner"),
-}
-#: Backend name -> (module, runner class, the suffixes it opens): the runtimes a user may choose
-#: over the suffix's default (``open_engine(path, backend=...)``, ``--backend`` on the commands).
+#: Device-side runtime name -> (module, runner class, the suffixes it opens; from
+#: :data:`cvnet.core.runtimes.RUNTIME_SUFFIXES`), imported when a file is opened: the runtimes
+#: ``open_engine(path, backend=...)`` and the commands' ``--backend`` may name.
 NAMED_BACKENDS = {
-    "onnxruntime": ("cvnet.engines.ort_runner", "OrtRunner", (".onnx",)),
-    "openvino": ("cvnet.engines.ov_runner", "OpenVinoRunner", (".onnx",)),
-    "tensorrt": ("cvnet.engines.trt_runner", "TrtRunner", (".plan", ".engine")),
+    name: (module, runner, suffixes_of(name)) for name, module, runner in (
+        ("onnxruntime", "cvnet.engines.ort_runner", "OrtRunner"),
+        ("openvino", "cvnet.engines.ov_runner", "OpenVinoRunner"),
+        ("tensorrt", "cvnet.engines.trt_runner", "TrtRunner"))
 }
+#: File suffix -> (module, runner class) of its default device-side runner.
+BACKENDS = {suffix: NAMED_BACKENDS[runtime][:2] for suffix, runtime in DEFAULT_RUNTIME.items()
+            if runtime in NAMED_BACKENDS}
 #: File suffix -> what it is, for the suffixes a host plugin opens (``cvnet.runners`` entry
-#: points named by the suffix without its dot).
-HOST_SUFFIXES = {".pt": "a PyTorch checkpoint", ".pth": "a PyTorch checkpoint"}
+#: points named by the suffix without its dot): those of the PyTorch runtimes.
+HOST_SUFFIXES = {suffix: "a PyTorch checkpoint" for name in TORCH_RUNTIMES
+                 for suffix in suffixes_of(name)}
 
 
 def host_runner_fix(path: str) -> str:
@@ -59,11 +59,7 @@ def host_runner_fix(path: str) -> str:
 def host_runner_refusal(path: str, why: str) -> str:
     """Why a ``.pt`` file cannot be opened here (``why``), and :func:`host_runner_fix`."""
     return "{}: {} needs torch, which cannot be imported here ({}). {}".format(
-        path, HOST_SUFFIXES[_suffix(path)], why, host_runner_fix(path))
-
-
-def _suffix(path: str) -> str:
-    return os.path.splitext(os.fspath(path))[1].lower()
+        path, HOST_SUFFIXES[model_suffix(path)], why, host_runner_fix(path))
 
 
 def _host_runner(path: str) -> type:
@@ -74,7 +70,7 @@ def _host_runner(path: str) -> type:
             says how to install it), or one is registered and does not load (torch missing or
             broken, or a stale install: the message says which).
     """
-    suffix = _suffix(path)
+    suffix = model_suffix(path)
     try:
         runner = load_plugin(RUNNERS, suffix[1:])  # type: Optional[type]
     except PluginError as err:
@@ -102,7 +98,7 @@ def runner_class(path: str, backend: Optional[str] = None) -> type:
             that suffix.
         MissingDependencyError: A ``.pt`` file where no host runner is installed.
     """
-    suffix = _suffix(path)
+    suffix = model_suffix(path)
     if backend is not None:
         if backend not in NAMED_BACKENDS:
             raise ConfigError("unknown backend {!r}; expected one of {}".format(

@@ -20,18 +20,14 @@ from cvnet.core.parity import RUNTIME_CHECKS, record_summary
 from cvnet.engines.build_policy import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB,
                                         KEEP_FP32_GROUPS, BuildOptions, parse_batch)
 from cvnet.engines.builder import build_engine
+from cvnet.engines.machine import installed
 
 logger = logging.getLogger(__name__)
 
 
 def _found(module: str) -> str:
-    """Whether a package is installed, without importing it (cheap enough for ``--help``)."""
-    import importlib.util
-
-    try:
-        return "found" if importlib.util.find_spec(module) is not None else "NOT FOUND"
-    except (ImportError, ValueError):
-        return "NOT FOUND"
+    """"found" or "NOT FOUND": whether a package is installed, for ``--help``."""
+    return "found" if installed(module) else "NOT FOUND"
 
 
 def _build_epilog() -> str:

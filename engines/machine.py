@@ -119,6 +119,18 @@ class Probe(NamedTuple):
     text: str
 
 
+def installed(module: str) -> bool:
+    """Whether a package is installed, found without importing it: cheap enough for ``--help``
+    and for a list of what to install, but blind to a package that is present and broken (for
+    that, :func:`probe` imports it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a half-removed module
+        return False
+
+
 def probe(module: str, importer: Callable[[str], Any] = importlib.import_module) -> Probe:
     """Imports an optional package and says what was found.
 

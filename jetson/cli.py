@@ -14,7 +14,6 @@ import argparse
 import importlib
 import json
 import logging
-import os
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -23,6 +22,7 @@ from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ArgumentParser, a
                             add_output, add_seed, add_threads, add_verbose, positive_int,
                             setup_logging)
 from cvnet.core.errors import ConfigError, CVNetError
+from cvnet.core.runtimes import model_suffix
 from cvnet.core.thresholds import DIRECTIONS
 from cvnet.jetson.selfcheck import REQUIREMENTS
 
@@ -232,7 +232,7 @@ def _embed_device(engine: str, device: Optional[str]) -> Dict[str, str]:
     """``cvnet-embed --device``'s runner option: for a ``.pt`` engine only (default auto)."""
     from cvnet.engines import HOST_SUFFIXES
 
-    if os.path.splitext(engine)[1].lower() in HOST_SUFFIXES:
+    if model_suffix(engine) in HOST_SUFFIXES:
         return {"device": device or "auto"}
     if device is not None:
         raise ConfigError("--device {} applies to a .pt engine (the PyTorch device); {} runs "

@@ -45,6 +45,7 @@ from cvnet.core.evaluation import (Embedder, EvaluationReport, evaluate, format_
 from cvnet.core.fileio import write_bytes_atomic, write_text_atomic
 from cvnet.core.operating_points import DEFAULT_FPRS, pair_scores
 from cvnet.core.sweep import format_sweep, parse_kinds, run_sweep
+from cvnet.core.runtimes import model_suffix
 from cvnet.core.thresholds import model_hash, summary_lines, thresholds_block, write_thresholds
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def open_model(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
 
     options = backend_options(path, backend=backend, precision=precision,
                               threads=threads)  # type: Dict[str, Any]
-    if os.path.splitext(path)[1].lower() in HOST_SUFFIXES:
+    if model_suffix(path) in HOST_SUFFIXES:
         options.update(device=device, batch_range=(1, max(1, int(batch_size))))
         if eager:
             options["cuda_graphs"] = False

@@ -32,12 +32,11 @@ from cvnet.core.errors import ConfigError
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.core.filenames import native_name
 from cvnet.jetson.store import IndexRow, Store, StoreError, file_path, read_meta
-from cvnet.jetson.topk import DEFAULT_BLOCK_ROWS, normalize_rows, topk_exact, topk_faiss
+from cvnet.jetson.topk import (BACKENDS, DEFAULT_BLOCK_ROWS, normalize_rows, topk_exact,
+                               topk_faiss)
 
 logger = logging.getLogger(__name__)
 
-#: ``--backend`` choices (exact search).
-BACKENDS = ("exact", "faiss")
 
 
 class Matches(NamedTuple):

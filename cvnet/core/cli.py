@@ -40,6 +40,8 @@ import re
 import textwrap
 from typing import Any, Callable, Optional, Sequence, Tuple
 
+from cvnet.core.runtimes import RUNTIME_SUFFIXES
+
 logger = logging.getLogger(__name__)
 
 #: Exit statuses of every command, one name each (docs/cli.md): done, an error (refused input or a
@@ -49,9 +51,10 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 #: Precisions a command may offer with ``--precision``; ``auto`` lets the command (or the
 #: backend: OpenVINO's choice on this CPU) decide.
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
-#: Runtimes ``--backend`` may name: ``torch`` (CUDA graphs on a GPU), ``torch-eager``, ONNX
-#: Runtime, OpenVINO (x86 CPUs, ``.onnx`` files) and TensorRT.
-BACKENDS = ("torch", "torch-eager", "onnxruntime", "openvino", "tensorrt")
+#: Runtimes ``--backend`` may name (:data:`cvnet.core.runtimes.RUNTIME_SUFFIXES`): ``torch``
+#: (CUDA graphs on a GPU), ``torch-eager``, ONNX Runtime, OpenVINO (x86 CPUs, ``.onnx`` files)
+#: and TensorRT.
+BACKENDS = tuple(RUNTIME_SUFFIXES)
 _LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`cvnet.engines.open_engine` -> its text

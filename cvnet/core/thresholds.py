@@ -47,6 +47,7 @@ from cvnet.core.datasets import PROTOCOLS
 from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.fileio import sha256_file, write_text_atomic
 from cvnet.core.operating_points import format_fpr
+from cvnet.core.runtimes import model_suffix, suffixes_of
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ VERSION = 1
 CHECKPOINT_SIDECAR_FORMAT = "cvnet-checkpoint-sidecar"
 #: Suffixes whose own artefact sidecar takes the block; checkpoints get a small one.
 ARTIFACT_SUFFIXES = (".onnx", ".plan", ".engine")
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
+CHECKPOINT_SUFFIXES = suffixes_of("torch")
 #: View directions: the protocols that measure them.
 DIRECTIONS = PROTOCOLS
 RULE = "match when cosine similarity >= threshold"
@@ -225,7 +226,7 @@ def thresholds_path(model_path: str) -> str:
     Raises:
         ConfigError: A model file of a kind that has no sidecar.
     """
-    suffix = os.path.splitext(model_path)[1].lower()
+    suffix = model_suffix(model_path)
     if suffix not in ARTIFACT_SUFFIXES + CHECKPOINT_SUFFIXES:
         raise ConfigError("{}: cannot record thresholds for a {} file; expected one of {}".format(
             model_path, suffix or "suffix-less", ", ".join(ARTIFACT_SUFFIXES +
@@ -257,7 +258,7 @@ def write_thresholds(model_path: str, block: Dict[str, Any]) -> str:
             checkpoint's sidecar is something else.
     """
     path = thresholds_path(model_path)
-    checkpoint = os.path.splitext(model_path)[1].lower() in CHECKPOINT_SUFFIXES
+    checkpoint = model_suffix(model_path) in CHECKPOINT_SUFFIXES
     if checkpoint:
         data = _read_json(path) if os.path.exists(path) else {
             "format": CHECKPOINT_SIDECAR_FORMAT, "file": os.path.basename(model_path)}
@@ -346,7 +347,7 @@ def read_thresholds(model_path: str, metadata: Any = None) -> Optional[Dict[str,
     extra = getattr(metadata, "extra", None) or {}
     if SIDECAR_KEY in extra:
         return check_block(extra[SIDECAR_KEY], model_path + SIDECAR_SUFFIX)
-    if os.path.splitext(model_path)[1].lower() in CHECKPOINT_SUFFIXES:
+    if model_suffix(model_path) in CHECKPOINT_SUFFIXES:
         path = model_path + SIDECAR_SUFFIX
         if os.path.exists(path):
             data = _read_json(path)

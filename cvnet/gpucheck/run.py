@@ -6,7 +6,6 @@ step's outcome is read back from the files it wrote (the JUnit XML of the tests,
 ``history.json`` of the training, ``eval.json``), not from its log.
 """
 
-import importlib.util
 import json
 import logging
 import math
@@ -21,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from cvnet.core.errors import CVNetError
 from cvnet.core.fileio import make_folders
-from cvnet.engines.machine import package_version
+from cvnet.engines.machine import installed, package_version
 from cvnet.gpucheck.plan import CheckSettings, Paths, Step, steps
 
 logger = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ def missing_modules() -> List[str]:
     needed = list(REQUIRED)
     if sys.version_info < (3, 11):
         needed.append(("tomli", "tomli"))
-    return [pip for module, pip in needed if importlib.util.find_spec(module) is None]
+    return [pip for module, pip in needed if not installed(module)]
 
 
 def probe_environment() -> Dict[str, Any]:

@@ -2,6 +2,7 @@
 each step from the files the step wrote."""
 
 import json
+import importlib.util
 import logging
 import os
 
@@ -54,9 +55,9 @@ def test_the_full_check_refuses_to_start_without_cuda(tmp_path, caplog):
 
 
 def test_missing_packages_are_named_with_the_fix(monkeypatch):
-    real = run_module.importlib.util.find_spec
-    monkeypatch.setattr(run_module.importlib.util, "find_spec",
-                        lambda name: None if name == "pytest" else real(name))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "pytest" else real(name, *args))
     with pytest.raises(GpuCheckError, match=r"cannot import pytest; gpu-check installs nothing"):
         preflight(smoke_settings("cpu"))
 
