@@ -104,7 +104,8 @@ def _is_channel_reduction(node: onnx.NodeProto, rank: int,
             and _reduced_axes(node, rank, constants) == [1])
 
 
-def _mean_as_conv(node: onnx.NodeProto, channels: int, prefix: str) -> Tuple[List[onnx.NodeProto], List[onnx.TensorProto]]:
+def _mean_as_conv(node: onnx.NodeProto, channels: int,
+                  prefix: str) -> Tuple[List[onnx.NodeProto], List[onnx.TensorProto]]:
     weight = numpy_helper.from_array(np.full((1, channels, 1, 1), 1.0 / channels, np.float32),
                                      prefix + "/mean_weight")
     conv = helper.make_node("Conv", [node.input[0], weight.name], [node.output[0]],
