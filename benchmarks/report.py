@@ -44,8 +44,9 @@ class BenchRow(NamedTuple):
         cosine_min: Smallest cosine of its embeddings of the verification images to its FP32
             reference's (:mod:`cvnet.benchmarks.agreement`); None when not measured.
         top5_agreement: Share of those images whose top-5 neighbours are the reference's.
-        agrees: Whether the figures pass its precision's thresholds
-            (:func:`cvnet.core.parity.passed`).
+        agrees: Whether it keeps the rankings: its precision's cosine and top-5 agreement >=
+            0.99 (:func:`cvnet.core.parity.keeps_rankings`); None for no figures (the reference
+            itself among them).
     """
 
     model: str
@@ -238,8 +239,8 @@ def markdown_report(report: Dict[str, Any]) -> str:
         parts += ["", "Agreement: {} on {} verification images; keeps rankings = {}.".format(
             report["settings"].get("agreement_reference", "each path's FP32 reference"),
             report["settings"].get("verify_images", "-"),
-            "; ".join("{}: {}".format(precision, requirement(precision))
-                      for precision in ("fp32", "bf16"))),
+            "; ".join("{}: {}".format(precision, requirement(precision, rankings=True))
+                      for precision in ("fp32", "fp16", "bf16"))),
             "", fastest]
     if report.get("plan"):  # cvnet-bench --target-fps
         from cvnet.benchmarks.planner import markdown_plan

@@ -21,7 +21,7 @@ from cvnet.benchmarks.agreement import Agreement, row_fields
 from cvnet.benchmarks.report import BenchRow, row_from_stats
 from cvnet.benchmarks.stats import latency_stats
 from cvnet.benchmarks.timing import time_end_to_end, time_network
-from cvnet.core.errors import ConfigError
+from cvnet.core.errors import ConfigError, CVNetError
 from cvnet.core.runtimes import (RUNTIME_SUFFIXES, TORCH_RUNTIMES, default_runtime, model_suffix,
                                  opens)
 from cvnet.core.synth import sample_images
@@ -200,7 +200,8 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
             e2e: bool = False, jpegs: Optional[Sequence[bytes]] = None,
             agreement: Optional[Agreement] = None) -> List[BenchRow]:
     """Times one target at each batch size: network only and, with ``e2e``, end to end; with
-    ``agreement``, its figures against its reference go into every row.
+    ``agreement``, its figures against its reference, measured at each batch size, go into that
+    batch's rows (none for the reference itself, :func:`is_own_reference`).
 
     Raises:
         BenchError: A batch size the model does not run (checked before any timing).
@@ -228,16 +229,22 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
         precision = getattr(runner, "precision", None) or precision  # OpenVINO's, as computed
         common = dict(model=model, backend=runner.backend, device=target.device,
                       precision=precision, params=params, gmacs=target.gmacs)
-        if agreement is not None:
-            common.update(row_fields(agreement.figures(target.reference, runner), precision))
+        if is_own_reference(target):  # agrees with itself by construction: no figures, no win
+            logger.info("%s %s: the agreement reference itself, no figures", target.path,
+                        target.backend)
+            agreement = None
         for batch in batches:
+            fields = {}  # type: Dict[str, Any]
+            if agreement is not None:  # per batch: a runtime may pick other kernels per batch
+                fields = row_fields(agreement.figures(target.reference, runner, batch),
+                                    precision)
             prepared = runner.prepare(images[:batch])
             logger.info("%s %s %s batch %d: network only, >= %.1f s", model, runner.backend,
                         precision, batch, min_time)
             times = time_network(runner, prepared, warmup=warmup, min_time=min_time, sync=sync)
             rows.append(row_from_stats(latency_stats(times, batch), mode="network",
                                        peak_rss_mb=peak_rss_mb(), gpu_mem_mb=gpu_memory(),
-                                       **common))
+                                       **dict(common, **fields)))
             if e2e:
                 logger.info("%s %s %s batch %d: end to end from JPEG", model, runner.backend,
                             precision, batch)
@@ -245,7 +252,7 @@ def measure(target: Target, batches: Sequence[int], *, warmup: int, min_time: fl
                                         sync=sync)
                 rows.append(row_from_stats(latency_stats(times, batch), mode="e2e",
                                            peak_rss_mb=peak_rss_mb(), gpu_mem_mb=gpu_memory(),
-                                           **common))
+                                           **dict(common, **fields)))
     return rows
 
 
@@ -279,13 +286,37 @@ def engine_target(path: str, *, backend: Optional[str], device: Optional[str], p
                   reference=reference_of_file(path, found))
 
 
+def is_own_reference(target: Target) -> bool:
+    """Whether ``target`` is its agreement reference run again (the same file on the same runtime
+    at fp32): its figures would be perfect by construction."""
+    return target.reference == (target.path, target.backend) and target.precision == "fp32"
+
+
+def graph_precision(path: str) -> Optional[str]:
+    """The graph precision a model file's sidecar records (``fp32``, ``fp16``); None without
+    a readable sidecar."""
+    from cvnet.core.artifact import read_sidecar, sidecar_path
+
+    try:
+        return read_sidecar(sidecar_path(path)).graph_precision
+    except CVNetError:  # no sidecar, or one the runner will refuse (with its own message)
+        return None
+
+
 def reference_of_file(path: str, backend: str) -> Optional[Tuple[str, str]]:
     """The FP32 reference of a file given with ``--engine``: the checkpoint itself in eager
-    PyTorch, an ``.onnx`` in ONNX Runtime (the export verified it against PyTorch); None for a
-    TensorRT engine (cvnet-build measured its parity)."""
+    PyTorch, an FP32 ``.onnx`` in ONNX Runtime (the export verified it against PyTorch); None
+    for an ``.onnx`` whose sidecar records another graph precision (an FP16 graph has no FP32
+    reference here) and for a TensorRT engine (cvnet-build measured its parity)."""
     if backend in TORCH_BACKENDS:
         return (path, "torch-eager")
     if backend in ("onnxruntime", "openvino"):
+        recorded = graph_precision(path)
+        if recorded not in (None, "fp32"):
+            logger.warning("%s is an %s graph: there is no FP32 reference for it here, so its "
+                           "rows get no agreement figures (benchmark its FP32 export to have "
+                           "them)", path, recorded)
+            return None
         return (path, "onnxruntime")
     return None
 
@@ -301,8 +332,11 @@ def engine_targets(path: str, *, backends: Optional[Sequence[str]], device: Opti
     Raises:
         BenchError: As :func:`engine_target`.
     """
+    # the first target tells the file's own runtime and device; bf16 without --backend is
+    # OpenVINO's (below), so the file's own runtime (ONNX Runtime) is asked at fp32
+    own = "fp32" if precision == "auto" or (precision == "bf16" and not backends) else precision
     first = engine_target(path, backend=backends[0] if backends else None, device=device,
-                          precision="fp32" if precision == "auto" else precision, **options)
+                          precision=own, **options)
     chosen = list(backends or [first.backend])
     if (not backends and first.backend == "onnxruntime" and first.device == "cpu"
             and precision in ("auto", "fp32", "bf16") and openvino_installed()):

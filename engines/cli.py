@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_device, add_json_print,
                             add_output, add_precision, add_verbose, add_verification, setup_logging)
 from cvnet.core.errors import CVNetError
-from cvnet.core.parity import RUNTIME_CHECKS, record_summary
+from cvnet.core.parity import RUNTIME_CHECKS, record_summary, record_verdict
 from cvnet.engines.build_policy import (DEFAULT_TIMING_CACHE, DEFAULT_WORKSPACE_MIB,
                                         KEEP_FP32_GROUPS, BuildOptions, parse_batch)
 from cvnet.engines.builder import build_engine
@@ -211,7 +211,7 @@ def _info_text(metadata: Any, engine: Any, report: Dict[str, Any]) -> str:
     for number, record in enumerate(records):  # run-time precisions checked at export
         lines.append("  {:<10} {} {}: {}{}".format(
             "" if number else "checked", record.get("backend"), record.get("precision"),
-            "passed, " if record.get("passed") else "FAILED (refused at run time), ",
+            "passed, " if record_verdict(record) else "FAILED (refused at run time), ",
             record_summary(record)))
     if engine is not None:
         here = report["this_machine"]

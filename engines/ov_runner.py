@@ -11,15 +11,18 @@ Precision (OpenVINO's ``INFERENCE_PRECISION_HINT``):
 - ``fp32``: FP32 arithmetic, embeddings as close to PyTorch's as ONNX Runtime's.
 - ``bf16``: BF16 arithmetic where the CPU has it (AVX512-BF16, AMX): about twice as fast on
   such CPUs, and used only where the export's agreement check passed for it (below).
-- ``auto``: what OpenVINO picks on this CPU (bf16 on AVX512-BF16 hardware, else fp32), with
-  the same condition for bf16; where the check failed or was not run, fp32 with a warning.
+- ``auto``: what OpenVINO picks on this CPU (bf16 on AVX512-BF16 hardware; on ARM builds f16;
+  fp32 elsewhere), with the same condition for any precision other than fp32; where the check
+  failed or was not run, fp32 with a warning.
 
 The agreement check (cosine and top-5 retrieval agreement against PyTorch FP32 on the
 verification images, :mod:`cvnet.core.parity`) runs once, at export
 (``cvnet-export --verify-backend openvino``), and its verdict travels in the sidecar
-(``verification.runtime_checks``). A runner asked for bf16 reads that verdict: it refuses bf16
-where the check failed or is missing (``check_agreement=False`` skips this, for a benchmark that
-measures agreement itself).
+(``verification.runtime_checks``). A runner whose compiled model computes anything but fp32
+reads the record of that precision and judges its figures again with today's thresholds: it
+refuses the precision (explicit) or falls back to fp32 (``auto``) where the check failed, is
+missing or holds no figures, and warns where it was made with another OpenVINO major version
+(``check_agreement=False`` skips this, for a benchmark that measures agreement itself).
 """
 
 import importlib
@@ -29,7 +32,7 @@ from typing import Any, Optional
 import numpy as np
 
 from cvnet.core.artifact import check_artifact_file
-from cvnet.core.parity import find_runtime_check, record_summary
+from cvnet.core.parity import find_runtime_check, record_summary, record_verdict
 from cvnet.engines.base import Runner
 from cvnet.engines.deps import require
 from cvnet.engines.errors import EngineError, EngineLoadError
@@ -50,7 +53,7 @@ _OV_TYPES = {"f32": "float32", "float32": "float32", "u8": "uint8", "uint8": "ui
 
 
 class PrecisionRefusedError(EngineLoadError):
-    """A precision the model's agreement check failed (or never ran) for."""
+    """A precision the model's agreement check failed (or never ran, or proves nothing) for."""
 
 
 def openvino_core(purpose: str = "the OpenVINO backend") -> Any:
@@ -120,16 +123,17 @@ class OpenVinoRunner(Runner):
         path: The ``.onnx`` file.
         precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (module docstring).
         threads: ``INFERENCE_NUM_THREADS``; OpenVINO's default (physical cores) when None.
-        check_agreement: Use bf16 only where the sidecar records a passed agreement check for
-            OpenVINO bf16 (the default); False runs whatever OpenVINO picks.
+        check_agreement: Use a precision other than fp32 (bf16, f16) only where the sidecar
+            records a passing agreement check of it (the default); False runs whatever OpenVINO
+            picks.
         check_hash: Check the file against the sidecar's ``onnx_sha256`` before loading (the
             sidecar's verdicts are about that file).
         **kwargs: See :class:`cvnet.engines.base.Runner` (``metadata``, ``normalize``,
             ``batch_range``).
 
     Attributes:
-        precision: The precision the compiled model computes in (``"fp32"`` or ``"bf16"``), set
-            on activation.
+        precision: The precision the compiled model computes in (``"fp32"``, ``"bf16"`` or
+            ``"fp16"``), set on activation.
         requested_precision: What was asked for.
     """
 
@@ -162,18 +166,18 @@ class OpenVinoRunner(Runner):
                                       self.path, str(err).strip().splitlines()[0][:300]))
         compiled = self._compile(core, model, self.requested_precision)
         precision = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
-        if precision == "bf16" and self._check_agreement:
-            refusal = self._bf16_refusal()
-            if refusal is not None and self.requested_precision == "bf16":
+        if precision != "fp32" and self._check_agreement:
+            refusal = self._refusal(precision)
+            if refusal is not None and self.requested_precision != "auto":
                 raise PrecisionRefusedError(refusal + "; use --precision fp32")
             if refusal is not None:
-                logger.warning("%s; OpenVINO would pick bf16 on this CPU, running fp32 instead",
-                               refusal)
+                logger.warning("%s; OpenVINO would pick %s on this CPU, running fp32 instead",
+                               refusal, precision)
                 compiled = self._compile(core, model, "fp32")
                 precision = "fp32"
         if self.requested_precision == "bf16" and precision != "bf16":
             logger.warning("%s: this CPU computes no BF16 (OpenVINO runs %s); the figures are "
-                           "FP32's", self.path, precision)
+                           "%s's", self.path, precision, precision.upper())
         self.precision = precision
         self._compiled = compiled
         self._request = compiled.create_infer_request()
@@ -191,17 +195,38 @@ class OpenVinoRunner(Runner):
             raise EngineLoadError("{}: OpenVINO cannot compile it for the CPU at {} ({})".format(
                 self.path, precision, str(err).strip().splitlines()[0][:300]))
 
-    def _bf16_refusal(self) -> Optional[str]:
-        """Why bf16 may not be used for this model, or None where its check passed."""
+    def _refusal(self, precision: str) -> Optional[str]:
+        """Why ``precision`` (any but fp32) may not be used for this model, or None where the
+        sidecar records a check of it whose figures pass today's thresholds
+        (:func:`cvnet.core.parity.record_verdict`; the stored ``passed`` is not trusted)."""
         verification = self.metadata.verification if self.metadata is not None else None
-        record = find_runtime_check(verification, self.backend, "bf16")
+        record = find_runtime_check(verification, self.backend, precision)
         if record is None:
-            return ("{}: bf16 is not verified for this model (its sidecar records no agreement "
-                    "check for OpenVINO bf16); {}".format(self.path, VERIFY_FIX))
-        if not record.get("passed"):
-            return ("{}: OpenVINO bf16 failed the agreement check at export ({}), so it would "
-                    "change the rankings".format(self.path, record_summary(record)))
+            return ("{}: {} is not verified for this model (its sidecar records no agreement "
+                    "check for OpenVINO {}); {}".format(self.path, precision, precision,
+                                                        VERIFY_FIX))
+        verdict = record_verdict(record)
+        if verdict is None:
+            return ("{}: the sidecar's agreement check for OpenVINO {} holds no figures, so it "
+                    "proves nothing; {}".format(self.path, precision, VERIFY_FIX))
+        if not verdict:
+            return ("{}: OpenVINO {} failed the agreement check at export ({}), so it would "
+                    "change the rankings".format(self.path, precision, record_summary(record)))
+        self._warn_other_version(record, precision)
         return None
+
+    def _warn_other_version(self, record: dict, precision: str) -> None:
+        """Warns where the verdict was reached with another OpenVINO major version."""
+        made = str(record.get("backend_version") or "?")
+        try:
+            here = openvino_version()
+        except ImportError:  # a stand-in core (tests): no version to compare
+            return
+        if made.split(".")[0] != here.split(".")[0]:
+            logger.warning("%s: the %s agreement check was made with OpenVINO %s on %s; this is "
+                           "OpenVINO %s, whose %s kernels may differ: re-export with "
+                           "--verify-backend openvino to check it here", self.path, precision,
+                           made, record.get("device") or "another machine", here, precision)
 
     def _model_io(self, model: Any) -> ModelIO:
         inputs, outputs = model.inputs, model.outputs

@@ -9,9 +9,10 @@ retrieval agreement (the share of queries whose top-1 and top-5 neighbours among
 images are the same in both).
 
 With ``--verify-backend openvino`` the same comparison runs on OpenVINO at each precision it
-computes on this CPU (:func:`verify_openvino`: fp32, and bf16 where the CPU has it); its verdicts
-go into the sidecar's ``verification.runtime_checks``, which the OpenVINO runner reads before it
-uses bf16 (:mod:`cvnet.engines.ov_runner`).
+computes on this CPU (:func:`verify_openvino`: fp32, bf16 where the CPU has it, and whatever
+OpenVINO's ``auto`` computes, f16 on ARM builds); its verdicts go into the sidecar's
+``verification.runtime_checks``, which the OpenVINO runner reads before it uses any precision but
+fp32 (:mod:`cvnet.engines.ov_runner`).
 
 FP16 graphs run on ONNX Runtime's CPU provider with graph optimisations off: the CPU provider
 has no FP16 kernels for most operators and inserts Casts around them, so every operator
@@ -53,7 +54,7 @@ class VerificationReport:
         input_path: ``"float path"`` or ``"in graph"`` (uint8/float32 pixels into the graph).
         cases: Figures per batch size.
         seconds: Wall time of the verification.
-        runtime_checks: Run-time precisions checked the same way (OpenVINO fp32/bf16), one
+        runtime_checks: Run-time precisions checked the same way (OpenVINO fp32/bf16/f16), one
             record each (:func:`cvnet.core.parity.runtime_check_record`).
     """
 
@@ -164,16 +165,24 @@ def compare_with_torch(run_graph: Callable[[np.ndarray], np.ndarray], model: nn.
     return cases
 
 
-def openvino_precisions() -> List[str]:
-    """The precisions OpenVINO computes on this CPU: fp32, and bf16 where the CPU has it.
+def openvino_precisions(onnx_bytes: bytes) -> List[str]:
+    """The precision hints to check OpenVINO at on this CPU: fp32, bf16 where the CPU has it,
+    and ``auto`` where OpenVINO's own choice for this graph is something else (f16 on ARM
+    builds), so that every precision a runner may compute has a verdict.
 
     Raises:
         MissingDependencyError: openvino is not installed (``pip install cvnet[openvino]``).
     """
-    from cvnet.engines.ov_runner import cpu_supports_bf16, openvino_core
+    from cvnet.engines.ov_runner import (compile_config, cpu_supports_bf16, openvino_core,
+                                         precision_name)
 
-    return ["fp32", "bf16"] if cpu_supports_bf16(openvino_core("--verify-backend openvino")) \
-        else ["fp32"]
+    core = openvino_core("--verify-backend openvino")
+    hints = ["fp32", "bf16"] if cpu_supports_bf16(core) else ["fp32"]
+    compiled = core.compile_model(core.read_model(onnx_bytes), "CPU",
+                                  compile_config("auto", None))
+    if precision_name(compiled.get_property("INFERENCE_PRECISION_HINT")) not in hints:
+        hints.append("auto")
+    return hints
 
 
 def verify_openvino(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray], *,
@@ -185,12 +194,13 @@ def verify_openvino(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.nda
 
     Args:
         onnx_bytes: The serialised graph.
-        precision: ``"fp32"`` or ``"bf16"`` (OpenVINO's INFERENCE_PRECISION_HINT).
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (OpenVINO's INFERENCE_PRECISION_HINT;
+            the record names the precision it computed).
         Others: As :func:`compare_with_torch`.
 
     Returns:
         :func:`cvnet.core.parity.runtime_check_record`'s record (``passed``: every batch size
-        reaches the precision's cosine and top-5 agreement thresholds).
+        reaches the precision's thresholds, :func:`cvnet.core.parity.runtime_passed`).
 
     Raises:
         MissingDependencyError: openvino is not installed.

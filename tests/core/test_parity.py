@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cvnet.core.parity import (BF16_MIN_COSINE, FP16_MIN_COSINE, FP32_MIN_COSINE, MIN_COSINE,
-                               MIN_TOP5_AGREEMENT, find_runtime_check, parity_figures, passed,
+                               MIN_TOP5_AGREEMENT, find_runtime_check, keeps_rankings,
+                               parity_figures, passed, record_verdict,
                                record_summary, requirement, retrieval_agreement,
                                runtime_check_record, verification_images)
 from cvnet.core.synth import sample_images
@@ -98,3 +99,25 @@ def test_runtime_check_records_travel_in_the_verification_object():
     assert find_runtime_check(verification, "openvino", "fp16") is None
     assert find_runtime_check(None, "openvino", "bf16") is None
     assert "top-5 agreement" in record_summary(failed) and "CPU test" in record_summary(failed)
+
+
+def test_a_record_is_judged_again_from_its_figures():
+    """The stored ``passed`` is not trusted: the figures decide, with today's thresholds; a
+    record without figures proves nothing; every precision but fp32 must keep the rankings."""
+    emb = np.random.RandomState(1).randn(20, 8)
+    good = runtime_check_record("openvino", "fp16", [parity_figures(emb, emb, batch=1)],
+                                reference="PyTorch FP32", backend_version="2026.4.1",
+                                device="CPU test")
+    assert good["passed"] is True and record_verdict(good) is True
+    forged = dict(runtime_check_record("openvino", "fp16", [_swapped_neighbours()],
+                                       reference="r", backend_version="v", device="d"),
+                  passed=True)
+    assert record_verdict(forged) is False  # fp16's cosine passes, its rankings do not
+    empty = runtime_check_record("openvino", "bf16", [], reference="r", backend_version="v",
+                                 device="d")
+    assert empty["passed"] is False and record_verdict(empty) is None
+    assert record_verdict(dict(good, cases=[{"cosine_min": 1.0}])) is None  # damaged
+    assert keeps_rankings(_swapped_neighbours(), "fp32") is False
+    assert keeps_rankings(parity_figures(emb, emb), "fp32") is True
+    assert keeps_rankings(parity_figures(emb, emb), "int8") is False
+    assert requirement("fp16", rankings=True) == "cosine >= 0.999, top-5 agreement >= 0.99"

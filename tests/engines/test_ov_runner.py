@@ -41,21 +41,53 @@ def _bf16_cpu():
     return cpu_supports_bf16(openvino_core())
 
 
-def openvino_reports_threads():
-    """OpenVINO 2023+ reads INFERENCE_NUM_THREADS back from a compiled model; 2022.x (Python
-    3.6's last) takes it at compile time but does not report it."""
-    from cvnet.engines.ov_runner import openvino_version
-
-    return int(openvino_version().split(".")[0]) >= 2023
-
-
-def _record(precision, passed):
+def _record(precision, passed, version=None):
     """A sidecar record of an agreement check that passed or failed."""
     emb = np.random.RandomState(0).randn(8, 4)
     other = emb if passed else emb[::-1]  # reversed rows: other neighbours, low cosine
+    if version is None:
+        from cvnet.engines.ov_runner import openvino_version
+
+        version = openvino_version() if HAVE_OPENVINO else "test"
     return runtime_check_record("openvino", precision, [parity_figures(emb, other, batch=1)],
-                                reference="PyTorch FP32", backend_version="test",
+                                reference="PyTorch FP32", backend_version=version,
                                 device="CPU test")
+
+
+class _Compiled(object):
+    """A compiled model that reports ``precision`` as its INFERENCE_PRECISION_HINT."""
+
+    def __init__(self, compiled, precision):
+        self._compiled, self._precision = compiled, precision
+
+    def get_property(self, name):
+        if name == "INFERENCE_PRECISION_HINT":
+            return self._precision
+        return self._compiled.get_property(name)
+
+    def __getattr__(self, name):
+        return getattr(self._compiled, name)
+
+
+class _Core(object):
+    """OpenVINO's Core, except that the compiled model reports ``auto`` (no hint) as ``f16``,
+    as the ARM builds do, and the bf16 hint as bf16 whatever this CPU has."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def __getattr__(self, name):  # read_model, get_property: the real ones
+        return getattr(self._core, name)
+
+    def compile_model(self, model, device, config):
+        compiled = self._core.compile_model(model, device, dict(config, **{
+            "INFERENCE_PRECISION_HINT": "f32"}))
+        return _Compiled(compiled, config.get("INFERENCE_PRECISION_HINT", "f16"))
+
+
+class ArmLikeRunner(OpenVinoRunner):
+    def _core(self):
+        return _Core(super(ArmLikeRunner, self)._core())
 
 
 def _with_checks(tmp_path, *records):
@@ -105,13 +137,50 @@ def test_fp32_embeddings_equal_onnx_runtime_and_pytorch(images, expected):
         ort = reference.embed(images)
     with open_engine(TINY_ONNX, backend="openvino", precision="fp32", threads=1) as runner:
         assert isinstance(runner, OpenVinoRunner) and runner.precision == "fp32"
-        if openvino_reports_threads():
-            assert runner._compiled.get_property("INFERENCE_NUM_THREADS") == 1
+        assert runner._compiled.get_property("INFERENCE_NUM_THREADS") == 1
         embeddings = runner.embed(images)
         assert runner.embed(images[:3]).shape == (3, 96)  # any batch up to the range
     assert embeddings.shape == (7, 96) and embeddings.dtype == np.float32
     np.testing.assert_allclose(embeddings, ort, rtol=0, atol=1e-5)
     assert row_cosine(embeddings, expected["embeddings"]).min() >= FP32_MIN_COSINE
+
+
+@needs_openvino
+def test_auto_that_computes_f16_needs_a_passed_f16_check(tmp_path, caplog):
+    """On ARM builds OpenVINO's own choice is f16: it is gated as bf16 is."""
+    unchecked = _with_checks(tmp_path, _record("fp32", True), _record("bf16", True))
+    with caplog.at_level(logging.WARNING):
+        with ArmLikeRunner(unchecked) as runner:
+            assert runner.precision == "fp32"  # no fp16 verdict: auto falls back
+    assert "fp16 is not verified" in caplog.text and "running fp32 instead" in caplog.text
+    (tmp_path / "ok").mkdir()
+    checked = _with_checks(tmp_path / "ok", _record("fp32", True), _record("fp16", True))
+    with ArmLikeRunner(checked) as runner:
+        assert runner.precision == "fp16"
+    (tmp_path / "bad").mkdir()
+    failed = _with_checks(tmp_path / "bad", _record("fp16", False))
+    with ArmLikeRunner(failed) as runner:
+        assert runner.precision == "fp32"
+
+
+@needs_openvino
+def test_a_verdict_is_judged_from_its_figures_not_trusted(tmp_path, caplog):
+    """A forged ``passed``, a record without figures: refused; another OpenVINO major: warned."""
+    forged = dict(_record("bf16", False), passed=True)
+    path = _with_checks(tmp_path, forged)
+    with pytest.raises(PrecisionRefusedError, match="failed the agreement check"):
+        ArmLikeRunner(path, precision="bf16").activate()
+    (tmp_path / "empty").mkdir()
+    empty = dict(_record("bf16", True), cases=[], passed=True)
+    path = _with_checks(tmp_path / "empty", empty)
+    with pytest.raises(PrecisionRefusedError, match="holds no figures"):
+        ArmLikeRunner(path, precision="bf16").activate()
+    (tmp_path / "old").mkdir()
+    path = _with_checks(tmp_path / "old", _record("bf16", True, version="1999.1.0"))
+    with caplog.at_level(logging.WARNING):
+        with ArmLikeRunner(path, precision="bf16") as runner:
+            assert runner.precision == "bf16"
+    assert "made with OpenVINO 1999.1.0" in caplog.text
 
 
 @needs_openvino

@@ -90,3 +90,22 @@ def test_the_openvino_check_needs_verification(tmp_path, caplog):
     assert main(["--random-init", "--arch", "cvnet_tiny", "--input-size", "32", "--no-verify",
                  "-o", out, "--verify-backend", "openvino"]) == 1
     assert "--no-verify skips" in caplog.text and not os.path.exists(out)
+
+
+def test_the_export_checks_what_auto_computes_too(monkeypatch):
+    """Where OpenVINO's own choice is neither fp32 nor bf16 (f16 on ARM builds), the export
+    checks ``auto`` too, so the runner finds a verdict for what it will compute."""
+    import cvnet.engines.ov_runner as ov_runner
+    from cvnet.export.pipeline import check_openvino
+    from cvnet.export.verify import openvino_precisions
+    from tests.engines.test_ov_runner import _Core
+
+    real = ov_runner.openvino_core
+    monkeypatch.setattr(ov_runner, "openvino_core", lambda *a: _Core(real(*a)))
+    model = OffsetEmbedder().eval()
+    graph = onnx_from_module(model, input_shape=(2, 3, 16, 16)).SerializeToString()
+    bf16 = ["bf16"] if BF16_CPU else []
+    assert openvino_precisions(graph) == ["fp32"] + bf16 + ["auto"]
+    records = check_openvino(graph, model, verification_images(8),
+                             dict(config=PreprocessConfig(16, 16), batches=[1]))
+    assert [record["precision"] for record in records] == ["fp32"] + bf16 + ["fp16"]

@@ -91,3 +91,93 @@ def test_export_optimized_for_onnxruntime_is_verified_and_recorded(tmp_path):
         export_model(None, ExportOptions(output=str(tmp_path / "h.onnx"), arch="cvnet_tiny",
                                          random_init=True, half=True,
                                          optimize_for="onnxruntime", verify=False))
+
+
+def _tiny_at(opset):
+    torch.manual_seed(0)
+    model = build_model("cvnet_tiny").eval()
+    return model, onnx_from_module(model, input_shape=(2, 3, 64, 64), opset=opset,
+                                   trt_version="10.0")
+
+
+@pytest.mark.parametrize("opset", [11, 12, 18])
+def test_cvnet_graphs_of_other_opsets_are_rewritten_and_load(opset):
+    """Below 13 Split takes its sizes as an attribute; from 18 the reductions take their axes as
+    an input: both are rewritten, 12/12, and ONNX Runtime loads and runs the result."""
+    model, graph = _tiny_at(opset)
+    rewritten, counts = optimize_for_onnxruntime(graph)
+    assert counts == {"channel_mean": 12, "channel_max": 12}
+    x = np.random.RandomState(0).randn(2, 3, 64, 64).astype(np.float32)
+    before = _session(graph).run(None, {"images": x})[0]
+    after = _session(rewritten).run(None, {"images": x})[0]
+    assert np.abs(after - before).max() <= 1e-6 * np.abs(before).max()
+
+
+def _graph(nodes, inputs, outputs, initializers=(), opset=13):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _info(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def test_opset_18_axes_inputs_negative_axes_and_empty_axes(caplog):
+    """Axes from a constant input, normalised by rank (-3 of a 4-D tensor is 1); empty axes with
+    noop_with_empty_axes is no reduction; a graph with nothing to rewrite is warned about."""
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [-3])
+    empty = helper.make_tensor("none", TensorProto.INT64, [0], [])
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["mean"], keepdims=1),
+             helper.make_node("ReduceMax", ["x", "axes"], ["max"], keepdims=1),
+             helper.make_node("ReduceMax", ["x", "none"], ["same"], keepdims=1,
+                              noop_with_empty_axes=1)]
+    graph = _graph(nodes, [_info("x", ["n", 6, 3, 3])],
+                   [_info("mean", ["n", 1, 3, 3]), _info("max", ["n", 1, 3, 3]),
+                    _info("same", ["n", 6, 3, 3])], [axes, empty], opset=18)
+    rewritten, counts = optimize_for_onnxruntime(graph)
+    assert counts == {"channel_mean": 1, "channel_max": 1}
+    x = np.random.RandomState(1).randn(2, 6, 3, 3).astype(np.float32)
+    before, after = _session(graph).run(None, {"x": x}), _session(rewritten).run(None, {"x": x})
+    np.testing.assert_array_equal(after[1], before[1])
+    np.testing.assert_array_equal(after[2], x)
+    nothing = _graph([helper.make_node("ReduceMean", ["x"], ["m"], axes=[2, 3], keepdims=1)],
+                     [_info("x", ["n", 6, 3, 3])], [_info("m", ["n", 6, 1, 1])])
+    assert optimize_for_onnxruntime(nothing)[1] == {"channel_mean": 0, "channel_max": 0}
+    assert "no channel reduction was rewritten" in caplog.text
+
+
+def test_a_conv1d_channel_reduction_is_left_alone(caplog):
+    """A rank-3 (N, C, L) tensor: a (1, C, 1, 1) Conv weight would not load in ONNX Runtime."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 4, 1],
+                                np.eye(4, dtype=np.float32).ravel().tolist())
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("ReduceMean", ["c"], ["mean"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMax", ["c"], ["max"], axes=[1], keepdims=1)]
+    graph = _graph(nodes, [_info("x", ["n", 4, 9])],
+                   [_info("mean", ["n", 1, 9]), _info("max", ["n", 1, 9])], [weight])
+    rewritten, counts = optimize_for_onnxruntime(graph)
+    assert counts == {"channel_mean": 0, "channel_max": 0}
+    assert "3-D input" in caplog.text
+    x = np.random.RandomState(2).randn(2, 4, 9).astype(np.float32)
+    _session(rewritten).run(None, {"x": x})  # loads and runs
+
+
+def test_unnamed_nodes_get_distinct_names():
+    """Two unnamed reductions: names come from their outputs, so nothing clashes."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [5, 5, 1, 1],
+                                np.eye(5, dtype=np.float32).ravel().tolist())
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("ReduceMax", ["c"], ["a"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMax", ["c"], ["b"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMean", ["c"], ["m1"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMean", ["c"], ["m2"], axes=[1], keepdims=1)]
+    graph = _graph(nodes, [_info("x", ["n", 5, 2, 2])],
+                   [_info(n, ["n", 1, 2, 2]) for n in ("a", "b", "m1", "m2")], [weight])
+    rewritten, counts = optimize_for_onnxruntime(graph)
+    assert counts == {"channel_mean": 2, "channel_max": 2}
+    names = [node.name for node in rewritten.graph.node if node.name]
+    assert len(names) == len(set(names))
+    x = np.random.RandomState(3).randn(1, 5, 2, 2).astype(np.float32)
+    before, after = _session(graph).run(None, {"x": x}), _session(rewritten).run(None, {"x": x})
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
