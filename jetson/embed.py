@@ -34,7 +34,7 @@ from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
 from cvnet.core.thresholds import SIDECAR_KEY, carried_thresholds, model_hash
 from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, IndexRow, StoreError,
-                                StoreWriter, read_meta)
+                                StoreWriter, check_finite, read_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -394,8 +394,12 @@ def _embed_into(writer: StoreWriter, runner: Any, root: str, paths: List[str], b
     def run_batch():
         nonlocal network
         if inputs:
-            outputs.append(runner.embed(np.concatenate(inputs), normalize=normalize)
-                           .astype(dtype))
+            embeddings = runner.embed(np.concatenate(inputs), normalize=normalize)
+            with np.errstate(over="ignore"):  # an overflow to inf is refused just below
+                embeddings = embeddings.astype(dtype)
+            good = [row for row in rows if row.status == "ok"][-len(inputs):]
+            check_finite(embeddings, good, "{}: chunk {}".format(out, writer.next_number))
+            outputs.append(embeddings)
             network += runner.last_inference_time or 0.0
             del inputs[:]
 

@@ -60,7 +60,8 @@ from cvnet.jetson.store_legacy import (CsvIndex, chunk_numbers, chunk_paths, rem
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "READ_VERSIONS", "META_FILE", "INDEX_FILE", "IndexRow",
            "StoreError", "ChunkFile", "Store", "StoreWriter", "read_meta", "write_meta",
-           "file_path", "chunk_paths", "write_chunk", "load_embeddings", "migrate_store"]
+           "check_finite", "file_path", "chunk_paths", "write_chunk", "load_embeddings",
+           "migrate_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +165,31 @@ def _npy_layout(path: str) -> Tuple[Tuple[int, ...], str, int]:
 
 def _open_index(folder: str, version: int) -> Any:
     if version >= 3:
-        return SqliteIndex(folder) if os.path.exists(os.path.join(folder, INDEX_FILE)) else None
+        if os.path.exists(os.path.join(folder, INDEX_FILE)):
+            return SqliteIndex(folder)
+        _require_index(folder)
+        return None
     return CsvIndex(folder, version)
+
+
+def _require_index(folder: str) -> None:
+    """Lets a format 3 folder lack ``index.sqlite`` only while it holds no ``emb-*.npy``.
+
+    A store killed between ``meta.json`` and its index has no chunks: its index can be made
+    anew. With chunks, the index is the only record of which are committed and which files they
+    hold; making an empty one would turn every chunk into an uncommitted one (that
+    ``--resume`` deletes).
+
+    Raises:
+        StoreError: ``emb-*.npy`` files but no ``index.sqlite``.
+    """
+    numbers = chunk_numbers(folder)[0]
+    if numbers:
+        raise StoreError(
+            "{}: {} is missing but the folder holds {} chunk(s) (emb-*.npy); nothing was "
+            "changed. Restore {} from where the folder was copied, or, if meta.json says "
+            "format_version 1 or 2 (an index-NNNNN.csv per chunk), run python3 -m cvnet.jetson "
+            "migrate-store {}".format(folder, INDEX_FILE, len(numbers), INDEX_FILE, folder))
 
 
 class Store:
@@ -188,7 +212,8 @@ class Store:
         dim: The embedding length, D.
 
     Raises:
-        StoreError: Not a store, or chunks that disagree with their files or each other.
+        StoreError: Not a store, chunks that disagree with their files or each other, or
+            ``emb-*.npy`` files without the ``index.sqlite`` that commits them.
     """
 
     def __init__(self, folder: str, repair: bool = False):
@@ -381,7 +406,8 @@ class StoreWriter:
     """Appends committed chunks to a store of format 3: ``cvnet-embed``'s writer.
 
     Opening repairs what a killed run left (an uncommitted ``.npy`` is deleted; a missing
-    ``index.sqlite`` of a store created just before a kill is created).
+    ``index.sqlite`` of a store created just before a kill, with no ``emb-*.npy`` yet, is
+    created; beside chunks, a missing index is an error: see :class:`Store`).
 
     Args:
         folder: A folder with a format 3 ``meta.json`` (:meth:`create` makes one).
@@ -404,6 +430,7 @@ class StoreWriter:
                              "stay; the index moves into {})".format(
                                  folder, version, FORMAT_VERSION, folder, INDEX_FILE))
         if not os.path.exists(os.path.join(folder, INDEX_FILE)):
+            _require_index(folder)  # never an empty index beside committed chunks
             create_index(folder)
         with Store(folder, repair=True) as store:
             self.next_number = len(store.chunks)
@@ -446,8 +473,15 @@ class StoreWriter:
                 numbered ``next_row, next_row + 1, ...``.
 
         Raises:
-            StoreError: The rows and embeddings disagree, or a path is already committed.
+            StoreError: The rows and embeddings disagree, the embeddings are not (n, D) with
+                the store's D, hold NaN or infinity, or a path is already committed. Nothing
+                of the chunk is written then.
         """
+        dim = self.meta.get("embedding_dim")
+        shape = getattr(embeddings, "shape", ())
+        if len(shape) != 2 or (dim and shape[1] != dim):
+            raise StoreError("{}: chunk {}: embeddings of shape {}; the store holds (n, {}) "
+                             "rows".format(self.folder, self.next_number, shape, dim or "D"))
         good = [row.row for row in rows if row.status == "ok"]
         if good != list(range(self.next_row, self.next_row + len(good))) or \
                 len(embeddings) != len(good):
@@ -462,6 +496,8 @@ class StoreWriter:
         if np.dtype(embeddings.dtype).name != dtype:
             raise StoreError("{}: chunk {} is {}, the store holds {}".format(
                 self.folder, self.next_number, embeddings.dtype, dtype))
+        check_finite(embeddings, [row for row in rows if row.status == "ok"],
+                      "{}: chunk {}".format(self.folder, self.next_number))
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(embeddings))
         write_bytes_atomic(chunk_paths(self.folder, self.next_number)[0], buffer.getvalue())
@@ -469,6 +505,29 @@ class StoreWriter:
         self.next_number += 1
         self.next_row += len(good)
         return record
+
+
+def check_finite(embeddings: np.ndarray, good: Sequence[IndexRow], where: str) -> None:
+    """Raises StoreError naming the first file whose embedding holds NaN or infinity.
+
+    A run stops at its first NaN rather than storing it: a NaN row scores NaN against every
+    query and an infinite one overflows, so neither can be ranked.
+
+    Args:
+        embeddings: (n, D) float32 or float16.
+        good: The n index rows of those embeddings, in order.
+        where: What to name in the message (the folder and chunk).
+    """
+    finite = np.isfinite(embeddings).all(axis=1)
+    if finite.all():
+        return
+    first = int(np.argmin(finite))
+    name = native_name(good[first].path) if first < len(good) else "row {}".format(first)
+    raise StoreError(
+        "{}: {!r} and {} other file(s) have embeddings that are not finite (NaN or infinity); "
+        "nothing of the chunk was written. Either the model or engine produced NaN/infinity for "
+        "that image (check the engine, e.g. an FP16 build of it, against the ONNX model), or "
+        "--fp16-out overflowed float16 with --no-normalize (drop either option)".format(where, name, int((~finite).sum()) - 1))
 
 
 def write_chunk(folder: str, number: int, embeddings: np.ndarray,

@@ -226,3 +226,53 @@ def test_migrate_store_command(tmp_path, caplog):
     assert "format 2 -> 3, 1 chunks, 1 embeddings, 1 files" in caplog.text
     assert all(read_meta(folder)["format_version"] == 3 for folder in folders)
     assert main(["migrate-store", str(tmp_path / "missing")]) == 1
+
+
+def test_a_missing_index_beside_chunks_is_an_error_not_an_empty_store(tmp_path):
+    """Review #18-1: an empty index made beside committed chunks made --resume delete them."""
+    folder = _store(str(tmp_path / "s"), sizes=(3, 2, 4))
+    os.remove(os.path.join(folder, INDEX_FILE))
+    npys = sorted(name for name in os.listdir(folder) if name.endswith(".npy"))
+    assert len(npys) == 3
+    for opener in (StoreWriter, Store, lambda f: Store(f, repair=True)):
+        with pytest.raises(StoreError, match="index.sqlite is missing.*migrate-store"):
+            opener(folder)
+    assert sorted(name for name in os.listdir(folder) if name.endswith(".npy")) == npys
+    assert not os.path.exists(os.path.join(folder, INDEX_FILE))
+
+
+def test_a_store_killed_before_its_index_gets_one(tmp_path):
+    """A folder with meta.json and no chunk yet (killed right after it) is still resumable."""
+    folder = _store(str(tmp_path / "s"), sizes=())
+    os.remove(os.path.join(folder, INDEX_FILE))
+    with StoreWriter(folder) as writer:
+        assert writer.next_number == 0
+    assert os.path.exists(os.path.join(folder, INDEX_FILE))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4,), np.float32), np.zeros((2, 5), np.float32),
+                                 np.zeros((0,), np.float32)])
+def test_commit_refuses_a_wrong_shape_before_writing(tmp_path, bad):
+    """Review #18-7: a 1-D or wrong-width chunk made the store unreadable."""
+    folder = _store(str(tmp_path / "s"), sizes=(2,))
+    rows = [IndexRow("n{}.png".format(i), "ok", 2 + i, "", "") for i in range(len(bad))]
+    rows.append(IndexRow("x.jpg", "failed", -1, "empty", ""))
+    with StoreWriter(folder) as writer:
+        with pytest.raises(StoreError, match="chunk 1"):
+            writer.commit(bad, rows)
+    assert not os.path.exists(chunk_paths(folder, 1)[0])
+    with Store(folder) as store:
+        assert store.size == 2 and store.dim == 4
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_commit_refuses_non_finite_embeddings(tmp_path, value):
+    """Review #18-2: NaN/inf rows reached the store and broke exact top-k."""
+    folder = _store(str(tmp_path / "s"), sizes=(2,))
+    bad = np.ones((3, 4), np.float32)
+    bad[1, 2] = value
+    rows = [IndexRow("n{}.png".format(i), "ok", 2 + i, "", "") for i in range(3)]
+    with StoreWriter(folder) as writer:
+        with pytest.raises(StoreError, match="chunk 1.*n1.png.*not finite"):
+            writer.commit(bad, rows)
+    assert not os.path.exists(chunk_paths(folder, 1)[0])
