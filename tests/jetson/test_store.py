@@ -276,3 +276,40 @@ def test_commit_refuses_non_finite_embeddings(tmp_path, value):
         with pytest.raises(StoreError, match="chunk 1.*n1.png.*not finite"):
             writer.commit(bad, rows)
     assert not os.path.exists(chunk_paths(folder, 1)[0])
+
+
+def _rows_from(first, count, prefix="new"):
+    return [IndexRow("{}{}.png".format(prefix, i), "ok", first + i, "", "")
+            for i in range(count)]
+
+
+def test_a_reader_part_way_through_iter_rows_does_not_block_a_commit(tmp_path, monkeypatch):
+    """Review #18-3: export-store's open SELECT held the lock; embed's COMMIT died after 60 s."""
+    monkeypatch.setattr(store_index.SqliteIndex, "timeout", 1.0)
+    monkeypatch.setattr(store_index, "_PAGE_ROWS", 1000)  # several pages, one taken
+    folder = _store(str(tmp_path / "s"), sizes=(3000,))
+    with Store(folder) as reader:
+        rows = reader.iter_rows()
+        assert next(rows).path == "f0-0.png"
+        with StoreWriter(folder) as writer:
+            writer.commit(np.zeros((2, 4), np.float32), _rows_from(3000, 2))
+        assert sum(1 for _ in rows) == 3000  # its snapshot: the chunks it opened with
+    with Store(folder) as store:
+        assert store.size == 3002
+
+
+def test_a_commit_blocked_by_a_lock_is_a_store_error(tmp_path, monkeypatch):
+    """A lock held past the timeout: a StoreError naming the folder, not sqlite3's error."""
+    monkeypatch.setattr(store_index.SqliteIndex, "timeout", 1.0)
+    folder = _store(str(tmp_path / "s"), sizes=(3,))
+    with StoreWriter(folder) as writer:
+        other = sqlite3.connect(os.path.join(folder, INDEX_FILE), isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match="chunk 1 not committed.*locked.*--resume"):
+                writer.commit(np.zeros((2, 4), np.float32), _rows_from(3, 2))
+        finally:
+            other.close()
+    with StoreWriter(folder) as writer:  # --resume: the uncommitted .npy is redone
+        assert (writer.next_number, writer.next_row) == (1, 3)
+        writer.commit(np.zeros((2, 4), np.float32), _rows_from(3, 2))
