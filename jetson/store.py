@@ -43,6 +43,7 @@ Example:
 """
 
 import bisect
+import hashlib
 import io
 import json
 import logging
@@ -275,6 +276,24 @@ class Store:
             raise StoreError("{}: chunks of different widths {}".format(self.folder,
                                                                          sorted(self._widths)))
         return chunks
+
+    def fingerprint(self) -> str:
+        """A hash of the committed chunks (number, first row, rows, files, commit time, file).
+
+        Two stores of one model and length differ here unless one is a copy of the other (the
+        commit times are the index's, kept by a copy; formats 1-2 take them from the CSVs'
+        modification times, which a copy may change). An index records it
+        (:mod:`cvnet.jetson.ann_index`).
+
+        Returns:
+            64 hex digits (SHA-256).
+        """
+        digest = hashlib.sha256()
+        for chunk in self.chunks:
+            digest.update("{}|{}|{}|{}|{!r}|{}\n".format(
+                chunk.number, chunk.first_row, chunk.rows, chunk.files, float(chunk.committed_at),
+                os.path.basename(chunk.emb_path)).encode("utf-8"))
+        return digest.hexdigest()
 
     def __enter__(self) -> "Store":
         return self
