@@ -374,8 +374,8 @@ def _embed_into(writer: StoreWriter, runner: Any, root: str, paths: List[str], b
                 options: Dict[str, Any], log_interval: float, view: str) -> Summary:
     """:func:`_extract` once its store is open; ``view`` the per-file view (``""``: unknown)."""
     out = writer.folder
-    done = writer.known_paths() if resume else set()
-    todo = [path for path in paths if os.fsencode(path) not in done]
+    done = writer.committed_among(paths) if resume else np.zeros(len(paths), bool)
+    todo = [path for path, skip in zip(paths, done) if not skip]
     next_row = writer.next_row
     if resume:
         logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,

@@ -35,7 +35,7 @@ INDEX_FILE = "index.sqlite"
 #: The schema's version, in the ``info`` table.
 SCHEMA_VERSION = 1
 #: Rows per ``IN (...)`` look-up (older SQLite builds allow 999 parameters).
-_LOOKUP_BATCH = 500
+LOOKUP_BATCH = 500
 #: ``PRAGMA synchronous`` values: FULL = 2, EXTRA = 3.
 _SYNC_FULL, _SYNC_EXTRA = 2, 3
 #: What writers ask SQLite for; ``benchmarks/fsync_cost.py`` lowers it to measure the cost.
@@ -243,8 +243,8 @@ class SqliteIndex:
         """The index rows of some embedding rows (indexed look-ups; unknown rows are absent)."""
         wanted = sorted(set(int(row) for row in rows if row >= 0))
         found = {}
-        for start in range(0, len(wanted), _LOOKUP_BATCH):
-            batch = wanted[start:start + _LOOKUP_BATCH]
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            batch = wanted[start:start + LOOKUP_BATCH]
             query = "SELECT {} FROM files WHERE emb_row IN ({})".format(
                 _COLUMNS, ",".join("?" * len(batch)))
             for line in self._db.execute(query, batch):
@@ -261,25 +261,36 @@ class SqliteIndex:
         Args:
             chunks: Only the first ``chunks`` chunks (a reader's snapshot).
         """
+        for line in self._pages(_COLUMNS, chunks):
+            yield _row(line)
+
+    def iter_paths(self) -> Iterator[str]:
+        """Every committed path (escaped text), in processing order, paged as :meth:`iter_rows`."""
+        for line in self._pages("path"):
+            yield line[0]
+
+    def _pages(self, columns: str, chunks: Optional[int] = None) -> Iterator[Tuple]:
+        """``columns`` of every ``files`` line in ``seq`` order, a page per complete statement."""
         limit = "" if chunks is None else " AND chunk < {:d}".format(chunks)
         query = "SELECT seq, {} FROM files WHERE seq > ?{} ORDER BY seq LIMIT {:d}".format(
-            _COLUMNS, limit, _PAGE_ROWS)
+            columns, limit, _PAGE_ROWS)
         last = -1
         while True:
             page = self._db.execute(query, (last,)).fetchall()
             for line in page:
-                yield _row(line[1:])
+                yield line[1:]
             if len(page) < _PAGE_ROWS:
                 return
             last = page[-1][0]
 
-    def has_paths(self, paths: Sequence[str]) -> List[str]:
-        """Which of ``paths`` (escaped text) are in the index (indexed look-ups, in batches)."""
-        found = []
-        for start in range(0, len(paths), _LOOKUP_BATCH):
-            batch = list(paths[start:start + _LOOKUP_BATCH])
+    def has_paths(self, paths: Sequence[str]) -> set:
+        """Those of ``paths`` (escaped text, as stored) that are in the index (indexed look-ups,
+        :data:`LOOKUP_BATCH` at a time)."""
+        found = set()
+        for start in range(0, len(paths), LOOKUP_BATCH):
+            batch = list(paths[start:start + LOOKUP_BATCH])
             query = "SELECT path FROM files WHERE path IN ({})".format(",".join("?" * len(batch)))
-            found.extend(line[0] for line in self._db.execute(query, batch))
+            found.update(line[0] for line in self._db.execute(query, batch))
         return found
 
     def close(self) -> None:

@@ -313,3 +313,28 @@ def test_a_commit_blocked_by_a_lock_is_a_store_error(tmp_path, monkeypatch):
     with StoreWriter(folder) as writer:  # --resume: the uncommitted .npy is redone
         assert (writer.next_number, writer.next_row) == (1, 3)
         writer.commit(np.zeros((2, 4), np.float32), _rows_from(3, 2))
+
+
+def test_resume_checks_names_without_holding_every_committed_one(tmp_path):
+    """Review #18-9: resuming held a set of every committed name (~120 B/row, 115 MiB at 1M)."""
+    import tracemalloc
+
+    count, name = 100000, "camera-07/2026-11-30/frame-{:08d}_crop-3.jpg"
+    folder = str(tmp_path / "s")
+    with StoreWriter.create(folder, {"format": FORMAT, "embedding_dim": 1,
+                                     "dtype": "float32"}) as writer:
+        for start in range(0, count, 25000):
+            writer.commit(np.zeros((25000, 1), np.float32),
+                          [IndexRow(name.format(start + i), "ok", start + i, "", "")
+                           for i in range(25000)])
+    listed = [name.format(i) for i in range(count - 50, count + 50)]  # 50 done, 50 new
+    listed.append("caf\u00e9 100%.jpg")
+    with StoreWriter(folder) as writer:
+        tracemalloc.start()
+        try:
+            done = writer.committed_among(listed)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert done.tolist() == [True] * 50 + [False] * 51
+    assert peak < 30 * count  # a page of 4096 names (~1.5 MB), not every name (~120 B/row)
