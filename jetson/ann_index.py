@@ -16,7 +16,8 @@ returned are exact cosine similarities and the ranking rule is that of exact sea
 keeps the rows whole (no compression: as large as the gallery in float32).
 
 Matching with an index refuses a gallery it was not built from (another model, rows added
-since, or other chunks: rebuild) and queries of another model (:func:`cvnet.jetson.match.check_compatible`).
+since, or other chunks: rebuild) and queries of another model
+(:func:`cvnet.jetson.match.check_compatible`).
 FAISS is imported only here (``pip install faiss-cpu``; 1.7.2 for Python 3.6).
 """
 

@@ -570,7 +570,8 @@ def check_finite(embeddings: np.ndarray, good: Sequence[IndexRow], where: str) -
         "{}: {!r} and {} other file(s) have embeddings that are not finite (NaN or infinity); "
         "nothing of the chunk was written. Either the model or engine produced NaN/infinity for "
         "that image (check the engine, e.g. an FP16 build of it, against the ONNX model), or "
-        "--fp16-out overflowed float16 with --no-normalize (drop either option)".format(where, name, int((~finite).sum()) - 1))
+        "--fp16-out overflowed float16 with --no-normalize (drop either option)".format(
+            where, name, int((~finite).sum()) - 1))
 
 
 def write_chunk(folder: str, number: int, embeddings: np.ndarray,

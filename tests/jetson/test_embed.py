@@ -160,11 +160,17 @@ def test_too_large_is_refused_before_decoding(tmp_path):
     assert "--max-pixels" in checked.message
 
 
-def test_uncommitted_chunk_is_redone(tmp_path):
+def _image_folder(tmp_path, count, seed, name="{:02d}.png"):
+    """``tmp_path/images`` with ``count`` small PNGs named ``name.format(i)``."""
     folder = tmp_path / "images"
     folder.mkdir()
-    for i, image in enumerate(sample_images(10, seed=4, size=32)):
-        _write(str(folder / "{:02d}.png".format(i)), image)
+    for i, image in enumerate(sample_images(count, seed=seed, size=32)):
+        _write(str(folder / name.format(i)), image)
+    return folder
+
+
+def test_uncommitted_chunk_is_redone(tmp_path):
+    folder = _image_folder(tmp_path, 10, seed=4)
     out = str(tmp_path / "out")
     args = ["embed", "--engine", ENGINE, "--images", str(folder), "-o", out, "--chunk-size", "4"]
     assert main(args) == EXIT_OK
@@ -298,10 +304,7 @@ def test_a_float16_overflow_stops_the_run_naming_the_file(tmp_path):
     from cvnet.jetson.embed import extract
     from cvnet.jetson.store import StoreError
 
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i, image in enumerate(sample_images(6, seed=3, size=32)):
-        _write(str(folder / "{}.png".format(i)), image)
+    folder = _image_folder(tmp_path, 6, seed=3, name="{}.png")
     out = str(tmp_path / "out")
 
     class Loud:  # the real runner, its raw embeddings beyond float16's 65504
