@@ -3,8 +3,10 @@
 ``cvnet-match --build-index --gallery G -o G.ivfpq`` trains an inverted-file index on a sample of
 the gallery (``nlist`` k-means lists), adds every row block by block (:meth:`Store.blocks`: the
 gallery is never held whole), and writes the index with a sidecar ``G.ivfpq.json`` that records
-the gallery it covers (model hash, weights hash, length, input size, architecture, row count)
-and the recall@10 of its default search against exact search, measured on build.
+the gallery it covers (model hash, weights hash, length, input size, architecture, row count,
+a fingerprint of its committed chunks) and the recall@10 of its default search against exact
+search, measured on build (on the query folder's rows, or on gallery rows with each one's own
+row left out).
 
 ``ivf-pq`` stores each row as ``pq_m`` bytes (product quantisation, 8 bits per sub-vector: 64
 bytes for a 1,024-d row instead of 4,096), so a million rows take about 70 MB; a search visits
@@ -13,8 +15,9 @@ re-scores them exactly from the gallery's own files (:meth:`Store.vectors`), so 
 returned are exact cosine similarities and the ranking rule is that of exact search. ``ivf-flat``
 keeps the rows whole (no compression: as large as the gallery in float32).
 
-Matching with an index refuses a gallery it was not built from (another model, or rows added
-since: rebuild) and queries of another model (:func:`cvnet.jetson.match.check_compatible`).
+Matching with an index refuses a gallery it was not built from (another model, rows added
+since, or other chunks: rebuild) and queries of another model
+(:func:`cvnet.jetson.match.check_compatible`).
 FAISS is imported only here (``pip install faiss-cpu``; 1.7.2 for Python 3.6).
 """
 
@@ -118,9 +121,9 @@ class AnnIndex:
         if meta.get("format_version", 0) > INDEX_FORMAT_VERSION:
             raise StoreError("{}: index format {}; update cvnet".format(
                 path, meta.get("format_version")))
-        try:
-            index = faiss.read_index(path)
-        except RuntimeError as err:
+        try:  # read here, not by faiss.read_index: it takes char *, no non-UTF-8 path
+            index = faiss.deserialize_index(np.fromfile(path, np.uint8))
+        except (OSError, RuntimeError) as err:
             raise StoreError("{}: FAISS cannot read it ({}); rebuild it".format(path, err))
         return cls(index, meta, path)
 
@@ -134,7 +137,8 @@ class AnnIndex:
         """Refuses a gallery the index was not built from.
 
         Raises:
-            StoreError: Another model, or another number of rows (rows added since the build).
+            StoreError: Another model, another number of rows (rows added since the build), or
+                other chunks (another gallery of the same model and length).
         """
         built, meta = self.meta, gallery.meta
         if built.get("model_hash") != meta.get("model_hash"):
@@ -148,6 +152,17 @@ class AnnIndex:
             raise StoreError("{} covers {} gallery rows, but {} holds {} now (rows added since "
                              "the build): rebuild it with cvnet-match --build-index".format(
                                  self.path, built.get("rows"), gallery.folder, gallery.size))
+        fingerprint = built.get("gallery_fingerprint")
+        if fingerprint is None:
+            logger.warning("%s was built by an older cvnet, without its gallery's fingerprint: "
+                           "cannot check it was built from %s (only its model and length); "
+                           "rebuild it with cvnet-match --build-index", self.path,
+                           gallery.folder)
+        elif fingerprint != gallery.fingerprint():
+            raise StoreError("{} was built from another gallery than {} (same model and row "
+                             "count, other chunks: another folder, or one re-embedded since); "
+                             "rebuild it with cvnet-match --build-index --gallery {}".format(
+                                 self.path, gallery.folder, gallery.folder))
 
     def search(self, queries: np.ndarray, k: int, gallery: Store, nprobe: Optional[int] = None,
                rerank: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -210,6 +225,21 @@ def recall_at(exact: np.ndarray, approximate: np.ndarray, k: int = RECALL_K) -> 
     return found / total if total else 1.0
 
 
+def _without_own_rows(lists: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """Each query's list without its own gallery row, cut to ``k``.
+
+    Args:
+        lists: (Nq, k + 1) int64 gallery rows, best first (-1: none).
+        own: (Nq,) the gallery row each query is.
+        k: Places kept.
+    """
+    kept = np.full((len(lists), k), -1, np.int64)
+    for i, (row, mine) in enumerate(zip(lists, own)):
+        others = row[row != mine][:k]
+        kept[i, :len(others)] = others
+    return kept
+
+
 def build_index(gallery: Store, path: str, *, kind: str = "ivf-pq", nlist: Optional[int] = None,
                 pq_m: Optional[int] = None, nprobe: Optional[int] = None,
                 rerank: int = DEFAULT_RERANK, train_rows: Optional[int] = None, seed: int = 0,
@@ -228,7 +258,9 @@ def build_index(gallery: Store, path: str, *, kind: str = "ivf-pq", nlist: Optio
         train_rows: Rows the lists are trained on (default: 64 per list), read as a sample.
         seed: Seed of the training and recall samples.
         recall_queries: Queries of the recall measurement: gallery rows drawn at random unless
-            ``queries`` are given.
+            ``queries`` are given. A gallery row finds itself first in both searches, which
+            would inflate recall: each is searched for ``k + 1`` and its own row is left out
+            of both lists (``recall_method`` in the sidecar says which was done).
         queries: (Nq, D) float32 unit rows to measure recall with (a query folder's).
         block_rows: Gallery rows added (and scored, for the recall) per block.
 
@@ -284,16 +316,25 @@ def build_index(gallery: Store, path: str, *, kind: str = "ivf-pq", nlist: Optio
                 faiss_version=getattr(faiss, "__version__", None), seed=seed,
                 train_seconds=round(trained - started, 2), add_seconds=round(added - trained, 2),
                 built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    meta["gallery_fingerprint"] = gallery.fingerprint()
     ann = AnnIndex(index, meta, path)
+    own = None
     if queries is None:
-        queries = normalize_rows(gallery.vectors(_sample_rows(size, recall_queries, seed + 1)))
+        own = _sample_rows(size, recall_queries, seed + 1)
+        queries = normalize_rows(gallery.vectors(own))
         meta["recall_queries"] = "{} gallery rows drawn at random".format(len(queries))
+        meta["recall_method"] = ("gallery rows as queries, each one's own row left out of the "
+                                 "exact and the approximate top-{}".format(RECALL_K))
     else:
         queries = queries[:recall_queries]
         meta["recall_queries"] = "{} rows of the query folder".format(len(queries))
-    exact, _ = topk_exact(queries, gallery, RECALL_K, block_rows)
-    approximate, _ = ann.search(queries, RECALL_K, gallery)
-    compressed, _ = ann.search(queries, RECALL_K, gallery, rerank=0)
+        meta["recall_method"] = "query-folder rows against the exact top-{}".format(RECALL_K)
+    k = RECALL_K if own is None else RECALL_K + 1
+    lists = [topk_exact(queries, gallery, k, block_rows)[0], ann.search(queries, k, gallery)[0],
+             ann.search(queries, k, gallery, rerank=0)[0]]
+    if own is not None:
+        lists = [_without_own_rows(found, own, RECALL_K) for found in lists]
+    exact, approximate, compressed = lists
     meta.update(recall_at_10=round(recall_at(exact, approximate), 4),
                 recall_at_10_no_rerank=round(recall_at(exact, compressed), 4))
     data = faiss.serialize_index(index)

@@ -146,7 +146,8 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
     ann.add_argument("--train-rows", type=positive_int, metavar="N",
                      help="rows the lists are trained on (default: 64 per list)")
     ann.add_argument("--recall-queries", type=positive_int, default=1000, metavar="N",
-                     help="queries of the recall measurement (default: %(default)s)")
+                     help="queries of the recall measurement: --query's first N rows, or N "
+                          "gallery rows, each one's own row left out (default: %(default)s)")
     add_seed(ann, help="seed of the training and recall samples (default: 0)")
     add_verbose(parser)
 

@@ -34,7 +34,7 @@ from cvnet.core.preprocess import ImageDecodeError, decode_image, find_images
 from cvnet.core.progress import Progress
 from cvnet.core.thresholds import SIDECAR_KEY, carried_thresholds, model_hash
 from cvnet.jetson.store import (FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, IndexRow, StoreError,
-                                StoreWriter, read_meta)
+                                StoreWriter, check_finite, read_meta)
 
 logger = logging.getLogger(__name__)
 
@@ -374,8 +374,8 @@ def _embed_into(writer: StoreWriter, runner: Any, root: str, paths: List[str], b
                 options: Dict[str, Any], log_interval: float, view: str) -> Summary:
     """:func:`_extract` once its store is open; ``view`` the per-file view (``""``: unknown)."""
     out = writer.folder
-    done = writer.known_paths() if resume else set()
-    todo = [path for path in paths if os.fsencode(path) not in done]
+    done = writer.committed_among(paths) if resume else np.zeros(len(paths), bool)
+    todo = [path for path, skip in zip(paths, done) if not skip]
     next_row = writer.next_row
     if resume:
         logger.info("resuming %s: %d of %d files done, %d to go, next chunk %d", out,
@@ -394,8 +394,12 @@ def _embed_into(writer: StoreWriter, runner: Any, root: str, paths: List[str], b
     def run_batch():
         nonlocal network
         if inputs:
-            outputs.append(runner.embed(np.concatenate(inputs), normalize=normalize)
-                           .astype(dtype))
+            embeddings = runner.embed(np.concatenate(inputs), normalize=normalize)
+            with np.errstate(over="ignore"):  # an overflow to inf is refused just below
+                embeddings = embeddings.astype(dtype)
+            good = [row for row in rows if row.status == "ok"][-len(inputs):]
+            check_finite(embeddings, good, "{}: chunk {}".format(out, writer.next_number))
+            outputs.append(embeddings)
             network += runner.last_inference_time or 0.0
             del inputs[:]
 

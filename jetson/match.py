@@ -47,8 +47,8 @@ class Matches(NamedTuple):
             its ``view`` and ``mtime``.
         gallery_rows: The index rows of the gallery rows that appear in ``indices`` (only
             those: ``gallery_rows[g]`` for every ``g >= 0`` of ``indices``).
-        indices: (Nq, k) int64 gallery embedding rows, best first; -1 past the gallery's end or
-            below the threshold.
+        indices: (Nq, k) int64 gallery embedding rows, best first, ``k = min(topk, gallery
+            rows)``; -1 below the threshold (or where an index found fewer).
         similarities: (Nq, k) float32 cosine similarities; NaN where ``indices`` is -1.
         query_meta: The query folder's ``meta.json``.
         gallery_meta: The gallery folder's ``meta.json``.
@@ -155,7 +155,8 @@ def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
     Args:
         query_folder: ``cvnet-embed`` output of the queries (read whole).
         gallery_folder: ``cvnet-embed`` output of the gallery (read block by block).
-        topk: Matches per query.
+        topk: Matches per query; a gallery of fewer rows gives them all (the lists are
+            ``min(topk, gallery rows)`` long: no memory is set aside for places no row fills).
         threshold: Drop matches with cosine similarity below it (set to -1 / NaN).
         force: Match folders from different models anyway (see :func:`check_compatible`).
         backend: ``exact`` or ``faiss`` (see the module docstring).
@@ -188,18 +189,19 @@ def match(query_folder: str, gallery_folder: str, *, topk: int = 10,
         if len(queries) == 0 or gallery.size == 0:
             raise StoreError("nothing to match: {} query and {} gallery embeddings".format(
                 len(queries), gallery.size))
+        k = min(topk, gallery.size)  # what is allocated per query: never past the gallery
         if backend == "index":
             from cvnet.jetson.ann_index import AnnIndex
 
             with AnnIndex.load(index) as ann:
                 ann.check_gallery(gallery)
                 check_compatible(query_meta, ann.meta, force)
-                indices, similarities = ann.search(queries, topk, gallery, nprobe=nprobe,
+                indices, similarities = ann.search(queries, k, gallery, nprobe=nprobe,
                                                    rerank=rerank)
         elif backend == "faiss":
-            indices, similarities = topk_faiss(queries, gallery, topk, block_rows)
+            indices, similarities = topk_faiss(queries, gallery, k, block_rows)
         else:
-            indices, similarities = topk_exact(queries, gallery, topk, block_rows)
+            indices, similarities = topk_exact(queries, gallery, k, block_rows)
         invalid = indices < 0
         if threshold is not None:
             invalid |= similarities < threshold

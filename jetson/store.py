@@ -43,24 +43,27 @@ Example:
 """
 
 import bisect
+import hashlib
 import io
 import json
 import logging
 import os
+import re
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from cvnet.core.fileio import make_folders, write_bytes_atomic, write_text_atomic
 from cvnet.core.filenames import decode_name, encode_name, name_from_utf8, native_name
-from cvnet.jetson.store_index import (INDEX_FILE, ChunkRecord, IndexRow, SqliteIndex, StoreError,
-                                      create_index)
+from cvnet.jetson.store_index import (INDEX_FILE, LOOKUP_BATCH, ChunkRecord, IndexRow,
+                                      SqliteIndex, StoreError, create_index)
 from cvnet.jetson.store_legacy import (CsvIndex, chunk_numbers, chunk_paths, remove_csv_index,
                                        sqlite_from_csv)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "READ_VERSIONS", "META_FILE", "INDEX_FILE", "IndexRow",
            "StoreError", "ChunkFile", "Store", "StoreWriter", "read_meta", "write_meta",
-           "file_path", "chunk_paths", "write_chunk", "load_embeddings", "migrate_store"]
+           "check_finite", "file_path", "chunk_paths", "write_chunk", "load_embeddings",
+           "migrate_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ READ_VERSIONS = (1, 2, 3)
 META_FILE = "meta.json"
 #: Embedding dtypes a store holds.
 DTYPES = ("float32", "float16")
+#: Names that every cvnet escapes alike: printable ASCII without ``%``.
+_PLAIN_NAME = re.compile(r"[ -$&-~]*\Z")
 
 
 def read_meta(folder: str) -> Dict[str, Any]:
@@ -164,8 +169,31 @@ def _npy_layout(path: str) -> Tuple[Tuple[int, ...], str, int]:
 
 def _open_index(folder: str, version: int) -> Any:
     if version >= 3:
-        return SqliteIndex(folder) if os.path.exists(os.path.join(folder, INDEX_FILE)) else None
+        if os.path.exists(os.path.join(folder, INDEX_FILE)):
+            return SqliteIndex(folder)
+        _require_index(folder)
+        return None
     return CsvIndex(folder, version)
+
+
+def _require_index(folder: str) -> None:
+    """Lets a format 3 folder lack ``index.sqlite`` only while it holds no ``emb-*.npy``.
+
+    A store killed between ``meta.json`` and its index has no chunks: its index can be made
+    anew. With chunks, the index is the only record of which are committed and which files they
+    hold; making an empty one would turn every chunk into an uncommitted one (that
+    ``--resume`` deletes).
+
+    Raises:
+        StoreError: ``emb-*.npy`` files but no ``index.sqlite``.
+    """
+    numbers = chunk_numbers(folder)[0]
+    if numbers:
+        raise StoreError(
+            "{}: {} is missing but the folder holds {} chunk(s) (emb-*.npy); nothing was "
+            "changed. Restore {} from where the folder was copied, or, if meta.json says "
+            "format_version 1 or 2 (an index-NNNNN.csv per chunk), run python3 -m cvnet.jetson "
+            "migrate-store {}".format(folder, INDEX_FILE, len(numbers), INDEX_FILE, folder))
 
 
 class Store:
@@ -188,7 +216,8 @@ class Store:
         dim: The embedding length, D.
 
     Raises:
-        StoreError: Not a store, or chunks that disagree with their files or each other.
+        StoreError: Not a store, chunks that disagree with their files or each other, or
+            ``emb-*.npy`` files without the ``index.sqlite`` that commits them.
     """
 
     def __init__(self, folder: str, repair: bool = False):
@@ -250,6 +279,24 @@ class Store:
             raise StoreError("{}: chunks of different widths {}".format(self.folder,
                                                                          sorted(self._widths)))
         return chunks
+
+    def fingerprint(self) -> str:
+        """A hash of the committed chunks (number, first row, rows, files, commit time, file).
+
+        Two stores of one model and length differ here unless one is a copy of the other (the
+        commit times are the index's, kept by a copy; formats 1-2 take them from the CSVs'
+        modification times, which a copy may change). An index records it
+        (:mod:`cvnet.jetson.ann_index`).
+
+        Returns:
+            64 hex digits (SHA-256).
+        """
+        digest = hashlib.sha256()
+        for chunk in self.chunks:
+            digest.update("{}|{}|{}|{}|{!r}|{}\n".format(
+                chunk.number, chunk.first_row, chunk.rows, chunk.files, float(chunk.committed_at),
+                os.path.basename(chunk.emb_path)).encode("utf-8"))
+        return digest.hexdigest()
 
     def __enter__(self) -> "Store":
         return self
@@ -381,7 +428,8 @@ class StoreWriter:
     """Appends committed chunks to a store of format 3: ``cvnet-embed``'s writer.
 
     Opening repairs what a killed run left (an uncommitted ``.npy`` is deleted; a missing
-    ``index.sqlite`` of a store created just before a kill is created).
+    ``index.sqlite`` of a store created just before a kill, with no ``emb-*.npy`` yet, is
+    created; beside chunks, a missing index is an error: see :class:`Store`).
 
     Args:
         folder: A folder with a format 3 ``meta.json`` (:meth:`create` makes one).
@@ -404,6 +452,7 @@ class StoreWriter:
                              "stay; the index moves into {})".format(
                                  folder, version, FORMAT_VERSION, folder, INDEX_FILE))
         if not os.path.exists(os.path.join(folder, INDEX_FILE)):
+            _require_index(folder)  # never an empty index beside committed chunks
             create_index(folder)
         with Store(folder, repair=True) as store:
             self.next_number = len(store.chunks)
@@ -429,13 +478,34 @@ class StoreWriter:
         """Closes the index."""
         self.index.close()
 
-    def known_paths(self) -> set:
-        """The bytes of every file name already committed (a resumed run skips them).
+    def committed_among(self, names: Sequence[str]) -> np.ndarray:
+        """Which of ``names`` are committed already (a resumed run skips them).
 
         Names compare as bytes: another cvnet may have escaped the same name differently
-        (:mod:`cvnet.core.filenames`). One set entry per committed file, read once on resume.
+        (:mod:`cvnet.core.filenames`). Each name's escaped form is looked up in the index's
+        unique path index, 500 at a time; the index is streamed once for the few names it
+        holds in another escaping (their bytes are the only ones kept). Memory: one flag per
+        listed name and one page of rows, not a set of every committed name (that was ~120
+        bytes a row: 115 MiB for a million).
+
+        Args:
+            names: File names as the operating system or a list file gives them (``str``).
+
+        Returns:
+            (len(names),) bool.
         """
-        return set(decode_name(row.path) for row in self.index.iter_rows())
+        escaped_otherwise = set()
+        for path in self.index.iter_paths():
+            if not _PLAIN_NAME.match(path) and encode_name(decode_name(path)) != path:
+                escaped_otherwise.add(decode_name(path))
+        done = np.zeros(len(names), bool)
+        for start in range(0, len(names), LOOKUP_BATCH):
+            texts = [encode_name(name) for name in names[start:start + LOOKUP_BATCH]]
+            found = self.index.has_paths(texts)
+            for i, text in enumerate(texts):
+                done[start + i] = text in found or (
+                    bool(escaped_otherwise) and decode_name(text) in escaped_otherwise)
+        return done
 
     def commit(self, embeddings: np.ndarray, rows: Sequence[IndexRow]) -> ChunkRecord:
         """Commits one chunk: the ``.npy`` (fsynced, renamed, folder fsynced), then its rows.
@@ -446,8 +516,15 @@ class StoreWriter:
                 numbered ``next_row, next_row + 1, ...``.
 
         Raises:
-            StoreError: The rows and embeddings disagree, or a path is already committed.
+            StoreError: The rows and embeddings disagree, the embeddings are not (n, D) with
+                the store's D, hold NaN or infinity, or a path is already committed. Nothing
+                of the chunk is written then.
         """
+        dim = self.meta.get("embedding_dim")
+        shape = getattr(embeddings, "shape", ())
+        if len(shape) != 2 or (dim and shape[1] != dim):
+            raise StoreError("{}: chunk {}: embeddings of shape {}; the store holds (n, {}) "
+                             "rows".format(self.folder, self.next_number, shape, dim or "D"))
         good = [row.row for row in rows if row.status == "ok"]
         if good != list(range(self.next_row, self.next_row + len(good))) or \
                 len(embeddings) != len(good):
@@ -462,6 +539,8 @@ class StoreWriter:
         if np.dtype(embeddings.dtype).name != dtype:
             raise StoreError("{}: chunk {} is {}, the store holds {}".format(
                 self.folder, self.next_number, embeddings.dtype, dtype))
+        check_finite(embeddings, [row for row in rows if row.status == "ok"],
+                      "{}: chunk {}".format(self.folder, self.next_number))
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(embeddings))
         write_bytes_atomic(chunk_paths(self.folder, self.next_number)[0], buffer.getvalue())
@@ -469,6 +548,30 @@ class StoreWriter:
         self.next_number += 1
         self.next_row += len(good)
         return record
+
+
+def check_finite(embeddings: np.ndarray, good: Sequence[IndexRow], where: str) -> None:
+    """Raises StoreError naming the first file whose embedding holds NaN or infinity.
+
+    A run stops at its first NaN rather than storing it: a NaN row scores NaN against every
+    query and an infinite one overflows, so neither can be ranked.
+
+    Args:
+        embeddings: (n, D) float32 or float16.
+        good: The n index rows of those embeddings, in order.
+        where: What to name in the message (the folder and chunk).
+    """
+    finite = np.isfinite(embeddings).all(axis=1)
+    if finite.all():
+        return
+    first = int(np.argmin(finite))
+    name = native_name(good[first].path) if first < len(good) else "row {}".format(first)
+    raise StoreError(
+        "{}: {!r} and {} other file(s) have embeddings that are not finite (NaN or infinity); "
+        "nothing of the chunk was written. Either the model or engine produced NaN/infinity for "
+        "that image (check the engine, e.g. an FP16 build of it, against the ONNX model), or "
+        "--fp16-out overflowed float16 with --no-normalize (drop either option)".format(
+            where, name, int((~finite).sum()) - 1))
 
 
 def write_chunk(folder: str, number: int, embeddings: np.ndarray,

@@ -35,7 +35,7 @@ INDEX_FILE = "index.sqlite"
 #: The schema's version, in the ``info`` table.
 SCHEMA_VERSION = 1
 #: Rows per ``IN (...)`` look-up (older SQLite builds allow 999 parameters).
-_LOOKUP_BATCH = 500
+LOOKUP_BATCH = 500
 #: ``PRAGMA synchronous`` values: FULL = 2, EXTRA = 3.
 _SYNC_FULL, _SYNC_EXTRA = 2, 3
 #: What writers ask SQLite for; ``benchmarks/fsync_cost.py`` lowers it to measure the cost.
@@ -51,6 +51,8 @@ _SCHEMA = (
     "CREATE INDEX files_emb_row ON files (emb_row)",
 )
 _COLUMNS = "path, status, emb_row, kind, message, view, mtime"
+#: Rows per page of :meth:`SqliteIndex.iter_rows` (one complete statement each).
+_PAGE_ROWS = 4096
 
 
 class StoreError(CVNetError):
@@ -163,6 +165,9 @@ class SqliteIndex:
         StoreError: The file is missing, not an index, or of a newer schema.
     """
 
+    #: Seconds a statement waits for another connection's lock before it fails.
+    timeout = 60.0
+
     def __init__(self, folder: str, writable: bool = False):
         self.path = os.path.join(folder, INDEX_FILE)
         if not os.path.isfile(self.path):
@@ -173,7 +178,7 @@ class SqliteIndex:
         target = "file:{}?mode=ro".format(_uri_quote(os.path.abspath(self.path))) \
             if read_only else self.path
         try:
-            self._db = sqlite3.connect(target, isolation_level=None, timeout=60.0,
+            self._db = sqlite3.connect(target, isolation_level=None, timeout=self.timeout,
                                        uri=read_only, check_same_thread=False)
             version = self._db.execute(
                 "SELECT value FROM info WHERE key = 'schema_version'").fetchone()
@@ -224,14 +229,22 @@ class SqliteIndex:
         except sqlite3.IntegrityError as err:
             raise StoreError("{}: chunk {} not committed: {} (a file listed twice, or a chunk "
                              "number reused)".format(self.path, number, err))
+        except sqlite3.OperationalError as err:
+            if not _is_busy(err):
+                raise
+            raise StoreError("{}: chunk {} not committed: the index stayed locked by another "
+                             "process for {:.0f} s ({}); find what holds {} open (another "
+                             "cvnet-embed, or a tool other than cvnet reading it), then rerun "
+                             "with --resume".format(os.path.dirname(self.path), number,
+                                                    self.timeout, err, INDEX_FILE))
         return record
 
     def lookup(self, rows: Iterable[int]) -> Dict[int, IndexRow]:
         """The index rows of some embedding rows (indexed look-ups; unknown rows are absent)."""
         wanted = sorted(set(int(row) for row in rows if row >= 0))
         found = {}
-        for start in range(0, len(wanted), _LOOKUP_BATCH):
-            batch = wanted[start:start + _LOOKUP_BATCH]
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            batch = wanted[start:start + LOOKUP_BATCH]
             query = "SELECT {} FROM files WHERE emb_row IN ({})".format(
                 _COLUMNS, ",".join("?" * len(batch)))
             for line in self._db.execute(query, batch):
@@ -241,17 +254,54 @@ class SqliteIndex:
     def iter_rows(self, chunks: Optional[int] = None) -> Iterator[IndexRow]:
         """Every index row, good and failed, in processing order (streamed, not held).
 
+        Read in pages of :data:`_PAGE_ROWS` rows, each by a complete statement: between pages
+        (while the caller works on them) no statement is open, so no lock is held and a
+        writer's commit goes through, however slowly the rows are consumed.
+
         Args:
             chunks: Only the first ``chunks`` chunks (a reader's snapshot).
         """
-        limit = "" if chunks is None else " WHERE chunk < {:d}".format(chunks)
-        for line in self._db.execute("SELECT {} FROM files{} ORDER BY seq".format(_COLUMNS,
-                                                                                   limit)):
+        for line in self._pages(_COLUMNS, chunks):
             yield _row(line)
+
+    def iter_paths(self) -> Iterator[str]:
+        """Every committed path (escaped text), in processing order, paged as :meth:`iter_rows`."""
+        for line in self._pages("path"):
+            yield line[0]
+
+    def _pages(self, columns: str, chunks: Optional[int] = None) -> Iterator[Tuple]:
+        """``columns`` of every ``files`` line in ``seq`` order, a page per complete statement."""
+        limit = "" if chunks is None else " AND chunk < {:d}".format(chunks)
+        query = "SELECT seq, {} FROM files WHERE seq > ?{} ORDER BY seq LIMIT {:d}".format(
+            columns, limit, _PAGE_ROWS)
+        last = -1
+        while True:
+            page = self._db.execute(query, (last,)).fetchall()
+            for line in page:
+                yield line[1:]
+            if len(page) < _PAGE_ROWS:
+                return
+            last = page[-1][0]
+
+    def has_paths(self, paths: Sequence[str]) -> set:
+        """Those of ``paths`` (escaped text, as stored) that are in the index (indexed look-ups,
+        :data:`LOOKUP_BATCH` at a time)."""
+        found = set()
+        for start in range(0, len(paths), LOOKUP_BATCH):
+            batch = list(paths[start:start + LOOKUP_BATCH])
+            query = "SELECT path FROM files WHERE path IN ({})".format(",".join("?" * len(batch)))
+            found.update(line[0] for line in self._db.execute(query, batch))
+        return found
 
     def close(self) -> None:
         """Closes the connection."""
         self._db.close()
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock."""
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
 
 
 def _uri_quote(path: str) -> str:

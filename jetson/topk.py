@@ -76,12 +76,18 @@ class TopK:
         Args:
             scores: (n, q) float32, gallery-major (what ``block.dot(queries.T)`` gives): gallery
                 rows ``first_row..first_row+n`` against queries ``first_query..first_query+q``.
+                NaN scores are left out (as if -inf and never listed): without that, a block
+                of k or more NaN rows made its k-th best NaN and dropped every real match.
             first_row: The block's first gallery row.
             first_query: The block's first query.
         """
         width, count = scores.shape
         kth = self.similarities[first_query:first_query + count, self.k - 1]
+        nan = np.isnan(scores)
+        if nan.any():  # a NaN row (a store from before commits refused them) never ranks
+            scores = np.where(nan, np.float32(-np.inf), scores)
         beats = scores >= kth[None, :]  # an equal score may still win on a lower row
+        beats &= ~nan
         if width > self.k and np.count_nonzero(beats) > 4 * self.k * count:
             # A dense block (the first ones): keep each query's k best of the block, ties at
             # the k-th place included, before merging.

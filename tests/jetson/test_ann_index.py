@@ -95,3 +95,49 @@ def test_without_faiss_exact_search_runs_and_faiss_says_how_to_install(tmp_path,
         match(queries, gallery, backend="faiss")
     assert main(["match", "--gallery", gallery, "--build-index"]) == 1
     assert main(["match", "--gallery", gallery]) == 1  # no --query
+
+
+def test_build_recall_on_gallery_rows_is_that_of_fresh_queries(tmp_path):
+    """Review #18-4: gallery rows as queries found themselves, inflating the build's recall."""
+    pytest.importorskip("faiss")
+    from cvnet.jetson.ann_index import AnnIndex, build_index, recall_at
+    from cvnet.jetson.store import Store
+    from cvnet.jetson.topk import topk_exact
+
+    rng = np.random.RandomState(0)
+    folder = make_store(str(tmp_path / "g"), normalize_rows(rng.randn(4000, 32).astype(
+        np.float32)), chunk=1024, failed=False)
+    fresh = normalize_rows(rng.randn(500, 32).astype(np.float32))
+    path = str(tmp_path / "g.faiss")
+    with Store(folder) as gallery:  # few lists visited, no rerank: a recall well below 1
+        built = build_index(gallery, path, kind="ivf-flat", nlist=16, nprobe=2, rerank=0,
+                            recall_queries=500)
+        with AnnIndex.load(path) as ann:
+            exact, _ = topk_exact(fresh, gallery, 10)
+            approximate, _ = ann.search(fresh, 10, gallery)
+    assert abs(built["recall_at_10"] - recall_at(exact, approximate)) < 0.02
+    assert "own row left out" in built["recall_method"]
+
+
+def test_an_index_of_another_gallery_of_the_same_model_and_length_is_refused(folders):
+    """Review #18-5: model hash and row count alone accepted another gallery's index."""
+    gallery, queries, tmp = folders
+    path = os.path.join(tmp, "g.faiss")
+    assert main(["match", "--gallery", gallery, "--build-index", "--nlist", "8", "-o",
+                 path]) == 0
+    twin = make_store(os.path.join(tmp, "twin"), clustered(1000, 32, 40, seed=1), chunk=128,
+                      weights_sha256="w" * 64)
+    with pytest.raises(StoreError, match="another gallery than .*twin.*rebuild it"):
+        match(queries, twin, index=path)
+    copy = os.path.join(tmp, "copy")
+    shutil.copytree(gallery, copy)  # a copy is the same gallery
+    assert match(queries, copy, index=path).backend == "index"
+
+
+def test_an_index_at_a_non_utf8_path_loads(folders):
+    """Review #18-6: faiss.read_index takes char *, so such a path built but did not load."""
+    gallery, queries, tmp = folders
+    path = os.fsdecode(os.path.join(os.fsencode(tmp), b"idx\xff.faiss"))
+    assert main(["match", "--gallery", gallery, "--build-index", "--nlist", "8", "-o",
+                 path]) == 0
+    assert match(queries, gallery, topk=3, index=path).indices.shape == (30, 3)

@@ -160,11 +160,17 @@ def test_too_large_is_refused_before_decoding(tmp_path):
     assert "--max-pixels" in checked.message
 
 
-def test_uncommitted_chunk_is_redone(tmp_path):
+def _image_folder(tmp_path, count, seed, name="{:02d}.png"):
+    """``tmp_path/images`` with ``count`` small PNGs named ``name.format(i)``."""
     folder = tmp_path / "images"
     folder.mkdir()
-    for i, image in enumerate(sample_images(10, seed=4, size=32)):
-        _write(str(folder / "{:02d}.png".format(i)), image)
+    for i, image in enumerate(sample_images(count, seed=seed, size=32)):
+        _write(str(folder / name.format(i)), image)
+    return folder
+
+
+def test_uncommitted_chunk_is_redone(tmp_path):
+    folder = _image_folder(tmp_path, 10, seed=4)
     out = str(tmp_path / "out")
     args = ["embed", "--engine", ENGINE, "--images", str(folder), "-o", out, "--chunk-size", "4"]
     assert main(args) == EXIT_OK
@@ -290,3 +296,29 @@ def test_a_folder_of_an_older_format_is_not_resumed(tmp_path, caplog):
     (out / "meta.json").write_text(json.dumps(dict(meta, format_version=1)))
     assert main(args + ["--resume"]) == EXIT_ERROR
     assert "older cvnet-embed" in caplog.text
+
+
+def test_a_float16_overflow_stops_the_run_naming_the_file(tmp_path):
+    """Review #18-2: --fp16-out --no-normalize cast large embeddings to inf, then stored them."""
+    from cvnet.engines import open_engine
+    from cvnet.jetson.embed import extract
+    from cvnet.jetson.store import StoreError
+
+    folder = _image_folder(tmp_path, 6, seed=3, name="{}.png")
+    out = str(tmp_path / "out")
+
+    class Loud:  # the real runner, its raw embeddings beyond float16's 65504
+        def __init__(self, runner):
+            self._runner = runner
+
+        def __getattr__(self, name):
+            return getattr(self._runner, name)
+
+        def embed(self, images, normalize=True):
+            return self._runner.embed(images, normalize=normalize) * 1e6
+
+    with open_engine(ENGINE, normalize=False) as runner:
+        with pytest.raises(StoreError, match=r"chunk 0.*'0.png'.*not finite.*--fp16-out"):
+            extract(Loud(runner), str(folder), out, fp16_out=True, normalize=False,
+                    batch=2, chunk_size=4)
+    assert not os.path.exists(chunk_paths(out, 0)[0])

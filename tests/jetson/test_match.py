@@ -174,3 +174,18 @@ def test_embed_then_match_known_answers(tmp_path):
     assert len(names) == 5 and all(name.endswith(".png") for name in names)
     picture = cv2.imread(os.path.join(pictures, names[0]))
     assert picture is not None and picture.shape[1] > 3 * picture.shape[0]
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_a_topk_past_the_gallery_sets_aside_nothing_for_empty_places(tmp_path, backend):
+    """Review #18-10: --topk was allocated queries x topk before the gallery was looked at."""
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    rng = np.random.RandomState(5)
+    gallery = normalize_rows(rng.randn(9, 8).astype(np.float32))
+    make_store(str(tmp_path / "g"), gallery)
+    make_store(str(tmp_path / "q"), gallery[:3])
+    result = match(str(tmp_path / "q"), str(tmp_path / "g"), topk=10 ** 12, backend=backend)
+    assert result.indices.shape == result.similarities.shape == (3, 9)
+    assert result.indices[:, 0].tolist() == [0, 1, 2]
+    assert sorted(result.indices[0].tolist()) == list(range(9))

@@ -226,3 +226,115 @@ def test_migrate_store_command(tmp_path, caplog):
     assert "format 2 -> 3, 1 chunks, 1 embeddings, 1 files" in caplog.text
     assert all(read_meta(folder)["format_version"] == 3 for folder in folders)
     assert main(["migrate-store", str(tmp_path / "missing")]) == 1
+
+
+def test_a_missing_index_beside_chunks_is_an_error_not_an_empty_store(tmp_path):
+    """Review #18-1: an empty index made beside committed chunks made --resume delete them."""
+    folder = _store(str(tmp_path / "s"), sizes=(3, 2, 4))
+    os.remove(os.path.join(folder, INDEX_FILE))
+    npys = sorted(name for name in os.listdir(folder) if name.endswith(".npy"))
+    assert len(npys) == 3
+    for opener in (StoreWriter, Store, lambda f: Store(f, repair=True)):
+        with pytest.raises(StoreError, match="index.sqlite is missing.*migrate-store"):
+            opener(folder)
+    assert sorted(name for name in os.listdir(folder) if name.endswith(".npy")) == npys
+    assert not os.path.exists(os.path.join(folder, INDEX_FILE))
+
+
+def test_a_store_killed_before_its_index_gets_one(tmp_path):
+    """A folder with meta.json and no chunk yet (killed right after it) is still resumable."""
+    folder = _store(str(tmp_path / "s"), sizes=())
+    os.remove(os.path.join(folder, INDEX_FILE))
+    with StoreWriter(folder) as writer:
+        assert writer.next_number == 0
+    assert os.path.exists(os.path.join(folder, INDEX_FILE))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4,), np.float32), np.zeros((2, 5), np.float32),
+                                 np.zeros((0,), np.float32)])
+def test_commit_refuses_a_wrong_shape_before_writing(tmp_path, bad):
+    """Review #18-7: a 1-D or wrong-width chunk made the store unreadable."""
+    folder = _store(str(tmp_path / "s"), sizes=(2,))
+    rows = [IndexRow("n{}.png".format(i), "ok", 2 + i, "", "") for i in range(len(bad))]
+    rows.append(IndexRow("x.jpg", "failed", -1, "empty", ""))
+    with StoreWriter(folder) as writer:
+        with pytest.raises(StoreError, match="chunk 1"):
+            writer.commit(bad, rows)
+    assert not os.path.exists(chunk_paths(folder, 1)[0])
+    with Store(folder) as store:
+        assert store.size == 2 and store.dim == 4
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_commit_refuses_non_finite_embeddings(tmp_path, value):
+    """Review #18-2: NaN/inf rows reached the store and broke exact top-k."""
+    folder = _store(str(tmp_path / "s"), sizes=(2,))
+    bad = np.ones((3, 4), np.float32)
+    bad[1, 2] = value
+    rows = [IndexRow("n{}.png".format(i), "ok", 2 + i, "", "") for i in range(3)]
+    with StoreWriter(folder) as writer:
+        with pytest.raises(StoreError, match="chunk 1.*n1.png.*not finite"):
+            writer.commit(bad, rows)
+    assert not os.path.exists(chunk_paths(folder, 1)[0])
+
+
+def _rows_from(first, count, prefix="new"):
+    return [IndexRow("{}{}.png".format(prefix, i), "ok", first + i, "", "")
+            for i in range(count)]
+
+
+def test_a_reader_part_way_through_iter_rows_does_not_block_a_commit(tmp_path, monkeypatch):
+    """Review #18-3: export-store's open SELECT held the lock; embed's COMMIT died after 60 s."""
+    monkeypatch.setattr(store_index.SqliteIndex, "timeout", 1.0)
+    monkeypatch.setattr(store_index, "_PAGE_ROWS", 1000)  # several pages, one taken
+    folder = _store(str(tmp_path / "s"), sizes=(3000,))
+    with Store(folder) as reader:
+        rows = reader.iter_rows()
+        assert next(rows).path == "f0-0.png"
+        with StoreWriter(folder) as writer:
+            writer.commit(np.zeros((2, 4), np.float32), _rows_from(3000, 2))
+        assert sum(1 for _ in rows) == 3000  # its snapshot: the chunks it opened with
+    with Store(folder) as store:
+        assert store.size == 3002
+
+
+def test_a_commit_blocked_by_a_lock_is_a_store_error(tmp_path, monkeypatch):
+    """A lock held past the timeout: a StoreError naming the folder, not sqlite3's error."""
+    monkeypatch.setattr(store_index.SqliteIndex, "timeout", 1.0)
+    folder = _store(str(tmp_path / "s"), sizes=(3,))
+    with StoreWriter(folder) as writer:
+        other = sqlite3.connect(os.path.join(folder, INDEX_FILE), isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match="chunk 1 not committed.*locked.*--resume"):
+                writer.commit(np.zeros((2, 4), np.float32), _rows_from(3, 2))
+        finally:
+            other.close()
+    with StoreWriter(folder) as writer:  # --resume: the uncommitted .npy is redone
+        assert (writer.next_number, writer.next_row) == (1, 3)
+        writer.commit(np.zeros((2, 4), np.float32), _rows_from(3, 2))
+
+
+def test_resume_checks_names_without_holding_every_committed_one(tmp_path):
+    """Review #18-9: resuming held a set of every committed name (~120 B/row, 115 MiB at 1M)."""
+    import tracemalloc
+
+    count, name = 100000, "camera-07/2026-11-30/frame-{:08d}_crop-3.jpg"
+    folder = str(tmp_path / "s")
+    with StoreWriter.create(folder, {"format": FORMAT, "embedding_dim": 1,
+                                     "dtype": "float32"}) as writer:
+        for start in range(0, count, 25000):
+            writer.commit(np.zeros((25000, 1), np.float32),
+                          [IndexRow(name.format(start + i), "ok", start + i, "", "")
+                           for i in range(25000)])
+    listed = [name.format(i) for i in range(count - 50, count + 50)]  # 50 done, 50 new
+    listed.append("caf\u00e9 100%.jpg")
+    with StoreWriter(folder) as writer:
+        tracemalloc.start()
+        try:
+            done = writer.committed_among(listed)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert done.tolist() == [True] * 50 + [False] * 51
+    assert peak < 30 * count  # a page of 4096 names (~1.5 MB), not every name (~120 B/row)

@@ -37,6 +37,25 @@ def test_the_heap_merge_equals_brute_force_with_ties_at_the_kth_place():
             np.testing.assert_array_equal(top.similarities, values)
 
 
+@pytest.mark.parametrize("width", [100, 30])
+def test_nan_rows_never_push_real_matches_out(width):
+    """Review #18-2: a block with >= k NaN rows made its k-th best NaN; every real row lost."""
+    rng = np.random.RandomState(1)
+    scores = rng.randn(3, 100).astype(np.float32)
+    scores[:, rng.permutation(100)[:20]] = np.nan  # 20 NaN gallery rows of 100
+    top = TopK(len(scores), 5)
+    for start in range(0, 100, width):
+        top.push(np.ascontiguousarray(scores[:, start:start + width].T), start)
+    finite = np.where(np.isnan(scores), -np.inf, scores)
+    indices, values = brute_force(finite, 5)
+    np.testing.assert_array_equal(top.indices, indices)
+    np.testing.assert_array_equal(top.similarities, values)
+    few = TopK(1, 90)  # more places than finite rows: the NaN rows are not listed
+    few.push(np.ascontiguousarray(scores[:1].T), 0)
+    assert sorted(few.indices[0][few.indices[0] >= 0]) == list(np.flatnonzero(
+        np.isfinite(scores[0])))
+
+
 def test_blocks_in_any_order_and_query_slices_merge_the_same():
     rng = np.random.RandomState(1)
     scores = rng.randint(0, 4, size=(6, 40)).astype(np.float32)
