@@ -19,7 +19,6 @@ import logging
 import os
 import statistics
 import sys
-import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import cv2
@@ -27,6 +26,7 @@ import numpy as np
 
 from cvnet.benchmarks.agreement import DEFAULT_IMAGES
 from cvnet.benchmarks.rounds import add_round_options, header
+from cvnet.benchmarks.timing import time_calls
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_json_out, add_verbose,
                             add_verification, doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
@@ -122,12 +122,8 @@ def open_paths(models: Sequence[str], reference: Optional[str], threads: int,
 def time_path(path: Path, batch: np.ndarray, min_time: float) -> float:
     """Images per second of ``path`` on ``batch``: one warm-up call, then calls for ``min_time``
     seconds (at least 2)."""
-    path.infer(batch)
-    calls, start = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - start < min_time:
-        path.infer(batch)
-        calls += 1
-    return calls * len(batch) / (time.perf_counter() - start)
+    times = time_calls(lambda: path.infer(batch), warmup=1, min_time=min_time, min_runs=2)
+    return len(times) * len(batch) / sum(times)
 
 
 def measure(paths: Sequence[Path], batches: Sequence[int], rounds: int,
