@@ -143,12 +143,17 @@ def measure(paths: Sequence[Path], batches: Sequence[int], rounds: int,
 
 def report_rows(paths: Sequence[Path], speeds: Dict[str, Dict[int, List[float]]],
                 count: int) -> List[Dict[str, Any]]:
-    """One record per path: median images/s per batch, and agreement with the first path."""
-    images = verification_images(count)
-    reference = paths[0].embed(images)
+    """One record per path: median images/s per batch, and agreement with the first path (none
+    with fewer than 2 ``count`` images)."""
+    images = verification_images(count) if count >= 2 else []
+    reference = None  # the first path's embeddings, computed once
     rows = []
     for path in paths:
-        figures = parity_figures(reference, path.embed(images)) if count >= 2 else None
+        figures = None
+        if images:
+            embeddings = path.embed(images)
+            reference = embeddings if reference is None else reference
+            figures = parity_figures(reference, embeddings)
         rows.append({"path": path.name,
                      "images_per_s": {str(b): statistics.median(v)
                                       for b, v in speeds[path.name].items()},
