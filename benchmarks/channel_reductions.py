@@ -14,12 +14,12 @@ import argparse
 import logging
 import statistics
 import sys
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from cvnet.benchmarks.rounds import add_round_options, header
+from cvnet.benchmarks.timing import time_calls
 from cvnet.core.cli import EXIT_OK, ArgumentParser, add_verbose, doc_summary, setup_logging
 from cvnet.core.cpu import load_average, physical_cores
 from cvnet.engines.deps import require
@@ -140,12 +140,8 @@ def measure(batches: Sequence[int], rounds: int, min_time: float, threads: int
             times = {key: [] for key in compiled}  # type: Dict[Tuple[str, str], List[float]]
             for _ in range(rounds):
                 for key, run in compiled.items():
-                    run(x)
-                    calls, start = 0, time.perf_counter()
-                    while calls < 3 or time.perf_counter() - start < min_time:
-                        run(x)
-                        calls += 1
-                    times[key].append((time.perf_counter() - start) / calls * 1e3)
+                    calls = time_calls(lambda: run(x), warmup=1, min_time=min_time, min_runs=3)
+                    times[key].append(statistics.mean(calls) * 1e3)
             for (name, runtime), run in compiled.items():
                 kind = graphs[name][0]
                 records.append({"shape": (batch,) + shape, "form": name, "kind": kind,

@@ -19,7 +19,6 @@ import logging
 import os
 import statistics
 import sys
-import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import cv2
@@ -27,6 +26,7 @@ import numpy as np
 
 from cvnet.benchmarks.agreement import DEFAULT_IMAGES
 from cvnet.benchmarks.rounds import add_round_options, header
+from cvnet.benchmarks.timing import time_calls
 from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_json_out, add_verbose,
                             add_verification, doc_summary, setup_logging)
 from cvnet.core.errors import CVNetError
@@ -122,12 +122,8 @@ def open_paths(models: Sequence[str], reference: Optional[str], threads: int,
 def time_path(path: Path, batch: np.ndarray, min_time: float) -> float:
     """Images per second of ``path`` on ``batch``: one warm-up call, then calls for ``min_time``
     seconds (at least 2)."""
-    path.infer(batch)
-    calls, start = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - start < min_time:
-        path.infer(batch)
-        calls += 1
-    return calls * len(batch) / (time.perf_counter() - start)
+    times = time_calls(lambda: path.infer(batch), warmup=1, min_time=min_time, min_runs=2)
+    return len(times) * len(batch) / sum(times)
 
 
 def measure(paths: Sequence[Path], batches: Sequence[int], rounds: int,
@@ -147,12 +143,17 @@ def measure(paths: Sequence[Path], batches: Sequence[int], rounds: int,
 
 def report_rows(paths: Sequence[Path], speeds: Dict[str, Dict[int, List[float]]],
                 count: int) -> List[Dict[str, Any]]:
-    """One record per path: median images/s per batch, and agreement with the first path."""
-    images = verification_images(count)
-    reference = paths[0].embed(images)
+    """One record per path: median images/s per batch, and agreement with the first path (none
+    with fewer than 2 ``count`` images)."""
+    images = verification_images(count) if count >= 2 else []
+    reference = None  # the first path's embeddings, computed once
     rows = []
     for path in paths:
-        figures = parity_figures(reference, path.embed(images)) if count >= 2 else None
+        figures = None
+        if images:
+            embeddings = path.embed(images)
+            reference = embeddings if reference is None else reference
+            figures = parity_figures(reference, embeddings)
         rows.append({"path": path.name,
                      "images_per_s": {str(b): statistics.median(v)
                                       for b, v in speeds[path.name].items()},

@@ -153,6 +153,7 @@ class OpenVinoRunner(Runner):
         self._check_hash = check_hash
         self._compiled = None
         self._request = None
+        self._output = None
 
     def _activate(self) -> ModelIO:
         core = self._core()
@@ -181,6 +182,7 @@ class OpenVinoRunner(Runner):
         self.precision = precision
         self._compiled = compiled
         self._request = compiled.create_infer_request()
+        self._output = compiled.output(0)  # looked up once, not on every batch
         logger.debug("%s: OpenVINO %s on the CPU, %s threads", self.path, precision,
                      self._threads or "default")
         return self._model_io(model)
@@ -247,8 +249,9 @@ class OpenVinoRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         result = self._request.infer({0: np.ascontiguousarray(batch)})
-        return np.array(result[self._compiled.output(0)], copy=True)
+        return np.array(result[self._output], copy=True)
 
     def _deactivate(self) -> None:
         self._request = None
         self._compiled = None
+        self._output = None

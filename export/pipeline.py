@@ -356,7 +356,8 @@ def export_model(checkpoint: Optional[str], options: ExportOptions) -> ExportRes
         check = dict(config=PreprocessConfig(height, width, mean, std),
                      batches=verification_batches(static_batch=options.batch,
                                                   batch_range=options.dynamic_batch),
-                     preprocess_in_graph=options.preprocess_in_graph, input_dtype=input_dtype)
+                     preprocess_in_graph=options.preprocess_in_graph, input_dtype=input_dtype,
+                     references={})  # PyTorch's embeddings, computed once for every check
         report = verify_onnx(graph.SerializeToString(), model, images,
                              precision="fp16" if options.half else "fp32", **check)
         if not report.passed:

@@ -131,7 +131,8 @@ REFERENCE = "PyTorch {} FP32, eval mode, shared preprocess_batch"
 def compare_with_torch(run_graph: Callable[[np.ndarray], np.ndarray], model: nn.Module,
                        images: Sequence[np.ndarray], *, config: PreprocessConfig,
                        batches: Sequence[int], preprocess_in_graph: bool = False,
-                       input_dtype: str = "float32") -> List[ParityFigures]:
+                       input_dtype: str = "float32",
+                       references: Optional[Dict[int, np.ndarray]] = None) -> List[ParityFigures]:
     """The FP32 model in PyTorch and a converted graph (``run_graph``) on the same images.
 
     Args:
@@ -142,6 +143,10 @@ def compare_with_torch(run_graph: Callable[[np.ndarray], np.ndarray], model: nn.
         batches: Batch sizes to run the graph at (each over all images).
         preprocess_in_graph: The graph takes ``(N, H, W, 3)`` RGB pixels (``resize_rgb``).
         input_dtype: With ``preprocess_in_graph``: ``"uint8"`` or ``"float32"`` pixels.
+        references: batch size -> (N, D) PyTorch embeddings of these ``images`` by this
+            ``model`` and ``config``, shared by the checks of one export: those missing are
+            computed here and added, so PyTorch runs once per batch size however many graphs
+            and precisions are checked.
 
     Returns:
         Figures per batch size.
@@ -157,11 +162,13 @@ def compare_with_torch(run_graph: Callable[[np.ndarray], np.ndarray], model: nn.
         with torch.no_grad():
             return model(torch.from_numpy(chunk)).numpy()
 
+    references = {} if references is None else references
     cases = []
     for batch in batches:
-        reference = _run_in_batches(run_torch, float_inputs, batch)
+        if batch not in references:
+            references[batch] = _run_in_batches(run_torch, float_inputs, batch)
         candidate = _run_in_batches(run_graph, graph_inputs, batch)
-        cases.append(parity_figures(reference, candidate, batch=batch))
+        cases.append(parity_figures(references[batch], candidate, batch=batch))
     return cases
 
 
@@ -187,8 +194,8 @@ def openvino_precisions(onnx_bytes: bytes) -> List[str]:
 
 def verify_openvino(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray], *,
                     precision: str, config: PreprocessConfig, batches: Sequence[int],
-                    preprocess_in_graph: bool = False,
-                    input_dtype: str = "float32") -> Dict[str, Any]:
+                    preprocess_in_graph: bool = False, input_dtype: str = "float32",
+                    references: Optional[Dict[int, np.ndarray]] = None) -> Dict[str, Any]:
     """Runs the graph in OpenVINO at ``precision`` and the FP32 model in PyTorch on the same
     images; returns the sidecar record of the verdict.
 
@@ -219,7 +226,8 @@ def verify_openvino(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.nda
         return np.array(request.infer({0: chunk})[compiled.output(0)], copy=True)
 
     cases = compare_with_torch(run_graph, model, images, config=config, batches=batches,
-                               preprocess_in_graph=preprocess_in_graph, input_dtype=input_dtype)
+                               preprocess_in_graph=preprocess_in_graph, input_dtype=input_dtype,
+                               references=references)
     record = runtime_check_record("openvino", computed, cases,
                                   reference=REFERENCE.format(torch.__version__),
                                   backend_version=openvino_version(),
@@ -231,8 +239,8 @@ def verify_openvino(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.nda
 def verify_onnx(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray], *,
                 config: PreprocessConfig, batches: Sequence[int], precision: str = "fp32",
                 preprocess_in_graph: bool = False, input_dtype: str = "float32",
-                input_name: str = "images",
-                output_name: str = "embeddings") -> VerificationReport:
+                input_name: str = "images", output_name: str = "embeddings",
+                references: Optional[Dict[int, np.ndarray]] = None) -> VerificationReport:
     """Runs the graph in ONNX Runtime and the FP32 model in PyTorch on the same images.
 
     Args:
@@ -248,6 +256,7 @@ def verify_onnx(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray
         input_dtype: With ``preprocess_in_graph``: ``"uint8"`` or ``"float32"`` pixels.
         input_name: The graph's input name.
         output_name: The graph's output name.
+        references: As :func:`compare_with_torch`.
 
     Returns:
         The report; ``passed`` is False when any batch size falls below the threshold.
@@ -260,7 +269,8 @@ def verify_onnx(onnx_bytes: bytes, model: nn.Module, images: Sequence[np.ndarray
         return session.run([output_name], {input_name: chunk})[0]
 
     cases = compare_with_torch(run_graph, model, images, config=config, batches=batches,
-                               preprocess_in_graph=preprocess_in_graph, input_dtype=input_dtype)
+                               preprocess_in_graph=preprocess_in_graph, input_dtype=input_dtype,
+                               references=references)
     report = VerificationReport(
         passed=all(passed(c, precision) for c in cases), min_cosine=MIN_COSINE[precision],
         reference=REFERENCE.format(torch.__version__),

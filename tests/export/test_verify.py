@@ -38,3 +38,18 @@ def test_a_graph_of_other_weights_fails_verification():
     assert good.cases[0].images == 6 and good.input_path.startswith("float path")
     assert not bad.passed and bad.cases[0].cosine_min < FP32_MIN_COSINE == good.min_cosine
     assert "| 4 | 6 |" in good.table() and "batch 1: cosine min" in bad.summary()
+
+
+def test_checks_of_one_export_run_pytorch_once_per_batch_size():
+    torch.manual_seed(0)
+    model = build_model("cvnet_tiny").eval()
+    graph = onnx_from_module(model, input_shape=(2, 3, 32, 32)).SerializeToString()
+    forwards = []
+    model.register_forward_hook(lambda module, inputs, output: forwards.append(len(inputs[0])))
+    images, references = verification_images(6), {}
+    for _ in range(2):
+        report = verify_onnx(graph, model, images, config=PreprocessConfig(32, 32),
+                             batches=[1, 4], references=references)
+        assert report.passed
+    assert sorted(references) == [1, 4] and references[4].shape[0] == 6
+    assert forwards == [1] * 6 + [4, 4]  # the second check reused the first one's embeddings
