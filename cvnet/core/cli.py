@@ -223,26 +223,26 @@ def square_size(text: str) -> int:
     return height
 
 
-def positive_int(text: str) -> int:
-    """A count of at least 1 (``--threads``, ``--batch-size``)."""
+def _whole_number(text: str, minimum: int) -> int:
+    """``text`` as an int of at least ``minimum``, or argparse's error saying so."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a whole number >= 1, got {!r}".format(text))
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError("expected a whole number >= {}, got {!r}".format(
+            minimum, text))
     return value
+
+
+def positive_int(text: str) -> int:
+    """A count of at least 1 (``--threads``, ``--batch-size``)."""
+    return _whole_number(text, 1)
 
 
 def count(text: str) -> int:
     """A count of at least 0 (``--verify-images``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected a whole number >= 0, got {!r}".format(text))
-    return value
+    return _whole_number(text, 0)
 
 
 def fpr_value(text: str) -> float:

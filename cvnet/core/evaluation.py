@@ -23,6 +23,7 @@ from cvnet.core.errors import ConfigError
 from cvnet.core.metrics import aggregate_trials, cosine_distance, evaluate_rank, summarize_metrics
 from cvnet.core.operating_points import format_fpr, operating_points, pair_scores
 from cvnet.core.preprocess import ImageDecodeError, decode_image
+from cvnet.core.progress import Progress
 from cvnet.core.visualize import ranked_list_row, stack_rows
 
 logger = logging.getLogger(__name__)
@@ -85,10 +86,12 @@ def embed_paths(embed: Embedder, paths: Sequence[str], *, batch_size: int = 64,
         transform: Applied to each decoded image before embedding (a degradation sweep's).
     """
     rows, row_of, failed = [], {}, []
-    last_log, started = time.monotonic(), time.monotonic()
+    progress = Progress(len(paths), logger, label="images", interval=_LOG_EVERY_S,
+                        desc="embedding")
     for start in range(0, len(paths), batch_size):
         images, kept = [], []
-        for path in paths[start:start + batch_size]:
+        batch = paths[start:start + batch_size]
+        for path in batch:
             try:
                 image = decode_image(path)
                 images.append(image if transform is None else transform(image, path))
@@ -103,11 +106,7 @@ def embed_paths(embed: Embedder, paths: Sequence[str], *, batch_size: int = 64,
             for path, row in zip(kept, embeddings):
                 row_of[path] = len(rows)
                 rows.append(row)
-        if time.monotonic() - last_log > _LOG_EVERY_S:
-            last_log = time.monotonic()
-            done = min(start + batch_size, len(paths))
-            logger.info("embedded %d/%d images (%.1f img/s)", done, len(paths),
-                        done / (last_log - started))
+        progress.update(len(batch))
     if failed:
         logger.warning("%d of %d images could not be decoded and were left out (first: %s)",
                        len(failed), len(paths), failed[0][1])

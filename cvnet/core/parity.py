@@ -11,7 +11,7 @@ cosine are defined here once, by precision (INT8 is reported, not judged).
 Device-side: numpy and OpenCV, Python 3.6.
 """
 
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -130,12 +130,24 @@ def retrieval_agreement(reference: np.ndarray, candidate: np.ndarray, k: int) ->
         candidate: (N, D) embeddings of the same images from the converted model.
         k: Neighbours compared; at most N - 1 are used.
     """
+    return retrieval_agreements(reference, candidate, (k,))[0]
+
+
+def retrieval_agreements(reference: np.ndarray, candidate: np.ndarray,
+                         ks: Sequence[int]) -> List[float]:
+    """:func:`retrieval_agreement` for each of ``ks``, from one neighbour search per array
+    (the k nearest are the first k of the largest k's stable order)."""
     count = reference.shape[0]
-    k = min(k, count - 1)
-    if k < 1:
-        return 1.0
-    ref, cand = _neighbours(reference, k), _neighbours(candidate, k)
-    return float(np.mean([set(ref[i]) == set(cand[i]) for i in range(count)]))
+    largest = min(max(ks), count - 1)
+    if largest < 1:
+        return [1.0 for _ in ks]
+    ref, cand = _neighbours(reference, largest), _neighbours(candidate, largest)
+    agreements = []
+    for k in ks:
+        k = min(k, count - 1)
+        agreements.append(float(np.mean([set(ref[i, :k]) == set(cand[i, :k])
+                                         for i in range(count)])))
+    return agreements
 
 
 def parity_figures(reference: np.ndarray, candidate: np.ndarray, *,
@@ -149,12 +161,12 @@ def parity_figures(reference: np.ndarray, candidate: np.ndarray, *,
         raise ValueError("embedding shapes differ: reference {}, candidate {}".format(
             reference.shape, candidate.shape))
     cosine = row_cosine(reference, candidate)
+    top1, top5 = retrieval_agreements(reference, candidate, (1, 5))
     return ParityFigures(
         images=int(reference.shape[0]), cosine_min=float(cosine.min()),
         cosine_mean=float(cosine.mean()),
         max_abs_diff=float(np.abs(reference.astype(np.float64) - candidate).max()),
-        top1_agreement=retrieval_agreement(reference, candidate, 1),
-        top5_agreement=retrieval_agreement(reference, candidate, 5), batch=batch)
+        top1_agreement=top1, top5_agreement=top5, batch=batch)
 
 
 def passed(figures: ParityFigures, precision: str) -> Optional[bool]:

@@ -1,11 +1,11 @@
 """Which listed images decode: one pass over a split before training (torch-free, Python 3.6)."""
 
 import logging
-import time
 from typing import List, Sequence, Tuple
 
 from cvnet.core.datasets.records import ImageRecord
 from cvnet.core.preprocess import ImageDecodeError, decode_image
+from cvnet.core.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -21,18 +21,18 @@ def check_images(records: Sequence[ImageRecord]) -> Tuple[List[ImageRecord],
         does not. Nothing else is dropped; progress is logged every 10 s.
     """
     good, bad = [], []
-    last_log = time.monotonic()
-    for number, record in enumerate(records, 1):
+    progress = Progress(len(records), logger, label="images", interval=_LOG_EVERY_S,
+                        desc="checking")
+    progress.set_postfix(unreadable=0)
+    for record in records:
         try:
             decode_image(record.path)
         except ImageDecodeError as err:
             bad.append((record.path, str(err)))
+            progress.set_postfix(unreadable=len(bad))
         else:
             good.append(record)
-        if time.monotonic() - last_log > _LOG_EVERY_S:
-            last_log = time.monotonic()
-            logger.info("checked %d/%d images (%d unreadable so far)", number, len(records),
-                        len(bad))
+        progress.update()
     if bad:
         logger.warning("%d of %d images cannot be decoded and were left out (first: %s)",
                        len(bad), len(records), bad[0][1])
