@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 
@@ -40,7 +40,7 @@ from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_batch_size,
 from cvnet.core.confidence import DEFAULT_RESAMPLES
 from cvnet.core.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
 from cvnet.core.errors import CVNetError
-from cvnet.core.evaluation import (Embedder, EvaluationReport, evaluate, format_report, jsonable,
+from cvnet.core.evaluation import (EvaluationReport, evaluate, format_report, jsonable,
                                    ranked_lists_image, split_distances)
 from cvnet.core.fileio import write_bytes_atomic, write_text_atomic
 from cvnet.core.operating_points import DEFAULT_FPRS, pair_scores
@@ -109,17 +109,6 @@ def _sweep_kinds(text: str) -> List[str]:
         return parse_kinds(text)
     except CVNetError as err:
         raise argparse.ArgumentTypeError(str(err))
-
-
-def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
-                       batch_size: int = 64, eager: bool = False,
-                       threads: Optional[int] = None, backend: Optional[str] = None,
-                       precision: str = "auto") -> Tuple[Embedder, str]:
-    """Opens a model file with :func:`cvnet.engines.open_engine`; returns its embedder and a
-    description (:func:`open_model` for the runner itself)."""
-    runner = open_model(path, stack, device=device, batch_size=batch_size, eager=eager,
-                        threads=threads, backend=backend, precision=precision)
-    return runner.embed, describe(runner)
 
 
 def describe(runner: Any) -> str:
