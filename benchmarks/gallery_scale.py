@@ -346,9 +346,8 @@ def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                          topk + ["--backend", "exact"], None))
         if args.ivf_rows == rows:
             index = os.path.join(root, tag, "ivf-pq.faiss")
-            build = run_child(_python(None, "-m:cvnet.jetson") + [
-                "match", "--gallery", gallery, "--query", query, "--build-index", "-o", index,
-                "--block-rows", "16384"] + args.ivf_options.split())
+            build = run_match(query, gallery, index, ["--build-index", "--block-rows", "16384"]
+                              + args.ivf_options.split())
             results["runs"].append({"rows": rows, "label": "IVF-PQ build",
                                     "seconds": build["seconds"],
                                     "peak_rss_mib": build["peak_rss_mib"],
