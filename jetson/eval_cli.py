@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import cv2
 
@@ -136,8 +136,7 @@ def open_model(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
         raise CVNetError("model file {} does not exist".format(path))
     from cvnet.engines import HOST_SUFFIXES, backend_options, open_engine  # device-safe
 
-    options = backend_options(path, backend=backend, precision=precision,
-                              threads=threads)  # type: Dict[str, Any]
+    options = backend_options(path, backend=backend, precision=precision, threads=threads)
     if model_suffix(path) in HOST_SUFFIXES:
         options.update(device=device, batch_range=(1, max(1, int(batch_size))))
         if eager:
