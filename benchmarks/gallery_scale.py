@@ -242,10 +242,10 @@ def agreement(reference: Dict[str, List[str]], other: Dict[str, List[str]]) -> D
 
 
 def _parser() -> argparse.ArgumentParser:
-    from cvnet.core.cli import ArgumentParser, add_json_out, add_seed, add_verbose
+    from cvnet.core.cli import ArgumentParser, add_json_out, add_seed, add_verbose, doc_summary
 
     parser = ArgumentParser(prog="python3 -m cvnet.benchmarks.gallery_scale",
-                            description=__doc__.split("\n\n")[0])
+                            description=doc_summary(__doc__))
     parser.add_argument("--rows", default="100000", help="gallery sizes, comma-separated "
                                                          "(default: %(default)s)")
     parser.add_argument("--dim", type=int, default=1024, help="embedding length (default: "
@@ -346,9 +346,8 @@ def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                          topk + ["--backend", "exact"], None))
         if args.ivf_rows == rows:
             index = os.path.join(root, tag, "ivf-pq.faiss")
-            build = run_child(_python(None, "-m:cvnet.jetson") + [
-                "match", "--gallery", gallery, "--query", query, "--build-index", "-o", index,
-                "--block-rows", "16384"] + args.ivf_options.split())
+            build = run_match(query, gallery, index, ["--build-index", "--block-rows", "16384"]
+                              + args.ivf_options.split())
             results["runs"].append({"rows": rows, "label": "IVF-PQ build",
                                     "seconds": build["seconds"],
                                     "peak_rss_mib": build["peak_rss_mib"],
@@ -419,9 +418,10 @@ def format_table(results: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the benchmark; prints the table (and writes ``--json-out``)."""
+    from cvnet.core.cli import setup_logging  # the checkout's own (bb9014b has it too)
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     if args.write_store:
         write_store(args.write_store, int(args.rows), args.dim, args.data, args.seed, args.dtype,
                     args.chunk_size, args.queries, args.gallery_size)

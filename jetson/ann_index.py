@@ -207,11 +207,7 @@ def rescore(queries: np.ndarray, candidates: np.ndarray, gallery: Store, k: int
         vectors = normalize_rows(gallery.vectors(unique))
         picked = vectors[where.reshape(batch.shape)]  # (q, m, D)
         scores = np.einsum("qmd,qd->qm", picked, queries[start:start + len(batch)])
-        rows = np.where(batch < 0, -1, batch)
-        part = TopK(len(batch), k)
-        part.push_lists(rows, scores.astype(np.float32))
-        top.indices[start:start + len(batch)] = part.indices
-        top.similarities[start:start + len(batch)] = part.similarities
+        top.push_lists(np.where(batch < 0, -1, batch), scores.astype(np.float32), start)
     return top.indices, top.similarities
 
 

@@ -279,7 +279,6 @@ def _write_utf8(stream: Any, text: str) -> None:
 
 def _run_match(args: argparse.Namespace) -> int:
     from cvnet.jetson.match import match, matches_csv, visualize, write_matches
-    from cvnet.jetson.store import read_meta
 
     if args.build_index:
         return _build_index(args)
@@ -310,9 +309,8 @@ def _run_match(args: argparse.Namespace) -> int:
     else:
         _write_utf8(sys.stdout, matches_csv(matches, columns))
     if args.visualize:
-        written = visualize(matches, read_meta(args.query)["root"],
-                            read_meta(args.gallery)["root"], args.visualize,
-                            limit=args.visualize_limit)
+        written = visualize(matches, matches.query_meta["root"], matches.gallery_meta["root"],
+                            args.visualize, limit=args.visualize_limit)
         logger.info("wrote %d pictures to %s", len(written), args.visualize)
     return EXIT_OK
 

@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
 import cv2
 
@@ -40,7 +40,7 @@ from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_batch_size,
 from cvnet.core.confidence import DEFAULT_RESAMPLES
 from cvnet.core.datasets import PROTOCOLS, evaluation_splits, load_dataset, standard_protocols
 from cvnet.core.errors import CVNetError
-from cvnet.core.evaluation import (Embedder, EvaluationReport, evaluate, format_report, jsonable,
+from cvnet.core.evaluation import (EvaluationReport, evaluate, format_report, jsonable,
                                    ranked_lists_image, split_distances)
 from cvnet.core.fileio import write_bytes_atomic, write_text_atomic
 from cvnet.core.operating_points import DEFAULT_FPRS, pair_scores
@@ -111,17 +111,6 @@ def _sweep_kinds(text: str) -> List[str]:
         raise argparse.ArgumentTypeError(str(err))
 
 
-def embedder_from_path(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
-                       batch_size: int = 64, eager: bool = False,
-                       threads: Optional[int] = None, backend: Optional[str] = None,
-                       precision: str = "auto") -> Tuple[Embedder, str]:
-    """Opens a model file with :func:`cvnet.engines.open_engine`; returns its embedder and a
-    description (:func:`open_model` for the runner itself)."""
-    runner = open_model(path, stack, device=device, batch_size=batch_size, eager=eager,
-                        threads=threads, backend=backend, precision=precision)
-    return runner.embed, describe(runner)
-
-
 def describe(runner: Any) -> str:
     """``"cvnet.onnx (onnxruntime, 256x256)"``, with the precision where the runner reports one
     (OpenVINO: ``"cvnet.onnx (openvino, bf16, 256x256)"``)."""
@@ -147,8 +136,7 @@ def open_model(path: str, stack: contextlib.ExitStack, *, device: str = "auto",
         raise CVNetError("model file {} does not exist".format(path))
     from cvnet.engines import HOST_SUFFIXES, backend_options, open_engine  # device-safe
 
-    options = backend_options(path, backend=backend, precision=precision,
-                              threads=threads)  # type: Dict[str, Any]
+    options = backend_options(path, backend=backend, precision=precision, threads=threads)
     if model_suffix(path) in HOST_SUFFIXES:
         options.update(device=device, batch_range=(1, max(1, int(batch_size))))
         if eager:

@@ -525,7 +525,8 @@ class StoreWriter:
         if len(shape) != 2 or (dim and shape[1] != dim):
             raise StoreError("{}: chunk {}: embeddings of shape {}; the store holds (n, {}) "
                              "rows".format(self.folder, self.next_number, shape, dim or "D"))
-        good = [row.row for row in rows if row.status == "ok"]
+        good_rows = [row for row in rows if row.status == "ok"]
+        good = [row.row for row in good_rows]
         if good != list(range(self.next_row, self.next_row + len(good))) or \
                 len(embeddings) != len(good):
             raise StoreError("{}: chunk {}: {} good rows numbered {}..., {} embeddings; expected "
@@ -539,8 +540,7 @@ class StoreWriter:
         if np.dtype(embeddings.dtype).name != dtype:
             raise StoreError("{}: chunk {} is {}, the store holds {}".format(
                 self.folder, self.next_number, embeddings.dtype, dtype))
-        check_finite(embeddings, [row for row in rows if row.status == "ok"],
-                      "{}: chunk {}".format(self.folder, self.next_number))
+        check_finite(embeddings, good_rows, "{}: chunk {}".format(self.folder, self.next_number))
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(embeddings))
         write_bytes_atomic(chunk_paths(self.folder, self.next_number)[0], buffer.getvalue())

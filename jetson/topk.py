@@ -98,10 +98,12 @@ class TopK:
             self._merge(query + first_query, column.astype(np.int64) + first_row,
                         scores[column, query])
 
-    def push_lists(self, indices: np.ndarray, similarities: np.ndarray) -> None:
-        """Merges candidate lists: (count, m) gallery rows (-1: none) and their scores."""
+    def push_lists(self, indices: np.ndarray, similarities: np.ndarray,
+                   first_query: int = 0) -> None:
+        """Merges candidate lists: (q, m) gallery rows (-1: none) and their scores, of queries
+        ``first_query..first_query+q``."""
         query, column = np.nonzero(indices >= 0)
-        self._merge(query, indices[query, column], similarities[query, column])
+        self._merge(query + first_query, indices[query, column], similarities[query, column])
 
     def _merge(self, query: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> None:
         """Merges candidates ``(query, gallery row, score)`` into the lists of their queries."""

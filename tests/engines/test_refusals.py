@@ -121,7 +121,7 @@ def test_the_commands_pass_the_refusal_on(tmp_path, monkeypatch, caplog):
     from cvnet.engines.errors import MissingDependencyError
     from cvnet.jetson.cli import EXIT_ERROR
     from cvnet.jetson.cli import main as jetson_main
-    from cvnet.jetson.eval_cli import embedder_from_path
+    from cvnet.jetson.eval_cli import open_model
 
     path = _pt(tmp_path, monkeypatch)
     images = tmp_path / "images"
@@ -138,4 +138,4 @@ def test_the_commands_pass_the_refusal_on(tmp_path, monkeypatch, caplog):
     with pytest.raises(MissingDependencyError, match="cvnet-export"):
         import contextlib
         with contextlib.ExitStack() as stack:
-            embedder_from_path(path, stack)
+            open_model(path, stack)
