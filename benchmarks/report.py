@@ -17,7 +17,7 @@ from cvnet.benchmarks.agreement import fastest_line, fastest_paths
 from cvnet.benchmarks.paper import PaperRow
 from cvnet.core.parity import requirement
 from cvnet.benchmarks.stats import LatencyStats
-from cvnet.core.fileio import atomic_path, write_text_atomic
+from cvnet.core.fileio import write_text_atomic
 
 #: Version of the JSON report's layout.
 SCHEMA = "cvnet-bench/1"
@@ -285,13 +285,9 @@ def write_plot(path: str, report: Dict[str, Any]) -> str:
     Raises:
         MissingDependencyError: matplotlib is not installed (``pip install cvnet[plot]``).
     """
-    from cvnet.engines.deps import require
+    from cvnet.jetson.eval_plots import require_matplotlib, save_png
 
-    require("matplotlib", "--plot")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = require_matplotlib("--plot", fix=None)
     figure, axes = plt.subplots(figsize=(7, 5))
     records = report["comparison"]
     axes.scatter([r["params_m_paper"] for r in records], [r["fps_paper"] for r in records],
@@ -310,8 +306,4 @@ def write_plot(path: str, report: Dict[str, Any]) -> str:
     axes.set_ylabel("FPS (images/s)")
     axes.set_title("cvnet-bench {}".format(report["date"]))
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
-    plt.close(figure)
-    return path
+    return save_png(plt, figure, path, dpi=120)

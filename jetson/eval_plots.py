@@ -25,21 +25,27 @@ from cvnet.engines.deps import require
 MAX_CURVE_POINTS = 4000
 
 
-def require_matplotlib() -> Any:
-    """matplotlib's pyplot on the Agg backend, or an error with the install line."""
-    require("matplotlib", "cvnet-eval --plots",
-            "pip install matplotlib (or cvnet[plot]); on the device, copy the evaluation's "
-            "--json-out / --dist-out to a machine with matplotlib instead")
+#: What to do where matplotlib is missing, for cvnet-eval --plots.
+_EVAL_FIX = ("pip install matplotlib (or cvnet[plot]); on the device, copy the evaluation's "
+             "--json-out / --dist-out to a machine with matplotlib instead")
+
+
+def require_matplotlib(purpose: str = "cvnet-eval --plots", fix: Optional[str] = _EVAL_FIX
+                       ) -> Any:
+    """matplotlib's pyplot on the Agg backend, or an error naming ``purpose`` and ``fix``
+    (None: the install line of :func:`cvnet.engines.deps.require`)."""
+    require("matplotlib", purpose, fix)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
-def _save(plt: Any, figure: Any, path: str) -> str:
+def save_png(plt: Any, figure: Any, path: str, dpi: int = 110) -> str:
+    """Lays ``figure`` out, writes it to ``path`` as PNG atomically and closes it."""
     figure.tight_layout()
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
+        figure.savefig(tmp, format="png", dpi=dpi)
     plt.close(figure)
     return path
 
@@ -75,7 +81,7 @@ def roc_plot(path: str, pairs: Dict[str, PairScores], points: Dict[str, Dict[str
     axes.grid(True, which="both", alpha=0.3)
     axes.set_title("ROC of same-vehicle decisions (dots: resolved operating points)")
     axes.legend(fontsize=8, loc="lower right")
-    return _save(plt, figure, path)
+    return save_png(plt, figure, path)
 
 
 def score_histograms(path: str, pairs: Dict[str, PairScores],
@@ -102,7 +108,7 @@ def score_histograms(path: str, pairs: Dict[str, PairScores],
                      fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
     axes[-1][0].set_xlabel("cosine similarity (dashed: thresholds; dotted: unresolved)")
-    return _save(plt, figure, path)
+    return save_png(plt, figure, path)
 
 
 def sweep_plot(path: str, sweep: Dict[str, Any]) -> str:
@@ -131,7 +137,7 @@ def sweep_plot(path: str, sweep: Dict[str, Any]) -> str:
         ax.set_title(kind, fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(plt, figure, path)
+    return save_png(plt, figure, path)
 
 
 def write_plots(folder: str, pairs: Dict[str, PairScores], points: Dict[str, Dict[str, Any]],

@@ -35,7 +35,6 @@ ALLOWED = {
     ("cvnet/core/fileio.py", "os.open(path, os.O_RDWR | os.O_CREAT"): "the helper itself: "
                                                                    "folder_lock's lock file",
     ("cvnet/models/checkpoint.py", "torch.save("): "into atomic_path's temporary file",
-    ("benchmarks/report.py", ".savefig("): "into atomic_path's temporary file",
     ("jetson/store.py", "np.save("): "into a BytesIO, then write_bytes_atomic",
     ("cvnet/core/distances.py", "np.savez("): "into a BytesIO, then write_bytes_atomic",
     ("jetson/eval_plots.py", ".savefig("): "into atomic_path's temporary file",
