@@ -1,39 +1,59 @@
-"""An ONNX graph ONNX Runtime's CPU provider runs well: the channel reductions rewritten.
+"""An ONNX graph ONNX Runtime's CPU provider runs well: CVNet's activations kept in NCHWc.
 
-ONNX Runtime (1.32, one thread) spends about a third of CVNet's batch-1 time in ``ReduceMean``
-and ``ReduceMax`` over the channel axis, the collaboration module's merge pooling on (1, 256, 64,
-64) and (1, 512, 32, 32) tensors: with a batch of 1 its reduction over the leading kept axis runs
-a slow loop. The same numbers come out of forms it runs fast (measured side by side in
-docs/results.md):
+ONNX Runtime (1.32) runs every convolution of CVNet in its blocked NCHWc layout (MLAS kernels,
+near the CPU's peak on this project's Zen 4) and converts a tensor back to plain NCHW for every
+operator its NCHWc transformer cannot take. As exported, the paper's CVNet hands it three such
+patterns in every DFC module: channel reductions (the collaboration's merge pooling, slow at
+batch 1 as well), a 1-channel map broadcast over C channels (the collaboration's weighted sum),
+and a (N, C, 1, 1) scale broadcast over H x W (the gates, the stem's attention). Rewritten into
+forms that stay in NCHWc, or that ride on a reorder ONNX Runtime does anyway, with the same
+results (docs/cpu.md, measured in docs/results.md):
 
-- **channel mean** ``ReduceMean(x, axes=[1], keepdims=1)`` -> ``Conv(x, W)`` with a fixed
-  ``(1, C, 1, 1)`` weight of ``1/C``: the same sum in another order, equal to float32 rounding
-  (max abs difference about 1e-7 on unit-scale inputs);
-- **channel max** ``ReduceMax(x, axes=[1], keepdims=1)`` -> a halving tree: ``Split`` the
-  channels in two halves, ``Max`` them, and again until one channel is left (an odd channel is
-  kept aside and joins the last ``Max``): bit-identical, a maximum does not depend on order.
+- **channel mean / max** ``ReduceMean|ReduceMax(x, axes=[1], keepdims=1)`` on a 4-D tensor ->
+  ``Transpose(x, perm=[0, 2, 3, 1])`` (which ONNX Runtime turns into one channels-last reorder of
+  the NCHWc tensor, shared by the mean and the max of one tensor), ``Reshape`` to rows of C,
+  the same reduction over the contiguous last axis, ``Reshape`` to (N, 1, H, W). The max is
+  bit-identical; the mean is the same sum of the same numbers (equal on every input tried).
+- **1-channel map times C channels** ``Mul(m, x)``, m (N, 1, H, W), x (N, C, H, W) ->
+  ``Mul(Conv(m, ones(C, 1, 1, 1)), x)``: the map spread over C channels by a 1x1 convolution
+  with weight 1 (``1 * m + 0`` is exactly m), then a multiplication of equal shapes, which
+  NCHWc takes.
+- **channel scale** ``Mul(s, x)``, s (N, C, 1, 1) -> ``Mul(Resize(s, nearest, scales=[1, 1, H,
+  W]), x)``: the scale copied over H x W by NCHWc's nearest upsampling, exact.
+- **spatial mean** ``ReduceMean(x, axes=[2, 3], keepdims=1)`` -> ``GlobalAveragePool(x)``, which
+  NCHWc takes (a sum in another order: about 1e-7 of the input's scale).
 
-Every other node is left as it is. The trade: at batch 8 ONNX Runtime's own reductions run near
-memory speed and the graph gets a few percent slower, OpenVINO runs the tree slower than its own
-``ReduceMax``, and TensorRT was not measured on it, so the rewrite is asked for explicitly:
-``cvnet-export --optimize-for onnxruntime`` (the export's parity check then verifies the
-rewritten graph against PyTorch, as always). Host-side (needs onnx).
+The shapes come from ONNX Runtime's symbolic shape inference
+(``onnxruntime.tools.symbolic_shape_infer``, needs sympy), whose results stay in the graph as
+``value_info``: without them ONNX Runtime cannot prove two operands of a ``Mul`` have the same
+shape after CVNet's attention reshape, and falls back to NCHW. Every other node is left as it
+is; the weights and the PyTorch model are untouched. The export's parity check then verifies the
+rewritten graph against PyTorch, as always. Host-side (needs onnx and onnxruntime).
 """
 
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
+from cvnet.core.errors import ConfigError
 from cvnet.export.onnx_export import graph_opset
 
 logger = logging.getLogger(__name__)
 
 #: What ``--optimize-for`` offers: ``any`` leaves the graph as exported (every runtime reads it
-#: well), ``onnxruntime`` rewrites the channel reductions for ONNX Runtime's CPU provider.
+#: well), ``onnxruntime`` rewrites it for ONNX Runtime's CPU provider (module docstring).
 TARGETS = ("any", "onnxruntime")
+#: The rewrites, in the order of the counts ``optimize_for_onnxruntime`` returns.
+REWRITES = ("channel_mean", "channel_max", "map_broadcast", "channel_scale", "spatial_mean")
+#: Channel counts ONNX Runtime's NCHWc kernels take: multiples of MLAS's block (16 on AVX-512,
+#: 8 on AVX2 and NEON). Broadcasts over other counts are left alone: NCHWc would not take them.
+NCHWC_BLOCK = 16
+
+Dim = Union[int, str, None]
+Shape = Tuple[Dim, ...]
 
 
 def _attribute(node: onnx.NodeProto, name: str, default=None):
@@ -43,27 +63,44 @@ def _attribute(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
-def _shapes(model: onnx.ModelProto) -> Dict[str, Tuple[int, Optional[int]]]:
-    """Tensor name -> (rank, channel count at axis 1 or None), where the rank is known: from
-    shape inference, and for a ``Conv``'s output from its weight (the exporter's graphs defeat
-    shape inference past their first dynamic reshape, and every channel reduction of CVNet reads
-    a convolution). A Conv1d's output has rank 3, a Conv2d's rank 4."""
-    weights = {tensor.name: tuple(tensor.dims) for tensor in model.graph.initializer}
-    found = {}  # type: Dict[str, Tuple[int, Optional[int]]]
-    for node in model.graph.node:
-        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in weights:
-            dims = weights[node.input[1]]
-            found[node.output[0]] = (len(dims), int(dims[0]))
-    inferred = shape_inference.infer_shapes(model)
-    values = (list(inferred.graph.value_info) + list(inferred.graph.input)
-              + list(inferred.graph.output))
+def infer_shapes(model: onnx.ModelProto, *, warn: bool = True) -> onnx.ModelProto:
+    """``model`` with the tensors' shapes in ``value_info``, the batch as a symbol.
+
+    ONNX's own inference stops at the first ``Reshape`` whose target is computed (CVNet's
+    attention); ONNX Runtime's symbolic inference carries the symbols through it. Where that
+    fails (it cannot read the axes input of opset 18's reductions), ONNX's own inference is
+    used with a warning: fewer shapes are known, so fewer nodes are rewritten.
+
+    Raises:
+        ConfigError: sympy (which the symbolic inference needs) is missing.
+    """
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    except ImportError as err:
+        raise ConfigError(f"--optimize-for onnxruntime needs ONNX Runtime's symbolic shape "
+                          f"inference, which needs sympy ({err}); pip install sympy") from None
+    try:
+        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception as err:  # noqa: BLE001 -- the tool raises anything; ONNX's is the fallback
+        log = logger.warning if warn else logger.debug
+        log("graph for ONNX Runtime: ONNX Runtime's symbolic shape inference failed (%s: %s); "
+            "using ONNX's own, which stops at computed reshapes: fewer nodes are rewritten",
+            type(err).__name__, err)
+        return shape_inference.infer_shapes(model, data_prop=True)
+
+
+def _shapes(model: onnx.ModelProto) -> Dict[str, Shape]:
+    """Tensor name -> its dims (int, symbol, or None where unknown)."""
+    found = {}  # type: Dict[str, Shape]
+    values = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
     for value in values:
         tensor = value.type.tensor_type
-        if not tensor.HasField("shape"):
-            continue
-        dims = tensor.shape.dim
-        known = len(dims) > 1 and dims[1].HasField("dim_value") and dims[1].dim_value > 0
-        found[value.name] = (len(dims), int(dims[1].dim_value) if known else None)
+        if tensor.HasField("shape"):
+            found[value.name] = tuple(
+                dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None)
+                for dim in tensor.shape.dim)
+    for tensor in model.graph.initializer:
+        found[tensor.name] = tuple(tensor.dims)
     return found
 
 
@@ -82,9 +119,8 @@ def _reduced_axes(node: onnx.NodeProto, rank: int,
     """The axes a ``ReduceMean``/``ReduceMax`` reduces, non-negative; None where they cannot be
     told (axes from a tensor computed at run time) or where it reduces nothing.
 
-    Axes are an attribute up to opset 17 and an optional input from opset 18
-    (``ReduceMean``/``ReduceMax``-18); without axes every axis is reduced, or none with
-    ``noop_with_empty_axes=1``."""
+    Axes are an attribute up to opset 17 and an optional input from opset 18; without axes
+    every axis is reduced, or none with ``noop_with_empty_axes=1``."""
     if len(node.input) > 1 and node.input[1]:
         if node.input[1] not in constants:
             return None
@@ -96,109 +132,155 @@ def _reduced_axes(node: onnx.NodeProto, rank: int,
     return sorted({a + rank if a < 0 else a for a in axes})
 
 
-def _is_channel_reduction(node: onnx.NodeProto, rank: int,
-                          constants: Dict[str, np.ndarray]) -> bool:
-    """A ``ReduceMean``/``ReduceMax`` over axis 1 only that keeps the axis."""
-    return (node.op_type in ("ReduceMean", "ReduceMax") and node.domain in ("", "ai.onnx")
-            and _attribute(node, "keepdims", 1) == 1
-            and _reduced_axes(node, rank, constants) == [1])
+def _known(*dims: Dim) -> bool:
+    return all(isinstance(dim, int) and dim > 0 for dim in dims)
 
 
-def _mean_as_conv(node: onnx.NodeProto, channels: int,
-                  prefix: str) -> Tuple[List[onnx.NodeProto], List[onnx.TensorProto]]:
-    weight = numpy_helper.from_array(np.full((1, channels, 1, 1), 1.0 / channels, np.float32),
-                                     prefix + "/mean_weight")
-    conv = helper.make_node("Conv", [node.input[0], weight.name], [node.output[0]],
-                            name=prefix + "/as_conv", kernel_shape=[1, 1])
-    return [conv], [weight]
+class _Rewriter:
+    """Walks the graph once, replacing each node that matches a rewrite (module docstring)."""
 
+    def __init__(self, model: onnx.ModelProto):
+        self.shapes, self.constants = _shapes(model), _constants(model)
+        self.opset = graph_opset(model)
+        self.nodes = []  # type: List[onnx.NodeProto]
+        self.initializers = []  # type: List[onnx.TensorProto]
+        self.counts = {name: 0 for name in REWRITES}
+        self.skipped = []  # type: List[str]
+        self.rows = {}  # type: Dict[str, str]  # tensor -> its channels-last rows (N*H*W, C)
 
-def _split(current: str, sizes: List[int], parts: List[str], name: str,
-           opset: int) -> Tuple[onnx.NodeProto, List[onnx.TensorProto]]:
-    """A ``Split`` along axis 1: ``split`` as an input from opset 13, an attribute before."""
-    if opset < 13:
-        return helper.make_node("Split", [current], parts, axis=1, split=sizes, name=name), []
-    split = numpy_helper.from_array(np.array(sizes, np.int64), name)
-    return helper.make_node("Split", [current, split.name], parts, axis=1, name=name), [split]
+    def visit(self, node: onnx.NodeProto) -> None:
+        standard = node.domain in ("", "ai.onnx")
+        if standard and node.op_type in ("ReduceMean", "ReduceMax") and self._reduction(node):
+            return
+        if standard and node.op_type == "Mul" and len(node.input) == 2 and self._mul(node):
+            return
+        self.nodes.append(node)
 
+    def _constant(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(value, name))
+        return name
 
-def _max_as_tree(node: onnx.NodeProto, channels: int, prefix: str,
-                 opset: int) -> Tuple[List[onnx.NodeProto], List[onnx.TensorProto]]:
-    nodes, weights, leftovers = [], [], []
-    current, width, level = node.input[0], channels, 0
-    while width > 1:
-        half = width // 2
-        sizes = [half, half] + ([1] if width % 2 else [])
-        parts = ["{}/half{}_{}".format(prefix, level, i) for i in range(len(sizes))]
-        split, constants = _split(current, sizes, parts, "{}/split{}".format(prefix, level),
-                                  opset)
-        nodes.append(split)
-        weights += constants
-        leftovers += parts[2:]
-        current = "{}/max{}".format(prefix, level)
-        nodes.append(helper.make_node("Max", parts[:2], [current],
-                                      name="{}/max{}".format(prefix, level)))
-        width, level = half, level + 1
-    inputs = [current] + leftovers
-    if len(inputs) == 1:
-        nodes.append(helper.make_node("Identity", inputs, [node.output[0]],
-                                      name=prefix + "/max"))
-    else:
-        nodes.append(helper.make_node("Max", inputs, [node.output[0]], name=prefix + "/max"))
-    return nodes, weights
+    def _reduce(self, op: str, data: str, axis: int, output: str, name: str) -> onnx.NodeProto:
+        """``op`` over one axis, keepdims: axes an attribute below opset 18, an input from 18."""
+        if self.opset < 18:
+            return helper.make_node(op, [data], [output], axes=[axis], keepdims=1, name=name)
+        axes = self._constant(name + "/axes", np.array([axis], np.int64))
+        return helper.make_node(op, [data, axes], [output], keepdims=1, name=name)
+
+    def _reduction(self, node: onnx.NodeProto) -> bool:
+        shape = self.shapes.get(node.input[0])
+        if shape is None or _attribute(node, "keepdims", 1) != 1:
+            return False
+        axes = _reduced_axes(node, len(shape), self.constants)
+        if axes == [2, 3] and len(shape) == 4 and node.op_type == "ReduceMean":
+            self.nodes.append(helper.make_node("GlobalAveragePool", [node.input[0]],
+                                               [node.output[0]],
+                                               name=node.output[0] + "/ort/global_pool"))
+            self.counts["spatial_mean"] += 1
+            return True
+        if axes != [1]:
+            return False
+        if len(shape) != 4 or not _known(*shape[1:]):  # a Conv1d's (N, C, L), or unknown dims
+            self.skipped.append("{} ({}-D input {})".format(node.name or node.output[0],
+                                                             len(shape), list(shape)))
+            return False
+        channels, height, width = shape[1:]
+        source = node.input[0]
+        if source not in self.rows:  # one channels-last copy per tensor, for its mean and max
+            prefix = source + "/ort"
+            last = prefix + "/channels_last"
+            self.nodes.append(helper.make_node("Transpose", [source], [last], perm=[0, 2, 3, 1],
+                                               name=last))
+            rows = prefix + "/rows"
+            shape_rows = self._constant(rows + "/shape", np.array([-1, channels], np.int64))
+            self.nodes.append(helper.make_node("Reshape", [last, shape_rows], [rows], name=rows))
+            self.rows[source] = rows
+        prefix = node.output[0] + "/ort"  # output names are unique; node names may not be
+        reduced = prefix + "/reduced"
+        self.nodes.append(self._reduce(node.op_type, self.rows[source], 1, reduced, reduced))
+        back = self._constant(prefix + "/shape", np.array([-1, 1, height, width], np.int64))
+        self.nodes.append(helper.make_node("Reshape", [reduced, back], [node.output[0]],
+                                           name=prefix + "/map"))
+        self.counts["channel_mean" if node.op_type == "ReduceMean" else "channel_max"] += 1
+        return True
+
+    def _mul(self, node: onnx.NodeProto) -> bool:
+        pair = tuple(node.input)
+        for small, big in (pair, pair[::-1]):
+            a, b = self.shapes.get(small), self.shapes.get(big)
+            if a is None or b is None or len(a) != 4 or len(b) != 4 or a[0] != b[0]:
+                continue
+            channels = b[1]
+            if not _known(channels) or channels % NCHWC_BLOCK:
+                continue
+            prefix = node.output[0] + "/ort"
+            if a[1] == 1 and a[2:] == b[2:] and channels > 1:  # a map over every channel
+                ones = self._constant(prefix + "/ones", np.ones((channels, 1, 1, 1), np.float32))
+                spread = prefix + "/map_spread"
+                self.nodes.append(helper.make_node("Conv", [small, ones], [spread],
+                                                   kernel_shape=[1, 1], name=spread))
+                self.counts["map_broadcast"] += 1
+            elif a[1] == channels and a[2:] == (1, 1) and _known(*b[2:]) and b[2] * b[3] > 1:
+                spread = prefix + "/scale_spread"
+                # roi is required below opset 13 (and read only by tf_crop_and_resize)
+                roi = self._constant(prefix + "/roi", np.zeros(0, np.float32)) \
+                    if self.opset < 13 else ""
+                scales = self._constant(prefix + "/scales",
+                                        np.array([1, 1, b[2], b[3]], np.float32))
+                self.nodes.append(helper.make_node(
+                    "Resize", [small, roi, scales], [spread], mode="nearest",
+                    coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+                    name=spread))
+                self.counts["channel_scale"] += 1
+            else:
+                continue
+            self.nodes.append(helper.make_node("Mul", [spread, big], [node.output[0]],
+                                               name=prefix + "/mul"))
+            return True
+        return False
 
 
 def optimize_for_onnxruntime(model: onnx.ModelProto) -> Tuple[onnx.ModelProto, Dict[str, int]]:
-    """The channel reductions of ``model`` in the forms ONNX Runtime runs fast (module docstring).
+    """``model`` in the forms ONNX Runtime's CPU provider runs well (module docstring).
 
     Args:
-        model: An exported graph (float32 tensors; any opset from 11: ``Split`` takes its
-            sizes as an attribute below 13, reductions their axes as an input from 18).
+        model: An exported graph (float32 tensors; opset 11 or newer).
 
     Returns:
-        The rewritten copy, checked with ``onnx.checker``, and the count of each rewrite:
-        ``{"channel_mean": n, "channel_max": m}``. Reductions over axis 1 of a tensor that is
-        not 4-D, or whose channel count cannot be told, are left alone with a warning; a graph
-        where nothing was rewritten is warned about too.
+        The rewritten copy, checked with ``onnx.checker`` and holding every tensor's shape, and
+        the count of each rewrite (:data:`REWRITES`). Channel reductions of a tensor that is not
+        4-D, or whose dims are unknown, are left alone with a warning; a graph where nothing was
+        rewritten is warned about too.
+
+    Raises:
+        ConfigError: sympy is missing (:func:`infer_shapes`).
     """
-    shapes, constants, opset = _shapes(model), _constants(model), graph_opset(model)
+    rewriter = _Rewriter(infer_shapes(model))
+    for node in model.graph.node:
+        rewriter.visit(node)
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    graph = out.graph
-    rewritten = []  # type: List[onnx.NodeProto]
-    counts = {"channel_mean": 0, "channel_max": 0}
-    skipped = []  # channel reductions left alone: their channel count or rank is not 4-D
-    for node in graph.node:
-        rank, count = shapes.get(node.input[0], (None, None)) if node.input else (None, None)
-        if rank is None or not _is_channel_reduction(node, rank, constants):
-            rewritten.append(node)
-            continue
-        if rank != 4 or count is None:  # a Conv1d's (N, C, L), or channels unknown
-            skipped.append("{} ({}-D input, {} channels)".format(
-                node.name or node.output[0], rank, count or "unknown"))
-            rewritten.append(node)
-            continue
-        prefix = "{}/ort".format(node.output[0])  # output names are unique; node names may not be
-        if node.op_type == "ReduceMean":
-            nodes, weights = _mean_as_conv(node, count, prefix)
-            counts["channel_mean"] += 1
-        else:
-            nodes, weights = _max_as_tree(node, count, prefix, opset)
-            counts["channel_max"] += 1
-        rewritten += nodes
-        graph.initializer.extend(weights)
-    del graph.node[:]
-    graph.node.extend(rewritten)
+    del out.graph.node[:]
+    out.graph.node.extend(rewriter.nodes)
+    out.graph.initializer.extend(rewriter.initializers)
+    out = infer_shapes(out, warn=False)  # the shapes ONNX Runtime's NCHWc transformer needs
     onnx.checker.check_model(out)
-    if skipped:
+    counts = rewriter.counts
+    if rewriter.skipped:
         logger.warning("graph for ONNX Runtime: %d channel reduction(s) left as they are (only "
-                       "4-D inputs with a known channel count are rewritten): %s", len(skipped),
-                       ", ".join(skipped[:5]))
-    if not counts["channel_mean"] and not counts["channel_max"]:
-        reductions = sum(node.op_type in ("ReduceMean", "ReduceMax") for node in graph.node)
-        logger.warning("graph for ONNX Runtime: no channel reduction was rewritten (%d "
-                       "ReduceMean/ReduceMax node(s) in the graph): the graph is as exported",
-                       reductions)
-    logger.info("graph for ONNX Runtime: %d channel means as 1x1 convolutions, %d channel maxima "
-                "as halving trees", counts["channel_mean"], counts["channel_max"])
+                       "4-D inputs of known shape are rewritten): %s", len(rewriter.skipped),
+                       ", ".join(rewriter.skipped[:5]))
+    if not any(counts.values()):
+        logger.warning("graph for ONNX Runtime: nothing was rewritten (no channel reduction, "
+                       "broadcast multiplication or spatial mean of a known 4-D shape): the "
+                       "graph is as exported")
+    logger.info("graph for ONNX Runtime: %s", describe(counts))
     return out, counts
+
+
+def describe(counts: Dict[str, int], names: Sequence[str] = REWRITES) -> str:
+    """One line for the counts ``optimize_for_onnxruntime`` returns."""
+    words = {"channel_mean": "channel means", "channel_max": "channel maxima",
+             "map_broadcast": "map broadcasts", "channel_scale": "channel scales",
+             "spatial_mean": "spatial means"}
+    return ", ".join("{} {}".format(counts.get(name, 0), words[name]) for name in names)

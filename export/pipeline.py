@@ -8,7 +8,7 @@ no file behind:
    one forward at the export size;
 3. wrap the model for FP16 and/or in-graph preprocessing, export in memory, check the graph with
    ``onnx.checker`` and against the target TensorRT's operator list; with ``--optimize-for
-   onnxruntime``, rewrite the channel reductions for ONNX Runtime (:mod:`cvnet.export.ort_graph`)
+   onnxruntime``, rewrite the graph for ONNX Runtime's CPU provider (:mod:`cvnet.export.ort_graph`)
    and check again;
 4. verify with ONNX Runtime against the FP32 PyTorch model (unless told not to), and with
    OpenVINO at each precision it computes here when asked (``--verify-backend openvino``);
@@ -82,9 +82,10 @@ class ExportOptions:
         half: Export an FP16-typed graph (attention and I/O in FP32).
         verify: Compare ONNX Runtime with PyTorch before writing anything.
         verify_images: Number of images verification uses.
-        optimize_for: ``"any"`` (the graph as exported) or ``"onnxruntime"`` (channel means as
-            1x1 convolutions, channel maxima as halving trees: faster in ONNX Runtime at batch 1,
-            slower in OpenVINO; :mod:`cvnet.export.ort_graph`). The sidecar records it.
+        optimize_for: ``"any"`` (the graph as exported) or ``"onnxruntime"`` (channel
+            reductions on channels-last rows, broadcasts spread to equal shapes, spatial means
+            as GlobalAveragePool, with the shapes kept: the activations stay in ONNX Runtime's
+            NCHWc layout; :mod:`cvnet.export.ort_graph`). The sidecar records it.
         verify_backends: Runtimes checked besides ONNX Runtime: ``("openvino",)`` checks
             OpenVINO at fp32 and, where this CPU computes it, bf16; an FP32 failure stops the
             export, a BF16 one is recorded (the OpenVINO runner then refuses bf16).
