@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 #: Providers in order of preference.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
                        "CPUExecutionProvider")
+#: The session option that lets ONNX Runtime's intra-op threads spin while they wait.
+SPIN_WAIT_KEY = "session.intra_op.allow_spinning"
 #: ONNX tensor element types -> numpy dtype names.
 _ONNX_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
                "tensor(uint8)": "uint8", "tensor(double)": "float64"}
@@ -45,6 +47,11 @@ class OrtRunner(Runner):
         path: The ``.onnx`` file.
         providers: Execution providers, in order; by default :func:`default_providers`.
         threads: Intra-op threads; ONNX Runtime's default (all cores) when None.
+        spin_wait: Let ONNX Runtime's intra-op threads spin while they wait for work (its own
+            default). Off by default: measured on this project's 2-core VM with two threads,
+            spinning made batch 1 erratic on a quiet machine (14-24 against a steady 22 images/s
+            without) and cost 36% at batch 1 and 16% at batch 8 with one other busy process;
+            it gained 2% at batch 8 on a quiet machine (docs/threads.md). One thread never spins.
         check_hash: Check the file against the sidecar's ``onnx_sha256`` before loading.
         **kwargs: See :class:`cvnet.engines.base.Runner` (``metadata``, ``normalize``,
             ``batch_range``).
@@ -54,8 +61,10 @@ class OrtRunner(Runner):
     kind = "an ONNX model"
 
     def __init__(self, path: str, *, providers: Optional[Sequence[str]] = None,
-                 threads: Optional[int] = None, check_hash: bool = True, **kwargs: Any):
+                 threads: Optional[int] = None, spin_wait: bool = False,
+                 check_hash: bool = True, **kwargs: Any):
         super(OrtRunner, self).__init__(path, **kwargs)
+        self._spin_wait = spin_wait
         self._providers = list(providers) if providers is not None else None
         self._threads = threads
         self._check_hash = check_hash
@@ -80,6 +89,7 @@ class OrtRunner(Runner):
         options.log_severity_level = 3  # errors only; ONNX Runtime warns about unused initializers
         if self._threads:
             options.intra_op_num_threads = int(self._threads)
+        options.add_session_config_entry(SPIN_WAIT_KEY, "1" if self._spin_wait else "0")
         try:
             session = ort.InferenceSession(self.path, sess_options=options, providers=providers)
         except Exception as err:  # onnxruntime's pybind errors share no useful base class

@@ -16,7 +16,7 @@ from cvnet.core.parity import FP32_MIN_COSINE
 from cvnet.core.preprocess import PreprocessConfig, preprocess_batch
 from cvnet.engines import open_engine
 from cvnet.engines.errors import EngineError, EngineInputError, EngineLoadError
-from cvnet.engines.ort_runner import OrtRunner, default_providers
+from cvnet.engines.ort_runner import SPIN_WAIT_KEY, OrtRunner, default_providers
 from tests.fixtures import TINY_ONNX, TINY_SIZE, copy_sidecar, row_cosine
 
 pytestmark = pytest.mark.device
@@ -42,6 +42,16 @@ def test_embeddings_match_pytorch(images, expected):
         assert runner.last_inference_time > 0
     assert embeddings.shape == (7, 96) and embeddings.dtype == np.float32
     assert row_cosine(embeddings, expected["embeddings"]).min() >= FP32_MIN_COSINE
+
+
+@pytest.mark.parametrize("spin_wait, expected_entry", [(False, "0"), (True, "1")])
+def test_intra_op_threads_wait_without_spinning_unless_asked(images, spin_wait, expected_entry):
+    """Spinning threads cost a shared CPU (docs/threads.md): off unless asked for."""
+    with OrtRunner(TINY_ONNX, threads=2, spin_wait=spin_wait) as runner:
+        runner.embed(images[:2])
+        options = runner._session.get_session_options()
+        assert options.get_session_config_entry(SPIN_WAIT_KEY) == expected_entry
+        assert options.intra_op_num_threads == 2
 
 
 def test_preprocessed_batch_gives_the_same_embeddings(images, expected):
