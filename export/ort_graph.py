@@ -47,7 +47,10 @@ logger = logging.getLogger(__name__)
 #: well), ``onnxruntime`` rewrites it for ONNX Runtime's CPU provider (module docstring).
 TARGETS = ("any", "onnxruntime")
 #: The rewrites, in the order of the counts ``optimize_for_onnxruntime`` returns.
-REWRITES = ("channel_mean", "channel_max", "map_broadcast", "channel_scale", "spatial_mean")
+REWRITES = ("channel_mean", "channel_max", "map_broadcast", "channel_scale", "spatial_mean",
+            "pool_first", "concat_last")
+#: Operators that work on each channel alone: a channel concatenation commutes with them.
+PER_CHANNEL = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 #: Channel counts ONNX Runtime's NCHWc kernels take: multiples of MLAS's block (16 on AVX-512,
 #: 8 on AVX2 and NEON). Broadcasts over other counts are left alone: NCHWc would not take them.
 NCHWC_BLOCK = 16
@@ -136,6 +139,114 @@ def _known(*dims: Dim) -> bool:
     return all(isinstance(dim, int) and dim > 0 for dim in dims)
 
 
+def _spatial_mean(node: onnx.NodeProto, shapes: Dict[str, Shape],
+                  constants: Dict[str, np.ndarray]) -> Optional[onnx.NodeProto]:
+    """``GlobalAveragePool`` for a ``ReduceMean`` over axes 2, 3 (keepdims) of a 4-D tensor."""
+    shape = shapes.get(node.input[0]) if node.input else None
+    if (node.op_type != "ReduceMean" or node.domain not in ("", "ai.onnx") or shape is None
+            or len(shape) != 4 or _attribute(node, "keepdims", 1) != 1
+            or _reduced_axes(node, 4, constants) != [2, 3]):
+        return None
+    return helper.make_node("GlobalAveragePool", [node.input[0]], [node.output[0]],
+                            name=node.output[0] + "/ort/global_pool")
+
+
+def _restructure(model: onnx.ModelProto,
+                 shapes: Dict[str, Shape]) -> Tuple[onnx.ModelProto, Dict[str, int]]:
+    """The rewrites that move nodes: spatial means, pools before a sigmoid scale, channel
+    concatenations after per-channel pooling (module docstring), in that order, each exact."""
+    counts = {name: 0 for name in REWRITES}
+    constants = _constants(model)
+    nodes = []  # type: List[onnx.NodeProto]
+    for node in model.graph.node:
+        pooled = _spatial_mean(node, shapes, constants)
+        counts["spatial_mean"] += pooled is not None
+        nodes.append(pooled or node)
+    counts["pool_first"] = _pool_first(nodes, shapes)
+    outputs = {value.name for value in model.graph.output}
+    nodes, counts["concat_last"] = _concat_last(nodes, outputs)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out, counts
+
+
+def _consumers(nodes: Sequence[onnx.NodeProto]) -> Dict[str, List[onnx.NodeProto]]:
+    found = {}  # type: Dict[str, List[onnx.NodeProto]]
+    for node in nodes:
+        for name in node.input:
+            found.setdefault(name, []).append(node)
+    return found
+
+
+def _pool_first(nodes: List[onnx.NodeProto], shapes: Dict[str, Shape]) -> int:
+    """``MaxPool(Mul(z, s))`` -> ``Mul(MaxPool(z), s)`` in place, where s is a (N, C, 1, 1)
+    ``Sigmoid`` output and the product feeds only the pool: bit-identical, because a product with
+    s >= 0 rounds monotonically, so the maximum commutes with it (padding is skipped by the pool
+    either way). The stem's attention scales 128 x 128 maps that its pool then quarters."""
+    producers = {name: node for node in nodes for name in node.output}
+    consumers = _consumers(nodes)
+    moved = 0
+    for pool in list(nodes):
+        if pool.op_type != "MaxPool" or len(pool.output) != 1:
+            continue
+        mul = producers.get(pool.input[0])
+        if mul is None or mul.op_type != "Mul" or len(consumers[mul.output[0]]) != 1:
+            continue
+        for data, scale in (tuple(mul.input), tuple(mul.input)[::-1]):
+            source = producers.get(scale)
+            shape = shapes.get(scale)
+            if source is None or source.op_type != "Sigmoid" or shape is None \
+                    or len(shape) != 4 or shape[2:] != (1, 1):
+                continue
+            pooled, result = pool.output[0] + "/ort/pooled", pool.output[0]
+            pool.input[0], pool.output[0] = data, pooled
+            del mul.input[:]
+            mul.input.extend([pooled, scale])
+            mul.output[0] = result
+            nodes.remove(mul)
+            nodes.insert(nodes.index(pool) + 1, mul)
+            moved += 1
+            break
+    return moved
+
+
+def _concat_last(nodes: List[onnx.NodeProto],
+                 outputs: Sequence[str]) -> Tuple[List[onnx.NodeProto], int]:
+    """A channel ``Concat`` whose every consumer is a per-channel pool (:data:`PER_CHANNEL`):
+    each pool runs on each part, and the results are concatenated, bit-identical. The stem
+    concatenates three 128 x 128 branches; this concatenates them pooled to 64 x 64."""
+    consumers = _consumers(nodes)
+    replaced = {}  # type: Dict[int, List[onnx.NodeProto]]  # id(consumer) -> its nodes
+    dropped = set()
+    for concat in nodes:
+        users = consumers.get(concat.output[0], []) if concat.op_type == "Concat" else []
+        if (not users or _attribute(concat, "axis") not in (1, -3)
+                or concat.output[0] in outputs
+                or any(user.op_type not in PER_CHANNEL or len(user.output) != 1
+                       or list(user.input) != [concat.output[0]] for user in users)):
+            continue
+        for user in users:
+            parts = []
+            for k, name in enumerate(concat.input):
+                part = onnx.NodeProto()
+                part.CopyFrom(user)
+                part.name = "{}/ort/part{}".format(user.output[0], k)
+                part.input[0], part.output[0] = name, part.name
+                parts.append(part)
+            parts.append(helper.make_node("Concat", [part.output[0] for part in parts],
+                                          [user.output[0]], axis=1,
+                                          name=user.output[0] + "/ort/concat"))
+            replaced[id(user)] = parts
+        dropped.add(id(concat))
+    rewritten = []  # type: List[onnx.NodeProto]
+    for node in nodes:
+        if id(node) not in dropped:
+            rewritten.extend(replaced.get(id(node), [node]))
+    return rewritten, len(dropped)
+
+
 class _Rewriter:
     """Walks the graph once, replacing each node that matches a rewrite (module docstring)."""
 
@@ -172,12 +283,6 @@ class _Rewriter:
         if shape is None or _attribute(node, "keepdims", 1) != 1:
             return False
         axes = _reduced_axes(node, len(shape), self.constants)
-        if axes == [2, 3] and len(shape) == 4 and node.op_type == "ReduceMean":
-            self.nodes.append(helper.make_node("GlobalAveragePool", [node.input[0]],
-                                               [node.output[0]],
-                                               name=node.output[0] + "/ort/global_pool"))
-            self.counts["spatial_mean"] += 1
-            return True
         if axes != [1]:
             return False
         if len(shape) != 4 or not _known(*shape[1:]):  # a Conv1d's (N, C, L), or unknown dims
@@ -255,7 +360,8 @@ def optimize_for_onnxruntime(model: onnx.ModelProto) -> Tuple[onnx.ModelProto, D
     Raises:
         ConfigError: sympy is missing (:func:`infer_shapes`).
     """
-    rewriter = _Rewriter(infer_shapes(model))
+    model, counts = _restructure(model, _shapes(infer_shapes(model)))
+    rewriter = _Rewriter(infer_shapes(model, warn=False))
     for node in model.graph.node:
         rewriter.visit(node)
     out = onnx.ModelProto()
@@ -265,7 +371,7 @@ def optimize_for_onnxruntime(model: onnx.ModelProto) -> Tuple[onnx.ModelProto, D
     out.graph.initializer.extend(rewriter.initializers)
     out = infer_shapes(out, warn=False)  # the shapes ONNX Runtime's NCHWc transformer needs
     onnx.checker.check_model(out)
-    counts = rewriter.counts
+    counts.update({name: n for name, n in rewriter.counts.items() if n})
     if rewriter.skipped:
         logger.warning("graph for ONNX Runtime: %d channel reduction(s) left as they are (only "
                        "4-D inputs of known shape are rewritten): %s", len(rewriter.skipped),
@@ -282,5 +388,6 @@ def describe(counts: Dict[str, int], names: Sequence[str] = REWRITES) -> str:
     """One line for the counts ``optimize_for_onnxruntime`` returns."""
     words = {"channel_mean": "channel means", "channel_max": "channel maxima",
              "map_broadcast": "map broadcasts", "channel_scale": "channel scales",
-             "spatial_mean": "spatial means"}
+             "spatial_mean": "spatial means", "pool_first": "pools before a sigmoid scale",
+             "concat_last": "concatenations after per-channel pooling"}
     return ", ".join("{} {}".format(counts.get(name, 0), words[name]) for name in names)

@@ -51,9 +51,10 @@ def _reductions(channels):
 
 
 #: What cvnet_tiny's graph gets: 6 collaborations x 2 branches (mean, max, weighted sum), the
-#: two gates whose width is a multiple of 16, 15 spatial means (the gates', the stem's).
+#: two gates whose width is a multiple of 16, 15 spatial means (the gates', the stem's), and the
+#: stem's pool moved before its attention scale and its concatenation after the pool.
 TINY_COUNTS = {"channel_mean": 12, "channel_max": 12, "map_broadcast": 12, "channel_scale": 2,
-               "spatial_mean": 15}
+               "spatial_mean": 15, "pool_first": 1, "concat_last": 1}
 
 
 def _counts(**found):
@@ -116,6 +117,41 @@ def test_broadcasts_over_channels_nchwc_cannot_take_are_left_alone():
     rewritten, counts = optimize_for_onnxruntime(_broadcasts(5))
     assert counts["map_broadcast"] == counts["channel_scale"] == 0
     assert [n.op_type for n in rewritten.graph.node].count("Mul") == 2
+
+
+def _stem(scale_op):
+    """The MSL stem's pattern: three branches concatenated, scaled per channel by
+    ``scale_op`` of their spatial maximum, max-pooled 3x3 / 2 with padding."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Neg", ["x"], ["b"]),
+             helper.make_node("Concat", ["a", "b", "x"], ["z"], axis=1),
+             helper.make_node("GlobalMaxPool", ["z"], ["m"]),  # a GAP would round differently
+             helper.make_node(scale_op, ["m"], ["s"]),
+             helper.make_node("Mul", ["z", "s"], ["scaled"]),
+             helper.make_node("MaxPool", ["scaled"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                              pads=[1, 1, 1, 1])]
+    return _graph(nodes, [_info("x", ["n", 16, 9, 9])], [_info("y", ["n", 48, 5, 5])])
+
+
+def test_the_stem_pools_before_scaling_and_concatenates_after_pooling_bit_identically():
+    original = _stem("Sigmoid")
+    rewritten, counts = optimize_for_onnxruntime(original)
+    assert counts["pool_first"] == 1 and counts["concat_last"] == 1
+    ops = [(node.op_type, list(node.input)) for node in rewritten.graph.node]
+    assert ("Concat", ["a", "b", "x"]) not in ops  # no concatenation at full size any more
+    assert sum(op == "MaxPool" for op, _ in ops) == 3
+    x = np.random.RandomState(4).randn(3, 16, 9, 9).astype(np.float32) * 4
+    before, after = _session(original).run(None, {"x": x}), _session(rewritten).run(None, {"x": x})
+    np.testing.assert_array_equal(after[0], before[0])
+
+
+def test_a_scale_that_may_be_negative_keeps_the_pool_after_it():
+    """max(z * s) is s * max(z) only for s >= 0: a Tanh scale is left as it is."""
+    rewritten, counts = optimize_for_onnxruntime(_stem("Tanh"))
+    assert counts["pool_first"] == 0
+    assert counts["concat_last"] == 0  # the concatenation still feeds the Mul
+    x = np.random.RandomState(5).randn(2, 16, 9, 9).astype(np.float32)
+    before = _session(_stem("Tanh")).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(_session(rewritten).run(None, {"x": x})[0], before)
 
 
 def _reorders(model):
