@@ -21,12 +21,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cvnet.benchmarks.rounds import batch_sizes
+from cvnet.benchmarks.rounds import add_batch_option, machine_line
 from cvnet.core.cli import (EXIT_OK, ArgumentParser, add_threads, add_verbose, doc_summary,
                             setup_logging)
 from cvnet.core.cpu import load_average, physical_cores
 from cvnet.engines.deps import require
-from cvnet.engines.machine import cpu_model
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +109,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python3 -m cvnet.benchmarks.ort_profile",
                             description=doc_summary(__doc__))
     parser.add_argument("graphs", nargs="+", metavar="MODEL.onnx", help=".onnx files to profile")
-    parser.add_argument("--batch", type=batch_sizes, default=[1, 8], metavar="1,8",
-                        help="batch sizes, comma-separated")
+    add_batch_option(parser)
     parser.add_argument("--runs", type=int, default=5, metavar="N",
                         help="profiled runs per graph and batch size, after one warm-up")
     add_threads(parser, help="ONNX Runtime's intra-op threads (default: physical cores)")
@@ -126,8 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     before = load_average()
     results = {(path, batch): profile(path, batch, args.runs, threads)
                for batch in args.batch for path in args.graphs}
-    print("CPU: {}; threads: {}; load average before/after: {} / {}; {} profiled runs".format(
-        cpu_model(), threads, before, load_average(), args.runs))
+    print(machine_line(threads, before, "{} profiled runs".format(args.runs)))
     print(markdown(results))
     return EXIT_OK
 

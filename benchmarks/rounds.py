@@ -1,6 +1,7 @@
 """What cvnet-bench and the side-by-side measurement scripts share: batch sizes on the command
 line, the options of interleaved rounds, and the line that says where and how a table was
-measured (:mod:`cvnet.benchmarks.cpu_paths`, :mod:`cvnet.benchmarks.channel_reductions`).
+measured (:mod:`cvnet.benchmarks.cpu_paths`, :mod:`cvnet.benchmarks.channel_reductions`,
+:mod:`cvnet.benchmarks.ort_profile`).
 Device-side: Python 3.6.
 """
 
@@ -24,11 +25,16 @@ def batch_sizes(text: str) -> List[int]:
     return sorted(set(values))
 
 
+def add_batch_option(parser: argparse.ArgumentParser) -> None:
+    """``--batch 1,8``: the batch sizes a script measures."""
+    parser.add_argument("--batch", type=batch_sizes, default=[1, 8], metavar="1,8",
+                        help="batch sizes, comma-separated")
+
+
 def add_round_options(parser: argparse.ArgumentParser, *, min_time: float, what: str) -> None:
     """``--batch 1,8``, ``--rounds N``, ``--min-time S`` and ``--threads N`` of a script that
     times several things in interleaved rounds (``what``: what one timing covers)."""
-    parser.add_argument("--batch", type=batch_sizes, default=[1, 8], metavar="1,8",
-                        help="batch sizes, comma-separated")
+    add_batch_option(parser)
     parser.add_argument("--rounds", type=int, default=5, metavar="N",
                         help="interleaved rounds; the table gives the median")
     parser.add_argument("--min-time", type=float, default=min_time, metavar="S",
@@ -36,8 +42,15 @@ def add_round_options(parser: argparse.ArgumentParser, *, min_time: float, what:
     add_threads(parser, help="CPU threads of every runtime (default: physical cores)")
 
 
+def machine_line(threads: int, load_before: Optional[Sequence[Any]], method: str) -> str:
+    """Where and how a table was measured: CPU, threads, load before and after (now), and
+    ``method`` (e.g. ``"5 profiled runs"``)."""
+    return "CPU: {}; threads: {}; load average before/after: {} / {}; {}".format(
+        cpu_model(), threads, load_before, load_average(), method)
+
+
 def header(threads: int, load_before: Optional[Sequence[Any]], rounds: int,
            min_time: float) -> str:
-    """Where and how a table was measured: CPU, threads, load before and after, rounds."""
-    return ("CPU: {}; threads: {}; load average before/after: {} / {}; median of {} rounds of "
-            "{} s".format(cpu_model(), threads, load_before, load_average(), rounds, min_time))
+    """:func:`machine_line` of a table measured in interleaved rounds."""
+    return machine_line(threads, load_before,
+                        "median of {} rounds of {} s".format(rounds, min_time))
