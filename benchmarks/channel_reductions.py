@@ -25,6 +25,7 @@ from cvnet.benchmarks.timing import time_calls
 from cvnet.core.cli import EXIT_OK, ArgumentParser, add_verbose, doc_summary, setup_logging
 from cvnet.core.cpu import load_average, physical_cores
 from cvnet.engines.deps import require
+from cvnet.engines.ort_runner import session_options
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,7 @@ def forms(onnx: Any, shape: Tuple[int, int, int]) -> Dict[str, Tuple[str, bytes]
 def runtimes(threads: int) -> Dict[str, Callable[[bytes], Callable[[np.ndarray], np.ndarray]]]:
     """runtime name -> graph bytes -> a function running it on one input."""
     ort = require("onnxruntime", "the channel-reduction benchmark")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options = session_options(ort, threads)  # as cvnet's runner: threads wait, not spin
     options.inter_op_num_threads = 1
 
     def onnxruntime(graph: bytes) -> Callable[[np.ndarray], np.ndarray]:

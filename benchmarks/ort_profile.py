@@ -26,6 +26,7 @@ from cvnet.core.cli import (EXIT_OK, ArgumentParser, add_threads, add_verbose, d
                             setup_logging)
 from cvnet.core.cpu import load_average, physical_cores
 from cvnet.engines.deps import require
+from cvnet.engines.ort_runner import session_options
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ def profile(path: str, batch: int, runs: int, threads: int) -> Tuple[Dict[str, f
     ort = require("onnxruntime", "the ONNX Runtime profile")
     onnx = require("onnx", "the ONNX Runtime profile")
     with tempfile.TemporaryDirectory() as folder:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options = session_options(ort, threads)
         options.inter_op_num_threads = 1
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(folder, "profile")

@@ -36,6 +36,23 @@ def default_providers(available: Sequence[str]) -> List[str]:
     return chosen or ["CPUExecutionProvider"]
 
 
+def session_options(ort: Any, threads: Optional[int] = None, *,
+                    spin_wait: bool = False) -> Any:
+    """cvnet's ONNX Runtime session options: ``threads`` intra-op threads (ONNX Runtime's
+    default, all cores, when None) that wait without spinning unless ``spin_wait``
+    (:class:`OrtRunner`; docs/threads.md), errors-only logging.
+
+    Args:
+        ort: The imported ``onnxruntime`` module.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only; ONNX Runtime warns about unused initializers
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.add_session_config_entry(SPIN_WAIT_KEY, "1" if spin_wait else "0")
+    return options
+
+
 def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
@@ -85,11 +102,7 @@ class OrtRunner(Runner):
             providers = self._providers
         else:
             providers = default_providers(available)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only; ONNX Runtime warns about unused initializers
-        if self._threads:
-            options.intra_op_num_threads = int(self._threads)
-        options.add_session_config_entry(SPIN_WAIT_KEY, "1" if self._spin_wait else "0")
+        options = session_options(ort, self._threads, spin_wait=self._spin_wait)
         try:
             session = ort.InferenceSession(self.path, sess_options=options, providers=providers)
         except Exception as err:  # onnxruntime's pybind errors share no useful base class
