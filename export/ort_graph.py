@@ -22,6 +22,10 @@ results (docs/cpu.md, measured in docs/results.md):
   W]), x)``: the scale copied over H x W by NCHWc's nearest upsampling, exact.
 - **spatial mean** ``ReduceMean(x, axes=[2, 3], keepdims=1)`` -> ``GlobalAveragePool(x)``, which
   NCHWc takes (a sum in another order: about 1e-7 of the input's scale).
+- **pool first** ``MaxPool(Mul(z, sigmoid_scale))`` -> ``Mul(MaxPool(z), sigmoid_scale)``, and
+  **concatenation last**: a channel ``Concat`` feeding only per-channel pools -> the pools on
+  each part, then the ``Concat``. Both bit-identical; the stem's attention and concatenation
+  then work on its pooled 64 x 64 maps, not on 128 x 128.
 
 The shapes come from ONNX Runtime's symbolic shape inference
 (``onnxruntime.tools.symbolic_shape_infer``, needs sympy), whose results stay in the graph as
@@ -46,9 +50,12 @@ logger = logging.getLogger(__name__)
 #: What ``--optimize-for`` offers: ``any`` leaves the graph as exported (every runtime reads it
 #: well), ``onnxruntime`` rewrites it for ONNX Runtime's CPU provider (module docstring).
 TARGETS = ("any", "onnxruntime")
-#: The rewrites, in the order of the counts ``optimize_for_onnxruntime`` returns.
-REWRITES = ("channel_mean", "channel_max", "map_broadcast", "channel_scale", "spatial_mean",
-            "pool_first", "concat_last")
+#: The rewrites, in the order of the counts ``optimize_for_onnxruntime`` returns, and their
+#: words in its log line.
+REWRITES = {"channel_mean": "channel means", "channel_max": "channel maxima",
+            "map_broadcast": "map broadcasts", "channel_scale": "channel scales",
+            "spatial_mean": "spatial means", "pool_first": "pools before a sigmoid scale",
+            "concat_last": "concatenations after per-channel pooling"}
 #: Operators that work on each channel alone: a channel concatenation commutes with them.
 PER_CHANNEL = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 #: Channel counts ONNX Runtime's NCHWc kernels take: multiples of MLAS's block (16 on AVX-512,
@@ -165,11 +172,18 @@ def _restructure(model: onnx.ModelProto,
     counts["pool_first"] = _pool_first(nodes, shapes)
     outputs = {value.name for value in model.graph.output}
     nodes, counts["concat_last"] = _concat_last(nodes, outputs)
+    return _with_nodes(model, nodes), counts
+
+
+def _with_nodes(model: onnx.ModelProto, nodes: Sequence[onnx.NodeProto],
+                initializers: Sequence[onnx.TensorProto] = ()) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph holds ``nodes`` and, added, ``initializers``."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
     out.graph.node.extend(nodes)
-    return out, counts
+    out.graph.initializer.extend(initializers)
+    return out
 
 
 def _consumers(nodes: Sequence[onnx.NodeProto]) -> Dict[str, List[onnx.NodeProto]]:
@@ -353,9 +367,9 @@ def optimize_for_onnxruntime(model: onnx.ModelProto) -> Tuple[onnx.ModelProto, D
 
     Returns:
         The rewritten copy, checked with ``onnx.checker`` and holding every tensor's shape, and
-        the count of each rewrite (:data:`REWRITES`). Channel reductions of a tensor that is not
-        4-D, or whose dims are unknown, are left alone with a warning; a graph where nothing was
-        rewritten is warned about too.
+        the count of each rewrite (the keys of :data:`REWRITES`, in order). Channel reductions
+        of a tensor that is not 4-D, or whose dims are unknown, are left alone with a warning;
+        a graph where nothing was rewritten is warned about too.
 
     Raises:
         ConfigError: sympy is missing (:func:`infer_shapes`).
@@ -364,14 +378,10 @@ def optimize_for_onnxruntime(model: onnx.ModelProto) -> Tuple[onnx.ModelProto, D
     rewriter = _Rewriter(infer_shapes(model, warn=False))
     for node in model.graph.node:
         rewriter.visit(node)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    del out.graph.node[:]
-    out.graph.node.extend(rewriter.nodes)
-    out.graph.initializer.extend(rewriter.initializers)
-    out = infer_shapes(out, warn=False)  # the shapes ONNX Runtime's NCHWc transformer needs
+    # the shapes ONNX Runtime's NCHWc transformer needs stay in the graph
+    out = infer_shapes(_with_nodes(model, rewriter.nodes, rewriter.initializers), warn=False)
     onnx.checker.check_model(out)
-    counts.update({name: n for name, n in rewriter.counts.items() if n})
+    counts = {name: counts[name] + rewriter.counts[name] for name in REWRITES}
     if rewriter.skipped:
         logger.warning("graph for ONNX Runtime: %d channel reduction(s) left as they are (only "
                        "4-D inputs of known shape are rewritten): %s", len(rewriter.skipped),
@@ -380,14 +390,6 @@ def optimize_for_onnxruntime(model: onnx.ModelProto) -> Tuple[onnx.ModelProto, D
         logger.warning("graph for ONNX Runtime: nothing was rewritten (no channel reduction, "
                        "broadcast multiplication or spatial mean of a known 4-D shape): the "
                        "graph is as exported")
-    logger.info("graph for ONNX Runtime: %s", describe(counts))
+    logger.info("graph for ONNX Runtime: %s", ", ".join(
+        "{} {}".format(counts[name], words) for name, words in REWRITES.items()))
     return out, counts
-
-
-def describe(counts: Dict[str, int], names: Sequence[str] = REWRITES) -> str:
-    """One line for the counts ``optimize_for_onnxruntime`` returns."""
-    words = {"channel_mean": "channel means", "channel_max": "channel maxima",
-             "map_broadcast": "map broadcasts", "channel_scale": "channel scales",
-             "spatial_mean": "spatial means", "pool_first": "pools before a sigmoid scale",
-             "concat_last": "concatenations after per-channel pooling"}
-    return ", ".join("{} {}".format(counts.get(name, 0), words[name]) for name in names)
