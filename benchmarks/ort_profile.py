@@ -22,11 +22,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from cvnet.benchmarks.rounds import add_batch_option, machine_line
-from cvnet.core.cli import (EXIT_OK, ArgumentParser, add_threads, add_verbose, doc_summary,
-                            setup_logging)
+from cvnet.core.cli import (EXIT_ERROR, EXIT_OK, ArgumentParser, add_threads, add_verbose,
+                            doc_summary, setup_logging)
+from cvnet.core.errors import CVNetError
 from cvnet.core.cpu import load_average, physical_cores
 from cvnet.engines.deps import require
-from cvnet.engines.ort_runner import session_options
+from cvnet.engines.ort_runner import load_error, session_options
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ def profile(path: str, batch: int, runs: int, threads: int) -> Tuple[Dict[str, f
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(folder, "profile")
         options.optimized_model_filepath = os.path.join(folder, "optimized.onnx")
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's pybind errors share no useful base class
+            raise load_error(path, err) from err
         feeds = _input(session, batch)
         for _ in range(runs + 1):  # the first is a warm-up, left out of the sums
             session.run(None, feeds)
@@ -122,8 +126,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(args.verbose)
     threads = args.threads or physical_cores()
     before = load_average()
-    results = {(path, batch): profile(path, batch, args.runs, threads)
-               for batch in args.batch for path in args.graphs}
+    try:
+        results = {(path, batch): profile(path, batch, args.runs, threads)
+                   for batch in args.batch for path in args.graphs}
+    except CVNetError as err:
+        logger.error("%s", err)
+        return EXIT_ERROR
     print(machine_line(threads, before, "{} profiled runs".format(args.runs)))
     print(markdown(results))
     return EXIT_OK

@@ -57,6 +57,14 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
+def load_error(path: str, err: Exception) -> EngineLoadError:
+    """The error for an ``.onnx`` file ONNX Runtime cannot load: the file, ONNX Runtime's
+    reason, and what to do."""
+    return EngineLoadError("{}: ONNX Runtime cannot load it ({}); is it a complete .onnx "
+                           "file? Copy it again or re-export it with cvnet-export".format(
+                               path, _first_line(err)))
+
+
 class OrtRunner(Runner):
     """Runs an ONNX graph with ONNX Runtime.
 
@@ -132,9 +140,7 @@ class OrtRunner(Runner):
                        batch_range=(batch, batch) if batch else None)
 
     def _load_error(self, err: Exception) -> EngineLoadError:
-        return EngineLoadError("{}: ONNX Runtime cannot load it ({}); is it a complete .onnx "
-                               "file? Copy it again or re-export it with cvnet-export".format(
-                                   self.path, _first_line(err)))
+        return load_error(self.path, err)
 
     def _embedded_metadata(self) -> Optional[ArtifactMetadata]:
         props = dict(self._session.get_modelmeta().custom_metadata_map)

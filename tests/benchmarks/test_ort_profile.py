@@ -34,6 +34,14 @@ def test_profile_sums_kernel_times_per_operator(tmp_path):
         reorders)
 
 
+def test_a_file_onnx_runtime_cannot_load_is_a_clear_error(tmp_path, caplog):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    assert main([str(broken), "--batch", "1", "--runs", "1"]) == 1
+    assert "broken.onnx: ONNX Runtime cannot load it" in caplog.text
+    assert "re-export it with cvnet-export" in caplog.text
+
+
 def test_the_command_prints_a_table(tmp_path, capsys):
     path = _graph(str(tmp_path / "g.onnx"))
     assert main([path, "--batch", "1", "--runs", "2", "--threads", "1"]) == 0
